@@ -1,0 +1,21 @@
+# The README's first two commands. Both set up a fresh machine first (.ci/bootstrap.sh:
+# Debian's ffmpeg and espeak-ng, a virtual environment outside the clone keyed by the pins).
+SHELL := /bin/bash
+DEMO_OUT ?= demo_output
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv
+
+venv:
+	@bash .ci/bootstrap.sh
+
+demo:
+	@set -e; venv=$$(bash .ci/bootstrap.sh); \
+	HF_HUB_OFFLINE=1 "$$venv/bin/sound-of-story" demo --out "$(DEMO_OUT)"
+
+# Tests never reach a hub and never see an earlier cache: offline, with a private HF_HOME.
+test:
+	@set -e; venv=$$(bash .ci/bootstrap.sh); \
+	export HF_HUB_OFFLINE=1 HF_HOME=$$(mktemp -d -t sos-hf-home.XXXXXX); \
+	trap 'rm -rf "$$HF_HOME"' EXIT; \
+	"$$venv/bin/python" -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Command line (``sound-of-story``) and the offline demo."""

@@ -1,0 +1,1 @@
+"""SoSRetrievalModel and its configuration and processor (not built yet: see the README)."""

@@ -1,0 +1,1 @@
+"""SoSgenPipeline, SoSgenControlNetPipeline and the spectrogram converter (not built yet: see the README)."""
