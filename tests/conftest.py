@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests never reach a hub and never read an earlier cache."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+# Before anything imports huggingface_hub / datasets / transformers: offline, and a cache
+# of our own that starts empty (also when pytest is run directly, not via `make test`).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sos-test-hf-home-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sound_of_story.dataset_builder.samples import generate_samples
+
+SEED = 7
+CMD_CLIPS = 2
+CMD_DURATION = 24.0
+LSMDC_CLIPS = 5
+LSMDC_DURATION = 30.0
+
+
+def load_records(paths: list[Path]) -> list[dict]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+@pytest.fixture(scope="session")
+def cmd_samples(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Two CMD-style clips (seed 7, 24 s), made once per test session."""
+    out = tmp_path_factory.mktemp("cmd_samples")
+    paths = generate_samples(out, num_clips=CMD_CLIPS, seed=SEED, duration_s=CMD_DURATION, style="cmd", progress=False)
+    return out, load_records(paths)
+
+
+@pytest.fixture(scope="session")
+def lsmdc_samples(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Five LSMDC-style clips cut from 30 s movies (seed 7)."""
+    out = tmp_path_factory.mktemp("lsmdc_samples")
+    paths = generate_samples(out, num_clips=LSMDC_CLIPS, seed=SEED, duration_s=LSMDC_DURATION, style="lsmdc", progress=False)
+    return out, load_records(paths)
