@@ -31,6 +31,7 @@ import wave
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import imagehash
 import numpy as np
 import soundfile as sf
 from PIL import Image
@@ -38,6 +39,7 @@ from scipy import signal
 from tqdm.auto import tqdm
 
 from .atomic_files import atomic_path, write_json_atomic
+from .key_frames import HASHES, similarity
 
 SAMPLE_RATE = 44_100
 FPS = 24
@@ -48,6 +50,10 @@ MIN_SCENE_S = 3.0
 LSMDC_CLIP_RANGE_S = (3.0, 12.0)
 GENERATOR_VERSION = 1
 STYLES = ("cmd", "lsmdc")
+CUT_HASHES = ("dhash",)
+CUT_MAX_SIMILARITY = 0.375  # between consecutive shots, for every hash in CUT_HASHES
+CANVAS_MARGIN = 24  # pixels of picture around the frame, room for the camera to move
+MAX_PAN_PX = 10  # camera travel per scene: small against the 9x8 hash grid (~35 px cells)
 
 # Levels (RMS, dBFS): dialogue sits about 10 dB over the background, as in a film mix.
 BACKGROUND_DBFS = -30.0
@@ -532,7 +538,9 @@ class Scene:
     category: str
     start_frame: int
     end_frame: int
-    seed: int
+    seed: int  # texture, sound and camera motion
+    light_seed: int  # the pattern of light and shade over the picture
+    light_against: int | None  # the previous shot's dhash bits (64-bit int), which this light inverts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -559,6 +567,7 @@ class MovieTimeline:
     speech: np.ndarray  # (2, num_samples) float64
     description: str
     captions: list[str]
+    mix_gain_db: float  # applied to both stems so that the mix peaks at PEAK_LIMIT at most
 
     @property
     def num_samples(self) -> int:
@@ -579,17 +588,39 @@ def _split_frames(rng: np.random.Generator, total: int, count: int, minimum: int
     return [minimum + int(e) for e in extra]
 
 
+def _scene_hashes(picture: np.ndarray) -> dict[str, imagehash.ImageHash]:
+    """Perceptual hashes of a canvas as the camera first sees it (its centre)."""
+    m = CANVAS_MARGIN
+    view = Image.fromarray(np.clip(picture[m : m + HEIGHT, m : m + WIDTH], 0, 255).astype(np.uint8))
+    return {name: HASHES[name](view) for name in CUT_HASHES}
+
+
 def _plan_scenes(rng: np.random.Generator, num_frames: int) -> list[Scene]:
     min_frames = int(MIN_SCENE_S * FPS)
     count = int(rng.integers(3, min(8, num_frames // min_frames) + 1))
     lengths = _split_frames(rng, num_frames, count, min_frames)
-    scenes, start, previous = [], 0, None
+    scenes: list[Scene] = []
+    start, previous, before = 0, None, None
     for length in lengths:
-        choices = [c for c in CATEGORY_NAMES if c != previous]
+        choices = [c for c in CATEGORY_NAMES if previous is None or c != previous]
         category = choices[int(rng.integers(len(choices)))]
-        scenes.append(Scene(category, start, start + length, int(rng.integers(2**31))))
+        seed = int(rng.integers(2**31))
+        texture = _texture_canvas(category, seed)
+        against = int(str(before["dhash"]), 16) if before is not None else None
+        # A hard cut shows a clearly different shot. Unrelated pictures sit at hash similarity
+        # ~0.5, right at the key-frame threshold, so chance alone would hide cuts: the light of
+        # a shot brightens where the previous shot's dhash saw darkening and vice versa, and it
+        # is redrawn until the default fingerprint (dhash) is far from the previous shot's.
+        for _ in range(200):
+            light_seed = int(rng.integers(2**31))
+            hashes = _scene_hashes(texture * _light(light_seed, against)[..., None])
+            if before is None or all(similarity(hashes[h], before[h]) <= CUT_MAX_SIMILARITY for h in CUT_HASHES):
+                break
+        else:
+            raise SampleGenerationError(f"found no picture for a {category} scene distinct from the previous shot")
+        scenes.append(Scene(category, start, start + length, seed, light_seed, against))
         start += length
-        previous = category
+        previous, before = category, hashes
     return scenes
 
 
@@ -699,11 +730,10 @@ def plan_movie(seed: int, index: int, duration_s: float, style: str) -> MovieTim
     speech = np.zeros((2, n))
     for line, audio in placed:
         speech[:, line.start_sample : line.end_sample] = audio  # centre-panned: same in L and R
-    peak = float(np.max(np.abs(background + speech)))
-    if peak > PEAK_LIMIT:
-        background *= PEAK_LIMIT / peak
-        speech *= PEAK_LIMIT / peak
-    return MovieTimeline(index, seed, num_frames, scenes, clip_bounds, characters, [line for line, _ in placed], background, speech, description, captions)
+    gain = min(1.0, PEAK_LIMIT / max(float(np.max(np.abs(background + speech))), 1e-12))
+    background *= gain
+    speech *= gain
+    return MovieTimeline(index, seed, num_frames, scenes, clip_bounds, characters, [line for line, _ in placed], background, speech, description, captions, 20 * math.log10(gain))
 
 
 # ----------------------------------------------------------------------------------------
@@ -711,25 +741,50 @@ def plan_movie(seed: int, index: int, duration_s: float, style: str) -> MovieTim
 # ----------------------------------------------------------------------------------------
 
 
-def _scene_canvas(scene: Scene, margin: int) -> np.ndarray:
-    category = _BY_NAME[scene.category]
-    rng = np.random.default_rng([scene.seed, 1])
-    field = _texture(category.texture, rng, HEIGHT + 2 * margin, WIDTH + 2 * margin)
-    return _apply_palette(field, category.palette)
+def _texture_canvas(category: str, seed: int) -> np.ndarray:
+    """The scene's picture before lighting: its category's texture through its palette."""
+    spec = _BY_NAME[category]
+    rng = np.random.default_rng([seed, 1])
+    field = _texture(spec.texture, rng, HEIGHT + 2 * CANVAS_MARGIN, WIDTH + 2 * CANVAS_MARGIN)
+    return _apply_palette(field, spec.palette)
+
+
+def _light(light_seed: int, against: int | None = None) -> np.ndarray:
+    """Broad light and shade over the canvas, in [0.1, 1].
+
+    Without ``against``: a random smooth pattern. With it (a 64-bit dhash of the previous
+    shot): on dhash's 9 x 8 grid of the view, each step to the right goes down where that
+    hash's bit says "brighter to the right" and up where it says "darker", by random amounts.
+    """
+    rng = np.random.default_rng([light_seed, 5])
+    if against is None:
+        grid = rng.random((8, 9))
+    else:
+        bits = np.array([(against >> (63 - i)) & 1 for i in range(64)], dtype=float).reshape(8, 8)
+        steps = np.where(bits > 0, -1.0, 1.0) * rng.uniform(0.4, 1.0, size=(8, 8))
+        grid = np.concatenate([rng.uniform(0, 1, size=(8, 1)), steps], axis=1).cumsum(axis=1)
+    grid = (grid - grid.min()) / max(grid.max() - grid.min(), 1e-9)
+    view = np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR))
+    light = np.pad(view, CANVAS_MARGIN, mode="edge")
+    return 0.1 + 0.9 * np.clip(light, 0.0, 1.0)
+
+
+def _scene_canvas(scene: Scene) -> np.ndarray:
+    return _texture_canvas(scene.category, scene.seed) * _light(scene.light_seed, scene.light_against)[..., None]
 
 
 def _iter_frames(timeline: MovieTimeline, lo: int, hi: int) -> Iterable[np.ndarray]:
     """RGB uint8 frames [lo, hi) of the movie; frame k looks the same whichever clip asks."""
-    margin = 24
+    margin = CANVAS_MARGIN
     for scene in timeline.scenes:
         start, end = max(lo, scene.start_frame), min(hi, scene.end_frame)
         if start >= end:
             continue
-        canvas = _scene_canvas(scene, margin)
+        canvas = _scene_canvas(scene)
         motion = np.random.default_rng([scene.seed, 2])
         length = scene.end_frame - scene.start_frame
         direction = motion.uniform(0, 2 * math.pi)
-        travel = min(motion.uniform(2.0, 6.0) * length / FPS, margin * 1.6)  # slow pan, in pixels
+        travel = min(motion.uniform(1.0, 3.0) * length / FPS, MAX_PAN_PX)  # slow pan, in pixels
         flicker = _BY_NAME[scene.category].flicker
         for k in range(start, end):
             progress = (k - scene.start_frame) / max(length - 1, 1) - 0.5
@@ -808,6 +863,7 @@ def _clip_record(timeline: MovieTimeline, clip_id: str, lo: int, hi: int, style:
         "fps": FPS,
         "duration": (hi - lo) / FPS,
         "num_samples": frames_to_samples(hi) - s_lo,
+        "mix_gain_db": timeline.mix_gain_db,
         "sample_rate": SAMPLE_RATE,
         "width": WIDTH,
         "height": HEIGHT,
