@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
+from sound_of_story.app.build_command import add_build_parser
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import SampleGenerationError
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the sample clips")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    add_build_parser(sub, _Formatter)
     return parser
 
 
@@ -91,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:  # bad input: say what is wrong, no traceback
+    except (ValueError, FileNotFoundError) as err:  # bad input or arguments: say what is wrong, no traceback
         parser.exit(2, f"sound-of-story {args.command}: error: {err}\n")
     except SampleGenerationError as err:  # a tool we run failed (ffmpeg, espeak-ng)
         parser.exit(1, f"sound-of-story {args.command}: error: {err}\n")

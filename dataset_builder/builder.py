@@ -1,0 +1,155 @@
+"""The SoS ``datasets.GeneratorBasedBuilder``: processed stories to Parquet shards.
+
+datasets 5 runs no loading scripts, so this builder is not what ``load_dataset`` runs: the
+command line runs it once to write standard Parquet shards, and the dataset card's YAML
+``configs:`` make ``load_dataset(DIR)`` / ``load_dataset(DIR, "generation")`` read them with no
+code of ours. It reads the per-story results that :mod:`.processing` cached.
+
+* ``stories`` (default): ``id, movie, source, text, audio, frames, frame_times, duration,
+  speech_ratio_before, speech_ratio_after`` (audio: the speech-removed background, FLAC).
+* ``generation``: ``id, story_id, text, audio, spectrogram, frames, frame_times, start, end``:
+  the story's slices of at most 15 s that passed the low-content filter, each with its
+  Riffusion-compatible spectrogram image and the key frames shown during it (times relative to
+  the story; ``start``/``end`` in seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import soundfile as sf
+
+from .processing import flac_bytes
+
+CONFIG_NAMES = ("stories", "generation")
+GENERATION_WIDTH = 1536  # spectrogram columns of a 15 s slice (100 per second, padded to a multiple of 8)
+
+STORIES_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "movie": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "audio": datasets.Audio(),
+        "frames": datasets.List(datasets.Image()),
+        "frame_times": datasets.List(datasets.Value("float32")),
+        "duration": datasets.Value("float32"),
+        "speech_ratio_before": datasets.Value("float32"),
+        "speech_ratio_after": datasets.Value("float32"),
+    }
+)
+GENERATION_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "story_id": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "audio": datasets.Audio(),
+        "spectrogram": datasets.Image(),
+        "frames": datasets.List(datasets.Image()),
+        "frame_times": datasets.List(datasets.Value("float32")),
+        "start": datasets.Value("float32"),
+        "end": datasets.Value("float32"),
+    }
+)
+
+
+@dataclasses.dataclass
+class SoSBuilderConfig(datasets.BuilderConfig):
+    """``entries``: split name -> cache entry folders (from :func:`.processing.process_story`)."""
+
+    entries: dict[str, list[str]] | None = None
+
+
+def _image(path: Path) -> dict:
+    return {"bytes": path.read_bytes(), "path": None}
+
+
+def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
+    """The Riffusion image of a slice, through the pipelines' converter (the project's only one)."""
+    from sound_of_story.pipelines.spectrogram import SpectrogramParams, audio_to_image
+
+    params = SpectrogramParams()
+    natural = params.width_for_num_samples(round(audio.shape[-1] * params.sample_rate / sample_rate))
+    width = max(GENERATION_WIDTH, -(-natural // 8) * 8)
+    image = audio_to_image(audio, sample_rate, params, width=width)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", exif=image.getexif())
+    return buf.getvalue()
+
+
+class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
+    """Writes the SoS configs from cached story results (see the module docstring)."""
+
+    BUILDER_CONFIG_CLASS = SoSBuilderConfig
+    BUILDER_CONFIGS = [
+        SoSBuilderConfig(name="stories", description="Stories: speech-removed audio, key frames, description."),
+        SoSBuilderConfig(name="generation", description="Slices of at most 15 s with spectrogram images, for sound generation."),
+    ]
+    DEFAULT_CONFIG_NAME = "stories"
+
+    def _info(self) -> datasets.DatasetInfo:
+        features = STORIES_FEATURES if self.config.name == "stories" else GENERATION_FEATURES
+        return datasets.DatasetInfo(
+            description="Sound of Story (SoS): background sound paired with image sequences and story text.",
+            features=features,
+            citation=CITATION,
+            homepage="https://github.com/Sosdatasets/SoS_Dataset",
+        )
+
+    def _split_generators(self, dl_manager):
+        entries = self.config.entries or {}
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"entries": paths}) for split, paths in entries.items() if paths]
+
+    def _generate_examples(self, entries):
+        for entry in map(Path, entries):
+            meta = json.loads((entry / "meta.json").read_text())
+            frame_paths = [entry / "frames" / f"{i:04d}.jpg" for i in range(len(meta["frame_times"]))]
+            if self.config.name == "stories":
+                yield meta["id"], {
+                    "id": meta["id"],
+                    "movie": meta["movie"],
+                    "source": meta["source"],
+                    "text": meta["text"],
+                    "audio": {"bytes": (entry / "audio.flac").read_bytes(), "path": f"{meta['id']}.flac"},
+                    "frames": [_image(p) for p in frame_paths],
+                    "frame_times": meta["frame_times"],
+                    "duration": meta["duration"],
+                    "speech_ratio_before": meta["speech_ratio_before"],
+                    "speech_ratio_after": meta["speech_ratio_after"],
+                }
+                continue
+            kept = [s for s in meta["slices"] if s["keep"]]
+            if not kept:
+                continue
+            audio, rate = sf.read(entry / "audio.flac", dtype="float32", always_2d=True)
+            audio = audio.T
+            times = np.asarray(meta["frame_times"], dtype=np.float64)
+            for k, piece in enumerate(kept):
+                a, b = piece["start_sample"], piece["end_sample"]
+                start, end = a / rate, b / rate
+                inside = [i for i, t in enumerate(times) if round(t * rate) >= a and round(t * rate) < b]
+                slice_id = f"{meta['id']}_s{k:03d}"
+                yield slice_id, {
+                    "id": slice_id,
+                    "story_id": meta["id"],
+                    "text": meta["text"],
+                    "audio": {"bytes": flac_bytes(audio[:, a:b], rate), "path": f"{slice_id}.flac"},
+                    "spectrogram": {"bytes": spectrogram_png(audio[:, a:b], rate), "path": None},
+                    "frames": [_image(frame_paths[i]) for i in inside],
+                    "frame_times": [float(times[i]) for i in inside],
+                    "start": start,
+                    "end": end,
+                }
+
+
+CITATION = """@inproceedings{bae2023soundofstory,
+  title     = {Sound of Story: Multi-modal Storytelling with Audio},
+  author    = {Bae, Jaeyeon and Jeong, Seokhoon and Kang, Seokun and Han, Namgi and Lee, Jae-Yon and Kim, Hyounghun and Kim, Taehwan},
+  booktitle = {Findings of the Association for Computational Linguistics: EMNLP 2023},
+  year      = {2023}
+}"""

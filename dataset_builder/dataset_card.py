@@ -1,0 +1,126 @@
+"""The dataset card (README.md) of a built SoS folder: YAML configs and features, statistics, method."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from .atomic_files import atomic_path
+from .builder import CITATION
+
+
+def _stats(meta: dict, splits: dict[str, list[str]]) -> dict:
+    rows = []
+    for sid in [s for ids in splits.values() for s in ids]:
+        rows.append(json.loads((Path(meta["entries"][sid]) / "meta.json").read_text()))
+    words = {src: [len(r["text"].split()) for r in rows if r["source"] == src] for src in sorted({r["source"] for r in rows})}
+    slices = [s for r in rows for s in r["slices"]]
+    dropped: dict[str, int] = {}
+    for s in slices:
+        if not s["keep"]:
+            key = "digital silence" if s["reason"] == "digital silence" else "low content"
+            dropped[key] = dropped.get(key, 0) + 1
+    return {
+        "stories": len(rows),
+        "movies": len({r["movie"] for r in rows}),
+        "images": sum(len(r["frame_times"]) for r in rows),
+        "images_per_story": statistics.fmean(len(r["frame_times"]) for r in rows),
+        "hours": sum(r["duration"] for r in rows) / 3600,
+        "mean_duration": statistics.fmean(r["duration"] for r in rows),
+        "words": {src: (statistics.fmean(w), statistics.median(w)) for src, w in words.items()},
+        "speech_before": statistics.fmean(r["speech_ratio_before"] for r in rows),
+        "speech_after": statistics.fmean(r["speech_ratio_after"] for r in rows),
+        "slices_kept": sum(s["keep"] for s in slices),
+        "slices_dropped": dropped,
+        "frames_per_150s": 150 * sum(len(r["frame_times"]) for r in rows) / max(sum(r["duration"] for r in rows), 1e-9),
+    }
+
+
+def write_dataset_card(out_dir: Path, infos: dict, meta: dict, splits: dict[str, list[str]], params) -> Path:
+    configs = [
+        {
+            "config_name": name,
+            **({"default": True} if name == "stories" else {}),
+            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split, ids in splits.items() if ids],
+        }
+        for name in infos
+    ]
+    data = DatasetCardData(
+        pretty_name="Sound of Story (SoS), built locally",
+        license="other",
+        language=["en"],
+        task_categories=["text-to-audio"],
+        tags=["storytelling", "background-sound", "movies", "sound-of-story"],
+        configs=configs,
+    )
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    s = _stats(meta, splits)
+    word_rows = "\n".join(f"| words per text ({src}) | {mean:.1f} (median {median:.1f}) |" for src, (mean, median) in s["words"].items())
+    dropped = ", ".join(f"{n} {why}" for why, n in sorted(s["slices_dropped"].items())) or "none"
+    split_counts = ", ".join(f"{name}: {len(ids)}" for name, ids in splits.items())
+    sep = params.separation
+    kf = params.key_frames
+    body = f"""
+# Sound of Story (SoS), built locally
+
+Background sound (speech removed) paired with key-frame image sequences and story text, in the
+format of *Sound of Story: Multi-modal Storytelling with Audio* (Findings of EMNLP 2023), built
+with `sound-of-story build` from the builder's own copies of the movie clips.
+
+```python
+from datasets import load_dataset
+stories = load_dataset("path/to/this/folder")                    # config "stories" (default)
+slices = load_dataset("path/to/this/folder", "generation")       # 15 s slices + spectrograms
+```
+
+## Statistics (this build; compare with the paper's Table 1)
+
+| | this build |
+|---|---|
+| stories | {s['stories']} ({split_counts}; split by movie) |
+| movies | {s['movies']} |
+| images | {s['images']} ({s['images_per_story']:.1f} per story; {s['frames_per_150s']:.1f} per 150 s, the paper has about 20) |
+| audio | {s['hours']:.3f} h ({s['mean_duration']:.1f} s per story on average) |
+{word_rows}
+| speech ratio (silero-vad windows), before / after removal | {s['speech_before']:.3f} / {s['speech_after']:.3f} |
+| generation slices kept | {s['slices_kept']} (dropped: {dropped}) |
+| inputs that failed | {len(meta['failures'])} (see `failures.jsonl`) |
+
+The paper's full dataset: 27,354 stories from 3,807 movies (CMD and LSMDC), 535,707 images (19.6
+per story), 984 h of speech-decoupled audio, about 150 s per story.
+
+## How it was built
+
+1. Audio decoded at the source rate, channels kept (LSMDC runs: clips joined in order by decoding).
+2. Speech removal: backend `{sep.backend}`{f" (STFT {sep.n_fft}/{sep.hop}, gain exponent {sep.gain_exponent:g}, speech band {sep.speech_band_hz[0]:g}-{sep.speech_band_hz[1]:g} Hz)" if sep.backend == "center" else ""}.
+   The paper used bytesep's MUSDB18 accompaniment model; `speech_ratio_before`/`after` record the
+   share of silero-vad speech windows before and after.
+3. Key frames: sampled at {kf.fps:g} fps, `{kf.hash}` fingerprints, a frame kept when its similarity to
+   the last kept frame is at most {kf.max_similarity:g}; JPEG, long side at most {kf.max_side} px.
+4. Generation slices: spans between key-frame times accumulated up to {params.slice_seconds:g} s
+   (longer single spans {"kept" if params.keep_long_slices else "dropped"}); slices whose
+   `{params.content.measure}` is below {params.content.threshold:g} or that are digitally silent are dropped.
+5. Spectrograms: Riffusion-compatible images (44.1 kHz, hop 441, 512 mel bins 0-10 kHz, power 0.25),
+   1536 px for a 15 s slice.
+
+Processing parameters: `{json.dumps(params.to_json(), sort_keys=True, default=str)}`
+
+## License
+
+The audio and images come from the builder's copies of the source films: their terms apply.
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    path = Path(out_dir) / "README.md"
+    with atomic_path(path) as tmp:
+        card.save(str(tmp))
+    return path
