@@ -24,6 +24,11 @@ def test_demo_makes_samples_and_says_what_is_not_built(tmp_path):
         for row in map(json.loads, rows):
             assert (tmp_path / "samples" / style / row["video"]).stat().st_size > 10_000
     assert result.stdout.count("[done]") == 2
+    from datasets import load_dataset
+
+    stories = load_dataset(str(tmp_path / "sos"))
+    assert sum(len(s) for s in stories.values()) == int(result.stdout.split("dataset build: ")[1].split(" stories")[0]) >= 6
+    assert len(stories["test"]) >= 1
     for name, _ in PENDING_STAGES:
         assert f"[not built]  {name}:" in result.stdout
     assert "nothing was run for them" in result.stdout
