@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -80,7 +81,9 @@ def _silero_model():
     from silero_vad import load_silero_vad  # importing it sets torch to one thread: undo that
 
     torch.set_num_threads(threads)
-    return load_silero_vad(onnx=False)
+    with warnings.catch_warnings():  # its loader uses APIs that importlib and torch deprecate
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad(onnx=False)
 
 
 def _to_vad_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:
