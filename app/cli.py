@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sound_of_story.app.build_command import add_build_parser
+from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import SampleGenerationError
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     add_build_parser(sub, _Formatter)
+    add_evaluate_parser(sub)
     return parser
 
 

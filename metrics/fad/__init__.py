@@ -1,0 +1,65 @@
+"""Fréchet Audio Distance (FAD): VGGish in PyTorch, Fréchet distance, FAD-infinity, per-clip FAD.
+
+The maths is importable from here; ``metrics/fad/fad.py`` next to this file is the thin
+`evaluate` module (``evaluate.load("metrics/fad")``) and ``README.md`` its module card.
+
+Typical use::
+
+    from sound_of_story.metrics.fad import VGGishEmbedder, compute_fad
+
+    embedder = VGGishEmbedder.from_checkpoint("vggish-10086976.pth")  # torchvggish release v0.1
+    result = compute_fad("generated/", "reference/", embedder, cache="~/.cache/sos-fad", progress=True)
+    print(result.fad)
+
+Submodules: ``vggish`` (network, log-mel input pipeline, checkpoints), ``audio_input``
+(reading, downmix, resampling), ``frechet`` (statistics, distance, FAD-infinity, per-clip),
+``embedders`` (VGGish / CLAP behind one batched, cached interface), ``embedding_cache``,
+``scoring`` (``compute_fad``).
+"""
+
+from sound_of_story.metrics.fad.audio_input import audio_file_extensions, list_audio_files, prepare_waveform, resample
+from sound_of_story.metrics.fad.embedders import RANDOM_WEIGHTS_WARNING, AudioEmbedder, ClapEmbedder, VGGishEmbedder
+from sound_of_story.metrics.fad.embedding_cache import EmbeddingCache
+from sound_of_story.metrics.fad.frechet import FADInfinityResult, embedding_statistics, fad_from_embeddings, fad_infinity, frechet_distance, per_clip_fad, trace_sqrt_product
+from sound_of_story.metrics.fad.scoring import FADResult, compute_fad
+from sound_of_story.metrics.fad.vggish import (
+    CHECKPOINT_URL,
+    PCA_PARAMS_URL,
+    VGGish,
+    VGGishPostprocessor,
+    load_pca_params,
+    load_vggish_state_dict,
+    log_mel_spectrogram,
+    random_vggish_state_dict,
+    waveform_to_examples,
+)
+
+__all__ = [
+    "CHECKPOINT_URL",
+    "PCA_PARAMS_URL",
+    "RANDOM_WEIGHTS_WARNING",
+    "AudioEmbedder",
+    "ClapEmbedder",
+    "EmbeddingCache",
+    "FADInfinityResult",
+    "FADResult",
+    "VGGish",
+    "VGGishEmbedder",
+    "VGGishPostprocessor",
+    "audio_file_extensions",
+    "compute_fad",
+    "embedding_statistics",
+    "fad_from_embeddings",
+    "fad_infinity",
+    "frechet_distance",
+    "list_audio_files",
+    "load_pca_params",
+    "load_vggish_state_dict",
+    "log_mel_spectrogram",
+    "per_clip_fad",
+    "prepare_waveform",
+    "random_vggish_state_dict",
+    "resample",
+    "trace_sqrt_product",
+    "waveform_to_examples",
+]

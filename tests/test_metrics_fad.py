@@ -1,0 +1,515 @@
+"""FAD: VGGish against torchvggish's golden outputs, the Fréchet distance against scipy, batching,
+the embedding cache, FAD-infinity, per-clip FAD, the CLAP embedder and the evaluate module."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pytest
+import scipy.linalg
+import soundfile as sf
+import torch
+
+from sound_of_story.metrics import evaluate_module_path
+from sound_of_story.metrics.fad import (
+    CHECKPOINT_URL,
+    ClapEmbedder,
+    EmbeddingCache,
+    VGGish,
+    VGGishEmbedder,
+    compute_fad,
+    embedding_statistics,
+    fad_from_embeddings,
+    fad_infinity,
+    frechet_distance,
+    load_pca_params,
+    per_clip_fad,
+    random_vggish_state_dict,
+    resample,
+    waveform_to_examples,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = REPO_ROOT.parent / "shared" / "golden" / "vggish"
+PCA_FILE = GOLDEN / "random_vggish_pca_params.pth"
+MODES = {"relu": dict(final_relu=True), "norelu": dict(final_relu=False), "pca_relu": dict(final_relu=True, pca=True), "pca_norelu": dict(final_relu=False, pca=True)}
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*rank-deficient:UserWarning", "ignore:embedder weights are RANDOM:UserWarning")
+
+
+# ------------------------------------------------------------------------------------------
+# Fixtures
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_weights() -> dict[str, torch.Tensor]:
+    return random_vggish_state_dict(seed=0)
+
+
+@pytest.fixture(scope="module")
+def embedders(random_weights) -> dict[str, VGGishEmbedder]:
+    """One embedder per golden mode; the four models share the same weight tensors (no copies)."""
+    pca = load_pca_params(PCA_FILE)
+    out = {}
+    for mode, options in MODES.items():
+        model = VGGish.from_state_dict(random_weights, final_relu=options["final_relu"], pca_params=pca if options.get("pca") else None)
+        model.random_weights = True
+        out[mode] = VGGishEmbedder(model, weights_name="RANDOM weights, seed 0")
+    return out
+
+
+@pytest.fixture(scope="module")
+def case_a() -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(GOLDEN / "caseA_input_float32.wav")  # float64 holding the float32 values, as the golden run
+    return audio, rate
+
+
+def sine(seconds: float, freq: float, rate: int = 16_000, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------
+# VGGish against torchvggish (golden)
+# ------------------------------------------------------------------------------------------
+
+
+def test_random_weights_reproduce_the_golden_fingerprint(random_weights):
+    fingerprint = json.loads((GOLDEN / "random_vggish_weights_fingerprint.json").read_text())
+    assert list(random_weights) == list(fingerprint)  # same keys, same file order
+    for key, expected in fingerprint.items():
+        tensor = random_weights[key]
+        assert list(tensor.shape) == expected["shape"] and tensor.dtype == torch.float32
+        assert hashlib.sha256(tensor.numpy().astype("<f4").tobytes()).hexdigest() == expected["sha256"], key
+        values = tensor.double()
+        assert float(values.sum()) == pytest.approx(expected["sum"], rel=1e-9, abs=1e-9)
+        assert float((values**2).sum()) == pytest.approx(expected["sum_sq"], rel=1e-9)
+        assert tensor.flatten()[:4].tolist() == expected["first4"]
+
+
+@pytest.mark.parametrize("case", ["caseA", "caseA_1s"])
+def test_log_mel_examples_match_torchvggish(case, case_a):
+    audio, rate = case_a
+    if case == "caseA_1s":
+        audio = audio[:16_000]
+    expected = np.load(GOLDEN / f"{case}_examples.npy")
+    examples = waveform_to_examples(audio, rate)
+    assert examples.dtype == torch.float32 and tuple(examples.shape) == expected.shape
+    np.testing.assert_allclose(examples.numpy(), expected, rtol=0, atol=1e-4)
+
+
+def test_log_mel_examples_of_the_int16_file_match_torchvggish(embedders):
+    examples = embedders["relu"].model_inputs(sf.read(GOLDEN / "caseA_input_int16.wav", dtype="float32")[0], "caseA_int16")
+    np.testing.assert_allclose(examples.numpy(), np.load(GOLDEN / "caseA_int16_examples.npy"), rtol=0, atol=1e-4)
+
+
+def assert_matches_golden(mode: str, ours: np.ndarray, golden: np.ndarray) -> None:
+    golden = golden.reshape(ours.shape)  # torchvggish squeezes a one-example PCA batch to (128,); we keep (1, 128)
+    if mode.startswith("pca"):
+        delta = np.abs(ours - golden)
+        assert delta.max() <= 1.0 and (delta > 0).sum() <= 2, f"{mode}: max |Δ| {delta.max()}, {(delta > 0).sum()} entries differ"
+        assert set(np.unique(ours)) <= set(range(256))
+    else:
+        np.testing.assert_allclose(ours, golden, rtol=1e-4, atol=1e-4, err_msg=mode)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("case", ["caseA", "caseA_int16", "caseA_1s"])
+def test_embeddings_match_torchvggish_in_every_mode(case, mode, embedders, case_a):
+    audio, rate = case_a
+    clip = {"caseA": audio, "caseA_1s": audio[:16_000], "caseA_int16": GOLDEN / "caseA_input_int16.wav"}[case]  # the int16 case is read from its path
+    golden = np.load(GOLDEN / f"{case}_embeddings.npz")
+    (ours,) = embedders[mode].embed([clip], sample_rate=rate)
+    assert ours.shape == ((1 if case == "caseA_1s" else 3), 128)
+    assert_matches_golden(mode, ours, golden[mode])
+
+
+@pytest.mark.parametrize("mode", ["pca_relu", "pca_norelu"])
+def test_pca_projection_before_quantisation_matches_torchvggish(mode, embedders, case_a):
+    audio, rate = case_a
+    raw_mode = mode.removeprefix("pca_")
+    golden = np.load(GOLDEN / "caseA_embeddings.npz")
+    with torch.inference_mode():
+        raw = embedders[raw_mode].model(waveform_to_examples(audio, rate))
+        projected = embedders[mode].model.pproc.project(raw).numpy()
+    np.testing.assert_allclose(projected, golden[f"{mode}_prequant"], rtol=0, atol=1e-4)
+
+
+def test_checkpoint_file_round_trip_with_weights_only(random_weights, embedders, case_a, tmp_path):
+    checkpoint = tmp_path / "vggish-10086976.pth"
+    torch.save(random_weights, checkpoint)  # the release file's format: a plain state dict
+    loaded = VGGishEmbedder.from_checkpoint(checkpoint)
+    assert not loaded.random_weights and "vggish-10086976.pth" in loaded.description
+    audio, rate = case_a
+    np.testing.assert_array_equal(loaded.embed([audio], rate)[0], embedders["norelu"].embed([audio], rate)[0])
+    # A file that is not a VGGish state dict is named in the error
+    bad = tmp_path / "other.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 1, 3, 3)}, bad)
+    with pytest.raises(ValueError, match=r"other\.pth.*missing keys"):
+        VGGishEmbedder.from_checkpoint(bad)
+
+
+def test_missing_checkpoint_says_where_the_weights_come_from(tmp_path):
+    with pytest.raises(ValueError, match="vggish-10086976.pth") as err:
+        VGGishEmbedder.from_checkpoint(None)
+    assert CHECKPOINT_URL in str(err.value) and "random weights" in str(err.value)
+    with pytest.raises(FileNotFoundError, match=CHECKPOINT_URL):
+        VGGishEmbedder.from_checkpoint(tmp_path / "nowhere.pth")
+
+
+def test_pca_params_from_npz_equal_the_torchvggish_file(tmp_path):
+    eigen_vectors, means = load_pca_params(PCA_FILE)
+    assert eigen_vectors.shape == (128, 128) and means.shape == (128,) and eigen_vectors.dtype == np.float64
+    np.savez(tmp_path / "vggish_pca_params.npz", pca_eigen_vectors=eigen_vectors, pca_means=means)  # Google's format
+    loaded = load_pca_params(tmp_path / "vggish_pca_params.npz")
+    np.testing.assert_array_equal(loaded[0], eigen_vectors)
+    np.testing.assert_array_equal(loaded[1], means)
+
+
+# ------------------------------------------------------------------------------------------
+# Input handling
+# ------------------------------------------------------------------------------------------
+
+
+def test_short_clips_are_an_error_unless_padding_is_asked(embedders):
+    embedder = embedders["norelu"]
+    with pytest.raises(ValueError, match=r"array clip 1 is 0\.975 s.*at least 15600"):
+        embedder.embed([sine(2.0, 440), np.zeros(15_599, np.float32)], sample_rate=16_000)
+    assert embedder.embed([np.zeros(15_600, np.float32) + 0.1], sample_rate=16_000)[0].shape == (1, 128)
+    short = sine(0.5, 440)
+    padded = VGGishEmbedder(embedder.model, weights_name="same", pad_short_clips=True).embed([short], sample_rate=16_000)[0]
+    np.testing.assert_allclose(padded, embedder.embed([np.pad(short, (0, 8_000))], sample_rate=16_000)[0], rtol=0, atol=1e-5)
+
+
+def test_stereo_is_averaged_and_channels_first_is_refused(embedders):
+    embedder = embedders["norelu"]
+    left, right = sine(2.0, 440), sine(2.0, 950)
+    stereo = np.stack([left, right], axis=1)  # (samples, channels), soundfile's layout
+    np.testing.assert_allclose(embedder.embed([stereo], 16_000)[0], embedder.embed([(left + right) / 2], 16_000)[0], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(channels, samples\)"):
+        embedder.embed([stereo.T], 16_000)
+
+
+def test_float_wav_files_are_read_at_their_real_scale(embedders, case_a, tmp_path):
+    audio, rate = case_a
+    sf.write(tmp_path / "float.wav", audio.astype(np.float32), rate, subtype="FLOAT")
+    embedder = embedders["norelu"]
+    np.testing.assert_allclose(embedder.embed([tmp_path / "float.wav"])[0], embedder.embed([audio], rate)[0], rtol=0, atol=1e-5)
+
+
+def test_resampling_removes_aliases_and_keeps_the_band():
+    """A band-limited signal made at 48 kHz with a 12 kHz tone on top, resampled to 16 kHz,
+    gives the log-mels of the same signal made directly at 16 kHz (naive decimation would fold
+    the 12 kHz tone onto 4 kHz)."""
+
+    def signal(rate: int, alias_tone: bool) -> np.ndarray:
+        t = np.arange(int(3.5 * rate)) / rate
+        x = 0.3 * np.sin(2 * np.pi * (200 * t + 400 * t**2)) + 0.2 * np.sin(2 * np.pi * 1000 * t) * (0.5 + 0.5 * np.cos(2 * np.pi * 0.7 * t))
+        return (x + (0.2 * np.sin(2 * np.pi * 12_000 * t) if alias_tone else 0)).astype(np.float32)
+
+    direct = waveform_to_examples(signal(16_000, False)).numpy()
+    resampled = resample(signal(48_000, True), 48_000, 16_000)
+    assert resampled.shape == (56_000,)  # floor(n * 16000 / 48000), as resampy
+    delta = np.abs(waveform_to_examples(resampled).numpy() - direct)
+    assert delta.mean() < 1e-3 and delta.max() < 0.1
+    naive = np.abs(waveform_to_examples(signal(48_000, True)[::3]).numpy() - direct)
+    assert naive.mean() > 100 * delta.mean()
+
+
+def test_bad_inputs_are_named(embedders, tmp_path):
+    embedder = embedders["norelu"]
+    with pytest.raises(ValueError, match="array clip 0 is an array: pass its sample_rate"):
+        embedder.embed([sine(1.0, 440)])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        embedder.embed([np.full(16_000, np.nan, np.float32)], 16_000)
+    with pytest.raises(FileNotFoundError, match="missing.wav"):
+        embedder.embed([tmp_path / "missing.wav"])
+    (tmp_path / "notaudio.wav").write_bytes(b"not a wav file")
+    with pytest.raises(ValueError, match="notaudio.wav"):
+        embedder.embed([tmp_path / "notaudio.wav"])
+
+
+# ------------------------------------------------------------------------------------------
+# Batching and caching
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed_clips(tmp_path_factory) -> list:
+    """Clips of different lengths and rates: 16 kHz arrays, a 22.05 kHz stereo file, a 44.1 kHz file."""
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    clips: list = [sine(1.2, 300) + 0.01 * rng.standard_normal(19_200).astype(np.float32), sine(2.5, 520), sine(3.3, 1200)]
+    stereo = np.stack([sine(2.1, 700, 22_050), sine(2.1, 140, 22_050)], axis=1)
+    sf.write(folder / "stereo_22k.wav", stereo, 22_050, subtype="PCM_16")
+    sf.write(folder / "mono_44k.flac", sine(1.7, 880, 44_100), 44_100)
+    return clips + [folder / "stereo_22k.wav", folder / "mono_44k.flac"]
+
+
+class CountingEmbedder(VGGishEmbedder):
+    """Counts forward passes, to see what batching and the cache spare."""
+
+    forwards = 0
+
+    def forward_batch(self, inputs):
+        self.forwards += 1
+        return super().forward_batch(inputs)
+
+
+def test_batched_embeddings_equal_one_clip_at_a_time(embedders, mixed_clips):
+    embedder = CountingEmbedder(embedders["norelu"].model, weights_name="random")
+    batched = embedder.embed(mixed_clips, sample_rate=16_000, batch_size=4)
+    assert [e.shape[0] for e in batched] == [1, 2, 3, 2, 1]
+    assert embedder.forwards == 3  # 9 examples in passes of 4, 4 and 1: clips share passes, clip 2 spans two
+    for clip, together in zip(mixed_clips, batched):
+        (alone,) = embedder.embed([clip], sample_rate=16_000, batch_size=64)
+        np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-4)
+    assert embedder.forwards == 3 + 5
+
+
+def test_cache_hits_return_the_same_without_recomputing(embedders, mixed_clips, tmp_path):
+    model = embedders["norelu"].model
+    cache = EmbeddingCache(tmp_path / "cache")
+    first = CountingEmbedder(model, weights_name="random")
+    computed = first.embed(mixed_clips, sample_rate=16_000, cache=cache)
+    assert first.forwards > 0
+    second = CountingEmbedder(model, weights_name="random")
+    cached = second.embed(mixed_clips, sample_rate=16_000, cache=cache)
+    assert second.forwards == 0
+    for a, b in zip(computed, cached):
+        np.testing.assert_array_equal(a, b)
+    # keyed by content: a renamed copy hits, an edited file misses
+    copy = tmp_path / "renamed.wav"
+    shutil.copy(mixed_clips[3], copy)
+    np.testing.assert_array_equal(second.embed([copy], cache=cache)[0], computed[3])
+    assert second.forwards == 0
+    audio, rate = sf.read(copy)
+    sf.write(copy, audio * 0.5, rate, subtype="PCM_16")
+    second.embed([copy], cache=cache)
+    assert second.forwards == 1
+    # a different embedder configuration never reads these entries
+    other = CountingEmbedder(embedders["relu"].model, weights_name="random")
+    assert other.fingerprint() != second.fingerprint()
+    other.embed(mixed_clips[:1], sample_rate=16_000, cache=cache)
+    assert other.forwards == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Fréchet distance
+# ------------------------------------------------------------------------------------------
+
+
+def scipy_frechet(mu1, sigma1, mu2, sigma2) -> float:
+    """frechet-audio-distance's formula (scipy sqrtm of the non-symmetric product)."""
+    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2).astype(complex))
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean).real)
+
+
+@pytest.mark.parametrize("dim,n1,n2", [(16, 200, 300), (64, 400, 250), (128, 600, 700)])
+def test_frechet_distance_agrees_with_scipy_sqrtm(dim, n1, n2):
+    rng = np.random.default_rng(dim)
+    mix = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    first = rng.standard_normal((n1, dim)) @ mix
+    second = rng.standard_normal((n2, dim)) @ (mix + 0.3 * rng.standard_normal((dim, dim)) / np.sqrt(dim)) + 0.2
+    stats1, stats2 = embedding_statistics(first), embedding_statistics(second)
+    np.testing.assert_allclose(stats1[1], np.cov(first, rowvar=False), rtol=1e-12)
+    ours = frechet_distance(*stats1, *stats2)
+    assert ours == pytest.approx(scipy_frechet(*stats1, *stats2), rel=1e-6)
+    assert fad_from_embeddings(first, second) == ours
+    assert frechet_distance(*stats2, *stats1) == pytest.approx(ours, rel=1e-9)
+
+
+def test_frechet_distance_is_stable_for_rank_deficient_covariances():
+    rng = np.random.default_rng(1)
+    dim = 32
+    q = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
+    a = np.where(np.arange(dim) < 10, rng.uniform(0.5, 2.0, dim), 0.0)  # rank 10
+    b = np.where(np.arange(dim) < 6, rng.uniform(0.5, 2.0, dim), 0.0)  # rank 6
+    sigma1, sigma2 = (q * a) @ q.T, (q * b) @ q.T
+    mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
+    # Commuting covariances: tr (S1 S2)^(1/2) = sum sqrt(a_i b_i), so FD has a closed form.
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
+    # Few embeddings in many dimensions: finite, symmetric, zero against itself.
+    few = rng.standard_normal((20, 128))
+    other = rng.standard_normal((25, 128)) + 0.1
+    with pytest.warns(UserWarning, match="rank-deficient"):
+        stats = embedding_statistics(few)
+    value = fad_from_embeddings(few, other)
+    assert np.isfinite(value) and value > 0
+    assert fad_from_embeddings(other, few) == pytest.approx(value, rel=1e-9)
+    assert frechet_distance(*stats, *stats) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_errors_are_clear():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="at least two embeddings"):
+        embedding_statistics(rng.standard_normal((1, 8)))
+    with pytest.raises(ValueError, match="at least two embeddings"):
+        fad_from_embeddings(rng.standard_normal((10, 8)), rng.standard_normal((1, 8)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        embedding_statistics(np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 1.0]]))
+    with pytest.raises(ValueError, match="different embedding dimensions"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+
+
+def test_fad_infinity_removes_the_small_sample_bias():
+    rng = np.random.default_rng(3)
+    dim = 8
+    samples = rng.standard_normal((3000, dim))  # true distribution N(0, I): the true FD is 0
+    reference_mu, reference_sigma = np.zeros(dim), np.eye(dim)
+    plain = frechet_distance(*embedding_statistics(samples[:300]), reference_mu, reference_sigma)
+    result = fad_infinity(samples, reference_mu, reference_sigma, steps=10, min_n=100, seed=0)
+    assert plain > 0.02 and abs(result.value) < plain / 4  # bias ~ dim^2/(2n) gone
+    assert result.slope > 0 and 0.0 <= result.r2 <= 1.0
+    ns = [n for n, _ in result.points]
+    assert ns[0] == 100 and ns[-1] == 3000 and len(ns) == 10
+    slope, intercept = np.polyfit(1.0 / np.array(ns), [v for _, v in result.points], 1)
+    assert (result.value, result.slope) == pytest.approx((intercept, slope), rel=1e-9)
+    assert fad_infinity(samples, reference_mu, reference_sigma, steps=10, min_n=100, seed=0) == result  # seeded
+    with pytest.raises(ValueError, match="more than min_n"):
+        fad_infinity(samples[:50], reference_mu, reference_sigma, min_n=500)
+
+
+def test_per_clip_fad_is_each_clips_distance_to_the_reference():
+    rng = np.random.default_rng(4)
+    reference = rng.standard_normal((200, 6))
+    clips = [rng.standard_normal((n, 6)) + shift for n, shift in [(5, 0.0), (9, 1.0), (3, -2.0)]]
+    mu, sigma = embedding_statistics(reference)
+    scores = per_clip_fad(clips, mu, sigma)
+    expected = [scipy_frechet(c.mean(0), np.cov(c, rowvar=False), mu, sigma) for c in clips]
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    assert scores[0] < scores[1] and scores[0] < scores[2]
+    with pytest.raises(ValueError, match="short.wav"):
+        per_clip_fad([clips[0], rng.standard_normal((1, 6))], mu, sigma, names=["ok.wav", "short.wav"])
+
+
+# ------------------------------------------------------------------------------------------
+# End to end
+# ------------------------------------------------------------------------------------------
+
+
+def test_compute_fad_equals_an_independent_computation(embedders, mixed_clips):
+    embedder = embedders["norelu"]
+    rng = np.random.default_rng(5)
+    references = [sine(3.0, f) + 0.02 * rng.standard_normal(48_000).astype(np.float32) for f in (220, 330, 440, 660)]
+    result = compute_fad(mixed_clips, references, embedder, sample_rate=16_000, batch_size=8)
+    # independent path: the network directly on torchvggish examples, numpy statistics, scipy sqrtm
+    with torch.inference_mode():
+        ref_frames = np.concatenate([embedder.model(waveform_to_examples(r)).numpy() for r in references])
+    pred_frames = np.concatenate(embedder.embed(mixed_clips, 16_000))
+    expected = scipy_frechet(pred_frames.mean(0), np.cov(pred_frames, rowvar=False), ref_frames.mean(0), np.cov(ref_frames, rowvar=False))
+    assert result.fad == pytest.approx(expected, rel=1e-6)
+    assert (result.num_pred_clips, result.num_ref_clips, result.num_pred_embeddings, result.num_ref_embeddings) == (5, 4, 9, 12)
+    assert result.random_weights and "RANDOM" in result.warning and "RANDOM" in result.embedder
+    assert compute_fad(references, references, embedder, sample_rate=16_000).fad == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # scipy's sqrtm on a 2-frame covariance, in the reference only
+def test_compute_fad_per_clip_and_fad_infinity(embedders, mixed_clips):
+    embedder = embedders["norelu"]
+    references = [sine(3.0, f) for f in (220, 330, 440, 660)]
+    with pytest.raises(ValueError, match=r"too short: array clip 0, .*mono_44k\.flac"):  # 1.2 s and 1.7 s give one example each
+        compute_fad(mixed_clips, references, embedder, sample_rate=16_000, per_clip=True)
+    result = compute_fad(mixed_clips[1:4], references, embedder, sample_rate=16_000, per_clip=True, fad_inf=True, fad_inf_min_n=2, fad_inf_steps=4)
+    frames = embedder.embed(mixed_clips[1:4], 16_000)
+    ref_stats = embedding_statistics(np.concatenate(embedder.embed(references, 16_000)))
+    np.testing.assert_allclose(result.per_clip_fad, [scipy_frechet(f.mean(0), np.cov(f, rowvar=False), *ref_stats) for f in frames], rtol=1e-6)
+    assert result.pred_clip_names[2].endswith("stereo_22k.wav")
+    expected_inf = fad_infinity(np.concatenate(frames), *ref_stats, steps=4, min_n=2, seed=0)
+    assert result.fad_infinity == expected_inf and [n for n, _ in expected_inf.points] == [2, 3, 5, 7]
+
+
+# ------------------------------------------------------------------------------------------
+# CLAP through the same interface
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_clap():
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    audio = dict(spec_size=64, patch_size=4, patch_stride=(4, 4), hidden_size=16, patch_embeds_hidden_size=8, depths=[1, 1], num_attention_heads=[1, 1],
+                 window_size=4, num_mel_bins=16, projection_dim=16, enable_fusion=False, mlp_ratio=1.0)  # fmt: skip
+    text = dict(vocab_size=99, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8, projection_dim=16, max_position_embeddings=40)
+    torch.manual_seed(0)
+    model = ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=16)).eval()
+    # 1 s windows at 16 kHz (the real checkpoint: 10 s at 48 kHz), 16 mel bands to fit the tiny model
+    features = ClapFeatureExtractor(feature_size=16, sampling_rate=16_000, hop_length=160, max_length_s=1, fft_window_size=256, frequency_max=7000)
+    return model, features
+
+
+def test_clap_embedder_windows_batches_and_matches_the_model(tiny_clap, tmp_path):
+    model, features = tiny_clap
+    embedder = ClapEmbedder(model, features, model_name="tiny-clap", hop_seconds=0.5, random_weights=True)
+    assert embedder.sample_rate == 16_000 and embedder.embedding_dim == 16 and "RANDOM" in embedder.description
+    clips = [sine(1.0, 440), sine(1.7, 300, 32_000), sine(0.4, 900)]
+    rates = [16_000, 32_000, 16_000]
+    batched = embedder.embed(clips, sample_rate=rates, batch_size=3)
+    assert [e.shape for e in batched] == [(2, 16), (4, 16), (1, 16)]  # windows start every 0.5 s
+    for clip, rate, together in zip(clips, rates, batched):
+        np.testing.assert_allclose(together, embedder.embed([clip], sample_rate=rate)[0], rtol=1e-5, atol=1e-5)
+    # the first window of the first clip, straight through transformers
+    quantised = (clips[0] * 32767.0).astype(np.int16).astype(np.float32) / 32767.0
+    inputs = features([quantised], sampling_rate=16_000, truncation="rand_trunc", return_tensors="pt")
+    with torch.inference_mode():
+        direct = model.get_audio_features(**inputs).pooler_output.numpy()
+    np.testing.assert_allclose(batched[0][:1], direct, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(batched[1], axis=1), 1.0, rtol=1e-5)
+    result = compute_fad(clips[:2], [sine(1.5, 200), sine(1.5, 250)], embedder, sample_rate=[16_000, 32_000], reference_sample_rate=16_000)
+    assert result.fad > 0 and result.num_pred_embeddings == 6 and result.random_weights
+    # the cache works the same for CLAP, keyed apart from any VGGish entry
+    cache = EmbeddingCache(tmp_path / "cache")
+    first = embedder.embed(clips, sample_rate=rates, cache=cache)
+    assert len(list((tmp_path / "cache" / embedder.fingerprint()[:16]).glob("*.npy"))) == 3
+    for a, b in zip(first, embedder.embed(clips, sample_rate=rates, cache=cache)):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------
+# evaluate module
+# ------------------------------------------------------------------------------------------
+
+
+def test_evaluate_fad_module_matches_the_function(embedders, mixed_clips, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    fad = evaluate.load("metrics/fad")
+    references = [sine(2.0, f) for f in (250, 500, 750)]
+    predictions = mixed_clips[1:3]  # 2.5 s and 3.3 s arrays: at least two frames each, for per-clip FAD
+    embedder = embedders["norelu"]
+    out = fad.compute(predictions=predictions, references=references, sampling_rate=16_000, embedder=embedder, per_clip=True)
+    expected = compute_fad(predictions, references, embedder, sample_rate=16_000, per_clip=True)
+    assert out["fad"] == pytest.approx(expected.fad, rel=1e-6)
+    assert out["per_clip_fad"] == pytest.approx(expected.per_clip_fad, rel=1e-6)
+    assert out["random_weights"] is True and "RANDOM" in out["warning"]
+    # file paths as predictions, streamed with add_batch; absolute-path loading
+    by_path = evaluate.load(evaluate_module_path("fad"))
+    by_path.add_batch(predictions=[str(mixed_clips[3]), str(mixed_clips[4])])
+    out = by_path.compute(references=references, sampling_rate=16_000, embedder=embedder)
+    assert out["fad"] == pytest.approx(compute_fad(mixed_clips[3:], references, embedder, sample_rate=16_000).fad, rel=1e-6)
+    with pytest.raises(ValueError, match="compute\\(references="):
+        by_path.add_batch(predictions=[str(mixed_clips[3])], references=[str(mixed_clips[4])])
+
+
+def test_evaluate_fad_module_needs_a_checkpoint_or_explicit_random_weights(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    fad = evaluate.load("metrics/fad")
+    predictions, references = [sine(2.0, 300), sine(2.0, 400)], [sine(2.0, 500), sine(2.0, 600)]
+    with pytest.raises(ValueError, match="vggish-10086976.pth") as err:
+        fad.compute(predictions=predictions, references=references, sampling_rate=16_000)
+    assert CHECKPOINT_URL in str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fad.compute(predictions=predictions, references=references, sampling_rate=16_000, random_weights=True)
+    assert out["random_weights"] is True and "RANDOM" in out["embedder"] and "not comparable" in out["warning"]
+    assert out["num_pred_embeddings"] == 4 and out["fad"] > 0
