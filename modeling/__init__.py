@@ -1,1 +1,63 @@
-"""SoSRetrievalModel and its configuration and processor (not built yet: see the README)."""
+"""SoSRetrievalModel (paper section 4.1), its configuration and processor, and the Table 2 baselines.
+
+Every model here exposes one retrieval interface, so one evaluation runs on all of them:
+
+- ``get_audio_features(**audio_inputs) -> SoSAudioFeatures``
+- ``get_video_features(pixel_values, frame_mask=None) -> SoSVideoFeatures``
+- ``get_text_features(input_ids, attention_mask=None) -> SoSTextFeatures``
+- ``similarity(audio_features, video_or_text_features) -> (num_audio, num_other)`` tensor, before the logit scale
+
+Importing this package registers ``SoSRetrievalConfig`` / ``SoSRetrievalModel`` with ``AutoConfig`` /
+``AutoModel``; saved models also carry an ``auto_map``, so ``AutoModel.from_pretrained(repo,
+trust_remote_code=True)`` loads them without this package.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_sos import SoSRetrievalConfig
+from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
+from .modeling_clap_baseline import ClapBaselineProcessor, ClapRetrievalBaseline
+from .modeling_sos import (
+    SoSAudioFeatures,
+    SoSRetrievalModel,
+    SoSRetrievalOutput,
+    SoSSimilarityOutput,
+    SoSTextFeatures,
+    SoSVideoFeatures,
+    contrastive_loss,
+    masked_mean_pool,
+    multi_grained_similarity,
+)
+from .modeling_wav2clip_baseline import Wav2CLIPBaselineModel
+from .processing_sos import SoSRetrievalProcessor, prepare_waveform, sample_frame_indices, select_audio_windows
+
+AutoConfig.register(SoSRetrievalConfig.model_type, SoSRetrievalConfig, exist_ok=True)
+AutoModel.register(SoSRetrievalConfig, SoSRetrievalModel, exist_ok=True)
+AutoConfig.register(Wav2CLIPBaselineConfig.model_type, Wav2CLIPBaselineConfig, exist_ok=True)
+AutoModel.register(Wav2CLIPBaselineConfig, Wav2CLIPBaselineModel, exist_ok=True)
+# Written into config.json as `auto_map` on save, with the code files copied next to the weights.
+SoSRetrievalConfig.register_for_auto_class()
+SoSRetrievalModel.register_for_auto_class("AutoModel")
+Wav2CLIPBaselineConfig.register_for_auto_class()
+Wav2CLIPBaselineModel.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "ClapBaselineProcessor",
+    "ClapRetrievalBaseline",
+    "SoSAudioFeatures",
+    "SoSRetrievalConfig",
+    "SoSRetrievalModel",
+    "SoSRetrievalOutput",
+    "SoSRetrievalProcessor",
+    "SoSSimilarityOutput",
+    "SoSTextFeatures",
+    "SoSVideoFeatures",
+    "Wav2CLIPBaselineConfig",
+    "Wav2CLIPBaselineModel",
+    "contrastive_loss",
+    "masked_mean_pool",
+    "multi_grained_similarity",
+    "prepare_waveform",
+    "sample_frame_indices",
+    "select_audio_windows",
+]

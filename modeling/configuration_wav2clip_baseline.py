@@ -1,0 +1,64 @@
+"""Configuration of the Wav2CLIP-style audio-video baseline (paper Table 2)."""
+
+import math
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPConfig, PreTrainedConfig
+
+
+@strict
+class Wav2CLIPBaselineConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`Wav2CLIPBaselineModel`]: a ResNet audio encoder trained into the CLIP image
+    embedding space (Wav2CLIP, Wu et al. 2022), against a frozen CLIP.
+
+    Differences from the original Wav2CLIP, on purpose:
+    - the audio input is the same AST fbank (1024 x 128) as `SoSRetrievalModel`'s, so both models take
+      the `input_values` of `SoSRetrievalProcessor` (Wav2CLIP used a linear STFT of 16 kHz audio);
+    - each spectrogram is standardised with its own mean and standard deviation. The original
+      standardised with one mean/std over the whole batch tensor, so an embedding depended on the
+      rest of the batch.
+    The original checkpoint (a Dropbox download in `wav2clip.get_model()`) does not fit this input
+    and is not loaded; the audio encoder starts from random weights.
+
+    Args:
+        clip_config (`dict` or `CLIPConfig`, *optional*):
+            The CLIP model whose image space the audio is mapped into (video: the normalised mean of
+            the normalised frame embeddings; text: CLIP's text embedding).
+        audio_channels (`list[int]`, *optional*, defaults to `[64, 128, 256, 512]`):
+            Widths of the ResNet stages (ResNet-18: 64, 128, 256, 512).
+        audio_blocks (`list[int]`, *optional*, defaults to `[2, 2, 2, 2]`):
+            Basic blocks per stage (ResNet-18: 2, 2, 2, 2).
+        freeze_clip (`bool`, *optional*, defaults to `True`):
+            Keep CLIP frozen, as in Wav2CLIP's distillation; only the audio side and the logit scale train.
+        logit_scale_init_value (`float`, *optional*, defaults to ln(1/0.07)):
+            Initial log logit scale (CLIP's); clamped at `logit_scale_max`.
+        logit_scale_max (`float`, *optional*, defaults to ln(100)).
+        initializer_range (`float`, *optional*, defaults to 0.02): of the MLP head.
+    """
+
+    model_type = "sos_wav2clip_baseline"
+    sub_configs_defaults = {"clip_config": CLIPConfig}
+
+    clip_config: dict | CLIPConfig | None = None
+    audio_channels: list[int] | tuple[int, ...] = (64, 128, 256, 512)
+    audio_blocks: list[int] | tuple[int, ...] = (2, 2, 2, 2)
+    freeze_clip: bool = True
+    logit_scale_init_value: float = math.log(1 / 0.07)
+    logit_scale_max: float = math.log(100.0)
+    initializer_range: float = 0.02
+
+    @property
+    def projection_dim(self) -> int:
+        return self.clip_config.projection_dim
+
+    def validate_audio_encoder(self):
+        if len(self.audio_channels) == 0 or len(self.audio_channels) != len(self.audio_blocks):
+            raise ValueError(
+                f"audio_channels and audio_blocks must be non-empty and of equal length, got {list(self.audio_channels)} and {list(self.audio_blocks)}"
+            )
+        if min(self.audio_channels) < 1 or min(self.audio_blocks) < 1:
+            raise ValueError("audio_channels and audio_blocks must be positive")
+
+
+__all__ = ["Wav2CLIPBaselineConfig"]

@@ -1,0 +1,147 @@
+"""Wav2CLIP-style baseline for audio-video retrieval (paper Table 2): a ResNet audio encoder trained
+into the (frozen) CLIP image embedding space, with the retrieval interface of `SoSRetrievalModel`."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel, PreTrainedModel
+from transformers import initialization as init
+
+from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
+from .modeling_sos import RetrievalForwardMixin, SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures, _check_frame_mask, masked_mean_pool
+
+
+class AudioResNetBlock(nn.Module):
+    """ResNet basic block: two 3x3 convolutions with batch norm and a (projected) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class AudioResNet(nn.Module):
+    """Wav2CLIP's audio encoder layout (ResNet-18 by default) on a one-channel spectrogram, average-pooled."""
+
+    def __init__(self, channels: list[int], blocks: list[int]):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, channels[0], 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(channels[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        stages, width = [], channels[0]
+        for index, (out, count) in enumerate(zip(channels, blocks)):
+            stride = 1 if index == 0 else 2
+            stage = [AudioResNetBlock(width, out, stride)] + [AudioResNetBlock(out, out, 1) for _ in range(count - 1)]
+            stages.append(nn.Sequential(*stage))
+            width = out
+        self.stages = nn.Sequential(*stages)
+        self.output_dim = width
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """`(batch, time, frequency)` -> `(batch, channels[-1])`."""
+        return self.stages(self.stem(spectrogram.unsqueeze(1))).mean(dim=(2, 3))
+
+
+class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
+    r"""Audio mapped into the CLIP image space; video = mean of the CLIP frame embeddings; text = CLIP text.
+
+    Same interface as `SoSRetrievalModel` (`get_audio_features`, `get_video_features`,
+    `get_text_features`, `similarity`, `forward(..., return_loss=True)`), with one vector per item:
+    the similarity is the cosine of the global embeddings. Inputs come from `SoSRetrievalProcessor`.
+    """
+
+    config_class = Wav2CLIPBaselineConfig
+    config: Wav2CLIPBaselineConfig
+    base_model_prefix = "wav2clip"
+    main_input_name = "input_values"
+    input_modalities = ("audio", "image", "text")
+
+    def __init__(self, config: Wav2CLIPBaselineConfig):
+        super().__init__(config)
+        self.clip = CLIPModel._from_config(config.clip_config)
+        self.audio_encoder = AudioResNet(list(config.audio_channels), list(config.audio_blocks))
+        dim = config.projection_dim
+        # Wav2CLIP's "transform" head: a 3-layer MLP into the CLIP space.
+        self.audio_projection = nn.Sequential(
+            nn.Linear(self.audio_encoder.output_dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        if config.freeze_clip:
+            self.clip.requires_grad_(False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, nn.Conv2d):  # ResNet's initialisation
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def scale(self) -> torch.Tensor:
+        """exp(logit_scale), clamped at exp(`config.logit_scale_max`)."""
+        return self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
+
+    def get_audio_features(self, input_values: torch.Tensor) -> SoSAudioFeatures:
+        """`(batch, time, mel)` or `(batch, crops, time, mel)` fbank -> one normalised vector per story.
+
+        Each spectrogram is standardised by its own mean and standard deviation (not the batch's).
+        """
+        if input_values.dim() == 3:
+            input_values = input_values.unsqueeze(1)
+        if input_values.dim() != 4:
+            raise ValueError(f"input_values must have shape (batch, time, mel) or (batch, crops, time, mel), got {tuple(input_values.shape)}")
+        batch, crops = input_values.shape[:2]
+        spectrograms = input_values.flatten(0, 1)
+        mean = spectrograms.mean(dim=(1, 2), keepdim=True)
+        std = spectrograms.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+        embeds = self.audio_projection(self.audio_encoder((spectrograms - mean) / std))
+        embeds = F.normalize(embeds, dim=-1).view(batch, crops, -1).mean(dim=1)
+        return SoSAudioFeatures(audio_embeds=F.normalize(embeds, dim=-1))
+
+    def get_video_features(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None) -> SoSVideoFeatures:
+        """CLIP image embedding of every frame, normalised; the video is their masked mean, normalised."""
+        if pixel_values.dim() != 5:
+            raise ValueError(f"pixel_values must have shape (batch, num_frames, channels, height, width), got {tuple(pixel_values.shape)}")
+        batch, num_frames = pixel_values.shape[:2]
+        if frame_mask is None:
+            frame_mask = torch.ones(batch, num_frames, dtype=torch.long, device=pixel_values.device)
+        _check_frame_mask(frame_mask, batch, num_frames, "frame_mask")
+        vision = self.clip.vision_model(pixel_values=pixel_values.flatten(0, 1))
+        frames = F.normalize(self.clip.visual_projection(vision.pooler_output), dim=-1).view(batch, num_frames, -1)
+        return SoSVideoFeatures(video_embeds=masked_mean_pool(frames, frame_mask), frame_embeds=frames, frame_mask=frame_mask)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> SoSTextFeatures:
+        """CLIP's text embedding (end token, projected), normalised."""
+        text = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        return SoSTextFeatures(text_embeds=F.normalize(self.clip.text_projection(text.pooler_output), dim=-1), attention_mask=attention_mask)
+
+    def similarity(self, audio_features: SoSAudioFeatures, other_features: SoSVideoFeatures | SoSTextFeatures, **_: object) -> torch.Tensor:
+        """Cosine similarity of the global embeddings, `(num_audio, num_other)` (block options are accepted and unused)."""
+        if isinstance(other_features, SoSVideoFeatures):
+            other = other_features.video_embeds
+        elif isinstance(other_features, SoSTextFeatures):
+            other = other_features.text_embeds
+        else:
+            raise TypeError(f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}")
+        return audio_features.audio_embeds @ other.T
+
+    @classmethod
+    def from_encoders(cls, clip: str = "openai/clip-vit-base-patch32", **config_kwargs: object) -> "Wav2CLIPBaselineModel":
+        """The baseline around a pretrained CLIP (Hub id or folder); the audio encoder is new."""
+        clip_model = CLIPModel.from_pretrained(clip)
+        model = cls(Wav2CLIPBaselineConfig(clip_config=clip_model.config, **config_kwargs))
+        model.clip.load_state_dict(clip_model.state_dict())
+        return model
+
+
+__all__ = ["AudioResNet", "Wav2CLIPBaselineModel"]
