@@ -23,7 +23,12 @@ def test_demo_makes_samples_and_says_what_is_not_built(tmp_path):
         assert len(rows) == count
         for row in map(json.loads, rows):
             assert (tmp_path / "samples" / style / row["video"]).stat().st_size > 10_000
-    assert result.stdout.count("[done]") == 2
+    assert result.stdout.count("[done]") == 4
+    assert "RANDOM-initialised" in result.stdout and "meaningless as a score" in result.stdout
+    for direction in ("audio_to_video", "video_to_audio", "audio_to_text", "text_to_audio"):
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(direction))
+        r1, r5, r10 = (float(line.split(k)[1].split()[0]) for k in ("R@1", "R@5", "R@10"))
+        assert 0 <= r1 <= r5 <= r10 <= 100
     from datasets import load_dataset
 
     stories = load_dataset(str(tmp_path / "sos"))
