@@ -64,8 +64,9 @@ def _process_one(args: tuple[StorySource, ProcessingParams, str]) -> tuple[str, 
         return source.id, None, False, Failure(source.id, source.videos[0] if source.videos else "", f"{type(err).__name__}: {err}")
 
 
-def process_stories(stories: Sequence[StorySource], params: ProcessingParams, cache_dir: Path, num_proc: int = 1, progress: bool = True):
+def process_stories(stories: Sequence[StorySource], params: ProcessingParams, cache_dir: str | Path, num_proc: int = 1, progress: bool = True):
     """Process stories (in parallel with ``num_proc`` > 1); results in manifest order."""
+    cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(s, params, str(cache_dir)) for s in stories]
     bar = tqdm(total=len(jobs), desc="stories", unit="story", disable=not progress)

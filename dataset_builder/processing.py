@@ -156,9 +156,8 @@ def process_story(source: StorySource, params: ProcessingParams, cache_dir: str 
     if duration < MIN_STORY_SECONDS:
         raise StoryError(source.videos[0], f"clip under {MIN_STORY_SECONDS:g} s ({duration:.2f} s)")
     durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
-    ratio_before = speech_ratio(audio, rate)
     background = remove_speech(audio, rate, params.separation)
-    ratio_after = speech_ratio(background, rate)
+    ratio_before, ratio_after = speech_ratio(audio, background, sample_rate=rate)  # one batched VAD pass
     frames = _story_frames(source, offsets, durations, params.key_frames)
     frame_times = [f.time for f in frames]
 

@@ -14,7 +14,7 @@ Three backends behind one interface, ``remove_speech(audio, sample_rate, backend
 * ``checkpoint``: a neural separator, torchaudio's HDemucs architecture, with weights loaded
   from a local checkpoint; everything but the ``vocals`` stem is kept.
 
-``speech_ratio(audio, sample_rate)`` is the share of 32 ms silero-vad windows whose speech
+``speech_ratio(audio, sample_rate=...)`` is the share of 32 ms silero-vad windows whose speech
 probability exceeds 0.5; every story records it before and after removal.
 """
 
@@ -93,29 +93,37 @@ def _to_vad_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return signal.resample_poly(mono, VAD_SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
 
 
-def speech_probabilities(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """silero-vad speech probability of every 32 ms window (16 kHz, 512 samples)."""
+def speech_probabilities(*audios: np.ndarray, sample_rate: int) -> np.ndarray:
+    """silero-vad speech probability of every 32 ms window (16 kHz, 512 samples).
+
+    Several signals of one length run as one batch (faster than one by one): the result is
+    ``(len(audios), windows)``; one signal gives ``(windows,)``.
+    """
     import torch
 
-    x = _to_vad_input(audio, sample_rate)
-    if x.size < VAD_WINDOW:
-        return np.zeros(0, dtype=np.float32)
+    xs = [_to_vad_input(a, sample_rate) for a in audios]
+    if len({x.size for x in xs}) != 1:
+        raise ValueError(f"signals scored together must have one length, got {[x.size for x in xs]} samples at 16 kHz")
+    if xs[0].size < VAD_WINDOW:
+        probs = np.zeros((len(xs), 0), dtype=np.float32)
+        return probs[0] if len(xs) == 1 else probs
     model = _silero_model()
     model.reset_states()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the model is tiny: more threads only add overhead (silero's own default)
     try:
         with torch.inference_mode():
-            probs = model.audio_forward(torch.from_numpy(x), VAD_SAMPLE_RATE)
+            probs = model.audio_forward(torch.from_numpy(np.stack(xs)), VAD_SAMPLE_RATE).numpy().astype(np.float32)
     finally:
         torch.set_num_threads(threads)
-    return probs.squeeze(0).numpy().astype(np.float32)
+    return probs[0] if len(xs) == 1 else probs
 
 
-def speech_ratio(audio: np.ndarray, sample_rate: int, threshold: float = 0.5) -> float:
-    """Share of silero-vad windows with speech probability above ``threshold``."""
-    probs = speech_probabilities(audio, sample_rate)
-    return float(np.mean(probs > threshold)) if probs.size else 0.0
+def speech_ratio(*audios: np.ndarray, sample_rate: int, threshold: float = 0.5):
+    """Share of silero-vad windows with speech probability above ``threshold`` (one float per signal)."""
+    probs = np.atleast_2d(speech_probabilities(*audios, sample_rate=sample_rate))
+    ratios = [float(np.mean(p > threshold)) if p.size else 0.0 for p in probs]
+    return ratios[0] if len(audios) == 1 else tuple(ratios)
 
 
 # ----------------------------------------------------------------------------------------
@@ -123,38 +131,45 @@ def speech_ratio(audio: np.ndarray, sample_rate: int, threshold: float = 0.5) ->
 # ----------------------------------------------------------------------------------------
 
 
-def _smooth(x: np.ndarray, frames: int, bins: int = 1) -> np.ndarray:
-    """Moving average over (frequency, time) of a (bins, frames) array."""
-    return ndimage.uniform_filter(x, size=(max(bins, 1), max(frames, 1)), mode="nearest")
+def _smooth(x, frames: int, bins: int = 1):
+    """Moving average over (frequency, time) of a (bins, frames) tensor, edges averaged over what exists."""
+    import torch
+
+    if frames <= 1 and bins <= 1:
+        return x
+    return torch.nn.functional.avg_pool2d(x[None, None], (bins, frames), stride=1, padding=(bins // 2, frames // 2), count_include_pad=False)[0, 0]
 
 
 def remove_center(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()) -> np.ndarray:
     """Subtract the centre-panned (left/right-correlated) component of a stereo mix."""
-    audio = np.asarray(audio, dtype=np.float64)
+    import torch
+
+    audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or audio.shape[0] != 2:
         raise ValueError(f"center extraction needs stereo audio of shape (2, samples), got {audio.shape}")
     n = audio.shape[1]
-    window = signal.get_window("hann", params.n_fft)
-    stft = functools.partial(signal.stft, fs=sample_rate, window=window, nperseg=params.n_fft, noverlap=params.n_fft - params.hop, boundary="even", padded=True)
-    freqs, _, spec = stft(audio)
-    left, right = spec[0], spec[1]
-    cross = _smooth(np.real(left * np.conj(right)), params.smoothing_frames, params.smoothing_bins)
-    mid = 0.5 * (left + right)
-    mid_power = _smooth(np.abs(mid) ** 2, params.smoothing_frames, params.smoothing_bins)
-    # L = C + Nl, R = C + Nr with uncorrelated Nl, Nr: Re E[L R*] = |C|^2 is the centre's power.
-    gain = np.clip(np.maximum(cross, 0.0) / np.maximum(mid_power, 1e-20), 0.0, 1.0) ** params.gain_exponent
-    lo, hi = params.speech_band_hz
-    gain[(freqs < lo) | (freqs > hi)] = 0.0
-    centre = gain * mid
-    _, restored = signal.istft(np.stack([left - centre, right - centre]), fs=sample_rate, window=window, nperseg=params.n_fft, noverlap=params.n_fft - params.hop, boundary=True)
-    return restored[:, :n].astype(np.float32)
+    window = torch.hann_window(params.n_fft)
+    with torch.inference_mode():
+        spec = torch.stft(torch.from_numpy(audio), params.n_fft, params.hop, window=window, center=True, pad_mode="reflect", return_complex=True)
+        left, right = spec[0], spec[1]
+        cross = _smooth((left * right.conj()).real, params.smoothing_frames, params.smoothing_bins)
+        mid = 0.5 * (left + right)
+        mid_power = _smooth(mid.abs().square(), params.smoothing_frames, params.smoothing_bins)
+        # L = C + Nl, R = C + Nr with uncorrelated Nl, Nr: Re E[L R*] = |C|^2 is the centre's power.
+        gain = (cross.clamp_min(0.0) / mid_power.clamp_min(1e-20)).clamp(0.0, 1.0) ** params.gain_exponent
+        freqs = torch.fft.rfftfreq(params.n_fft, 1.0 / sample_rate)
+        lo, hi = params.speech_band_hz
+        gain[(freqs < lo) | (freqs > hi)] = 0.0
+        centre = gain * mid
+        restored = torch.istft(torch.stack([left - centre, right - centre]), params.n_fft, params.hop, window=window, center=True, length=n)
+    return restored.numpy().astype(np.float32)
 
 
 def attenuate_speech_spans(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()) -> np.ndarray:
     """Lower the spans where silero-vad hears speech, with short fades at their edges."""
     audio = np.asarray(audio, dtype=np.float32)
     n = audio.shape[-1]
-    probs = speech_probabilities(audio, sample_rate)
+    probs = speech_probabilities(audio, sample_rate=sample_rate)
     speech = np.repeat(probs > params.vad_threshold, VAD_WINDOW).astype(np.float64)
     # window time (16 kHz) to sample time, then widen by the padding on both sides
     idx = np.minimum((np.arange(n) * VAD_SAMPLE_RATE // sample_rate), max(speech.size - 1, 0))
