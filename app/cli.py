@@ -14,6 +14,7 @@ from typing import Sequence
 
 from sound_of_story.app.build_command import add_build_parser
 from sound_of_story.app.evaluate_command import add_evaluate_parser
+from sound_of_story.app.generate_command import add_generate_parser
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import SampleGenerationError
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_build_parser(sub, _Formatter)
     add_evaluate_parser(sub)
+    add_generate_parser(sub)
     return parser
 
 

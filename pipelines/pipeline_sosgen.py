@@ -1,0 +1,578 @@
+"""SoSgenPipeline: text -> spectrogram image -> audio (SoSgen_text of the Sound of Story paper, section 4.2).
+
+A Stable Diffusion text-to-image pipeline over Riffusion spectrogram images, then the project's
+spectrogram converter back to audio. It loads ``riffusion/riffusion-model-v1`` as it is (its
+safety checker and feature extractor are ignored: the NSFW filter blacks out spectrograms) and the
+pipelines that ``train/gen.py`` saves. The denoising loop is diffusers' StableDiffusionPipeline
+loop; the tests check that both give the same latents.
+
+Audio longer than ``window_width`` pixels (15.36 s by default) is generated as consecutive windows
+that overlap by ``window_overlap`` pixels: each new window inpaints its overlap from the previous
+window's tail (the known latents, re-noised to each step's level, replace the overlap after every
+step), the decoded windows are crossfaded over the overlap, and the whole spectrogram is turned into
+audio at once, so the joins carry no phase or level jump.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg, retrieve_timesteps
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .spectrogram import SpectrogramConverter, SpectrogramParams, get_converter, images_to_pil, peak_normalize
+
+__all__ = ["SoSgenPipeline", "SoSgenPipelineOutput", "GenerationWindow"]
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+@dataclass
+class SoSgenPipelineOutput(BaseOutput):
+    """Output of the SoSgen pipelines.
+
+    Args:
+        audios: ``(batch, channels, samples)`` float32 audio peak-normalised to -0.1 dBFS (as
+            Riffusion), a numpy array (a torch tensor for ``output_type="pt"``); ``None`` for
+            ``output_type="latent"``.
+        sample_rate: sample rate of ``audios`` in Hz.
+        spectrograms: the generated spectrogram images: PIL images with Riffusion's EXIF
+            (``"pil"``), ``(batch, height, width, 3)`` floats in [0, 1] (``"np"``),
+            ``(batch, 3, height, width)`` (``"pt"``), or the latents (``"latent"``).
+    """
+
+    audios: np.ndarray | torch.Tensor | None
+    sample_rate: int
+    spectrograms: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class GenerationWindow:
+    """One denoising window: image columns ``[start, start + width)``; the first ``overlap`` columns are inpainted."""
+
+    start: int
+    width: int
+    overlap: int
+
+
+class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin):
+    r"""Text-to-audio generation with a Stable Diffusion model of Riffusion spectrogram images.
+
+    Args:
+        vae ([`AutoencoderKL`]): encodes and decodes spectrogram images to and from latents.
+        text_encoder ([`~transformers.CLIPTextModel`]): CLIP text encoder (SoSgen fine-tunes it).
+        tokenizer ([`~transformers.CLIPTokenizer`]): its tokenizer.
+        unet ([`UNet2DConditionModel`]): the denoiser.
+        scheduler ([`SchedulerMixin`]): a diffusers scheduler.
+        sample_rate, stereo, step_size_ms, window_duration_ms, padded_duration_ms, num_frequencies,
+        min_frequency, max_frequency, mel_scale_norm, mel_scale_type, num_griffin_lim_iters,
+        griffin_lim_momentum, power_for_image: the spectrogram parameters
+            (:class:`~sound_of_story.pipelines.spectrogram.SpectrogramParams`, Riffusion's defaults),
+            saved in ``model_index.json``.
+        window_width (`int`, defaults to 1536): the widest image generated in one go (1536 px =
+            15.36 s, what SoSgen is trained on; 512 for riffusion-model-v1). Wider requests are
+            generated as overlapping windows.
+        window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components: list[str] = []
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        sample_rate: int = 44100,
+        stereo: bool = False,
+        step_size_ms: int = 10,
+        window_duration_ms: int = 100,
+        padded_duration_ms: int = 400,
+        num_frequencies: int = 512,
+        min_frequency: int = 0,
+        max_frequency: int = 10000,
+        mel_scale_norm: str | None = None,
+        mel_scale_type: str = "htk",
+        num_griffin_lim_iters: int = 32,
+        griffin_lim_momentum: float = 0.99,
+        power_for_image: float = 0.25,
+        window_width: int = 1536,
+        window_overlap: int = 256,
+    ):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self._register_generation_config(
+            SpectrogramParams(
+                sample_rate=sample_rate,
+                stereo=stereo,
+                step_size_ms=step_size_ms,
+                window_duration_ms=window_duration_ms,
+                padded_duration_ms=padded_duration_ms,
+                num_frequencies=num_frequencies,
+                min_frequency=min_frequency,
+                max_frequency=max_frequency,
+                mel_scale_norm=mel_scale_norm,
+                mel_scale_type=mel_scale_type,
+                num_griffin_lim_iters=num_griffin_lim_iters,
+                griffin_lim_momentum=griffin_lim_momentum,
+                power_for_image=power_for_image,
+            ),
+            window_width,
+            window_overlap,
+        )
+
+    def _register_generation_config(self, params: SpectrogramParams, window_width: int, window_overlap: int) -> None:
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        if not isinstance(window_width, int) or window_width <= 0 or window_width % 8:
+            raise ValueError(f"window_width must be a positive multiple of 8 pixels, got {window_width!r}")
+        if not isinstance(window_overlap, int) or not 0 < window_overlap < window_width or window_overlap % 8:
+            raise ValueError(f"window_overlap must be a multiple of 8 pixels between 0 and window_width ({window_width}), got {window_overlap!r}")
+        self.register_to_config(**params.to_dict(), window_width=window_width, window_overlap=window_overlap)
+
+    # Diffusers' own implementations, so that prompts, latents and scheduler kwargs are exactly
+    # StableDiffusionPipeline's (the equivalence test relies on it).
+    encode_prompt = StableDiffusionPipeline.encode_prompt
+    prepare_extra_step_kwargs = StableDiffusionPipeline.prepare_extra_step_kwargs
+    prepare_latents = StableDiffusionPipeline.prepare_latents
+    get_guidance_scale_embedding = StableDiffusionPipeline.get_guidance_scale_embedding
+
+    @property
+    def spectrogram_params(self) -> SpectrogramParams:
+        """The spectrogram parameters of this pipeline's images."""
+        return SpectrogramParams.from_dict(self.config)
+
+    @property
+    def converter(self) -> SpectrogramConverter:
+        """The spectrogram converter on the pipeline's execution device."""
+        return get_converter(self.spectrogram_params, self._execution_device)
+
+    @property
+    def size_alignment(self) -> int:
+        """Pixel multiple that makes every UNet level an integer size (64 for Stable Diffusion 1.x)."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def width_for_duration(self, duration_s: float) -> int:
+        """Image width for ``duration_s`` seconds: enough columns, rounded up to :attr:`size_alignment` (15 s -> 1536)."""
+        params = self.spectrogram_params
+        columns = math.ceil(round(duration_s * params.sample_rate) / params.hop_length) + 1
+        alignment = math.lcm(self.size_alignment, 8)
+        return math.ceil(columns / alignment) * alignment
+
+    def plan_windows(self, width: int) -> list[GenerationWindow]:
+        """The windows that cover ``width`` columns: one if it fits ``window_width``, else overlapping ones."""
+        window, overlap = self.config.window_width, self.config.window_overlap
+        if width <= window:
+            return [GenerationWindow(0, width, 0)]
+        stride = window - overlap
+        count = math.ceil((width - overlap) / stride)
+        return [GenerationWindow(k * stride, window, overlap if k else 0) for k in range(count)]
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def guidance_rescale(self) -> float:
+        return self._guidance_rescale
+
+    @property
+    def clip_skip(self) -> int | None:
+        return self._clip_skip
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
+
+    @property
+    def cross_attention_kwargs(self) -> dict[str, Any] | None:
+        return self._cross_attention_kwargs
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    def check_inputs(
+        self,
+        prompt,
+        height,
+        width,
+        duration_s,
+        negative_prompt,
+        prompt_embeds,
+        negative_prompt_embeds,
+        num_inference_steps,
+        num_images_per_prompt,
+        output_type,
+        callback_on_step_end_tensor_inputs,
+    ) -> None:
+        """Raise a ValueError that names the argument for anything the pipeline cannot run with."""
+        params = self.spectrogram_params
+        if height is not None and height != params.num_frequencies:
+            raise ValueError(
+                f"`height` must equal the spectrogram's num_frequencies ({params.num_frequencies}): each image row is one mel bin; got {height}"
+            )
+        if params.num_frequencies % 8:
+            raise ValueError(f"`height` (num_frequencies = {params.num_frequencies}) has to be divisible by 8")
+        if width is not None and duration_s is not None:
+            raise ValueError(f"Pass `duration_s` or `width`, not both (got duration_s={duration_s}, width={width})")
+        if width is not None and (not isinstance(width, (int, np.integer)) or width <= 0 or width % 8):
+            raise ValueError(f"`width` has to be a positive integer divisible by 8, got {width!r}")
+        if duration_s is not None and not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
+            raise ValueError(f"`duration_s` has to be a positive number of seconds, got {duration_s!r}")
+        if not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps <= 0:
+            raise ValueError(f"`num_inference_steps` has to be a positive integer, got {num_inference_steps!r}")
+        if not isinstance(num_images_per_prompt, (int, np.integer)) or num_images_per_prompt <= 0:
+            raise ValueError(f"`num_images_per_prompt` has to be a positive integer, got {num_images_per_prompt!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` has to be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if callback_on_step_end_tensor_inputs is not None and not all(k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
+                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
+            )
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError("Pass `prompt` or `prompt_embeds`, not both")
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("Provide either `prompt` or `prompt_embeds`")
+        if prompt is not None and not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))):
+            raise ValueError(f"`prompt` has to be a string or a non-empty list of strings, got {type(prompt).__name__}")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass `negative_prompt` or `negative_prompt_embeds`, not both")
+        if prompt_embeds is not None and negative_prompt_embeds is not None and prompt_embeds.shape != negative_prompt_embeds.shape:
+            raise ValueError(
+                f"`prompt_embeds` {tuple(prompt_embeds.shape)} and `negative_prompt_embeds` {tuple(negative_prompt_embeds.shape)} must have the same shape"
+            )
+
+    def _resolve_width(self, width: int | None, duration_s: float | None) -> tuple[int, int]:
+        """Image width and the number of audio samples to return."""
+        params = self.spectrogram_params
+        if duration_s is not None:
+            return self.width_for_duration(duration_s), round(duration_s * params.sample_rate)
+        width = int(width) if width is not None else self.config.window_width
+        return width, params.num_samples_for_width(width)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        duration_s: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        num_inference_steps: int = 50,
+        timesteps: list[int] | None = None,
+        sigmas: list[float] | None = None,
+        guidance_scale: float = 7.0,
+        guidance_rescale: float = 0.0,
+        num_images_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        clip_skip: int | None = None,
+        num_griffin_lim_iters: int | None = None,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+    ) -> SoSgenPipelineOutput | tuple:
+        r"""Generate audio for text prompts.
+
+        Args:
+            prompt: the prompt(s), e.g. SoS descriptions.
+            negative_prompt: what to guide away from (with ``guidance_scale > 1``).
+            duration_s: seconds of audio to return. The image is ``width_for_duration(duration_s)``
+                columns wide (100 per second, rounded up to a multiple of 64: 15 s -> 1536) and the
+                audio is cut to exactly ``duration_s``. Give this or ``width``.
+            width: image width in pixels (a multiple of 8); the audio is ``hop_length * (width - 1)``
+                samples (Riffusion's inverse). Defaults to ``window_width``.
+            height: image height; must equal ``num_frequencies`` (512), which is the default.
+            num_inference_steps, timesteps, sigmas, guidance_scale, guidance_rescale, eta, generator,
+            latents, prompt_embeds, negative_prompt_embeds, cross_attention_kwargs, clip_skip: as in
+                [`StableDiffusionPipeline`]. ``latents`` are only accepted for a single window.
+            num_images_per_prompt: audios per prompt.
+            output_type: ``"pil"`` (default), ``"np"``, ``"pt"`` or ``"latent"``; see [`SoSgenPipelineOutput`].
+            return_dict: return a [`SoSgenPipelineOutput`] (default) or a tuple ``(audios, sample_rate, spectrograms)``.
+            num_griffin_lim_iters: overrides the configured Griffin-Lim iterations (32).
+            callback_on_step_end, callback_on_step_end_tensor_inputs: called after every denoising
+                step of every window, as in diffusers; the step index counts on across windows.
+        """
+        return self._generate(
+            build_condition=None,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            duration_s=duration_s,
+            width=width,
+            height=height,
+            num_inference_steps=num_inference_steps,
+            timesteps=timesteps,
+            sigmas=sigmas,
+            guidance_scale=guidance_scale,
+            guidance_rescale=guidance_rescale,
+            num_images_per_prompt=num_images_per_prompt,
+            eta=eta,
+            generator=generator,
+            latents=latents,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            output_type=output_type,
+            return_dict=return_dict,
+            cross_attention_kwargs=cross_attention_kwargs,
+            clip_skip=clip_skip,
+            num_griffin_lim_iters=num_griffin_lim_iters,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def _window_condition(self, condition: Any, window: GenerationWindow, device: torch.device) -> Any:
+        """Per-window conditioning handed to :meth:`_predict_noise` (none for text only)."""
+        return None
+
+    def _predict_noise(
+        self,
+        latent_model_input: torch.Tensor,
+        t: torch.Tensor,
+        step_index: int,
+        num_steps: int,
+        prompt_embeds: torch.Tensor,
+        timestep_cond: torch.Tensor | None,
+        window_condition: Any,
+    ) -> torch.Tensor:
+        return self.unet(
+            latent_model_input,
+            t,
+            encoder_hidden_states=prompt_embeds,
+            timestep_cond=timestep_cond,
+            cross_attention_kwargs=self.cross_attention_kwargs,
+            return_dict=False,
+        )[0]
+
+    # ------------------------------------------------------------------------- generation
+    def _generate(
+        self,
+        build_condition: Callable[[int, int, torch.device], Any] | None,
+        prompt,
+        negative_prompt,
+        duration_s,
+        width,
+        height,
+        num_inference_steps,
+        timesteps,
+        sigmas,
+        guidance_scale,
+        guidance_rescale,
+        num_images_per_prompt,
+        eta,
+        generator,
+        latents,
+        prompt_embeds,
+        negative_prompt_embeds,
+        output_type,
+        return_dict,
+        cross_attention_kwargs,
+        clip_skip,
+        num_griffin_lim_iters,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs,
+    ) -> SoSgenPipelineOutput | tuple:
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        # 1. Check inputs
+        self.check_inputs(
+            prompt,
+            height,
+            width,
+            duration_s,
+            negative_prompt,
+            prompt_embeds,
+            negative_prompt_embeds,
+            num_inference_steps,
+            num_images_per_prompt,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+        )
+        params = self.spectrogram_params
+        height = params.num_frequencies
+        width, num_samples = self._resolve_width(width, duration_s)
+        windows = self.plan_windows(width)
+        if latents is not None and len(windows) > 1:
+            raise ValueError(
+                f"`latents` can only be given for one window: width {width} exceeds window_width {self.config.window_width}"
+            )
+
+        self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._clip_skip = clip_skip
+        self._cross_attention_kwargs = cross_attention_kwargs
+        self._interrupt = False
+
+        # 2. Batch and device
+        if prompt is not None and isinstance(prompt, str):
+            batch_size = 1
+        elif prompt is not None:
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+        device = self._execution_device
+
+        # 3. Encode the prompt
+        lora_scale = self.cross_attention_kwargs.get("scale", None) if self.cross_attention_kwargs is not None else None
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            device,
+            num_images_per_prompt,
+            self.do_classifier_free_guidance,
+            negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            lora_scale=lora_scale,
+            clip_skip=self.clip_skip,
+        )
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        timestep_cond = None
+        if self.unet.config.time_cond_proj_dim is not None:
+            guidance_scale_tensor = torch.tensor(self.guidance_scale - 1).repeat(batch_size * num_images_per_prompt)
+            timestep_cond = self.get_guidance_scale_embedding(guidance_scale_tensor, embedding_dim=self.unet.config.time_cond_proj_dim).to(
+                device=device, dtype=prompt_embeds.dtype
+            )
+
+        # Subclasses' conditioning (frames), built for the resolved width and the effective batch
+        condition = build_condition(width, batch_size * num_images_per_prompt, device) if build_condition is not None else None
+
+        # 4. Denoise window by window
+        num_channels_latents = self.unet.config.in_channels
+        window_latents: list[torch.Tensor] = []
+        step_counter = 0
+        with self.progress_bar(total=num_inference_steps * len(windows)) as progress_bar:
+            for window in windows:
+                window_timesteps, window_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
+                self._num_timesteps = len(window_timesteps)
+                current = self.prepare_latents(
+                    batch_size * num_images_per_prompt, num_channels_latents, height, window.width, prompt_embeds.dtype, device, generator, latents
+                )
+                known = None
+                if window.overlap:
+                    overlap = window.overlap // self.vae_scale_factor
+                    known_latents = window_latents[-1][..., -overlap:]
+                    known_noise = randn_tensor(known_latents.shape, generator=generator, device=device, dtype=known_latents.dtype)
+                    known = (known_latents, known_noise, overlap)
+                window_condition = self._window_condition(condition, window, device)
+                num_warmup_steps = len(window_timesteps) - window_steps * self.scheduler.order
+                for i, t in enumerate(window_timesteps):
+                    if self.interrupt:
+                        continue
+                    latent_model_input = torch.cat([current] * 2) if self.do_classifier_free_guidance else current
+                    latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                    noise_pred = self._predict_noise(
+                        latent_model_input, t, i, len(window_timesteps), prompt_embeds, timestep_cond, window_condition
+                    )
+                    if self.do_classifier_free_guidance:
+                        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+                        if self.guidance_rescale > 0.0:
+                            noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale)
+                    current = self.scheduler.step(noise_pred, t, current, **extra_step_kwargs, return_dict=False)[0]
+                    if known is not None:
+                        current = self._paste_known(current, known, window_timesteps, i)
+
+                    if callback_on_step_end is not None:
+                        tensors = {"latents": current, "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
+                        callback_outputs = callback_on_step_end(self, step_counter, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
+                        current = callback_outputs.pop("latents", current)
+                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+                    step_counter += 1
+                    if i == len(window_timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                        progress_bar.update()
+                window_latents.append(current)
+
+        # 5. Decode, stitch, invert
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            stitched = self._stitch_latents(window_latents, windows)[..., : width // self.vae_scale_factor]
+            output = SoSgenPipelineOutput(audios=None, sample_rate=params.sample_rate, spectrograms=stitched)
+            return output if return_dict else (None, params.sample_rate, stitched)
+
+        decoded = [self.vae.decode(w / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0] for w in window_latents]
+        images = self._stitch_images(decoded, windows)[..., :width]
+        images = (images.float() / 2 + 0.5).clamp(0, 1)
+        self.maybe_free_model_hooks()
+
+        converter = self.converter
+        mel = converter.images_to_mel(images.to(device))
+        num_iters = num_griffin_lim_iters if num_griffin_lim_iters is not None else params.num_griffin_lim_iters
+        with self.progress_bar(total=num_iters) as progress_bar:
+            audio = converter.mel_to_audio(
+                mel, num_iters=num_iters, generator=_griffin_lim_generator(generator, device), callback=lambda _: progress_bar.update()
+            )
+        audio = peak_normalize(audio)[..., :num_samples]
+
+        if output_type == "pt":
+            audios, spectrograms = audio, images
+        else:
+            audios = audio.cpu().numpy().astype(np.float32)
+            if output_type == "np":
+                spectrograms = images.permute(0, 2, 3, 1).cpu().numpy()
+            else:
+                spectrograms = images_to_pil((images * 255).round().to(torch.uint8), params)
+        if not return_dict:
+            return audios, params.sample_rate, spectrograms
+        return SoSgenPipelineOutput(audios=audios, sample_rate=params.sample_rate, spectrograms=spectrograms)
+
+    def _paste_known(self, latents: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor, int], timesteps: torch.Tensor, i: int) -> torch.Tensor:
+        """Replace the overlap by the previous window's latents, noised to the level of the next step."""
+        known_latents, known_noise, overlap = known
+        if i < len(timesteps) - 1:
+            known_latents = self.scheduler.add_noise(known_latents, known_noise, timesteps[i + 1 : i + 2])
+        return torch.cat([known_latents.to(latents.dtype), latents[..., overlap:]], dim=-1)
+
+    def _stitch_latents(self, window_latents: list[torch.Tensor], windows: list[GenerationWindow]) -> torch.Tensor:
+        parts = [w[..., window.overlap // self.vae_scale_factor :] for w, window in zip(window_latents, windows)]
+        return torch.cat(parts, dim=-1)
+
+    @staticmethod
+    def _stitch_images(images: list[torch.Tensor], windows: list[GenerationWindow]) -> torch.Tensor:
+        """Join decoded windows, crossfading linearly over each overlap."""
+        canvas = images[0]
+        for image, window in zip(images[1:], windows[1:]):
+            ramp = torch.linspace(0, 1, window.overlap + 2, device=image.device, dtype=image.dtype)[1:-1]
+            head = canvas[..., window.start :] * (1 - ramp) + image[..., : window.overlap] * ramp
+            canvas = torch.cat([canvas[..., : window.start], head, image[..., window.overlap :]], dim=-1)
+        return canvas
+
+
+def _griffin_lim_generator(generator: torch.Generator | list[torch.Generator] | None, device: torch.device) -> torch.Generator | None:
+    """A generator for Griffin-Lim's initial phases, seeded from the user's generator (so a seed fixes the audio)."""
+    if generator is None:
+        return None
+    source = generator[0] if isinstance(generator, list) else generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=source, device=source.device))
+    return torch.Generator(device=device).manual_seed(seed)
