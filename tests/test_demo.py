@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from sound_of_story.app.demo import PENDING_STAGES
 from sound_of_story.dataset_builder.atomic_files import atomic_path, write_json_atomic
@@ -23,7 +25,13 @@ def test_demo_makes_samples_and_says_what_is_not_built(tmp_path):
         assert len(rows) == count
         for row in map(json.loads, rows):
             assert (tmp_path / "samples" / style / row["video"]).stat().st_size > 10_000
-    assert result.stdout.count("[done]") == 4
+    assert result.stdout.count("[done]") == 5
+    wavs = sorted((tmp_path / "generated").glob("*.wav"))
+    assert [w.name.split("_s000_")[-1] for w in wavs] == ["text.wav", "text_and_frames.wav"]
+    for wav in wavs:
+        audio, rate = sf.read(wav)
+        assert rate == 8000 and 4.5 <= len(audio) / rate <= 5.5 and np.abs(audio).max() > 0
+        assert wav.with_suffix(".png").is_file()
     assert "RANDOM-initialised" in result.stdout and "meaningless as a score" in result.stdout
     for direction in ("audio_to_video", "video_to_audio", "audio_to_text", "text_to_audio"):
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(direction))
