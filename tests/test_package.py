@@ -96,6 +96,9 @@ def test_regular_wheel_install_layout(tmp_path):
     for name in SUBPACKAGES:
         assert f"sound_of_story/{name}/__init__.py" in names
     assert "sound_of_story/dataset_builder/samples.py" in names and "sound_of_story/app/cli.py" in names
+    # the evaluate modules ship with their module cards
+    for module in ("metrics/fad/fad.py", "metrics/fad/README.md", "metrics/sos_retrieval/sos_retrieval.py", "metrics/sos_retrieval/README.md"):
+        assert f"sound_of_story/{module}" in names
     assert not any(n.startswith(("tests/", "train/", "benchmarks/", "modeling/", "sound_of_story/__init__.py")) for n in names)
     assert "sound-of-story = sound_of_story.app.cli:main" in entry_points
     # Import from the unpacked wheel, with the editable install's finder taken out of the way.
