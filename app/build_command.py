@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sound_of_story.app.help_formatter import HelpFormatter
+
 BUILD_DESCRIPTION = """\
 Build the SoS dataset from your copies of movie clips.
 
@@ -73,13 +75,13 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_build_parser(subparsers, formatter_class) -> None:
+def add_build_parser(subparsers) -> None:
     from sound_of_story.dataset_builder.build import PAPER_TEST_SHARE
     from sound_of_story.dataset_builder.content_filter import MEASURES
     from sound_of_story.dataset_builder.key_frames import HASHES
     from sound_of_story.dataset_builder.speech_removal import BACKENDS
 
-    p = subparsers.add_parser("build", help="build the SoS dataset from movie clips", description=BUILD_DESCRIPTION, formatter_class=formatter_class)
+    p = subparsers.add_parser("build", help="build the SoS dataset from movie clips", description=BUILD_DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--manifest", type=Path, help="JSONL or CSV manifest of the clips")
     p.add_argument("--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)")
     p.add_argument("--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write")
@@ -103,7 +105,7 @@ def add_build_parser(subparsers, formatter_class) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
 
-    p = subparsers.add_parser("push", help="upload a built SoS folder to the Hub", description="Upload a built SoS folder (shards and card; not work/) as a dataset repository.", formatter_class=formatter_class)
+    p = subparsers.add_parser("push", help="upload a built SoS folder to the Hub", description="Upload a built SoS folder (shards and card; not work/) as a dataset repository.", formatter_class=HelpFormatter)
     p.add_argument("folder", type=Path, help="the folder `sound-of-story build` wrote")
     p.add_argument("--repo-id", required=True, help="user/name of the dataset repository")
     p.add_argument("--private", action="store_true", help="create the repository private")

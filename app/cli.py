@@ -15,12 +15,9 @@ from typing import Sequence
 from sound_of_story.app.build_command import add_build_parser
 from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.app.generate_command import add_generate_parser
+from sound_of_story.app.help_formatter import HelpFormatter
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import SampleGenerationError
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
 
 
 def _version() -> str:
@@ -49,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sound-of-story",
         description="Sound of Story: build the SoS dataset, retrieve and generate background sound for stories.",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -63,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             "description (cmd) or caption (lsmdc). Also writes manifest.jsonl, one row per clip in the dataset builder's input format. "
             "The same seed gives byte-identical files."
         ),
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--num-clips", type=int, default=4, help="number of clips to write")
@@ -80,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the offline demo on the embedded sample clips",
         description="Run the demo end to end on generated sample clips, with no network and no downloaded weights.",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sample clips")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    add_build_parser(sub, _Formatter)
+    add_build_parser(sub)
     add_evaluate_parser(sub)
     add_generate_parser(sub)
     return parser

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from sound_of_story.app.help_formatter import HelpFormatter
+
 SIMILARITY_FORMATS = (
     ".npy: a 2-D array (queries x candidates); "
     ".npz: key 'similarity' (or the only array), optional 'ground_truth'; "
     ".pt/.pth: a 2-D tensor, or a dict with 'similarity' and optional 'ground_truth' (read with weights_only=True); "
     ".csv/.tsv/.txt: rows of numbers separated by commas, tabs or spaces"
 )
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
 
 
 def load_similarity(path: str | Path, key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -120,7 +118,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "evaluate",
         help="evaluate generated audio (FAD) or retrieval similarities (R@K, median/mean rank)",
         description="Metrics of the Sound of Story paper: FAD with VGGish (Table 3) and retrieval ranks (Table 2).",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
 
@@ -133,7 +131,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
             "The weights are torchvggish's vggish-10086976.pth, downloaded by you from "
             "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth."
         ),
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--pred", required=True, type=Path, help="folder of generated audio files")
     p.add_argument("--ref", required=True, type=Path, help="folder of reference audio files")
@@ -161,7 +159,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
             "candidate is the diagonal unless the file holds 'ground_truth' indices. Both directions are reported "
             f"when the ground truth is one-to-one. Accepted files: {SIMILARITY_FORMATS}."
         ),
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--similarity", required=True, type=Path, help="similarity matrix file (.npy, .npz, .pt, .pth, .csv, .tsv, .txt)")
     p.add_argument("--key", help="name of the matrix inside an .npz or .pt file; if omitted: 'similarity', or an .npz's only array")

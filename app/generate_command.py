@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sound_of_story.app.help_formatter import HelpFormatter
+
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CONTROLNET_PIPELINE = "SoSgenControlNetPipeline"
 
@@ -24,7 +26,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
             "the spectrogram image (PNG with Riffusion's EXIF). Audio longer than the model's window is generated as "
             "overlapping, inpainted windows."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="pipeline folder or Hub id")
     parser.add_argument("--text", help="the description (required unless the model is image-only)")

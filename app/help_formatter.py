@@ -1,0 +1,7 @@
+"""The one argparse help formatter of every ``sound-of-story`` subcommand."""
+
+import argparse
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default and keeps descriptions' own line breaks."""
