@@ -149,6 +149,19 @@ def masked_mean_pool(frame_embeds: torch.Tensor, frame_mask: torch.Tensor) -> to
     return pooled / pooled.norm(dim=-1, keepdim=True)
 
 
+def clip_frame_embeddings(clip, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP's projected image embedding of every frame, `(batch, num_frames, dim)`, and the checked mask
+    (all ones when `None`). Shared by the retrieval model and the Wav2CLIP baseline."""
+    if pixel_values.dim() != 5:
+        raise ValueError(f"pixel_values must have shape (batch, num_frames, channels, height, width), got {tuple(pixel_values.shape)}")
+    batch, num_frames = pixel_values.shape[:2]
+    if frame_mask is None:
+        frame_mask = torch.ones(batch, num_frames, dtype=torch.long, device=pixel_values.device)
+    _check_frame_mask(frame_mask, batch, num_frames, "frame_mask")
+    vision = clip.vision_model(pixel_values=pixel_values.flatten(0, 1))
+    return clip.visual_projection(vision.pooler_output).view(batch, num_frames, -1), frame_mask
+
+
 def _check_frame_mask(frame_mask: torch.Tensor, batch: int, num_frames: int, name: str) -> None:
     if tuple(frame_mask.shape) != (batch, num_frames):
         raise ValueError(f"{name} must have shape (batch, num_frames) = ({batch}, {num_frames}), got {tuple(frame_mask.shape)}")
@@ -515,14 +528,7 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
             pixel_values: `(batch, num_frames, 3, height, width)`, from the processor.
             frame_mask: `(batch, num_frames)`, 1 = real frame; all ones when `None`.
         """
-        if pixel_values.dim() != 5:
-            raise ValueError(f"pixel_values must have shape (batch, num_frames, channels, height, width), got {tuple(pixel_values.shape)}")
-        batch, num_frames = pixel_values.shape[:2]
-        if frame_mask is None:
-            frame_mask = torch.ones(batch, num_frames, dtype=torch.long, device=pixel_values.device)
-        _check_frame_mask(frame_mask, batch, num_frames, "frame_mask")
-        vision = self.clip.vision_model(pixel_values=pixel_values.flatten(0, 1))
-        clip_frames = self.clip.visual_projection(vision.pooler_output).view(batch, num_frames, -1)
+        clip_frames, frame_mask = clip_frame_embeddings(self.clip, pixel_values, frame_mask)
         temporal = self.temporal_encoder(clip_frames, frame_mask)
         video = masked_mean_pool(F.normalize(temporal, dim=-1), frame_mask)
         frames = temporal if self.config.frame_features == "temporal" else clip_frames

@@ -8,7 +8,7 @@ from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
-from .modeling_sos import RetrievalForwardMixin, SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures, _check_frame_mask, masked_mean_pool
+from .modeling_sos import RetrievalForwardMixin, SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures, clip_frame_embeddings, masked_mean_pool
 
 
 class AudioResNetBlock(nn.Module):
@@ -110,14 +110,8 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
 
     def get_video_features(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None) -> SoSVideoFeatures:
         """CLIP image embedding of every frame, normalised; the video is their masked mean, normalised."""
-        if pixel_values.dim() != 5:
-            raise ValueError(f"pixel_values must have shape (batch, num_frames, channels, height, width), got {tuple(pixel_values.shape)}")
-        batch, num_frames = pixel_values.shape[:2]
-        if frame_mask is None:
-            frame_mask = torch.ones(batch, num_frames, dtype=torch.long, device=pixel_values.device)
-        _check_frame_mask(frame_mask, batch, num_frames, "frame_mask")
-        vision = self.clip.vision_model(pixel_values=pixel_values.flatten(0, 1))
-        frames = F.normalize(self.clip.visual_projection(vision.pooler_output), dim=-1).view(batch, num_frames, -1)
+        frames, frame_mask = clip_frame_embeddings(self.clip, pixel_values, frame_mask)
+        frames = F.normalize(frames, dim=-1)
         return SoSVideoFeatures(video_embeds=masked_mean_pool(frames, frame_mask), frame_embeds=frames, frame_mask=frame_mask)
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> SoSTextFeatures:
