@@ -45,3 +45,31 @@ def lsmdc_samples(tmp_path_factory) -> tuple[Path, list[dict]]:
     out = tmp_path_factory.mktemp("lsmdc_samples")
     paths = generate_samples(out, num_clips=LSMDC_CLIPS, seed=SEED, duration_s=LSMDC_DURATION, style="lsmdc", progress=False)
     return out, load_records(paths)
+
+
+def assert_remote_code_reproduces(model_dir: Path, batch: dict, expected, tmp_path: Path) -> None:
+    """``AutoModel.from_pretrained(model_dir, trust_remote_code=True)`` in a fresh interpreter that never
+    imports this package gives exactly ``expected`` audio-video logits for ``batch``."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import torch
+
+    torch.save({"batch": batch, "expected": expected}, tmp_path / "io.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        with torch.no_grad():
+            logits = model(**io["batch"]).logits_per_audio_video
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        assert not any(name.startswith("sound_of_story") for name in sys.modules), "imported the package"
+        print(float((logits - io["expected"]).abs().max()))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == 0.0

@@ -3,9 +3,6 @@ with the same feature / similarity interface as SoSRetrievalModel."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ import torch.nn.functional as F
 from torchcodec.decoders import AudioDecoder
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
+from conftest import assert_remote_code_reproduces
 from sound_of_story.modeling import (
     ClapBaselineProcessor,
     ClapRetrievalBaseline,
@@ -90,23 +88,7 @@ def test_wav2clip_saves_and_loads_with_and_without_this_package(wav2clip, tmp_pa
         expected = wav2clip(**batch).logits_per_audio_video
         assert torch.equal(reloaded(**batch).logits_per_audio_video, expected)
     assert Wav2CLIPBaselineConfig.from_pretrained(tmp_path / "model").audio_channels == [4, 8]
-    torch.save({"batch": batch, "expected": expected}, tmp_path / "io.pt")
-    script = textwrap.dedent(
-        f"""
-        import sys, torch
-        from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        with torch.no_grad():
-            logits = model(**io["batch"]).logits_per_audio_video
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        assert not any(name.startswith("sound_of_story") for name in sys.modules), "imported the package"
-        print(float((logits - io["expected"]).abs().max()))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.strip().splitlines()[-1]) == 0.0
+    assert_remote_code_reproduces(tmp_path / "model", batch, expected, tmp_path)
 
 
 def test_wav2clip_from_encoders_keeps_the_clip_weights(tmp_path):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import assert_remote_code_reproduces
 from sound_of_story.modeling import SoSRetrievalConfig, SoSRetrievalModel, multi_grained_similarity
 from sound_of_story.modeling.tiny_random import tiny_ast_config_dict, tiny_clip_config_dict, tiny_random_inputs as toy_batch, tiny_retrieval_config
 
@@ -194,23 +192,7 @@ def test_automodel_trust_remote_code_loads_without_this_package(model, tmp_path)
     model.save_pretrained(tmp_path / "model")
     with torch.no_grad():
         expected = model(**batch).logits_per_audio_video
-    torch.save({"batch": batch, "expected": expected}, tmp_path / "io.pt")
-    script = textwrap.dedent(
-        f"""
-        import sys, torch
-        from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        with torch.no_grad():
-            logits = model(**io["batch"]).logits_per_audio_video
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        assert not any(name.startswith("sound_of_story") for name in sys.modules), "imported the package"
-        print(float((logits - io["expected"]).abs().max()))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.strip().splitlines()[-1]) == 0.0
+    assert_remote_code_reproduces(tmp_path / "model", batch, expected, tmp_path)
 
 
 def test_from_encoders_copies_clip_ast_and_initialises_the_temporal_encoder_from_clip_text(tmp_path):
