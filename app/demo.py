@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sound_of_story.dataset_builder.atomic_files import write_jsonl_atomic
 from sound_of_story.dataset_builder.samples import generate_samples
 
 # Later stages of the demo that are not built yet, and what each will do.
@@ -95,7 +96,7 @@ def _combined_manifest(samples_dir: Path) -> Path:
             row["video"] = f"{style}/{row['video']}"
             rows.append(row)
     path = samples_dir / "manifest.jsonl"
-    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_jsonl_atomic(path, rows)
     return path
 
 

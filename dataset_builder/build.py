@@ -27,7 +27,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .atomic_files import atomic_path, write_json_atomic
+from .atomic_files import write_json_atomic, write_jsonl_atomic
 from .manifest import Failure, StorySource, read_manifest
 from .processing import ProcessingParams, StoryError, process_story
 
@@ -118,8 +118,7 @@ def split_by_movie(stories: Sequence[tuple[str, str]], test_size: float | int = 
 
 
 def _write_failures(out_dir: Path, failures: Sequence[Failure]) -> None:
-    with atomic_path(out_dir / "failures.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(f.to_json(), ensure_ascii=False) + "\n" for f in failures), encoding="utf-8")
+    write_jsonl_atomic(out_dir / "failures.jsonl", (f.to_json() for f in failures))
 
 
 def _shard_file(out_dir: Path, index: int, count: int) -> Path:

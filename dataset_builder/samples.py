@@ -22,7 +22,6 @@ files (fixed encoder settings, one encoder thread, no timestamps in the containe
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import subprocess
@@ -38,7 +37,7 @@ from PIL import Image
 from scipy import signal
 from tqdm.auto import tqdm
 
-from .atomic_files import atomic_path, write_json_atomic
+from .atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
 from .key_frames import HASHES, similarity
 
 SAMPLE_RATE = 44_100
@@ -938,6 +937,5 @@ def generate_samples(out_dir: str | Path, num_clips: int = 4, seed: int = 0, dur
                 bar.update(1)
         movie_index += 1
     bar.close()
-    with atomic_path(out_dir / "manifest.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in manifest), encoding="utf-8")
+    write_jsonl_atomic(out_dir / "manifest.jsonl", manifest)
     return [out_dir / f"{r['id']}.json" for r in records]
