@@ -13,11 +13,19 @@ venv_root=${SOS_VENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/sound-of-story/venvs}
 
 log() { echo "[bootstrap] $*" >&2; }
 
+# One set-up at a time: parallel `make` runs (or helpers) must not build the same venv twice.
+mkdir -p "$venv_root"
+exec 9>"$venv_root/.lock"
+flock 9
+
 # --- 1. system tools -------------------------------------------------------------------
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+# The web app's test drives Debian's headless Chromium (selenium + chromedriver).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   log "installing Debian packages: $pkgs"
@@ -63,7 +71,7 @@ if [ ! -f "$stamp" ]; then
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+for dep in project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]:
     print(dep)
 PY
   "$venv/bin/python" -m pip install -qq -r "$venv/requirements.txt" >&2

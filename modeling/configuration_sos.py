@@ -44,7 +44,7 @@ class SoSRetrievalConfig(PreTrainedConfig):
         mask_padded_frames (`bool`, *optional*, defaults to `False`):
             `False` is X-CLIP's behaviour: the frame mask enters the temporal encoder's attention and
             the mean pooling of f_v only, and padded frames take part in every frame-axis softmax
-            with their own features (the golden `sim` of `../shared/golden/xclip_aosm_*`). `True`
+            with their own features (the golden `sim` of `tests/golden/xclip_aosm_*`). `True`
             also gives padded frames zero weight in every frame-axis softmax (the golden
             `alt_masked_*` arrays), and padded word positions zero weight in the audio-text scores.
             The processor always sends `max_frames` real frames per story, so the two agree on its

@@ -36,7 +36,7 @@ from sound_of_story.metrics.fad import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = REPO_ROOT.parent / "shared" / "golden" / "vggish"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "vggish"
 PCA_FILE = GOLDEN / "random_vggish_pca_params.pth"
 MODES = {"relu": dict(final_relu=True), "norelu": dict(final_relu=False), "pca_relu": dict(final_relu=True, pca=True), "pca_norelu": dict(final_relu=False, pca=True)}
 

@@ -11,7 +11,7 @@ import torch
 
 from sound_of_story.modeling import masked_mean_pool, multi_grained_similarity
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "xclip_aosm_case_a.npz"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "xclip_aosm_case_a.npz"
 COMPONENTS = ("s_a_v", "s_a_f", "s_as_v", "s_as_f")
 
 

@@ -25,7 +25,7 @@ from sound_of_story.pipelines.spectrogram import (
     save_audio,
 )
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "riffusion"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "riffusion"
 META = json.loads((GOLDEN / "meta.json").read_text())
 
 # Small parameters for fast checks: 8 kHz, hop 80, window 400 in an 800-sample frame, 32 mels to 3 kHz.

@@ -316,7 +316,7 @@ def load_pca_params(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def random_vggish_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Deterministic random VGGish weights (the recipe of ``shared/golden/vggish/README.md``).
+    """Deterministic random VGGish weights (the recipe of ``tests/golden/README.md``, section vggish).
 
     For each key in file order, with one CPU generator seeded ``seed``:
     ``(torch.rand(shape) * 2 - 1) * bound``, ``bound = sqrt(6 / fan_in)`` (He-uniform) for
