@@ -1,0 +1,1 @@
+"""Model cards for every Hub-ready unit this package pushes (retrieval models, SoSgen pipelines, training outputs)."""
