@@ -1,0 +1,167 @@
+"""The re-rank store: what stage 2 needs of every clip, memory-mapped from disk.
+
+Each ``add`` writes one shard of three ``.npy`` files: the global audio embeddings f_a
+``(n, dim)``, the audio sequence features f_as ``(n, tokens, dim)`` (float16 by default), and a
+CRC-32 per row over both. Old shards are never rewritten, so an incremental add costs only the new
+clips. Every row read for re-ranking is checked against its CRC, so a corrupted store is reported,
+never used; the index config holds each file's size and SHA-256 for a full check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import zlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from sound_of_story.dataset_builder.atomic_files import atomic_path
+
+StoreDtype = Literal["float16", "float32"]
+STORE_DTYPES: tuple[StoreDtype, ...] = ("float16", "float32")
+SHARD_PARTS = ("global", "tokens", "crc")
+HASH_BLOCK = 16 * 2**20
+
+
+class CorruptIndexError(ValueError):
+    """An index file is missing, truncated or does not match its checksum."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def row_crc(global_row: np.ndarray, token_row: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(token_row).data, zlib.crc32(np.ascontiguousarray(global_row).data))
+
+
+def pool_tokens(tokens: np.ndarray, groups: int | None) -> np.ndarray:
+    """Average runs of consecutive tokens into ``groups`` tokens and L2-normalise them (None: unchanged).
+
+    A smaller store for large libraries; the re-rank score then approximates the model's.
+    """
+    if groups is None or groups >= tokens.shape[1]:
+        return tokens
+    pooled = np.stack([part.mean(axis=1) for part in np.array_split(tokens, groups, axis=1)], axis=1)
+    return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True).clip(min=1e-12)
+
+
+@dataclasses.dataclass
+class Shard:
+    """Rows [start, start + count) of the store; ``files`` maps part -> {name, bytes, sha256}."""
+
+    start: int
+    count: int
+    files: dict[str, dict]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class RerankStore:
+    """Shards of global and sequence features under ``folder``, opened as read-only memory maps."""
+
+    def __init__(self, folder: Path, shards: list[Shard], dtype: StoreDtype, num_tokens: int, dim: int):
+        self.folder, self.shards, self.dtype, self.num_tokens, self.dim = Path(folder), shards, dtype, num_tokens, dim
+        self._maps: dict[tuple[int, str], np.ndarray] = {}
+
+    @property
+    def num_rows(self) -> int:
+        return sum(shard.count for shard in self.shards)
+
+    def write_shard(self, name: str, global_embeds: np.ndarray, token_embeds: np.ndarray) -> Shard:
+        """Write rows as a new shard named ``name`` (each file atomically) and register it."""
+        if token_embeds.shape[1:] != (self.num_tokens, self.dim) or global_embeds.shape[1:] != (self.dim,):
+            raise ValueError(f"features of shape {global_embeds.shape}, {token_embeds.shape} do not fit a store of {self.num_tokens} x {self.dim}")
+        global_embeds = global_embeds.astype(self.dtype)
+        token_embeds = token_embeds.astype(self.dtype)
+        crc = np.array([row_crc(g, t) for g, t in zip(global_embeds, token_embeds)], dtype=np.uint32)
+        files = {}
+        for part, array in zip(SHARD_PARTS, (global_embeds, token_embeds, crc)):
+            path = self.folder / f"{name}-{part}.npy"
+            with atomic_path(path) as tmp:
+                np.save(tmp, array)
+            files[part] = {"name": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        shard = Shard(self.num_rows, len(crc), files)
+        self.shards.append(shard)
+        return shard
+
+    def file_names(self) -> list[str]:
+        return [info["name"] for shard in self.shards for info in shard.files.values()]
+
+    def check_files(self, full: bool = False) -> None:
+        """Sizes of every file, SHA-256 of the CRC arrays (small), and of everything with ``full``."""
+        for shard in self.shards:
+            for part, info in shard.files.items():
+                path = self.folder / info["name"]
+                if not path.is_file():
+                    raise CorruptIndexError(f"index file {path} is missing")
+                if path.stat().st_size != info["bytes"]:
+                    raise CorruptIndexError(f"index file {path} has {path.stat().st_size} bytes, the index config says {info['bytes']} (partly written?)")
+                if (full or part == "crc") and file_sha256(path) != info["sha256"]:
+                    raise CorruptIndexError(f"index file {path} does not match its SHA-256 checksum (corrupted)")
+
+    def _map(self, shard_index: int, part: str) -> np.ndarray:
+        key = (shard_index, part)
+        if key not in self._maps:
+            self._maps[key] = np.load(self.folder / self.shards[shard_index].files[part]["name"], mmap_mode="r", allow_pickle=False)
+        return self._maps[key]
+
+    def _locate(self, rows: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(shard, positions in ``rows``, offsets inside the shard) for each shard touched."""
+        starts = np.array([shard.start for shard in self.shards])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        return [(s, np.flatnonzero(which == s), rows[which == s] - starts[s]) for s in np.unique(which)]
+
+    def global_rows(self, rows: np.ndarray) -> np.ndarray:
+        """f_a of ``rows`` as float32 (not CRC-checked: stage 1 only orders candidates with them)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for shard, positions, offsets in self._locate(rows):
+            out[positions] = self._map(shard, "global")[offsets]
+        return out
+
+    def global_view(self) -> GlobalEmbeddingsView:
+        """Every row's f_a as an array-like (slices and index arrays), read shard by shard on demand."""
+        return GlobalEmbeddingsView(self)
+
+    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """f_a and f_as of ``rows`` as float32, after checking each row's CRC."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.num_rows):
+            raise IndexError(f"rows outside the store of {self.num_rows}")
+        global_out = np.empty((len(rows), self.dim), dtype=np.float32)
+        token_out = np.empty((len(rows), self.num_tokens, self.dim), dtype=np.float32)
+        for shard, positions, offsets in self._locate(rows):
+            order = np.argsort(offsets)  # ascending offsets read the memory map sequentially
+            g, t, crc = (self._map(shard, part)[offsets[order]] for part in SHARD_PARTS)
+            for i in range(len(order)):
+                if row_crc(g[i], t[i]) != int(crc[i]):
+                    name = self.shards[shard].files["tokens"]["name"]
+                    raise CorruptIndexError(f"row {int(rows[positions[order[i]]])} of the re-rank store ({name}) fails its CRC check (corrupted)")
+            global_out[positions[order]], token_out[positions[order]] = g, t
+        return global_out, token_out
+
+
+class GlobalEmbeddingsView:
+    """``store.global_rows`` behind array indexing, so code written for an ``(N, dim)`` array reads the store lazily."""
+
+    def __init__(self, store: RerankStore):
+        self.store = store
+        self.shape = (store.num_rows, store.dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        rows = np.arange(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key)
+        return self.store.global_rows(rows)
+
+
+__all__ = ["STORE_DTYPES", "CorruptIndexError", "RerankStore", "Shard", "StoreDtype", "file_sha256", "pool_tokens", "row_crc"]
