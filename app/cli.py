@@ -16,6 +16,7 @@ from sound_of_story.app.build_command import add_build_parser
 from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.app.generate_command import add_generate_parser
 from sound_of_story.app.help_formatter import HelpFormatter
+from sound_of_story.app.recommend_command import add_recommend_parsers
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import SampleGenerationError
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(sub)
     add_evaluate_parser(sub)
     add_generate_parser(sub)
+    add_recommend_parsers(sub)
     return parser
 
 

@@ -1,0 +1,195 @@
+"""``sound-of-story index`` and ``sound-of-story recommend``: background sound from a sound library.
+
+Registered by ``add_recommend_parsers(subparsers)``; heavy imports (torch, faiss) happen inside the
+subcommands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sound_of_story.app.help_formatter import HelpFormatter
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Defaults repeated here (not imported) so that --help needs neither torch nor faiss; a test checks they agree.
+DEFAULT_TOP_K = 10
+DEFAULT_RERANK = 100
+DEFAULT_BATCH_SIZE = 8
+INDEX_TYPES = ("auto", "flat", "ivfpq", "hnsw")
+AUTO_FLAT_MAX = 100_000
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from sound_of_story.recommendation import CoarseIndexSettings, SoundLibraryIndex
+
+    settings = CoarseIndexSettings(index_type=args.index_type, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe, hnsw_m=args.hnsw_m)
+    index, report = SoundLibraryIndex.build(
+        args.library, args.model, args.out, revision=args.revision, dataset_config=args.dataset_config, coarse_settings=settings,
+        store_dtype=args.store_dtype, store_tokens=args.store_tokens, audio_crops=args.audio_crops, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"index {args.out}: {index.num_clips} clips ({index.coarse.kind} search); encoded {len(report.added)} new, "
+        f"{report.unchanged} unchanged, {len(report.removed)} gone or changed"
+    )
+    if args.push_to_hub:
+        print(f"pushed to {index.push_to_hub(args.push_to_hub, private=args.private)}")
+    if report.failures:
+        for failure in report.failures:
+            print(f"skipped {failure['path']}: {failure['reason']}", file=sys.stderr)
+        print(f"sound-of-story index: error: {len(report.failures)} unreadable clip(s) skipped (listed in {Path(args.out) / 'failures.jsonl'}); the rest is indexed", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _read_frames(folder: Path) -> list:
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--frames {str(folder)!r} is not a folder of images")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"the query has no frames: no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
+    frames = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                frames.append(image.convert("RGB"))
+        except OSError as err:
+            raise ValueError(f"cannot read frame {path}: {err}") from None
+    return frames
+
+
+def _video_key_frames(path: Path) -> tuple[list, list[float], float]:
+    """Key frames of a video (the dataset builder's key-frame step), their times and the video's duration."""
+    import io
+
+    from PIL import Image
+    from torchcodec.decoders import VideoDecoder
+
+    from sound_of_story.dataset_builder.key_frames import extract_key_frames
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--video {str(path)!r} does not exist")
+    try:
+        duration = float(VideoDecoder(str(path)).metadata.duration_seconds)
+        key_frames = extract_key_frames(path, duration=duration)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"cannot read video {str(path)!r}: {err}") from None
+    if not key_frames:
+        raise ValueError(f"the query has no frames: no key frames found in {str(path)!r}")
+    return [Image.open(io.BytesIO(k.jpeg)).convert("RGB") for k in key_frames], [k.time for k in key_frames], duration
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from sound_of_story.recommendation import SoundLibraryIndex
+
+    if args.top_k < 1 or args.rerank < 1:
+        raise ValueError(f"--top-k and --rerank must be >= 1, got {args.top_k} and {args.rerank}")
+    frames, frame_times, duration, query = None, args.frame_times, args.duration, {}
+    if args.text is not None:
+        if args.frame_times:
+            raise ValueError("--frame-times goes with --frames")
+        if not args.text.strip():
+            raise ValueError("the text query is empty")
+        query = {"text": args.text}
+    elif args.frames is not None:
+        frames = _read_frames(args.frames)
+        query = {"frames": str(args.frames), "num_frames": len(frames)}
+        if frame_times and len(frame_times) != len(frames):
+            raise ValueError(f"--frame-times has {len(frame_times)} times but {args.frames} holds {len(frames)} images")
+    else:
+        frames, frame_times, video_duration = _video_key_frames(args.video)
+        duration = duration or video_duration
+        query = {"video": str(args.video), "num_key_frames": len(frames)}
+    index = SoundLibraryIndex.load(args.index, model=args.model, revision=args.revision, verify=args.verify)
+    index.coarse.set_search(nprobe=args.nprobe, ef_search=args.ef_search)
+    results = index.recommend(frames=frames, text=args.text, top_k=args.top_k, rerank=args.rerank)
+    payload = {"index": str(args.index), "model": index.config["model"], "query": query, "top_k": args.top_k, "rerank": args.rerank}
+    payload["recommendations"] = [r.to_dict() for r in results]
+    print(f"{'rank':>4}  {'score':>9}  {'coarse':>9}  clip")
+    for r in results:
+        print(f"{r.rank:>4}  {r.score:>9.4f}  {r.coarse_score:>9.4f}  {r.clip_id}  ({r.path})")
+    if frame_times:
+        scenes = index.recommend_story(frames, frame_times, duration=duration, rerank=args.rerank, allow_repeats=args.allow_repeats)
+        payload["story"] = [s.to_dict() for s in scenes]
+        print("story: one sound per scene")
+        for s in scenes:
+            end = "end" if s.end is None else f"{s.end:.2f}s"
+            print(f"  {s.start:7.2f}s - {end:>8}  {s.recommendation.score:>9.4f}  {s.recommendation.clip_id}")
+    if args.json is not None:
+        from sound_of_story.dataset_builder.atomic_files import write_json_atomic
+
+        write_json_atomic(args.json, payload)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``index`` and ``recommend`` on an ``add_subparsers()`` object."""
+    p = subparsers.add_parser(
+        "index",
+        help="index a sound library for recommendation (FAISS + re-rank store)",
+        description=(
+            "Encode every clip of a sound library with the retrieval model's audio side (evaluation protocol: the "
+            "processor's deterministic most-energetic 10.24 s window) into INDEX: a FAISS index of the global audio "
+            "embeddings and a memory-mapped store of the audio sequence features for re-ranking. Re-running on an "
+            "existing INDEX encodes only new or changed clips (content SHA-256) and drops clips that are gone. "
+            "Unreadable clips are skipped and listed (exit code 2 after indexing the rest). "
+            f"--index-type auto: exact (flat) search up to {AUTO_FLAT_MAX:,} clips, IVF-PQ above."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--library", required=True, help="a folder of audio files (searched recursively), a built SoS folder, or a Hub dataset id")
+    p.add_argument("--model", required=True, help="SoS retrieval model folder or Hub id (with its processor files)")
+    p.add_argument("--out", required=True, type=Path, help="index folder (created; an existing index is updated)")
+    p.add_argument("--revision", help="model revision (Hub branch, tag or commit)")
+    p.add_argument("--dataset-config", choices=("stories", "generation"), default="stories", help="which config of a SoS dataset library to index")
+    p.add_argument("--index-type", choices=INDEX_TYPES, default="auto", help="coarse search structure")
+    p.add_argument("--nlist", type=int, help="IVF-PQ lists (default: about sqrt(clips), a power of two)")
+    p.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (default: dim / 8)")
+    p.add_argument("--nprobe", type=int, default=64, help="IVF-PQ lists visited per query (default of recommend)")
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
+    p.add_argument("--store-dtype", choices=("float16", "float32"), default="float16", help="dtype of the re-rank store")
+    p.add_argument("--store-tokens", type=int, help="pool the audio sequence features to this many tokens (smaller store, approximate re-ranking; default: all)")
+    p.add_argument("--audio-crops", type=int, default=1, help="audio windows per clip, spread over the clip (the processor's audio_crops)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="clips per forward pass")
+    p.add_argument("--push-to-hub", metavar="REPO", help="also upload the index as this Hub dataset repo")
+    p.add_argument("--private", action="store_true", help="create the Hub repo private")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_index)
+
+    p = subparsers.add_parser(
+        "recommend",
+        help="recommend background sound for frames, a text or a video from an index",
+        description=(
+            "Stage 1 takes the --rerank nearest clips by the global embedding (video or sentence feature against the "
+            "audio feature); stage 2 orders them by the model's full multi-grained similarity. Prints the --top-k and "
+            "writes them (with ids, paths and both scores) to --json. With frame times (--frame-times, or the key "
+            "frames of --video) it also recommends one sound per scene, switching only at scene cuts (each key frame "
+            "opens a scene), with no sound used twice unless --allow-repeats."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--index", required=True, help="index folder or Hub dataset repo id")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--frames", type=Path, help="folder of a scene's frames (images, in file-name order)")
+    query.add_argument("--text", help="a story text")
+    query.add_argument("--video", type=Path, help="a video file: its key frames (the dataset builder's key-frame step) are the query")
+    p.add_argument("--frame-times", type=float, nargs="+", help="times (seconds) of the --frames images, one each: turns on story mode")
+    p.add_argument("--duration", type=float, help="story length in seconds (ends the last scene; a --video's own length by default)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="clips to recommend")
+    p.add_argument("--rerank", type=int, default=DEFAULT_RERANK, help="stage-1 candidates re-ranked by the multi-grained similarity")
+    p.add_argument("--allow-repeats", action="store_true", help="story mode: a sound may serve several scenes")
+    p.add_argument("--nprobe", type=int, help="IVF-PQ lists visited (default: the index's)")
+    p.add_argument("--ef-search", type=int, help="HNSW search breadth (default: the index's)")
+    p.add_argument("--model", help="the model folder or Hub id, when it moved since indexing (must be the same weights)")
+    p.add_argument("--revision", help="revision of a Hub index repo")
+    p.add_argument("--verify", action="store_true", help="hash every store file before use (rows are always CRC-checked when read)")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_recommend)
+
+
+__all__ = ["add_recommend_parsers"]
