@@ -12,7 +12,7 @@ Importing this package registers ``SoSRetrievalConfig`` / ``SoSRetrievalModel`` 
 trust_remote_code=True)`` loads them without this package.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from .configuration_sos import SoSRetrievalConfig
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
@@ -33,11 +33,14 @@ from .processing_sos import SoSRetrievalProcessor, prepare_waveform, sample_fram
 
 AutoConfig.register(SoSRetrievalConfig.model_type, SoSRetrievalConfig, exist_ok=True)
 AutoModel.register(SoSRetrievalConfig, SoSRetrievalModel, exist_ok=True)
+AutoProcessor.register(SoSRetrievalConfig, SoSRetrievalProcessor, exist_ok=True)
 AutoConfig.register(Wav2CLIPBaselineConfig.model_type, Wav2CLIPBaselineConfig, exist_ok=True)
 AutoModel.register(Wav2CLIPBaselineConfig, Wav2CLIPBaselineModel, exist_ok=True)
 # Written into config.json as `auto_map` on save, with the code files copied next to the weights.
 SoSRetrievalConfig.register_for_auto_class()
 SoSRetrievalModel.register_for_auto_class("AutoModel")
+# processor_config.json gets an `auto_map` too, with processing_sos.py copied next to it.
+SoSRetrievalProcessor.register_for_auto_class("AutoProcessor")
 Wav2CLIPBaselineConfig.register_for_auto_class()
 Wav2CLIPBaselineModel.register_for_auto_class("AutoModel")
 

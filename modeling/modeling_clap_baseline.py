@@ -42,6 +42,13 @@ class ClapRetrievalBaseline(ClapModel):
         embeds = super().get_text_features(input_ids=input_ids, attention_mask=attention_mask, **kwargs).pooler_output
         return SoSTextFeatures(text_embeds=embeds, attention_mask=attention_mask)
 
+    def scale(self) -> torch.Tensor:
+        """The logit scale of the SoS training loss: CLAP's audio-side scale, exp(`logit_scale_a`).
+
+        CLAP's own loss scales audio-to-text and text-to-audio logits by two separate scales; the SoS
+        training loop uses one symmetric InfoNCE for every model, so it uses this one for both directions."""
+        return self.logit_scale_a.exp()
+
     def similarity(self, audio_features: SoSAudioFeatures, other_features: SoSTextFeatures, **_: object) -> torch.Tensor:
         """Cosine similarity, `(num_audio, num_text)` (block options are accepted and unused)."""
         if not isinstance(other_features, SoSTextFeatures):

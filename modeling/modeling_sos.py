@@ -11,12 +11,15 @@ Similarity: the paper's equations 1 to 11, computed as X-CLIP's "attention over 
 """
 
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelCard
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
@@ -478,6 +481,49 @@ class SoSRetrievalPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "ASTLayer", "CLIPTextEmbeddings", "CLIPVisionEmbeddings", "ASTEmbeddings"]
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        processor: Any = None,
+        model_card: ModelCard | None = None,
+        base_models: list[str] | None = None,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload the weights, configuration, remote code, the processor (when given) and a model card.
+
+        Unlike `PreTrainedModel.push_to_hub`, the card is this package's (`sound_of_story.cards.build_model_card`):
+        `model_card` when given, else one naming `base_models`, so `AutoModel` / `AutoProcessor` load the repo with
+        `trust_remote_code=True` and the card says where the weights came from.
+        """
+        from huggingface_hub import HfApi
+
+        # Inside try so that remote code (this file copied into a Hub repo) loads without the package:
+        # transformers' import check skips try blocks.
+        try:
+            from sound_of_story.cards import build_model_card
+        except ImportError as error:
+            raise ImportError("push_to_hub writes its model card with the sound-of-story package; pip install sound-of-story") from error
+        api = HfApi(token=token if isinstance(token, str) else None)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        card = model_card or build_model_card(
+            library_name="transformers", base_models=base_models or [], tags=["audio-retrieval", "multimodal"],
+            model_name=repo_id.split("/")[-1], description=f"`{type(self).__name__}` (Sound of Story, section 4.1).",
+        )  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            if processor is not None:
+                processor.save_pretrained(tmp)
+            card.save(os.path.join(tmp, "README.md"))
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, commit_message=commit_message or f"Upload {type(self).__name__}",
+                revision=revision, create_pr=create_pr,
+            )  # fmt: skip
+
 
 class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
     r"""Multi-grained audio-video and audio-text retrieval model of Sound of Story (paper section 4.1).
@@ -529,6 +575,13 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
             frame_mask: `(batch, num_frames)`, 1 = real frame; all ones when `None`.
         """
         clip_frames, frame_mask = clip_frame_embeddings(self.clip, pixel_values, frame_mask)
+        return self.video_features_from_clip_frames(clip_frames, frame_mask)
+
+    def video_features_from_clip_frames(self, clip_frames: torch.Tensor, frame_mask: torch.Tensor) -> SoSVideoFeatures:
+        """The part of `get_video_features` after CLIP: the temporal encoder and the pooling.
+
+        With frozen CLIP, training caches `clip_frames` (`clip_frame_embeddings`) and calls only this.
+        """
         temporal = self.temporal_encoder(clip_frames, frame_mask)
         video = masked_mean_pool(F.normalize(temporal, dim=-1), frame_mask)
         frames = temporal if self.config.frame_features == "temporal" else clip_frames
@@ -551,20 +604,30 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
                 f"input_values must have shape (batch, {expected[0]}, {expected[1]}) or (batch, crops, {expected[0]}, {expected[1]}), "
                 f"got {tuple(input_values.shape)}"
             )
+        return self.audio_features_from_states(*self.audio_encoder_states(input_values))
+
+    def audio_encoder_states(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """AST's output before the projection: the first token `(batch, crops, hidden)` and the audio
+        sequence tokens `(batch, crops, num_tokens, hidden)` (after `audio_token_pooling`).
+
+        With frozen AST, training caches these and calls only `audio_features_from_states`.
+        """
         batch, crops = input_values.shape[:2]
         hidden = self.audio_model(input_values=input_values.flatten(0, 1)).last_hidden_state
         if self.config.audio_token_pooling == "frequency":
-            freq, time = self.audio_model.embeddings.get_shape(audio_config)
+            freq, time = self.audio_model.embeddings.get_shape(self.config.audio_config)
             # Patch tokens are frequency-major (AST flattens its (frequency, time) patch grid).
             tokens = hidden[:, 2:].unflatten(1, (freq, time)).mean(dim=1)
         else:
             tokens = hidden[:, 1:]
-        cls = F.normalize(self.audio_projection(hidden[:, 0]), dim=-1).view(batch, crops, -1)
-        tokens = F.normalize(self.audio_projection(tokens), dim=-1)
-        return SoSAudioFeatures(
-            audio_embeds=F.normalize(cls.mean(dim=1), dim=-1),
-            audio_token_embeds=tokens.reshape(batch, crops * tokens.shape[1], -1),
-        )
+        return hidden[:, 0].view(batch, crops, -1), tokens.view(batch, crops, *tokens.shape[1:])
+
+    def audio_features_from_states(self, first_token: torch.Tensor, tokens: torch.Tensor) -> SoSAudioFeatures:
+        """The part of `get_audio_features` after AST: the projection, normalisation and crop averaging."""
+        cls = F.normalize(self.audio_projection(first_token), dim=-1)
+        tokens = F.normalize(self.audio_projection(tokens.flatten(1, 2)), dim=-1)
+        # The crops' tokens one after the other; f_a is the normalised mean of the crops' first tokens.
+        return SoSAudioFeatures(audio_embeds=F.normalize(cls.mean(dim=1), dim=-1), audio_token_embeds=tokens)
 
     # ---------------------------------------------------------------- similarity
 

@@ -8,7 +8,14 @@ from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
-from .modeling_sos import RetrievalForwardMixin, SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures, clip_frame_embeddings, masked_mean_pool
+from .modeling_sos import (
+    RetrievalForwardMixin,
+    SoSAudioFeatures,
+    SoSTextFeatures,
+    SoSVideoFeatures,
+    clip_frame_embeddings,
+    masked_mean_pool,
+)
 
 
 class AudioResNetBlock(nn.Module):
