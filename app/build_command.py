@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from sound_of_story.app.help_formatter import HelpFormatter
@@ -21,8 +22,46 @@ interrupted build, run again, redoes only what is missing. Inputs that cannot be
 in OUT/failures.jsonl (id, file, reason) and the build goes on.
 
 On a cluster: run `--shard-index i --num-shards n` once per i (e.g. a SLURM array), then
-`sound-of-story build --merge --out OUT`.
+`sound-of-story build --merge --out OUT` (the processing options are read from the shards, which
+must agree; those given with --merge are not used).
+
+Every build ends with a summary line: stories built, from the cache, failed (by reason).
 """
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN and infinities are refused, naming the option)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _count_or_share(value: float) -> float | int:
+    return value if value < 1 else int(value)
 
 
 def _params(args: argparse.Namespace):
@@ -37,23 +76,24 @@ def _params(args: argparse.Namespace):
         slice_seconds=args.slice_seconds,
         keep_long_slices=not args.drop_long_slices,
         content=ContentFilterParams(measure=args.content_measure, threshold=args.min_content),
+        max_story_seconds=args.max_story_seconds,
     )
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from sound_of_story.dataset_builder.build import build_dataset, merge_shards
+    from sound_of_story.dataset_builder.build import CONFIG_NAMES, build_dataset, merge_shards
 
-    configs = ("stories", "generation") if args.config == "all" else (args.config,)
-    params = _params(args)
-    test_size = args.test_size if args.test_size < 1 else int(args.test_size)
+    configs = CONFIG_NAMES if args.config == "all" else (args.config,)
+    test_size, generation_test_size = _count_or_share(args.test_size), _count_or_share(args.generation_test_size)
     if args.merge:
-        report = merge_shards(args.out, configs, params, test_size, args.max_shard_size)
+        report = merge_shards(args.out, configs, test_size, args.max_shard_size, args.generation_split, generation_test_size)
     else:
         if args.manifest is None:
             raise ValueError("--manifest is required (except with --merge)")
         report = build_dataset(
-            args.manifest, args.out, configs, params, num_proc=args.num_proc, test_size=test_size, lsmdc_target_s=args.lsmdc_target_seconds,
+            args.manifest, args.out, configs, _params(args), num_proc=args.num_proc, test_size=test_size, lsmdc_target_s=args.lsmdc_target_seconds,
             shard_index=args.shard_index, num_shards=args.num_shards, max_shard_size=args.max_shard_size, progress=not args.quiet,
+            generation_split=args.generation_split, generation_test_size=generation_test_size,
         )  # fmt: skip
     where = f"shard {args.shard_index} of {args.num_shards}" if args.num_shards else ", ".join(f"{k}: {len(v)}" for k, v in report.splits.items())
     print(f"{len(report.succeeded)} stories built ({where}; {report.from_cache} from the cache), {len(report.failures)} failed inputs")
@@ -63,6 +103,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             print(f"  {f.id}: {f.reason} ({f.file})")
     if not report.ok:
         print("nothing was built")
+    print(report.summary())
+    if not report.ok:
         return 1
     return 1 if args.strict and report.failures else 0
 
@@ -76,27 +118,40 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def add_build_parser(subparsers) -> None:
-    from sound_of_story.dataset_builder.build import PAPER_TEST_SHARE
+    from sound_of_story.dataset_builder.build import GENERATION_SPLITS, PAPER_GENERATION_TEST_SHARE, PAPER_TEST_SHARE
     from sound_of_story.dataset_builder.content_filter import MEASURES
     from sound_of_story.dataset_builder.key_frames import HASHES
+    from sound_of_story.dataset_builder.processing import MAX_STORY_SECONDS, MEMORY_PER_STORY_SECOND_MB
     from sound_of_story.dataset_builder.speech_removal import BACKENDS
 
     p = subparsers.add_parser("build", help="build the SoS dataset from movie clips", description=BUILD_DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--manifest", type=Path, help="JSONL or CSV manifest of the clips")
     p.add_argument("--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)")
     p.add_argument("--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write")
-    p.add_argument("--num-proc", type=int, default=1, help="stories processed in parallel (results identical to 1)")
+    p.add_argument("--num-proc", type=_at_least_one, default=1, help="stories processed in parallel (results identical to 1)")
     p.add_argument("--separator", choices=BACKENDS, default="center", help="speech removal backend")
     p.add_argument("--separator-checkpoint", type=Path, help="local HDemucs state_dict for --separator checkpoint")
     p.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="key-frame fingerprint")
-    p.add_argument("--frame-fps", type=float, default=10.0, help="key-frame sampling rate (at most 10)")
-    p.add_argument("--max-similarity", type=float, default=0.5, help="keep a frame when its similarity to the last kept one is at most this")
-    p.add_argument("--slice-seconds", type=float, default=15.0, help="maximum length of a generation slice")
+    p.add_argument("--frame-fps", type=positive_float, default=10.0, help="key-frame sampling rate (at most 10)")
+    p.add_argument("--max-similarity", type=finite_float, default=0.5, help="keep a frame when its similarity to the last kept one is at most this")
+    p.add_argument("--slice-seconds", type=positive_float, default=15.0, help="maximum length of a generation slice")
     p.add_argument("--drop-long-slices", action="store_true", help="drop single spans longer than --slice-seconds instead of keeping them alone")
     p.add_argument("--content-measure", choices=MEASURES, default="centroid_mag", help="low-content measure of a slice")
-    p.add_argument("--min-content", type=float, default=78.0, help="drop slices whose measure is below this (Hz; int16 units for rms)")
-    p.add_argument("--test-size", type=float, default=PAPER_TEST_SHARE, help="test share (< 1) or number of stories, split by movie")
-    p.add_argument("--lsmdc-target-seconds", type=float, default=150.0, help="join LSMDC clips until a story is this long")
+    p.add_argument("--min-content", type=finite_float, default=78.0, help="drop slices whose measure is below this (Hz; int16 units for rms)")
+    p.add_argument("--test-size", type=non_negative_float, default=PAPER_TEST_SHARE, help="test share (< 1) or number of stories, split by movie")
+    p.add_argument(
+        "--generation-split", choices=GENERATION_SPLITS, default="random",
+        help="test slices of the generation config: random over slices (the paper's) or story (each slice in its story's split)",
+    )  # fmt: skip
+    p.add_argument(
+        "--generation-test-size", type=non_negative_float, default=PAPER_GENERATION_TEST_SHARE,
+        help="with --generation-split random: test share (< 1) or number of slices (the paper's 879 of 185,341)",
+    )  # fmt: skip
+    p.add_argument("--lsmdc-target-seconds", type=positive_float, default=150.0, help="join LSMDC clips until a story is this long")
+    p.add_argument(
+        "--max-story-seconds", type=positive_float, default=MAX_STORY_SECONDS,
+        help=f"longest story processed (longer ones fail and are listed): bounds memory, about {MEMORY_PER_STORY_SECOND_MB:g} MB per second of story",
+    )  # fmt: skip
     p.add_argument("--shard-index", type=int, help="process only this part of the manifest (with --num-shards)")
     p.add_argument("--num-shards", type=int, help="number of parts the manifest is split into")
     p.add_argument("--merge", action="store_true", help="assemble the dataset from finished shards")
@@ -105,7 +160,7 @@ def add_build_parser(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
 
-    p = subparsers.add_parser("push", help="upload a built SoS folder to the Hub", description="Upload a built SoS folder (shards and card; not work/) as a dataset repository.", formatter_class=HelpFormatter)
+    p = subparsers.add_parser("push", help="upload a built SoS folder to the Hub", description="Upload a built SoS folder as a dataset repository: the card and the Parquet files it names, nothing else (not failures.jsonl, not work/).", formatter_class=HelpFormatter)
     p.add_argument("folder", type=Path, help="the folder `sound-of-story build` wrote")
     p.add_argument("--repo-id", required=True, help="user/name of the dataset repository")
     p.add_argument("--private", action="store_true", help="create the repository private")

@@ -3,36 +3,49 @@
 Layout of the output folder::
 
     DIR/README.md                         dataset card (YAML configs + dataset_info, statistics)
-    DIR/stories/{train,test}-NNNNN-of-NNNNN.parquet
-    DIR/generation/{train,test}-NNNNN-of-NNNNN.parquet
+    DIR/stories/{train,test}-<build>-NNNNN-of-NNNNN.parquet
+    DIR/generation/{train,test}-<build>-NNNNN-of-NNNNN.parquet
     DIR/failures.jsonl                    one row per input that could not be used: id, file, reason
-    DIR/work/cache/<story>-<key>/         per-story results (resumable; see processing.py)
+    DIR/work/cache/<story>-<key>/         per-story results (resumable; see story_cache.py)
     DIR/work/shards/shard-i-of-n.json     what each cluster shard processed (--shard-index/--num-shards)
 
 ``load_dataset(DIR)`` and ``load_dataset(DIR, "generation")`` read it without this package.
+
+The final write never mixes two builds: the Parquet files of a build carry its id (a hash of
+what it holds) and are written through a staging folder next to the old ones; the card, written
+last with one rename, names exactly the files of its build, so it switches readers from the old
+dataset to the new one at once and is the completion marker (a folder with a card is whole).
+Files no card names and staging folders of killed runs are removed by the next build.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
+import math
+import os
 import shutil
-import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, get_args
 
 from tqdm.auto import tqdm
 
 from .atomic_files import write_json_atomic, write_jsonl_atomic
 from .manifest import Failure, StorySource, read_manifest
-from .processing import ProcessingParams, StoryError, process_story
+from .processing import ProcessingParams, StoryJob, StoryOutcome, run_story_job
+from .story_cache import StoryCacheEntry, remove_unfinished
 
 PAPER_TEST_SHARE = 1300 / 27354  # the paper's test split: 1,300 of 27,354 stories
+PAPER_GENERATION_TEST_SHARE = 879 / 185_341  # the paper's generation test split: 879 of 185,341 slices, at random
 SPLITS = ("train", "test")
+CONFIG_NAMES = ("stories", "generation")
+GenerationSplit = Literal["random", "story"]
+GENERATION_SPLITS: tuple[str, ...] = get_args(GenerationSplit)
+STAGING_PREFIX = ".staging-"
+LEGACY_STAGING_PREFIX = "sos-build-"  # what builds before the staging folder left behind when killed
 
 
 @dataclasses.dataclass
@@ -42,44 +55,73 @@ class BuildReport:
     failures: list[Failure]
     from_cache: int
     splits: dict[str, list[str]]
+    assembly_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # builder steps: spectrograms, flac_encoding
 
     @property
     def ok(self) -> bool:
         return bool(self.succeeded)
+
+    def failures_by_reason(self) -> dict[str, int]:
+        return dict(Counter(f.category for f in self.failures).most_common())
+
+    def summary(self) -> str:
+        """One line: stories built, from the cache, failed (by reason)."""
+        reasons = ", ".join(f"{why}: {n}" for why, n in self.failures_by_reason().items())
+        return (
+            f"build summary: {len(self.succeeded)} stories built, {self.from_cache} from the cache, "
+            f"{len(self.failures)} failed" + (f" ({reasons})" if reasons else "")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexedStory:
+    id: str
+    movie: str
+    position: int  # in the manifest: the dataset keeps manifest order, across shards too
+    entry: str  # the story's cache entry, relative to the output folder (shards merge from anywhere)
+
+
+@dataclasses.dataclass
+class BuildIndex:
+    """What a build, or one cluster shard, processed: its stories' cache entries, its failures, and what
+    it was built with (compared across shards by ``--merge``). One story's own record is its ``story.json``."""
+
+    stories: list[IndexedStory]
+    failures: list[Failure]
+    params: dict  # ProcessingParams.public_json(): no local paths
+    inputs: dict  # the manifest's content hash and the LSMDC story length
+
+    def to_json(self) -> dict:
+        return {"stories": [dataclasses.asdict(s) for s in self.stories], "failures": [f.to_json() for f in self.failures], "params": self.params, "inputs": self.inputs}
+
+    @classmethod
+    def from_json(cls, data: dict) -> BuildIndex:
+        return cls([IndexedStory(**s) for s in data["stories"]], [Failure(**f) for f in data["failures"]], data["params"], data["inputs"])
 
 
 def _work(out_dir: Path) -> Path:
     return out_dir / "work"
 
 
-def _process_one(args: tuple[StorySource, ProcessingParams, str]) -> tuple[str, str | None, bool, Failure | None]:
-    """Worker: (story id, cache entry or None, from cache, failure or None). Never raises."""
-    source, params, cache_dir = args
-    try:
-        result, cached = process_story(source, params, cache_dir)
-        return source.id, str(result.entry), cached, None
-    except StoryError as err:
-        return source.id, None, False, Failure(source.id, err.file, err.reason)
-    except Exception as err:  # noqa: BLE001 - one bad story must not stop the build
-        return source.id, None, False, Failure(source.id, source.videos[0] if source.videos else "", f"{type(err).__name__}: {err}")
+def process_stories(stories: Sequence[StorySource], params: ProcessingParams, cache_dir: str | Path, num_proc: int = 1, progress: bool = True) -> list[StoryOutcome]:
+    """Process stories (in parallel with ``num_proc`` > 1); one :class:`StoryOutcome` per story, in input order."""
+    import concurrent.futures
+    import multiprocessing
 
-
-def process_stories(stories: Sequence[StorySource], params: ProcessingParams, cache_dir: str | Path, num_proc: int = 1, progress: bool = True):
-    """Process stories (in parallel with ``num_proc`` > 1); results in manifest order."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, params, str(cache_dir)) for s in stories]
+    jobs = [StoryJob(i, s, params, str(cache_dir)) for i, s in enumerate(stories)]
     bar = tqdm(total=len(jobs), desc="stories", unit="story", disable=not progress)
     results = []
     if num_proc <= 1:
         for job in jobs:
-            results.append(_process_one(job))
+            results.append(run_story_job(job))
             bar.update(1)
     else:
         # spawn: torch and decoders do not survive fork well; each worker imports what it needs
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(_process_one, job) for job in jobs]
+            futures = [pool.submit(run_story_job, job) for job in jobs]
             for _ in concurrent.futures.as_completed(futures):
                 bar.update(1)
             results = [f.result() for f in futures]
@@ -117,19 +159,68 @@ def split_by_movie(stories: Sequence[tuple[str, str]], test_size: float | int = 
     return split
 
 
-def _write_failures(out_dir: Path, failures: Sequence[Failure]) -> None:
-    write_jsonl_atomic(out_dir / "failures.jsonl", (f.to_json() for f in failures))
+def split_slices_at_random(slice_ids: Sequence[str], test_size: float | int = PAPER_GENERATION_TEST_SHARE) -> dict[str, str]:
+    """Slice id -> "train"/"test", at random over slices as the paper's generation split (section 4.2.2).
+
+    Deterministic: slices are ordered by a hash of their id and the first ``test_size`` (a share
+    when < 1, a count otherwise; at least one slice when there are two or more) go to test.
+    """
+    if not (math.isfinite(test_size) and test_size >= 0):
+        raise ValueError(f"generation test size must be a finite number >= 0, got {test_size}")
+    target = round(test_size * len(slice_ids)) if test_size < 1 else int(test_size)
+    if test_size > 0 and len(slice_ids) >= 2:
+        target = max(target, 1)
+    target = min(target, len(slice_ids) - 1) if len(slice_ids) >= 2 else 0  # train is never empty
+    order = sorted(slice_ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+    test = set(order[:target])
+    return {i: "test" if i in test else "train" for i in slice_ids}
 
 
 def _shard_file(out_dir: Path, index: int, count: int) -> Path:
     return _work(out_dir) / "shards" / f"shard-{index:05d}-of-{count:05d}.json"
 
 
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_build_options(
+    out_dir: Path,
+    configs: Sequence[str],
+    test_size: float | int,
+    lsmdc_target_s: float = 150.0,
+    num_proc: int = 1,
+    generation_split: str = "random",
+    generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
+    params: ProcessingParams | None = None,
+) -> None:
+    """Every option checked once, before any work; errors name the option (ValueError)."""
+    for parent in [out_dir, *out_dir.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out {out_dir}: {parent} is a file, not a folder")
+            break
+    unknown = [c for c in configs if c not in CONFIG_NAMES]
+    if unknown or not configs:
+        raise ValueError(f"--config must name some of {', '.join(CONFIG_NAMES)}, got {list(configs)}")
+    for option, value in (("--test-size", test_size), ("--generation-test-size", generation_test_size)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{option} must be a finite number >= 0 (a share below 1 or a count), got {value}")
+    if not (math.isfinite(lsmdc_target_s) and lsmdc_target_s > 0):
+        raise ValueError(f"--lsmdc-target-seconds must be a finite number > 0, got {lsmdc_target_s}")
+    if params is not None and lsmdc_target_s > params.max_story_seconds:
+        raise ValueError(f"--lsmdc-target-seconds ({lsmdc_target_s:g}) is over --max-story-seconds ({params.max_story_seconds:g}): every joined LSMDC story would fail")
+    if num_proc < 1:
+        raise ValueError(f"--num-proc must be at least 1, got {num_proc}")
+    if generation_split not in GENERATION_SPLITS:
+        raise ValueError(f"--generation-split must be one of {', '.join(GENERATION_SPLITS)}, got {generation_split!r}")
+
+
 def build_dataset(
     manifest: str | Path,
     out_dir: str | Path,
-    configs: Sequence[str] = ("stories", "generation"),
-    params: ProcessingParams = ProcessingParams(),
+    configs: Sequence[str] = CONFIG_NAMES,
+    params: ProcessingParams | None = None,
     num_proc: int = 1,
     test_size: float | int = PAPER_TEST_SHARE,
     lsmdc_target_s: float = 150.0,
@@ -137,31 +228,85 @@ def build_dataset(
     num_shards: int | None = None,
     max_shard_size: str | int = "500MB",
     progress: bool = True,
+    generation_split: GenerationSplit = "random",
+    generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
 ) -> BuildReport:
-    """Process every story of ``manifest`` and write the dataset (or one cluster shard of it)."""
+    """Process every story of ``manifest`` and write the dataset (or one cluster shard of it); ``params``
+    default to :class:`ProcessingParams`'s defaults.
+
+    ``generation_split``: ``random`` draws the ``generation`` config's test slices at random over
+    slices (``generation_test_size`` of them, the paper's 879 of 185,341 by default); ``story``
+    gives each slice its story's split (no story is in both).
+    """
     out_dir = Path(out_dir)
-    stories, failures = read_manifest(manifest, lsmdc_target_s=lsmdc_target_s)
-    positions = {s.id: i for i, s in enumerate(stories)}  # manifest order, kept through shards
+    params = params or ProcessingParams()
+    check_build_options(out_dir, configs, test_size, lsmdc_target_s, num_proc, generation_split, generation_test_size, params)
     sharded = shard_index is not None or num_shards is not None
+    if sharded and (shard_index is None or num_shards is None or not 0 <= shard_index < num_shards):
+        raise ValueError(f"--shard-index must be in [0, --num-shards), got {shard_index} of {num_shards}")
+    stories, failures = read_manifest(manifest, lsmdc_target_s=lsmdc_target_s)
+    positions = list(range(len(stories)))
     if sharded:
-        if shard_index is None or num_shards is None or not 0 <= shard_index < num_shards:
-            raise ValueError(f"--shard-index must be in [0, --num-shards), got {shard_index} of {num_shards}")
+        positions = positions[shard_index::num_shards]
         stories = stories[shard_index::num_shards]
         failures = [f for i, f in enumerate(failures) if i % num_shards == shard_index]
-    results = process_stories(stories, params, _work(out_dir) / "cache", num_proc, progress)
-    entries = {sid: entry for sid, entry, _, _ in results if entry}
-    failures = failures + [f for _, _, _, f in results if f]
-    meta = {"stories": [(s.id, s.movie, positions[s.id]) for s in stories if s.id in entries], "entries": entries, "failures": [f.to_json() for f in failures]}
-    cached = sum(1 for _, entry, hit, _ in results if entry and hit)
+    cache_dir = _work(out_dir) / "cache"
+    remove_unfinished(cache_dir)
+    outcomes = {o.index: o for o in process_stories(stories, params, cache_dir, num_proc, progress)}
+    if sorted(outcomes) != list(range(len(stories))):  # an engine lost or doubled a story: never guess which
+        raise RuntimeError(f"processing returned outcomes for positions {sorted(outcomes)}, expected 0..{len(stories) - 1}")
+    # results are keyed by position: two inputs can never share a slot, whatever their ids
+    index = BuildIndex(
+        stories=[IndexedStory(s.id, s.movie, positions[i], os.path.relpath(outcomes[i].entry, out_dir)) for i, s in enumerate(stories) if outcomes[i].ok],
+        failures=failures + [outcomes[i].failure for i in range(len(stories)) if outcomes[i].failure],
+        params=params.public_json(),
+        inputs={"manifest_sha256": _file_sha256(Path(manifest)), "lsmdc_target_s": lsmdc_target_s},
+    )  # fmt: skip
+    cached = sum(1 for o in outcomes.values() if o.ok and o.from_cache)
     if sharded:
-        write_json_atomic(_shard_file(out_dir, shard_index, num_shards), meta)
-        return BuildReport(out_dir, list(entries), failures, cached, {})
-    return _assemble(out_dir, meta, configs, params, test_size, max_shard_size, cached)
+        write_json_atomic(_shard_file(out_dir, shard_index, num_shards), index.to_json())
+        return BuildReport(out_dir, [s.id for s in index.stories], index.failures, cached, {})
+    return _assemble(out_dir, index, configs, test_size, max_shard_size, cached, generation_split, generation_test_size)
 
 
-def merge_shards(out_dir: str | Path, configs: Sequence[str] = ("stories", "generation"), params: ProcessingParams = ProcessingParams(), test_size: float | int = PAPER_TEST_SHARE, max_shard_size: str | int = "500MB") -> BuildReport:
-    """Assemble the dataset from every shard's results (``sound-of-story build --merge``)."""
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_same_parameters(parts: dict[str, BuildIndex]) -> None:
+    """Refuse shards built with different parameters or manifests, naming the parameter."""
+    (first_name, first), *others = parts.items()
+    reference = _flatten({"params": first.params, "inputs": first.inputs})
+    for name, part in others:
+        theirs = _flatten({"params": part.params, "inputs": part.inputs})
+        for key in sorted(reference.keys() | theirs.keys()):
+            if reference.get(key) != theirs.get(key):
+                raise ValueError(
+                    f"shards were built with different parameters: {key} is {reference.get(key)!r} in {first_name} "
+                    f"but {theirs.get(key)!r} in {name}; rebuild the odd shards with the same options and manifest"
+                )
+
+
+def merge_shards(
+    out_dir: str | Path,
+    configs: Sequence[str] = CONFIG_NAMES,
+    test_size: float | int = PAPER_TEST_SHARE,
+    max_shard_size: str | int = "500MB",
+    generation_split: GenerationSplit = "random",
+    generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
+) -> BuildReport:
+    """Assemble the dataset from every shard's results (``sound-of-story build --merge``).
+
+    The processing parameters come from the shards themselves (they must agree), not from the caller.
+    """
     out_dir = Path(out_dir)
+    check_build_options(out_dir, configs, test_size, generation_split=generation_split, generation_test_size=generation_test_size)
     files = sorted((_work(out_dir) / "shards").glob("shard-*-of-*.json"))
     if not files:
         raise FileNotFoundError(f"no shard results in {_work(out_dir) / 'shards'}: run `sound-of-story build --shard-index i --num-shards n` first")
@@ -172,39 +317,88 @@ def merge_shards(out_dir: str | Path, configs: Sequence[str] = ("stories", "gene
     missing = sorted(set(range(count)) - {int(f.stem.split("-")[1]) for f in files})
     if missing:
         raise ValueError(f"shards {missing} of {count} have not finished; rerun them before --merge")
-    merged = {"stories": [], "entries": {}, "failures": []}
-    for f in files:
-        part = json.loads(f.read_text())
-        merged["stories"] += part["stories"]
-        merged["entries"].update(part["entries"])
-        merged["failures"] += part["failures"]
-    return _assemble(out_dir, merged, configs, params, test_size, max_shard_size, 0)
+    parts = {f.name: BuildIndex.from_json(json.loads(f.read_text(encoding="utf-8"))) for f in files}
+    _check_same_parameters(parts)
+    first = next(iter(parts.values()))
+    merged = BuildIndex([s for p in parts.values() for s in p.stories], [f for p in parts.values() for f in p.failures], first.params, first.inputs)
+    return _assemble(out_dir, merged, configs, test_size, max_shard_size, 0, generation_split, generation_test_size)
 
 
-def _assemble(out_dir: Path, meta: dict, configs: Sequence[str], params: ProcessingParams, test_size, max_shard_size, cached: int) -> BuildReport:
+def _remove_leftovers(out_dir: Path, keep: Sequence[str]) -> None:
+    """Remove staging folders of killed runs and Parquet files the live card does not name (``keep``)."""
+    for leftover in [*out_dir.glob(f"{STAGING_PREFIX}*"), *out_dir.glob(f"{LEGACY_STAGING_PREFIX}*")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    keep = set(keep)
+    for config in CONFIG_NAMES:
+        for f in (out_dir / config).glob("*.parquet"):
+            if f.relative_to(out_dir).as_posix() not in keep:
+                f.unlink()
+
+
+def _build_id(index: BuildIndex, configs: Sequence[str], splits: dict, slice_splits: dict, max_shard_size) -> str:
+    """Names this build's files: equal inputs and options give equal names (and equal files)."""
+    payload = {
+        "stories": [(s.id, Path(s.entry).name) for s in sorted(index.stories, key=lambda s: s.position)],
+        "configs": list(configs), "splits": splits, "slice_splits": slice_splits, "max_shard_size": str(max_shard_size),
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _assemble(
+    out_dir: Path, index: BuildIndex, configs: Sequence[str], test_size, max_shard_size, cached: int,
+    generation_split: GenerationSplit = "random", generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
+) -> BuildReport:  # fmt: skip
     from .builder import SoSDatasetBuilder
-    from .dataset_card import write_dataset_card
+    from .dataset_card import live_data_files, write_dataset_card
 
-    failures = [f if isinstance(f, Failure) else Failure(**f) for f in meta["failures"]]
-    _write_failures(out_dir, failures)
-    stories = [(sid, movie) for sid, movie, _ in sorted(meta["stories"], key=lambda s: s[2])]
-    if not stories:
-        return BuildReport(out_dir, [], failures, cached, {})
-    split_of = split_by_movie(stories, test_size)
-    splits = {name: [sid for sid, _ in stories if split_of[sid] == name] for name in SPLITS}
-    infos = {}
-    for config in configs:
-        entries = {name: [meta["entries"][sid] for sid in ids] for name, ids in splits.items()}
-        with tempfile.TemporaryDirectory(prefix="sos-build-", dir=out_dir) as tmp:
-            builder = SoSDatasetBuilder(config_name=config, entries=entries, cache_dir=str(Path(tmp) / "cache"))
-            builder.download_and_prepare(output_dir=str(Path(tmp) / "out"), file_format="parquet", max_shard_size=max_shard_size)
-            target = out_dir / config
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            for split in SPLITS:
-                files = sorted((Path(tmp) / "out").glob(f"*-{split}*.parquet"))
-                for i, f in enumerate(files):
-                    shutil.move(f, target / f"{split}-{i:05d}-of-{len(files):05d}.parquet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir, live_data_files(out_dir))  # what a killed run left
+    ordered = sorted(index.stories, key=lambda s: s.position)
+    if not ordered:
+        _write_failures(out_dir, index.failures)
+        return BuildReport(out_dir, [], index.failures, cached, {})
+    entries = {s.id: StoryCacheEntry(out_dir / s.entry) for s in ordered}
+    split_of = split_by_movie([(s.id, s.movie) for s in ordered], test_size)
+    splits = {name: [s.id for s in ordered if split_of[s.id] == name] for name in SPLITS}
+    slices = {sid: story_id for story_id, entry in entries.items() for sid, _ in entry.kept_slices()}
+    if generation_split == "random":
+        slice_splits = split_slices_at_random(list(slices), generation_test_size)
+    else:
+        slice_splits = {sid: split_of[story_id] for sid, story_id in slices.items()}
+    build_id = _build_id(index, configs, splits, slice_splits, max_shard_size)
+    staging = out_dir / f"{STAGING_PREFIX}{build_id}-{os.getpid()}"
+    infos, data_files, timings = {}, {}, Counter()
+    try:
+        for config in configs:
+            if config == "stories":
+                by_split = {name: [str(entries[sid].path) for sid in ids] for name, ids in splits.items()}
+            else:  # a story's slices may fall in both splits when they are drawn at random
+                by_split = {
+                    name: [str(e.path) for e in entries.values() if any(slice_splits[sid] == name for sid, _ in e.kept_slices())]
+                    for name in SPLITS
+                }  # fmt: skip
+            builder = SoSDatasetBuilder(config_name=config, entries=by_split, slice_splits=slice_splits, cache_dir=str(staging / "hf-cache"))
+            builder.download_and_prepare(output_dir=str(staging / config / "out"), file_format="parquet", max_shard_size=max_shard_size)
+            timings.update(builder.step_seconds)
             infos[config] = builder.info
-    write_dataset_card(out_dir, infos, meta, splits, params)
-    return BuildReport(out_dir, [sid for sid, _ in stories], failures, cached, splits)
+            data_files[config] = {}
+            for split in SPLITS:
+                files = sorted((staging / config / "out").glob(f"*-{split}*.parquet"))
+                if files:
+                    data_files[config][split] = f"{config}/{split}-{build_id}-*.parquet"
+                for i, f in enumerate(files):
+                    (out_dir / config).mkdir(exist_ok=True)
+                    # files of this build have names no card names yet: moving them in changes no reader's view
+                    os.replace(f, out_dir / config / f"{split}-{build_id}-{i:05d}-of-{len(files):05d}.parquet")
+        # the switch: one rename of the card, which names exactly this build's files
+        write_dataset_card(out_dir, infos, data_files, index, splits, slice_splits, generation_split)
+        _write_failures(out_dir, index.failures)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _remove_leftovers(out_dir, live_data_files(out_dir))  # the previous build's files
+    return BuildReport(out_dir, [s.id for s in ordered], index.failures, cached, splits, dict(timings))
+
+
+def _write_failures(out_dir: Path, failures: Sequence[Failure]) -> None:
+    write_jsonl_atomic(out_dir / "failures.jsonl", (f.to_json() for f in failures))

@@ -3,21 +3,26 @@
 datasets 5 runs no loading scripts, so this builder is not what ``load_dataset`` runs: the
 command line runs it once to write standard Parquet shards, and the dataset card's YAML
 ``configs:`` make ``load_dataset(DIR)`` / ``load_dataset(DIR, "generation")`` read them with no
-code of ours. It reads the per-story results that :mod:`.processing` cached.
+code of ours. It reads the per-story cache entries (:class:`.story_cache.StoryCacheEntry`) that
+:mod:`.processing` wrote. ``step_seconds`` sums the time spent on spectrogram images and FLAC
+encoding of slices, for benchmarks.
 
 * ``stories`` (default): ``id, movie, source, text, audio, frames, frame_times, duration,
   speech_ratio_before, speech_ratio_after`` (audio: the speech-removed background, FLAC).
 * ``generation``: ``id, story_id, text, audio, spectrogram, frames, frame_times, start, end``:
   the story's slices of at most 15 s that passed the low-content filter, each with its
   Riffusion-compatible spectrogram image and the key frames shown during it (times relative to
-  the story; ``start``/``end`` in seconds).
+  the story; ``start``/``end`` in seconds). Which split a slice is in comes from the config's
+  ``slice_splits`` (at random over slices, as the paper, or the story's split).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
-import json
+import time
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -25,8 +30,8 @@ import numpy as np
 import soundfile as sf
 
 from .processing import flac_bytes
+from .story_cache import StoryCacheEntry
 
-CONFIG_NAMES = ("stories", "generation")
 GENERATION_WIDTH = 1536  # spectrogram columns of a 15 s slice (100 per second, padded to a multiple of 8)
 
 STORIES_FEATURES = datasets.Features(
@@ -60,12 +65,14 @@ GENERATION_FEATURES = datasets.Features(
 
 @dataclasses.dataclass
 class SoSBuilderConfig(datasets.BuilderConfig):
-    """``entries``: split name -> cache entry folders (from :func:`.processing.process_story`)."""
+    """``entries``: split name -> cache entry folders (from :func:`.processing.process_story`);
+    ``slice_splits``: generation slice id -> split (the ``generation`` config writes a slice in that split only)."""
 
     entries: dict[str, list[str]] | None = None
+    slice_splits: dict[str, str] | None = None
 
 
-def _image(path: Path) -> dict:
+def _image(path) -> dict:
     return {"bytes": path.read_bytes(), "path": None}
 
 
@@ -92,6 +99,18 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "stories"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step_seconds: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def _timed(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_seconds[step] += time.perf_counter() - start
+
     def _info(self) -> datasets.DatasetInfo:
         features = STORIES_FEATURES if self.config.name == "stories" else GENERATION_FEATURES
         return datasets.DatasetInfo(
@@ -103,43 +122,47 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         entries = self.config.entries or {}
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"entries": paths}) for split, paths in entries.items() if paths]
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"entries": paths, "split": split}) for split, paths in entries.items() if paths]
 
-    def _generate_examples(self, entries):
-        for entry in map(Path, entries):
-            meta = json.loads((entry / "meta.json").read_text())
-            frame_paths = [entry / "frames" / f"{i:04d}.jpg" for i in range(len(meta["frame_times"]))]
+    def _generate_examples(self, entries, split):
+        for entry in (StoryCacheEntry(Path(p)) for p in entries):
+            story = entry.story
+            frame_paths = entry.frame_paths()
             if self.config.name == "stories":
-                yield meta["id"], {
-                    "id": meta["id"],
-                    "movie": meta["movie"],
-                    "source": meta["source"],
-                    "text": meta["text"],
-                    "audio": {"bytes": (entry / "audio.flac").read_bytes(), "path": f"{meta['id']}.flac"},
+                yield story["id"], {
+                    "id": story["id"],
+                    "movie": story["movie"],
+                    "source": story["source"],
+                    "text": story["text"],
+                    "audio": {"bytes": entry.audio_path.read_bytes(), "path": f"{story['id']}.flac"},
                     "frames": [_image(p) for p in frame_paths],
-                    "frame_times": meta["frame_times"],
-                    "duration": meta["duration"],
-                    "speech_ratio_before": meta["speech_ratio_before"],
-                    "speech_ratio_after": meta["speech_ratio_after"],
+                    "frame_times": story["frame_times"],
+                    "duration": story["duration"],
+                    "speech_ratio_before": story["speech_ratio_before"],
+                    "speech_ratio_after": story["speech_ratio_after"],
                 }
                 continue
-            kept = [s for s in meta["slices"] if s["keep"]]
+            slice_splits = self.config.slice_splits or {}
+            kept = [(sid, piece) for sid, piece in entry.kept_slices() if slice_splits.get(sid, split) == split]
             if not kept:
                 continue
-            audio, rate = sf.read(entry / "audio.flac", dtype="float32", always_2d=True)
+            audio, rate = sf.read(entry.audio_path, dtype="float32", always_2d=True)
             audio = audio.T
-            times = np.asarray(meta["frame_times"], dtype=np.float64)
-            for k, piece in enumerate(kept):
+            times = np.asarray(story["frame_times"], dtype=np.float64)
+            for slice_id, piece in kept:
                 a, b = piece["start_sample"], piece["end_sample"]
                 start, end = a / rate, b / rate
                 inside = [i for i, t in enumerate(times) if round(t * rate) >= a and round(t * rate) < b]
-                slice_id = f"{meta['id']}_s{k:03d}"
+                with self._timed("flac_encoding"):
+                    flac = flac_bytes(audio[:, a:b], rate)
+                with self._timed("spectrograms"):
+                    png = spectrogram_png(audio[:, a:b], rate)
                 yield slice_id, {
                     "id": slice_id,
-                    "story_id": meta["id"],
-                    "text": meta["text"],
-                    "audio": {"bytes": flac_bytes(audio[:, a:b], rate), "path": f"{slice_id}.flac"},
-                    "spectrogram": {"bytes": spectrogram_png(audio[:, a:b], rate), "path": None},
+                    "story_id": story["id"],
+                    "text": story["text"],
+                    "audio": {"bytes": flac, "path": f"{slice_id}.flac"},
+                    "spectrogram": {"bytes": png, "path": None},
                     "frames": [_image(frame_paths[i]) for i in inside],
                     "frame_times": [float(times[i]) for i in inside],
                     "start": start,

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import statistics
 from pathlib import Path
 
+import yaml
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .atomic_files import atomic_path
 from .builder import CITATION
+from .story_cache import StoryCacheEntry
+
+CARD_FILE = "README.md"
+GENERATION_SPLIT_TEXT = {
+    "random": "at random over slices, as the paper (section 4.2.2: 879 of 185,341 slices); a story's slices can be in both splits",
+    "story": "each slice in its story's split (by movie), so no story, and no movie, is in both splits",
+}
 
 
-def _stats(meta: dict, splits: dict[str, list[str]]) -> dict:
-    rows = []
-    for sid in [s for ids in splits.values() for s in ids]:
-        rows.append(json.loads((Path(meta["entries"][sid]) / "meta.json").read_text()))
+def live_data_files(out_dir: str | Path) -> list[str]:
+    """The data files (relative POSIX paths) that the card of ``out_dir`` names; [] without a card.
+
+    The card is written last, so these are exactly the files of the last whole build.
+    """
+    out_dir = Path(out_dir)
+    card = out_dir / CARD_FILE
+    if not card.is_file():
+        return []
+    text = card.read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        return []
+    configs = (yaml.safe_load(text.split("---\n", 2)[1]) or {}).get("configs") or []
+    patterns = [f["path"] for c in configs for f in c.get("data_files") or []]
+    present = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.glob("*/*.parquet"))
+    return [f for f in present if any(fnmatch.fnmatchcase(f, pattern) for pattern in patterns)]
+
+
+def _stats(out_dir: Path, index, splits: dict[str, list[str]], slice_splits: dict[str, str]) -> dict:
+    entry_of = {s.id: out_dir / s.entry for s in index.stories}
+    rows = [StoryCacheEntry(entry_of[sid]).story for ids in splits.values() for sid in ids]
     words = {src: [len(r["text"].split()) for r in rows if r["source"] == src] for src in sorted({r["source"] for r in rows})}
     slices = [s for r in rows for s in r["slices"]]
     dropped: dict[str, int] = {}
@@ -35,17 +61,20 @@ def _stats(meta: dict, splits: dict[str, list[str]]) -> dict:
         "speech_before": statistics.fmean(r["speech_ratio_before"] for r in rows),
         "speech_after": statistics.fmean(r["speech_ratio_after"] for r in rows),
         "slices_kept": sum(s["keep"] for s in slices),
+        "slices_by_split": {name: sum(v == name for v in slice_splits.values()) for name in splits},
         "slices_dropped": dropped,
         "frames_per_150s": 150 * sum(len(r["frame_times"]) for r in rows) / max(sum(r["duration"] for r in rows), 1e-9),
     }
 
 
-def write_dataset_card(out_dir: Path, infos: dict, meta: dict, splits: dict[str, list[str]], params) -> Path:
+def write_dataset_card(out_dir: Path, infos: dict, data_files: dict[str, dict[str, str]], index, splits: dict[str, list[str]], slice_splits: dict[str, str], generation_split: str) -> Path:
+    """Write ``README.md`` in one rename. ``data_files``: config -> split -> the glob of this build's files;
+    ``index``: the :class:`.build.BuildIndex` (stories, failures, public processing parameters)."""
     configs = [
         {
             "config_name": name,
             **({"default": True} if name == "stories" else {}),
-            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split, ids in splits.items() if ids],
+            "data_files": [{"split": split, "path": pattern} for split, pattern in data_files[name].items()],
         }
         for name in infos
     ]
@@ -58,12 +87,14 @@ def write_dataset_card(out_dir: Path, infos: dict, meta: dict, splits: dict[str,
         configs=configs,
     )
     DatasetInfosDict(infos).to_dataset_card_data(data)
-    s = _stats(meta, splits)
+    s = _stats(Path(out_dir), index, splits, slice_splits)
     word_rows = "\n".join(f"| words per text ({src}) | {mean:.1f} (median {median:.1f}) |" for src, (mean, median) in s["words"].items())
     dropped = ", ".join(f"{n} {why}" for why, n in sorted(s["slices_dropped"].items())) or "none"
     split_counts = ", ".join(f"{name}: {len(ids)}" for name, ids in splits.items())
-    sep = params.separation
-    kf = params.key_frames
+    params = index.params
+    sep = params["separation"]
+    kf = params["key_frames"]
+    gen_counts = ", ".join(f"{name}: {n}" for name, n in s["slices_by_split"].items())
     body = f"""
 # Sound of Story (SoS), built locally
 
@@ -87,8 +118,8 @@ slices = load_dataset("path/to/this/folder", "generation")       # 15 s slices +
 | audio | {s['hours']:.3f} h ({s['mean_duration']:.1f} s per story on average) |
 {word_rows}
 | speech ratio (silero-vad windows), before / after removal | {s['speech_before']:.3f} / {s['speech_after']:.3f} |
-| generation slices kept | {s['slices_kept']} (dropped: {dropped}) |
-| inputs that failed | {len(meta['failures'])} (see `failures.jsonl`) |
+| generation slices kept | {s['slices_kept']} ({gen_counts}; dropped: {dropped}) |
+| inputs that failed | {len(index.failures)} (listed in the builder's `failures.jsonl`, not published) |
 
 The paper's full dataset: 27,354 stories from 3,807 movies (CMD and LSMDC), 535,707 images (19.6
 per story), 984 h of speech-decoupled audio, about 150 s per story.
@@ -96,18 +127,20 @@ per story), 984 h of speech-decoupled audio, about 150 s per story.
 ## How it was built
 
 1. Audio decoded at the source rate, channels kept (LSMDC runs: clips joined in order by decoding).
-2. Speech removal: backend `{sep.backend}`{f" (STFT {sep.n_fft}/{sep.hop}, gain exponent {sep.gain_exponent:g}, speech band {sep.speech_band_hz[0]:g}-{sep.speech_band_hz[1]:g} Hz)" if sep.backend == "center" else ""}.
+2. Speech removal: backend `{sep["backend"]}`{f" (STFT {sep['n_fft']}/{sep['hop']}, gain exponent {sep['gain_exponent']:g}, speech band {sep['speech_band_hz'][0]:g}-{sep['speech_band_hz'][1]:g} Hz)" if sep["backend"] == "center" else ""}.
    The paper used bytesep's MUSDB18 accompaniment model; `speech_ratio_before`/`after` record the
    share of silero-vad speech windows before and after.
-3. Key frames: sampled at {kf.fps:g} fps, `{kf.hash}` fingerprints, a frame kept when its similarity to
-   the last kept frame is at most {kf.max_similarity:g}; JPEG, long side at most {kf.max_side} px.
-4. Generation slices: spans between key-frame times accumulated up to {params.slice_seconds:g} s
-   (longer single spans {"kept" if params.keep_long_slices else "dropped"}); slices whose
-   `{params.content.measure}` is below {params.content.threshold:g} or that are digitally silent are dropped.
+3. Key frames: sampled at {kf["fps"]:g} fps, `{kf["hash"]}` fingerprints, a frame kept when its similarity to
+   the last kept frame is at most {kf["max_similarity"]:g}; JPEG, long side at most {kf["max_side"]} px.
+4. Generation slices: spans between key-frame times accumulated up to {params["slice_seconds"]:g} s
+   (longer single spans {"kept" if params["keep_long_slices"] else "dropped"}); slices whose
+   `{params["content"]["measure"]}` is below {params["content"]["threshold"]:g} or that are digitally silent are dropped.
 5. Spectrograms: Riffusion-compatible images (44.1 kHz, hop 441, 512 mel bins 0-10 kHz, power 0.25),
    1536 px for a 15 s slice.
+6. Splits: stories by movie (no movie in both). Generation config: {GENERATION_SPLIT_TEXT[generation_split]}
+   (`--generation-split {generation_split}`).
 
-Processing parameters: `{json.dumps(params.to_json(), sort_keys=True, default=str)}`
+Processing parameters (a separator checkpoint is named by its SHA-256): `{json.dumps(params, sort_keys=True, default=str)}`
 
 ## License
 
@@ -120,7 +153,7 @@ The audio and images come from the builder's copies of the source films: their t
 ```
 """
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    path = Path(out_dir) / "README.md"
+    path = Path(out_dir) / CARD_FILE
     with atomic_path(path) as tmp:
         card.save(str(tmp))
     return path

@@ -11,8 +11,13 @@ its fields; paths are relative to the manifest's folder unless absolute):
   file names that encode timestamps (``frame0-00-12.50.jpg``, or ``frame0:00:12.50.jpg`` from
   the release's own helper); those timestamps are used instead of computing key frames.
 
-Bad rows (empty or non-UTF-8 text, missing fields, duplicate ids) are returned as failures,
-one per row; the good rows go on.
+Bad rows (empty text, a non-UTF-8 byte in a text, id, movie or path, missing fields) are
+returned as failures, one per row; the good rows go on. Every story id, given or generated
+(LSMDC runs are named ``<movie>_NNN``), is unique: a second input with a taken id is a failure
+naming both inputs.
+
+Paths may point at any readable file (absolute, relative to the manifest, through symlinks);
+the build only reads them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ class StorySource:
     frame_times: tuple[float, ...] | None = None
 
 
+def printable(value) -> str:
+    """``value`` as valid UTF-8 text: bytes that were not UTF-8 (surrogate-escaped) shown as ``\\xNN``."""
+    text = str(value)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \\udXXX escape
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 @dataclasses.dataclass(frozen=True)
 class Failure:
     id: str
@@ -47,7 +62,17 @@ class Failure:
     reason: str
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The row of ``failures.jsonl``: always valid UTF-8, whatever bytes the input had."""
+        return {k: printable(v) for k, v in dataclasses.asdict(self).items()}
+
+    @property
+    def category(self) -> str:
+        """The kind of failure, without the file or the details (for the build summary)."""
+        reason = self.reason
+        if self.file and reason.startswith(f"{self.file}: "):
+            reason = reason[len(self.file) + 2 :]
+        reason = re.sub(r"^line \d+ ", "", reason)
+        return re.split(r" \(|: ", reason, maxsplit=1)[0]
 
 
 def frame_time_from_name(name: str) -> float:
@@ -80,6 +105,16 @@ def _rows(path: Path) -> list[tuple[int, dict | None, str | None]]:
     return rows
 
 
+def _encoding_problem(**fields) -> str | None:
+    """Which of the named fields (an id, a movie, a path) holds bytes that are not UTF-8."""
+    for field, value in fields.items():
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{field} is not valid UTF-8: {printable(value)!r}"
+    return None
+
+
 def _text_problem(value, field: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return f"empty {field}"
@@ -107,14 +142,16 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
     base = path.parent
     stories: list[StorySource] = []
     failures: list[Failure] = []
-    seen: dict[str, int] = {}
-    lsmdc: dict[str, list[tuple[int, str, str, str]]] = {}
+    seen: dict[str, tuple[str, str]] = {}  # story id -> (which input, its file)
+    seen_clips: dict[str, int] = {}
+    lsmdc: dict[str, list[tuple[int, str, str, str, int]]] = {}
 
-    def claim(story_id: str, line: int, file: str) -> bool:
+    def claim(story_id: str, where: str, file: str) -> bool:
         if story_id in seen:
-            failures.append(Failure(story_id, file, f"duplicate id (line {line}; first at line {seen[story_id]})"))
+            first_where, first_file = seen[story_id]
+            failures.append(Failure(story_id, file, f"duplicate id: {where} ({file}) has the id of {first_where} ({first_file})"))
             return False
-        seen[story_id] = line
+        seen[story_id] = (where, file)
         return True
 
     for line, row, error in _rows(path):
@@ -124,7 +161,8 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
         if {"Movie", "Desc", "Frames"} <= row.keys():
             story_id = str(row.get("id") or f"{row['Movie']}_{line:06d}")
             video = row.get("video")
-            problem = _text_problem(row["Desc"], "description (Desc)") or (None if video else "no video path (add a 'video' field to the released row)")
+            problem = _encoding_problem(id=story_id, movie=row["Movie"], **{"video path": video or ""})
+            problem = problem or _text_problem(row["Desc"], "description (Desc)") or (None if video else "no video path (add a 'video' field to the released row)")
             if problem is None:
                 try:
                     times = tuple(frame_time_from_name(n) for n in row["Frames"])
@@ -132,25 +170,29 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
                     problem = str(err)
             if problem:
                 failures.append(Failure(story_id, str(video or path), problem))
-            elif claim(story_id, line, str(video)):
+            elif claim(story_id, f"line {line}", str(video)):
                 stories.append(StorySource(story_id, str(row["Movie"]), "sos", row["Desc"].strip(), (_resolve(base, video),), (story_id,), times))
         elif {"movie", "clip_index", "video", "caption"} <= row.keys():
             clip_id = str(row.get("id") or f"{row['movie']}_clip_{row['clip_index']}")
-            problem = _text_problem(row["caption"], "caption")
+            problem = _encoding_problem(id=clip_id, movie=row["movie"], **{"video path": row["video"]}) or _text_problem(row["caption"], "caption")
             try:
                 index = int(row["clip_index"])
             except (TypeError, ValueError):
                 problem = problem or f"clip_index {row['clip_index']!r} is not an integer"
             if problem:
                 failures.append(Failure(clip_id, str(row["video"]), problem))
-            elif claim(clip_id, line, str(row["video"])):
-                lsmdc.setdefault(str(row["movie"]), []).append((index, clip_id, _resolve(base, row["video"]), row["caption"].strip()))
+            elif clip_id in seen_clips:
+                failures.append(Failure(clip_id, str(row["video"]), f"duplicate clip id (line {line}; first at line {seen_clips[clip_id]})"))
+            else:
+                seen_clips[clip_id] = line
+                lsmdc.setdefault(str(row["movie"]), []).append((index, clip_id, _resolve(base, row["video"]), row["caption"].strip(), line))
         elif {"id", "video", "description"} <= row.keys():
             story_id = str(row["id"])
-            problem = _text_problem(row["description"], "description")
+            problem = _encoding_problem(id=story_id, movie=row.get("movie") or "", **{"video path": row["video"]})
+            problem = problem or _text_problem(row["description"], "description")
             if problem:
                 failures.append(Failure(story_id, str(row["video"]), problem))
-            elif claim(story_id, line, str(row["video"])):
+            elif claim(story_id, f"line {line}", str(row["video"])):
                 movie = str(row.get("movie") or story_id)
                 stories.append(StorySource(story_id, movie, "cmd", row["description"].strip(), (_resolve(base, row["video"]),), (story_id,)))
         else:
@@ -159,28 +201,24 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
     measure = clip_duration or _clip_duration
     for movie, clips in lsmdc.items():
         clips.sort(key=lambda c: c[0])
-        run: list[tuple[int, str, str, str]] = []
+        runs: list[list[tuple[int, str, str, str, int]]] = [[]]
         total = 0.0
-
-        def close() -> None:
-            if run:
-                story_id = f"{movie}_{len(stories_of_movie):03d}"
-                stories_of_movie.append(story_id)
-                stories.append(StorySource(story_id, movie, "lsmdc", " ".join(c[3] for c in run), tuple(c[2] for c in run), tuple(c[1] for c in run)))
-
-        stories_of_movie: list[str] = []
         for clip in clips:
             try:
                 seconds = measure(clip[2])
             except Exception as err:  # noqa: BLE001 - any unreadable clip is reported, the run goes on
                 failures.append(Failure(clip[1], clip[2], f"cannot read clip: {err}"))
                 continue
-            run.append(clip)
+            runs[-1].append(clip)
             total += seconds
             if total >= lsmdc_target_s:
-                close()
-                run, total = [], 0.0
-        close()
+                runs.append([])
+                total = 0.0
+        for number, run in enumerate(r for r in runs if r):
+            story_id = f"{movie}_{number:03d}"
+            where = f"the LSMDC run of movie {movie!r} at lines {', '.join(str(c[4]) for c in run)}"
+            if claim(story_id, where, run[0][2]):
+                stories.append(StorySource(story_id, movie, "lsmdc", " ".join(c[3] for c in run), tuple(c[2] for c in run), tuple(c[1] for c in run)))
     return stories, failures
 
 

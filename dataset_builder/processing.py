@@ -2,37 +2,47 @@
 
 ``process_story`` runs, for one story: decoding (audio at the source rate, channels kept),
 speech removal, speech ratios before and after, key frames, generation slices and the
-low-content filter. Its result is cached in ``<cache_dir>/<story>-<key>/`` where the key
-hashes the input files' *content*, the story's text and frame times, and every processing
-parameter; an entry is written to a temporary folder and renamed into place, so a killed build
-leaves either a whole entry or none, and a rerun redoes only what is missing.
+low-content filter. Its result is a :class:`.story_cache.StoryCacheEntry` in
+``<cache_dir>/<story>-<key>/``, where the key hashes the input files' *content* (and the
+separator checkpoint's), the story's text and frame times, and every processing parameter; an
+entry is used only when it is whole (done marker, sizes and hashes), so a killed build, run
+again, redoes only what is missing.
+
+``run_story_job`` is the worker every engine runs (a local process pool, Ray): it never raises,
+and returns a :class:`StoryOutcome`. The entry records each step's time in its ``timings``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
 import json
-import os
-import re
-import shutil
+import math
+import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from .atomic_files import write_json_atomic
 from .content_filter import ContentFilterParams, check_content
 from .key_frames import KeyFrame, KeyFrameParams, decode_frames, frames_at, sample_times, select_key_frames
-from .manifest import StorySource
+from .manifest import Failure, StorySource
 from .media import MediaError, decode_audio, probe
 from .slicing import slice_story
 from .speech_removal import SpeechRemovalParams, remove_speech, speech_ratio
+from .story_cache import StoryCacheEntry
 
-PROCESSING_VERSION = 1  # bump when the processing changes its output for equal parameters
+PROCESSING_VERSION = 2  # bump when the processing changes its output for equal parameters (2: cache entry layout)
 MIN_STORY_SECONDS = 1.0
+# Peak memory grows with story length (decoded audio, its STFTs and the separated copy: about
+# 6.7 MB per second of 44.1 kHz stereo story). 600 s (4x the paper's 150 s stories) keeps one
+# story's peak under about 4.5 GB; raise it with --max-story-seconds on a machine with more memory.
+MAX_STORY_SECONDS = 600.0
+MEMORY_PER_STORY_SECOND_MB = 6.7
 
 
 class StoryError(ValueError):
@@ -51,24 +61,68 @@ class ProcessingParams:
     slice_seconds: float = 15.0
     keep_long_slices: bool = True
     content: ContentFilterParams = ContentFilterParams()
+    max_story_seconds: float = MAX_STORY_SECONDS
+
+    def __post_init__(self) -> None:
+        # checked once, before any work; NaN passes every comparison, so finiteness is explicit
+        for name, value in (("slice_seconds", self.slice_seconds), ("max_story_seconds", self.max_story_seconds)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if not math.isfinite(self.content.threshold):
+            raise ValueError(f"content.threshold (the low-content threshold) must be a finite number, got {self.content.threshold}")
+        if not math.isfinite(self.key_frames.max_similarity):
+            raise ValueError(f"key_frames.max_similarity must be a finite number in [0, 1], got {self.key_frames.max_similarity}")
 
     def to_json(self) -> dict:
         return {"version": PROCESSING_VERSION, **dataclasses.asdict(self)}
 
+    def public_json(self) -> dict:
+        """:meth:`to_json` with the separator checkpoint named by content (SHA-256), not by its local path.
 
-@dataclasses.dataclass
-class StoryResult:
-    """A cached, processed story (paths inside its cache entry)."""
+        This is what the dataset card shows and what cluster shards compare: it holds no local path.
+        """
+        data = self.to_json()
+        if self.separation.checkpoint:
+            data["separation"]["checkpoint"] = f"sha256:{_checkpoint_digest(self.separation.checkpoint)}"
+        return data
 
-    entry: Path
-    meta: dict
+
+@dataclasses.dataclass(frozen=True)
+class StoryJob:
+    """One story to process: what :func:`run_story_job` takes (picklable, for process pools and Ray)."""
+
+    index: int  # the story's position in the build: results are keyed by it, never by id
+    source: StorySource
+    params: ProcessingParams
+    cache_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StoryOutcome:
+    """What :func:`run_story_job` returns: a cache entry, or the failure that stopped the story."""
+
+    index: int
+    story_id: str
+    entry: str | None  # the cache entry's folder when the story was processed
+    from_cache: bool
+    failure: Failure | None
 
     @property
-    def audio_path(self) -> Path:
-        return self.entry / "audio.flac"
+    def ok(self) -> bool:
+        return self.entry is not None
 
-    def frame_path(self, index: int) -> Path:
-        return self.entry / "frames" / f"{index:04d}.jpg"
+
+def run_story_job(job: StoryJob) -> StoryOutcome:
+    """The per-story worker: process one story, never raise (a bad story must not stop the build)."""
+    source = job.source
+    try:
+        entry, cached = process_story(source, job.params, job.cache_dir)
+        return StoryOutcome(job.index, source.id, str(entry.path), cached, None)
+    except StoryError as err:
+        failure = Failure(source.id, err.file, err.reason)
+    except Exception as err:  # noqa: BLE001 - one bad story must not stop the build
+        failure = Failure(source.id, source.videos[0] if source.videos else "", f"{type(err).__name__}: {err}")
+    return StoryOutcome(job.index, source.id, None, False, failure)
 
 
 def _file_digest(path: str, chunk: int = 1 << 20) -> str:
@@ -79,18 +133,25 @@ def _file_digest(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _checkpoint_digest(path: str) -> str:
+    """SHA-256 of a separator checkpoint, hashed once per file version (it is large, and every story's key needs it)."""
+    st = Path(path).stat()
+    return _digest_of_version(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_of_version(path: str, mtime_ns: int, size: int) -> str:
+    return _file_digest(path)
+
+
 def cache_key(source: StorySource, params: ProcessingParams) -> str:
-    """Hash of the inputs' content, the story fields and the parameters."""
+    """Hash of the inputs' content, the story fields and the parameters (the separator checkpoint's content)."""
     payload = {
         "files": [_file_digest(v) for v in source.videos],
         "story": {"id": source.id, "movie": source.movie, "source": source.source, "text": source.text, "frame_times": source.frame_times},
-        "params": params.to_json(),
+        "params": params.public_json(),  # the separator checkpoint by content: a new file at the same path is a new key
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _entry_name(story_id: str, key: str) -> str:
-    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', story_id)[:80]}-{key}"
 
 
 def _check_inputs(source: StorySource) -> list:
@@ -142,31 +203,58 @@ def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def process_story(source: StorySource, params: ProcessingParams, cache_dir: str | Path) -> tuple[StoryResult, bool]:
-    """Process one story, or load it from the cache. Returns (result, came_from_cache)."""
-    cache_dir = Path(cache_dir)
-    infos = _check_inputs(source)
-    key = cache_key(source, params)
-    entry = cache_dir / _entry_name(source.id, key)
-    if (entry / "meta.json").is_file():
-        return StoryResult(entry, json.loads((entry / "meta.json").read_text())), True
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], step: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
 
-    audio, rate, offsets = _story_audio(source, infos)
+
+def _check_length(source: StorySource, seconds: float, params: ProcessingParams) -> None:
+    if seconds > params.max_story_seconds:
+        raise StoryError(
+            source.videos[0],
+            f"story is {seconds:.0f} s long, over the limit of {params.max_story_seconds:g} s that bounds memory "
+            f"(about {MEMORY_PER_STORY_SECOND_MB:g} MB per second of story); raise it with --max-story-seconds "
+            "(max_story_seconds) on a machine with more memory",
+        )
+
+
+def process_story(source: StorySource, params: ProcessingParams, cache_dir: str | Path) -> tuple[StoryCacheEntry, bool]:
+    """Process one story, or load it from the cache. Returns (entry, came_from_cache)."""
+    infos = _check_inputs(source)
+    _check_length(source, sum(info.duration for info in infos), params)  # before decoding anything
+    entry = StoryCacheEntry.at(cache_dir, source.id, cache_key(source, params))
+    if entry.is_complete():
+        return entry, True
+    entry.discard()  # unfinished or damaged: recomputed below
+
+    timings: dict[str, float] = {}
+    with _timed(timings, "decode"):
+        audio, rate, offsets = _story_audio(source, infos)
     duration = audio.shape[1] / rate
     if duration < MIN_STORY_SECONDS:
         raise StoryError(source.videos[0], f"clip under {MIN_STORY_SECONDS:g} s ({duration:.2f} s)")
+    _check_length(source, duration, params)  # a container may understate its length
     durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
-    background = remove_speech(audio, rate, params.separation)
-    ratio_before, ratio_after = speech_ratio(audio, background, sample_rate=rate)  # one batched VAD pass
-    frames = _story_frames(source, offsets, durations, params.key_frames)
+    with _timed(timings, "separation"):
+        background = remove_speech(audio, rate, params.separation)
+    with _timed(timings, "vad"):
+        ratio_before, ratio_after = speech_ratio(audio, background, sample_rate=rate)  # one batched VAD pass
+    del audio
+    with _timed(timings, "key_frames"):
+        frames = _story_frames(source, offsets, durations, params.key_frames)
     frame_times = [f.time for f in frames]
 
-    slices = []
-    for s in slice_story(background.shape[1], rate, frame_times, params.slice_seconds, params.keep_long_slices):
-        decision = check_content(background[:, s.start : s.end], rate, params.content)
-        slices.append({"start_sample": s.start, "end_sample": s.end, "long": s.long, "keep": decision.keep, "measure": decision.value, "reason": decision.reason})
+    with _timed(timings, "slicing"):
+        slices = []
+        for s in slice_story(background.shape[1], rate, frame_times, params.slice_seconds, params.keep_long_slices):
+            decision = check_content(background[:, s.start : s.end], rate, params.content)
+            slices.append({"start_sample": s.start, "end_sample": s.end, "long": s.long, "keep": decision.keep, "measure": decision.value, "reason": decision.reason})
 
-    meta = {
+    story = {
         "id": source.id,
         "movie": source.movie,
         "source": source.source,
@@ -180,17 +268,9 @@ def process_story(source: StorySource, params: ProcessingParams, cache_dir: str 
         "speech_ratio_before": ratio_before,
         "speech_ratio_after": ratio_after,
         "slices": slices,
-        "params": params.to_json(),
+        "params": params.public_json(),
     }
-    tmp = cache_dir / f".tmp-{entry.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "frames").mkdir(parents=True)
-    (tmp / "audio.flac").write_bytes(flac_bytes(background, rate))
-    for i, frame in enumerate(frames):
-        (tmp / "frames" / f"{i:04d}.jpg").write_bytes(frame.jpeg)
-    write_json_atomic(tmp / "meta.json", meta)
-    try:
-        os.rename(tmp, entry)
-    except OSError:  # another worker finished the same story first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return StoryResult(entry, json.loads((entry / "meta.json").read_text())), False
+    with _timed(timings, "flac_encoding"):
+        audio_flac = flac_bytes(background, rate)
+    story["timings"] = timings
+    return StoryCacheEntry.write(entry, story, audio_flac, [f.jpeg for f in frames]), False

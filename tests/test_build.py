@@ -286,7 +286,8 @@ def test_push_uploads_the_folder_but_not_the_work_files(built):
         assert main(["push", str(out), "--repo-id", "me/sos", "--no-create-repo"]) == 0
     kwargs = upload.call_args.kwargs
     assert kwargs["folder_path"] == str(out) and kwargs["repo_id"] == "me/sos" and kwargs["repo_type"] == "dataset"
-    assert "work/**" in kwargs["ignore_patterns"]
+    assert kwargs["allow_patterns"][0] == "README.md" and not any(p.startswith("work") for p in kwargs["allow_patterns"])
+    assert sorted(kwargs["allow_patterns"][1:]) == sorted(_tables(out))
     with pytest.raises(SystemExit) as exc:
         main(["push", str(out / "work"), "--repo-id", "me/sos", "--no-create-repo"])
     assert exc.value.code == 2
