@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from sound_of_story.dataset_builder.atomic_files import atomic_path
 
@@ -145,7 +146,9 @@ class RerankStore:
                 if row_crc(g[i], t[i]) != int(crc[i]):
                     name = self.shards[shard].files["tokens"]["name"]
                     raise CorruptIndexError(f"row {int(rows[positions[order[i]]])} of the re-rank store ({name}) fails its CRC check (corrupted)")
-            global_out[positions[order]], token_out[positions[order]] = g, t
+            # torch converts float16 to float32 several times faster than numpy.
+            global_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(g)).float().numpy()
+            token_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(t)).float().numpy()
         return global_out, token_out
 
 
