@@ -100,7 +100,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if report.failures:
         print(f"failures: {Path(args.out) / 'failures.jsonl'}" if args.num_shards is None else "failures are listed at --merge")
         for f in report.failures[:10]:
-            print(f"  {f.id}: {f.reason} ({f.file})")
+            row = f.to_json()  # printable: an input's bytes may not be UTF-8
+            print(f"  {row['id']}: {row['reason']} ({row['file']})")
     if not report.ok:
         print("nothing was built")
     print(report.summary())

@@ -34,7 +34,7 @@ from typing import Literal, get_args
 from tqdm.auto import tqdm
 
 from .atomic_files import write_json_atomic, write_jsonl_atomic
-from .manifest import Failure, StorySource, read_manifest
+from .manifest import Failure, StorySource, printable, read_manifest
 from .processing import ProcessingParams, StoryJob, StoryOutcome, run_story_job
 from .story_cache import StoryCacheEntry, remove_unfinished
 
@@ -62,7 +62,8 @@ class BuildReport:
         return bool(self.succeeded)
 
     def failures_by_reason(self) -> dict[str, int]:
-        return dict(Counter(f.category for f in self.failures).most_common())
+        counts = Counter(printable(f.category) for f in self.failures)
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def summary(self) -> str:
         """One line: stories built, from the cache, failed (by reason)."""
