@@ -93,7 +93,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         report = build_dataset(
             args.manifest, args.out, configs, _params(args), num_proc=args.num_proc, test_size=test_size, lsmdc_target_s=args.lsmdc_target_seconds,
             shard_index=args.shard_index, num_shards=args.num_shards, max_shard_size=args.max_shard_size, progress=not args.quiet,
-            generation_split=args.generation_split, generation_test_size=generation_test_size,
+            generation_split=args.generation_split, generation_test_size=generation_test_size, engine=args.engine, ray_address=args.ray_address,
         )  # fmt: skip
     where = f"shard {args.shard_index} of {args.num_shards}" if args.num_shards else ", ".join(f"{k}: {len(v)}" for k, v in report.splits.items())
     print(f"{len(report.succeeded)} stories built ({where}; {report.from_cache} from the cache), {len(report.failures)} failed inputs")
@@ -121,6 +121,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def add_build_parser(subparsers) -> None:
     from sound_of_story.dataset_builder.build import GENERATION_SPLITS, PAPER_GENERATION_TEST_SHARE, PAPER_TEST_SHARE
     from sound_of_story.dataset_builder.content_filter import MEASURES
+    from sound_of_story.dataset_builder.engines import DEFAULT_ENGINE, ENGINES
     from sound_of_story.dataset_builder.key_frames import HASHES
     from sound_of_story.dataset_builder.processing import MAX_STORY_SECONDS, MEMORY_PER_STORY_SECOND_MB
     from sound_of_story.dataset_builder.speech_removal import BACKENDS
@@ -129,7 +130,9 @@ def add_build_parser(subparsers) -> None:
     p.add_argument("--manifest", type=Path, help="JSONL or CSV manifest of the clips")
     p.add_argument("--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)")
     p.add_argument("--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write")
-    p.add_argument("--num-proc", type=_at_least_one, default=1, help="stories processed in parallel (results identical to 1)")
+    p.add_argument("--num-proc", type=_at_least_one, default=1, help="stories processed in parallel by local worker processes, each with cores/N torch threads (results identical to 1)")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help="where stories are processed: local worker processes, or Ray tasks (same cache, same output)")
+    p.add_argument("--ray-address", help="with --engine ray: the cluster to join ('auto', 'ray://HEAD:10001'; default: start a local Ray)")
     p.add_argument("--separator", choices=BACKENDS, default="center", help="speech removal backend")
     p.add_argument("--separator-checkpoint", type=Path, help="local HDemucs state_dict for --separator checkpoint")
     p.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="key-frame fingerprint")

@@ -31,11 +31,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
-from tqdm.auto import tqdm
-
 from .atomic_files import write_json_atomic, write_jsonl_atomic
+from .engines import DEFAULT_ENGINE, Engine, run_jobs
 from .manifest import Failure, StorySource, printable, read_manifest
-from .processing import ProcessingParams, StoryJob, StoryOutcome, run_story_job
+from .processing import ProcessingParams, StoryJob, StoryOutcome
 from .story_cache import StoryCacheEntry, remove_unfinished
 
 PAPER_TEST_SHARE = 1300 / 27354  # the paper's test split: 1,300 of 27,354 stories
@@ -104,36 +103,16 @@ def _work(out_dir: Path) -> Path:
     return out_dir / "work"
 
 
-def process_stories(stories: Sequence[StorySource], params: ProcessingParams, cache_dir: str | Path, num_proc: int = 1, progress: bool = True) -> list[StoryOutcome]:
-    """Process stories (in parallel with ``num_proc`` > 1); one :class:`StoryOutcome` per story, in input order."""
-    import concurrent.futures
-    import multiprocessing
-
+def process_stories(
+    stories: Sequence[StorySource], params: ProcessingParams, cache_dir: str | Path, num_proc: int = 1, progress: bool = True,
+    engine: Engine = DEFAULT_ENGINE, ray_address: str | None = None,
+) -> list[StoryOutcome]:  # fmt: skip
+    """Process stories with the chosen engine (see :mod:`.engines`: ``num_proc`` local worker
+    processes, or Ray tasks); one :class:`StoryOutcome` per story, in input order."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     jobs = [StoryJob(i, s, params, str(cache_dir)) for i, s in enumerate(stories)]
-    bar = tqdm(total=len(jobs), desc="stories", unit="story", disable=not progress)
-    results = []
-    if num_proc <= 1:
-        for job in jobs:
-            results.append(run_story_job(job))
-            bar.update(1)
-    else:
-        # spawn: torch and decoders do not survive fork well; each worker imports what it needs
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(run_story_job, job) for job in jobs]
-            for _ in concurrent.futures.as_completed(futures):
-                bar.update(1)
-            results = [f.result() for f in futures]
-    bar.close()
-    return results
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one core per worker; the pool is the parallelism
+    return run_jobs(jobs, engine, num_proc, ray_address, progress)
 
 
 def split_by_movie(stories: Sequence[tuple[str, str]], test_size: float | int = PAPER_TEST_SHARE) -> dict[str, str]:
@@ -231,6 +210,8 @@ def build_dataset(
     progress: bool = True,
     generation_split: GenerationSplit = "random",
     generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
+    engine: Engine = DEFAULT_ENGINE,
+    ray_address: str | None = None,
 ) -> BuildReport:
     """Process every story of ``manifest`` and write the dataset (or one cluster shard of it); ``params``
     default to :class:`ProcessingParams`'s defaults.
@@ -253,7 +234,7 @@ def build_dataset(
         failures = [f for i, f in enumerate(failures) if i % num_shards == shard_index]
     cache_dir = _work(out_dir) / "cache"
     remove_unfinished(cache_dir)
-    outcomes = {o.index: o for o in process_stories(stories, params, cache_dir, num_proc, progress)}
+    outcomes = {o.index: o for o in process_stories(stories, params, cache_dir, num_proc, progress, engine, ray_address)}
     if sorted(outcomes) != list(range(len(stories))):  # an engine lost or doubled a story: never guess which
         raise RuntimeError(f"processing returned outcomes for positions {sorted(outcomes)}, expected 0..{len(stories) - 1}")
     # results are keyed by position: two inputs can never share a slot, whatever their ids

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import imagehash
 import numpy as np

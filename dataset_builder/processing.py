@@ -33,7 +33,7 @@ from .key_frames import KeyFrame, KeyFrameParams, decode_frames, frames_at, samp
 from .manifest import Failure, StorySource
 from .media import MediaError, decode_audio, probe
 from .slicing import slice_story
-from .speech_removal import SpeechRemovalParams, remove_speech, speech_ratio
+from .speech_removal import SpeechRemovalParams, remove_speech_and_measure
 from .story_cache import StoryCacheEntry
 
 PROCESSING_VERSION = 2  # bump when the processing changes its output for equal parameters (2: cache entry layout)
@@ -239,10 +239,9 @@ def process_story(source: StorySource, params: ProcessingParams, cache_dir: str 
         raise StoryError(source.videos[0], f"clip under {MIN_STORY_SECONDS:g} s ({duration:.2f} s)")
     _check_length(source, duration, params)  # a container may understate its length
     durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
-    with _timed(timings, "separation"):
-        background = remove_speech(audio, rate, params.separation)
-    with _timed(timings, "vad"):
-        ratio_before, ratio_after = speech_ratio(audio, background, sample_rate=rate)  # one batched VAD pass
+    # one VAD pass over the input (ratio before, and the centre separator's gate), one over the result
+    separated = remove_speech_and_measure(audio, rate, params.separation, timings)  # adds "vad" and "separation" times
+    background, ratio_before, ratio_after = separated.background, separated.speech_ratio_before, separated.speech_ratio_after
     del audio
     with _timed(timings, "key_frames"):
         frames = _story_frames(source, offsets, durations, params.key_frames)

@@ -13,7 +13,7 @@ there is no float drift: a slice of exactly ``max_seconds`` is allowed.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)

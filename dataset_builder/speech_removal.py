@@ -8,14 +8,18 @@ Three backends behind one interface, ``remove_speech(audio, sample_rate, backend
   Wiener gain on the mid channel ``(L + R) / 2`` extracts it; it is then subtracted from both
   channels. Side content (``L - R``) and the non-centred part of the mid are kept. This is not
   ``L - R``: the result stays stereo and keeps centred content that is not correlated.
+  The mask is gated by the story's speech probabilities (the VAD pass the build runs anyway
+  for its speech ratios), so centre-panned music or effects where nobody speaks are kept, and
+  the STFT work is spent only where someone may speak.
   Mono input has no centre to find, so it falls back to ``vad``.
 * ``vad``: silero-vad (its weights ship inside its wheel) finds speech; those spans are
   attenuated with short fades. Works on mono, removes the background under speech too.
 * ``checkpoint``: a neural separator, torchaudio's HDemucs architecture, with weights loaded
   from a local checkpoint; everything but the ``vocals`` stem is kept.
 
-``speech_ratio(audio, sample_rate=...)`` is the share of 32 ms silero-vad windows whose speech
-probability exceeds 0.5; every story records it before and after removal.
+``speech_ratio(audio, sample_rate=...)`` (from :mod:`.voice_activity`) is the share of 32 ms
+silero-vad windows whose speech probability exceeds 0.5; every story records it before and after
+removal (:func:`remove_speech_and_measure` does both with two VAD passes in all).
 """
 
 from __future__ import annotations
@@ -23,16 +27,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
+
+from .voice_activity import VAD_SAMPLE_RATE, VAD_WINDOW, ratio_of, speech_gate, speech_probabilities, speech_ratio
 
 BACKENDS = ("center", "vad", "checkpoint")
-VAD_SAMPLE_RATE = 16_000
-VAD_WINDOW = 512  # samples at 16 kHz: silero-vad's window (32 ms)
 HDEMUCS_SOURCES = ("drums", "bass", "other", "vocals")
 
 
@@ -44,10 +47,12 @@ class SpeechRemovalParams:
     # center
     n_fft: int = 2048
     hop: int = 512
-    smoothing_frames: int = 9  # frames (~0.1 s at 44.1 kHz) over which cross-spectra are averaged
-    smoothing_bins: int = 1  # and frequency bins (averaging across bins smears harmonics: off)
+    smoothing_frames: int = 9  # frames (~0.1 s at 44.1 kHz) over which cross-spectra are averaged (not across bins: that smears harmonics)
     speech_band_hz: tuple[float, float] = (80.0, 16000.0)  # dialogue lives here; outside it nothing is removed
     gain_exponent: float = 8.0  # a near-binary mask: bins where the centre does not dominate are kept
+    speech_gate: bool = True  # weight the mask by the speech probability: keep centred sound where nobody speaks
+    gate_padding_s: float = 0.25  # the gate opens this long before and after what silero hears
+    gate_fade_s: float = 0.1
     # vad
     vad_threshold: float = 0.5
     vad_attenuation_db: float = 40.0
@@ -61,6 +66,8 @@ class SpeechRemovalParams:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"separator backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.hop <= 0 or self.n_fft % self.hop:
+            raise ValueError(f"the center separator's hop must divide n_fft, got n_fft={self.n_fft}, hop={self.hop}")
         if self.backend == "checkpoint" and not self.checkpoint:
             raise ValueError(
                 "the 'checkpoint' separator needs a local HDemucs checkpoint path (--separator-checkpoint PATH): "
@@ -69,107 +76,113 @@ class SpeechRemovalParams:
 
 
 # ----------------------------------------------------------------------------------------
-# Speech detection (silero-vad)
-# ----------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _silero_model():
-    import torch
-
-    threads = torch.get_num_threads()
-    from silero_vad import load_silero_vad  # importing it sets torch to one thread: undo that
-
-    torch.set_num_threads(threads)
-    with warnings.catch_warnings():  # its loader uses APIs that importlib and torch deprecate
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return load_silero_vad(onnx=False)
-
-
-def _to_vad_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    mono = np.asarray(audio, dtype=np.float64)
-    mono = mono.mean(axis=0) if mono.ndim == 2 else mono
-    g = np.gcd(int(sample_rate), VAD_SAMPLE_RATE)
-    return signal.resample_poly(mono, VAD_SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
-
-
-def speech_probabilities(*audios: np.ndarray, sample_rate: int) -> np.ndarray:
-    """silero-vad speech probability of every 32 ms window (16 kHz, 512 samples).
-
-    Several signals of one length run as one batch (faster than one by one): the result is
-    ``(len(audios), windows)``; one signal gives ``(windows,)``.
-    """
-    import torch
-
-    xs = [_to_vad_input(a, sample_rate) for a in audios]
-    if len({x.size for x in xs}) != 1:
-        raise ValueError(f"signals scored together must have one length, got {[x.size for x in xs]} samples at 16 kHz")
-    if xs[0].size < VAD_WINDOW:
-        probs = np.zeros((len(xs), 0), dtype=np.float32)
-        return probs[0] if len(xs) == 1 else probs
-    model = _silero_model()
-    model.reset_states()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the model is tiny: more threads only add overhead (silero's own default)
-    try:
-        with torch.inference_mode():
-            probs = model.audio_forward(torch.from_numpy(np.stack(xs)), VAD_SAMPLE_RATE).numpy().astype(np.float32)
-    finally:
-        torch.set_num_threads(threads)
-    return probs[0] if len(xs) == 1 else probs
-
-
-def speech_ratio(*audios: np.ndarray, sample_rate: int, threshold: float = 0.5):
-    """Share of silero-vad windows with speech probability above ``threshold`` (one float per signal)."""
-    probs = np.atleast_2d(speech_probabilities(*audios, sample_rate=sample_rate))
-    ratios = [float(np.mean(p > threshold)) if p.size else 0.0 for p in probs]
-    return ratios[0] if len(audios) == 1 else tuple(ratios)
-
-
-# ----------------------------------------------------------------------------------------
 # Backends
 # ----------------------------------------------------------------------------------------
 
 
-def _smooth(x, frames: int, bins: int = 1):
-    """Moving average over (frequency, time) of a (bins, frames) tensor, edges averaged over what exists."""
+def _smooth_time(x, frames: int):
+    """Moving average over time (last axis) of a (bins, frames) tensor, edges averaged over what exists."""
     import torch
 
-    if frames <= 1 and bins <= 1:
+    if frames <= 1:
         return x
-    return torch.nn.functional.avg_pool2d(x[None, None], (bins, frames), stride=1, padding=(bins // 2, frames // 2), count_include_pad=False)[0, 0]
+    return torch.nn.functional.avg_pool1d(x[:, None], frames, stride=1, padding=frames // 2, count_include_pad=False)[:, 0]
 
 
-def remove_center(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()) -> np.ndarray:
-    """Subtract the centre-panned (left/right-correlated) component of a stereo mix."""
+def _runs(active: np.ndarray, bridge: int) -> list[tuple[int, int]]:
+    """[start, end) of the runs of True in ``active``, runs closer than ``bridge`` joined."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    runs: list[tuple[int, int]] = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        if runs and a - runs[-1][1] < bridge:
+            runs[-1] = (runs[-1][0], int(b))
+        else:
+            runs.append((int(a), int(b)))
+    return runs
+
+
+def remove_center(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), speech: np.ndarray | None = None) -> np.ndarray:
+    """Subtract the centre-panned (left/right-correlated) component of a stereo mix.
+
+    ``speech``: silero-vad probabilities of ``audio`` (see :mod:`.voice_activity`); with
+    ``params.speech_gate`` the centre mask is weighted by them, so centred sound where nobody
+    speaks (music, effects) is kept, and only frames where someone may speak are computed.
+
+    In mid/side terms (M = (L+R)/2, S = (L-R)/2) the centre's power Re E[L R*] is E|M|^2 - E|S|^2,
+    so the mask is (1 - E|S|^2 / E|M|^2) ** gain_exponent. The removed centre is the same in both
+    channels, so one inverse STFT of it, subtracted from the input, gives the result (equal to
+    transforming L - C and R - C back, by linearity, but half the work).
+    """
     import torch
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or audio.shape[0] != 2:
         raise ValueError(f"center extraction needs stereo audio of shape (2, samples), got {audio.shape}")
-    n = audio.shape[1]
-    window = torch.hann_window(params.n_fft)
+    n_fft, hop, n = params.n_fft, params.hop, audio.shape[1]
+    frames = 1 + n // hop  # torch.stft's count with center=True
+    times = np.arange(frames) * hop / sample_rate
+    if params.speech_gate and speech is not None:
+        gate = speech_gate(speech, times, params.vad_threshold, params.gate_padding_s, params.gate_fade_s)
+    else:
+        gate = np.ones(frames)
+    half = params.smoothing_frames // 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    band = np.flatnonzero((freqs >= params.speech_band_hz[0]) & (freqs <= params.speech_band_hz[1]))
+    out = audio.copy()
+    if band.size == 0 or not gate.any():
+        return out
+    lo, hi = int(band[0]), int(band[-1]) + 1  # outside the speech band nothing is removed
+    window = torch.hann_window(n_fft)
+    overlap = n_fft // hop
     with torch.inference_mode():
-        spec = torch.stft(torch.from_numpy(audio), params.n_fft, params.hop, window=window, center=True, pad_mode="reflect", return_complex=True)
-        left, right = spec[0], spec[1]
-        cross = _smooth((left * right.conj()).real, params.smoothing_frames, params.smoothing_bins)
-        mid = 0.5 * (left + right)
-        mid_power = _smooth(mid.abs().square(), params.smoothing_frames, params.smoothing_bins)
-        # L = C + Nl, R = C + Nr with uncorrelated Nl, Nr: Re E[L R*] = |C|^2 is the centre's power.
-        gain = (cross.clamp_min(0.0) / mid_power.clamp_min(1e-20)).clamp(0.0, 1.0) ** params.gain_exponent
-        freqs = torch.fft.rfftfreq(params.n_fft, 1.0 / sample_rate)
-        lo, hi = params.speech_band_hz
-        gain[(freqs < lo) | (freqs > hi)] = 0.0
-        centre = gain * mid
-        restored = torch.istft(torch.stack([left - centre, right - centre]), params.n_fft, params.hop, window=window, center=True, length=n)
-    return restored.numpy().astype(np.float32)
+        x = torch.from_numpy(audio)
+        mid_side = torch.stack([x[0] + x[1], x[0] - x[1]]) * 0.5
+        # frame f of torch.stft(center=True) is padded[f*hop : f*hop + n_fft]
+        padded = torch.nn.functional.pad(mid_side[None], (n_fft // 2, n_fft // 2), mode="reflect")[0]
+        total = (frames - 1) * hop + n_fft
+        removed = torch.zeros(total)  # in padded coordinates
+        for a, b in _runs(gate > 0, bridge=2 * half + 2 * overlap):
+            ea, eb = max(a - half, 0), min(b + half, frames)  # frames the smoothing of [a, b) reads
+            spec = torch.stft(padded[:, ea * hop : (eb - 1) * hop + n_fft], n_fft, hop, window=window, center=False, return_complex=True)[:, lo:hi]
+            mid, side = spec[0], spec[1]
+            mid_power = _smooth_time(mid.real.square() + mid.imag.square(), params.smoothing_frames)
+            side_power = _smooth_time(side.real.square() + side.imag.square(), params.smoothing_frames)
+            gain = (1.0 - side_power / mid_power.clamp_min(1e-20)).clamp(0.0, 1.0).pow(params.gain_exponent)
+            gain = gain[:, a - ea : b - ea] * torch.from_numpy(gate[a:b].astype(np.float32))
+            centre = torch.zeros(n_fft // 2 + 1, b - a, dtype=spec.dtype)
+            centre[lo:hi] = gain * mid[:, a - ea : b - ea]
+            # overlap-add of the windowed frames, normalised by the window power of ALL frames
+            # (as torch.istft does): frames outside the run hold no centre but still count there
+            chunk = torch.fft.irfft(centre, n=n_fft, dim=0) * window[:, None]
+            span = (b - a - 1) * hop + n_fft
+            removed[a * hop : a * hop + span] += torch.nn.functional.fold(chunk[None], (1, span), (1, n_fft), stride=(1, hop))[0, 0, 0]
+        envelope = _window_envelope(window, hop, frames, total)
+        centre_wave = (removed / envelope.clamp_min(1e-11))[n_fft // 2 : n_fft // 2 + n]
+    out -= centre_wave.numpy()[None]
+    return out
 
 
-def attenuate_speech_spans(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()) -> np.ndarray:
-    """Lower the spans where silero-vad hears speech, with short fades at their edges."""
+def _window_envelope(window, hop: int, frames: int, length: int):
+    """Sum of the squared window over every frame of the STFT (torch.istft's normaliser), ``length`` samples."""
+    import torch
+
+    n_fft = window.numel()
+    overlap = n_fft // hop
+    w2 = window.square().reshape(overlap, hop)
+    blocks = torch.zeros(frames - 1 + overlap, hop)
+    for k in range(overlap):  # frame f adds w2 block k to output block f + k
+        blocks[k : k + frames] += w2[k]
+    return blocks.reshape(-1)[:length]
+
+
+def attenuate_speech_spans(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), speech: np.ndarray | None = None) -> np.ndarray:
+    """Lower the spans where silero-vad hears speech, with short fades at their edges.
+
+    ``speech``: the silero-vad probabilities of ``audio`` when already computed.
+    """
     audio = np.asarray(audio, dtype=np.float32)
     n = audio.shape[-1]
-    probs = speech_probabilities(audio, sample_rate=sample_rate)
+    probs = speech_probabilities(audio, sample_rate=sample_rate) if speech is None else speech
     speech = np.repeat(probs > params.vad_threshold, VAD_WINDOW).astype(np.float64)
     # window time (16 kHz) to sample time, then widen by the padding on both sides
     idx = np.minimum((np.arange(n) * VAD_SAMPLE_RATE // sample_rate), max(speech.size - 1, 0))
@@ -240,20 +253,54 @@ def separate_with_model(model, audio: np.ndarray, sample_rate: int, params: Spee
     return (out / weight.clamp_min(1e-8)).numpy().astype(np.float32)
 
 
-def remove_speech(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()) -> np.ndarray:
-    """Return the background estimate of ``audio`` ((channels, samples) float) with the chosen backend."""
+def remove_speech(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), speech: np.ndarray | None = None) -> np.ndarray:
+    """Return the background estimate of ``audio`` ((channels, samples) float) with the chosen backend.
+
+    ``speech``: the silero-vad probabilities of ``audio`` (:func:`.voice_activity.speech_probabilities`)
+    when the caller has them; the ``center`` backend gates its mask with them, ``vad`` uses them
+    instead of running the VAD again. Without them ``center`` computes them itself.
+    """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
+    if params.backend in ("center", "vad") and speech is None and (params.speech_gate or params.backend == "vad" or audio.shape[0] != 2):
+        speech = speech_probabilities(audio, sample_rate=sample_rate)
     if params.backend == "center":
         if audio.shape[0] == 2:
-            return remove_center(audio, sample_rate, params)
-        return attenuate_speech_spans(audio, sample_rate, params)  # no centre in mono
+            return remove_center(audio, sample_rate, params, speech)
+        return attenuate_speech_spans(audio, sample_rate, params, speech)  # no centre in mono
     if params.backend == "vad":
-        return attenuate_speech_spans(audio, sample_rate, params)
+        return attenuate_speech_spans(audio, sample_rate, params, speech)
     path = os.fspath(params.checkpoint)
     model = _load_hdemucs(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
     return separate_with_model(model, audio, sample_rate, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechRemovalResult:
+    background: np.ndarray  # (channels, samples) float32
+    speech_ratio_before: float
+    speech_ratio_after: float
+
+
+def remove_speech_and_measure(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), timings: dict[str, float] | None = None) -> SpeechRemovalResult:
+    """:func:`remove_speech` plus the speech ratios before and after, with one VAD pass per signal.
+
+    The pass over the input serves both the ratio before and the separator's gate. ``timings``
+    (optional) gets the seconds spent in ``"vad"`` and ``"separation"`` added.
+    """
+    import time
+
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+    before = speech_probabilities(audio, sample_rate=sample_rate)
+    middle = time.perf_counter()
+    background = remove_speech(audio, sample_rate, params, speech=before)
+    end = time.perf_counter()
+    ratio_after = speech_ratio(background, sample_rate=sample_rate)
+    timings["vad"] = timings.get("vad", 0.0) + (middle - start) + (time.perf_counter() - end)
+    timings["separation"] = timings.get("separation", 0.0) + (end - middle)
+    return SpeechRemovalResult(background, ratio_of(before), ratio_after)
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -267,6 +314,6 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 __all__: Sequence[str] = (
-    "BACKENDS", "SpeechRemovalParams", "remove_speech", "remove_center", "attenuate_speech_spans",
-    "separate_with_model", "speech_probabilities", "speech_ratio", "si_sdr",
+    "BACKENDS", "SpeechRemovalParams", "SpeechRemovalResult", "remove_speech", "remove_speech_and_measure", "remove_center",
+    "attenuate_speech_spans", "separate_with_model", "speech_probabilities", "speech_ratio", "si_sdr",
 )  # fmt: skip

@@ -1,0 +1,196 @@
+"""Where the per-story worker runs: local worker processes (default) or Ray tasks on a cluster.
+
+Both engines run the same function, :func:`.processing.run_story_job`, on the same
+:class:`.processing.StoryJob` objects, so they write the same per-story cache entries (the
+Parquet shards are assembled from those afterwards, by the caller) and a rerun resumes from
+whatever entries exist, whichever engine wrote them. The worker never raises: a bad clip comes
+back as an outcome with a failure, and ends up in ``failures.jsonl`` the same way.
+
+* ``local``: ``num_proc`` worker processes (spawned: torch and the decoders do not survive
+  fork) start once and take stories one after the other, so the imports and the VAD model load
+  are paid once per worker, not per story. Each worker gets ``cpu_count // num_proc`` torch
+  threads, so N workers do not oversubscribe the cores. A worker that dies mid-story (killed,
+  out of memory) breaks the pool: the stories it had not finished are retried once in a fresh
+  pool, then reported as failures.
+* ``ray``: one Ray task per story (``num_cpus=1``; torch in the task uses the CPUs Ray assigned
+  it). Ray reuses its worker processes across tasks, and retries a task whose worker died
+  (``max_retries``). ``ray_address=None`` starts a local Ray instance; ``"auto"`` or
+  ``"ray://host:10001"`` joins a running cluster, whose nodes must have this package installed
+  and see the output folder at the same path (a shared file system).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Callable, Sequence
+from typing import Literal, get_args
+
+from tqdm.auto import tqdm
+
+from .manifest import Failure
+from .processing import StoryJob, StoryOutcome, run_story_job
+
+Engine = Literal["local", "ray"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+DEFAULT_ENGINE: Engine = "local"
+POOL_RETRIES = 1  # fresh pools for the stories of a pool whose worker died
+RAY_MAX_RETRIES = 3  # Ray retries a task whose worker process died this many times
+Worker = Callable[[StoryJob], StoryOutcome]
+
+
+def check_engine(engine: str) -> Engine:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine  # type: ignore[return-value]
+
+
+def threads_per_worker(num_proc: int, cpus: int | None = None) -> int:
+    """Torch threads for each of ``num_proc`` workers sharing ``cpus`` cores (at least one)."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(num_proc, 1))
+
+
+def _died(job: StoryJob, why: str) -> StoryOutcome:
+    video = job.source.videos[0] if job.source.videos else ""
+    return StoryOutcome(job.index, job.source.id, None, False, Failure(job.source.id, video, why))
+
+
+# ----------------------------------------------------------------------------------------
+# Local worker processes
+# ----------------------------------------------------------------------------------------
+
+
+def _start_worker(torch_threads: int) -> None:
+    """Pool initializer: thread count, then the imports and the VAD model, once per worker."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    from . import processing  # noqa: F401 - the heavy imports, here rather than in the first story
+    from .voice_activity import _onnx_session
+
+    _onnx_session()
+
+
+def _run_in_pool(jobs: Sequence[StoryJob], worker: Worker, num_proc: int, torch_threads: int, bar) -> tuple[list[StoryOutcome], list[StoryJob]]:
+    """Outcomes of the jobs that finished, and the jobs left when a worker died (the pool is then broken)."""
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")
+    done: list[StoryOutcome] = []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,)) as pool:
+        futures = {pool.submit(worker, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                done.append(future.result())
+            except BrokenProcessPool:
+                continue
+            bar.update(1)
+    finished = {o.index for o in done}
+    return done, [job for job in jobs if job.index not in finished]
+
+
+def run_local(jobs: Sequence[StoryJob], num_proc: int = 1, progress: bool = True, worker: Worker = run_story_job, torch_threads: int | None = None) -> list[StoryOutcome]:
+    """Run ``worker`` on every job in this process (``num_proc`` <= 1) or in ``num_proc`` worker processes.
+
+    ``torch_threads``: per worker (default: the cores divided among the workers; in this process,
+    ``num_proc`` <= 1, torch's own default is kept unless given).
+    """
+    bar = tqdm(total=len(jobs), desc="stories", unit="story", disable=not progress)
+    outcomes: list[StoryOutcome] = []
+    try:
+        if num_proc <= 1 or len(jobs) <= 1:
+            if torch_threads:
+                import torch
+
+                torch.set_num_threads(torch_threads)
+            for job in jobs:
+                outcomes.append(worker(job))
+                bar.update(1)
+            return outcomes
+        threads = torch_threads or threads_per_worker(num_proc)
+        pending = list(jobs)
+        for _ in range(1 + POOL_RETRIES):
+            done, pending = _run_in_pool(pending, worker, min(num_proc, len(pending)), threads, bar)
+            outcomes += done
+            if not pending:
+                break
+        for job in pending:
+            outcomes.append(_died(job, f"the worker process died while processing this story ({1 + POOL_RETRIES} tries): killed, or out of memory?"))
+            bar.update(1)
+        return sorted(outcomes, key=lambda o: o.index)
+    finally:
+        bar.close()
+
+
+# ----------------------------------------------------------------------------------------
+# Ray
+# ----------------------------------------------------------------------------------------
+
+
+def _ray_task(worker: Worker, job: StoryJob) -> StoryOutcome:
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    return worker(job)
+
+
+def connect_ray(address: str | None = None, **init_kwargs) -> None:
+    """Join the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``), or start a local
+    one when ``address`` is None; nothing when this process is connected already."""
+    try:
+        import ray
+    except ImportError as err:  # pragma: no cover - ray is a dependency; kept for slim installs
+        raise ValueError("--engine ray needs Ray installed: pip install 'ray>=2.50'") from err
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **init_kwargs)
+    except ConnectionError as err:
+        raise ValueError(f"cannot connect to the Ray cluster at {address!r}: {err}") from err
+
+
+def run_ray(jobs: Sequence[StoryJob], ray_address: str | None = None, progress: bool = True, worker: Worker = run_story_job, max_retries: int = RAY_MAX_RETRIES) -> list[StoryOutcome]:
+    """Run ``worker`` on every job as a Ray task (one CPU each); outcomes in job order.
+
+    A task whose worker process died is retried up to ``max_retries`` times by Ray; after that,
+    or on any other Ray error, the story is reported as a failure like a bad clip.
+    """
+    import ray
+
+    connect_ray(ray_address)
+    task = ray.remote(num_cpus=1, max_retries=max_retries)(_ray_task)
+    worker_ref = ray.put(worker)
+    refs = {task.remote(worker_ref, job): job for job in jobs}
+    outcomes: list[StoryOutcome] = []
+    waiting = list(refs)
+    with tqdm(total=len(jobs), desc="stories (ray)", unit="story", disable=not progress) as bar:
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            for ref in ready:
+                job = refs[ref]
+                try:
+                    outcomes.append(ray.get(ref))
+                except ray.exceptions.RayError as err:
+                    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                    outcomes.append(_died(job, f"Ray task failed after {max_retries} retries: {type(err).__name__}: {reason}"))
+                bar.update(1)
+    return sorted(outcomes, key=lambda o: o.index)
+
+
+def run_jobs(
+    jobs: Sequence[StoryJob], engine: Engine = DEFAULT_ENGINE, num_proc: int = 1, ray_address: str | None = None, progress: bool = True,
+    worker: Worker = run_story_job, torch_threads: int | None = None,
+) -> list[StoryOutcome]:  # fmt: skip
+    """Run the per-story ``worker`` on every job with the chosen engine; one outcome per job, in job order."""
+    check_engine(engine)
+    if engine == "ray":
+        return run_ray(jobs, ray_address, progress, worker)
+    if ray_address is not None:
+        raise ValueError("--ray-address needs --engine ray")
+    return run_local(jobs, num_proc, progress, worker, torch_threads)
+
+
+__all__ = ["ENGINES", "DEFAULT_ENGINE", "Engine", "check_engine", "threads_per_worker", "run_local", "run_ray", "connect_ray", "run_jobs"]
