@@ -17,8 +17,8 @@ from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.app.generate_command import add_generate_parser
 from sound_of_story.app.help_formatter import HelpFormatter
 from sound_of_story.app.recommend_command import add_recommend_parsers
-from sound_of_story.dataset_builder import samples
-from sound_of_story.dataset_builder.samples import SampleGenerationError
+from sound_of_story.app.samples_command import add_samples_parser
+from sound_of_story.dataset_builder.sample_options import SampleGenerationError
 
 
 def _version() -> str:
@@ -26,14 +26,6 @@ def _version() -> str:
         return metadata.version("sound-of-story")
     except metadata.PackageNotFoundError:  # running from a source tree that was not installed
         return "unknown"
-
-
-def _cmd_samples(args: argparse.Namespace) -> int:
-    from sound_of_story.dataset_builder.samples import generate_samples
-
-    paths = generate_samples(args.out, num_clips=args.num_clips, seed=args.seed, duration_s=args.duration, style=args.style, progress=not args.quiet)
-    print(f"wrote {len(paths)} {args.style.upper()}-style sample clips and {Path(args.out) / 'manifest.jsonl'}")
-    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -52,27 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser(
-        "samples",
-        help="generate deterministic movie-like sample clips with ground truth",
-        description=(
-            "Generate movie-like sample clips (.mp4, H.264 + AAC stereo 44.1 kHz) with known ground truth: "
-            "scene cuts and categories, dialogue spans and text, the clean background and speech stems, and a "
-            "description (cmd) or caption (lsmdc). Also writes manifest.jsonl, one row per clip in the dataset builder's input format. "
-            "The same seed gives byte-identical files."
-        ),
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    p.add_argument("--num-clips", type=int, default=4, help="number of clips to write")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument(
-        "--duration", type=float, default=40.0,
-        help=f"length of a CMD clip, or of the movie an LSMDC run is cut from, in seconds ({samples.MIN_DURATION_S:g} to {samples.MAX_DURATION_S:g})",
-    )  # fmt: skip
-    p.add_argument("--style", choices=samples.STYLES, default="cmd", help="cmd: one long clip per description; lsmdc: runs of 3 to 12 s clips, one caption each")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_samples)
+    add_samples_parser(sub)
 
     p = sub.add_parser(
         "demo",

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import CMD_CLIPS, CMD_DURATION, LSMDC_CLIPS, LSMDC_DURATION, SEED
+
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import FPS, SAMPLE_RATE, generate_samples
 
@@ -24,7 +24,12 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def _ffprobe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -55,7 +60,9 @@ def test_same_seed_gives_byte_identical_files_across_processes(cmd_samples, tmp_
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     first, second = _digests(folder), _digests(again)
-    assert set(first) == {f"clip_{i:04d}{ext}" for i in range(CMD_CLIPS) for ext in (".mp4", ".json", ".background.wav", ".speech.wav")} | {"manifest.jsonl"}
+    assert set(first) == {
+        f"clip_{i:04d}{ext}" for i in range(CMD_CLIPS) for ext in (".mp4", ".json", ".background.wav", ".speech.wav")
+    } | {"manifest.jsonl"}
     assert first == second
 
 
@@ -69,7 +76,9 @@ def test_a_clip_does_not_depend_on_how_many_are_generated(cmd_samples, tmp_path)
 def test_another_seed_gives_other_clips(cmd_samples):
     _, records = cmd_samples
     other = samples.plan_movie(SEED + 1, 0, CMD_DURATION, "cmd")
-    assert [s.category for s in other.scenes] != [s["category"] for s in records[0]["scenes"]] or other.description != records[0]["description"]
+    assert [s.category for s in other.scenes] != [
+        s["category"] for s in records[0]["scenes"]
+    ] or other.description != records[0]["description"]
     assert records[0]["description"] != records[1]["description"]
 
 
@@ -111,7 +120,11 @@ def test_scenes_tile_the_clip_with_hard_cuts_at_known_frames(cmd_samples):
         assert record["cuts"] == [s["start_frame"] / FPS for s in scenes[1:]]
         # Decode every frame: the largest frame-to-frame changes are exactly the cuts, and
         # within a scene the camera moves, so consecutive frames differ a little.
-        frames = VideoDecoder(str(folder / record["files"]["video"])).get_frames_in_range(0, record["num_frames"]).data.float()
+        frames = (
+            VideoDecoder(str(folder / record["files"]["video"]))
+            .get_frames_in_range(0, record["num_frames"])
+            .data.float()
+        )
         change = (frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3)).numpy()
         cut_idx = np.array(record["cut_frames"]) - 1
         within = np.delete(change, cut_idx)
@@ -146,7 +159,9 @@ def test_background_stem_is_wide_stereo_at_background_level_in_every_scene(cmd_s
         bg = _read_stem(folder, record["files"]["background"])
         assert bg.shape == (2, record["num_samples"])
         for scene in record["scenes"]:
-            part = bg[:, samples.frames_to_samples(scene["start_frame"]) : samples.frames_to_samples(scene["end_frame"])]
+            part = bg[
+                :, samples.frames_to_samples(scene["start_frame"]) : samples.frames_to_samples(scene["end_frame"])
+            ]
             level = 20 * np.log10(np.sqrt(np.mean(part**2))) - record["mix_gain_db"]
             assert samples.BACKGROUND_DBFS - 4 < level < samples.BACKGROUND_DBFS + 4, scene
             assert np.corrcoef(part[0], part[1])[0, 1] < 0.9, scene["category"]  # not a centred image
@@ -209,7 +224,9 @@ def test_lsmdc_runs_are_short_consecutive_captioned_clips(lsmdc_samples):
         by_movie.setdefault(record["movie"], []).append(record)
         assert 3.0 <= record["duration"] <= 12.0
         assert "SOMEONE" in record["caption"]
-        assert all(0 <= line["start_sample"] < line["end_sample"] <= record["num_samples"] for line in record["dialogue"])
+        assert all(
+            0 <= line["start_sample"] < line["end_sample"] <= record["num_samples"] for line in record["dialogue"]
+        )
         assert int(_ffprobe(folder / record["files"]["video"])["streams"][0]["nb_frames"]) == record["num_frames"]
     assert all(sum(r["num_frames"] for r in clips) <= round(LSMDC_DURATION * FPS) for clips in by_movie.values())
     for clips in by_movie.values():
@@ -220,7 +237,11 @@ def test_lsmdc_runs_are_short_consecutive_captioned_clips(lsmdc_samples):
             bga, bgb = _read_stem(folder, a["files"]["background"]), _read_stem(folder, b["files"]["background"])
             jump = np.abs(bgb[:, 0] - bga[:, -1]).max()
             assert jump <= np.abs(np.diff(bga, axis=1)).max()
-    complete = [clips for clips in by_movie.values() if clips[-1]["movie_start_frame"] + clips[-1]["num_frames"] == round(LSMDC_DURATION * FPS)]
+    complete = [
+        clips
+        for clips in by_movie.values()
+        if clips[-1]["movie_start_frame"] + clips[-1]["num_frames"] == round(LSMDC_DURATION * FPS)
+    ]
     assert complete  # the first movie is cut completely into clips
 
 
@@ -276,7 +297,7 @@ def test_music_categories_have_rhythm():
     """Festive and tense music carry a beat: their envelope is periodic at the tempo."""
     n = 8 * SAMPLE_RATE
     for name, (lo_bpm, hi_bpm) in {"festive_music": (108, 132), "tense_music": (58, 72)}.items():
-        audio = samples._BY_NAME[name].synth(np.random.default_rng(1), n).mean(0)
+        audio = samples.CATEGORIES_BY_NAME[name].synth(np.random.default_rng(1), n).mean(0)
         hop = SAMPLE_RATE // 100
         env = np.sqrt(np.mean(audio[: n // hop * hop].reshape(-1, hop) ** 2, axis=1))
         env = env - env.mean()
