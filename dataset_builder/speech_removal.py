@@ -51,8 +51,8 @@ class SpeechRemovalParams:
     speech_band_hz: tuple[float, float] = (80.0, 16000.0)  # dialogue lives here; outside it nothing is removed
     gain_exponent: float = 8.0  # a near-binary mask: bins where the centre does not dominate are kept
     speech_gate: bool = True  # weight the mask by the speech probability: keep centred sound where nobody speaks
-    gate_padding_s: float = 0.25  # the gate opens this long before and after what silero hears
-    gate_fade_s: float = 0.1
+    gate_padding_s: float = 0.5  # the gate opens this long before and after what silero hears
+    gate_fade_s: float = 0.2
     # vad
     vad_threshold: float = 0.5
     vad_attenuation_db: float = 40.0

@@ -146,7 +146,7 @@ def speech_ratio(*audios: np.ndarray, sample_rate: int, threshold: float = SPEEC
     return ratios[0] if len(audios) == 1 else tuple(ratios)
 
 
-def speech_gate(probabilities: np.ndarray, times: np.ndarray, threshold: float = SPEECH_THRESHOLD, padding_s: float = 0.25, fade_s: float = 0.1) -> np.ndarray:
+def speech_gate(probabilities: np.ndarray, times: np.ndarray, threshold: float = SPEECH_THRESHOLD, padding_s: float = 0.5, fade_s: float = 0.2) -> np.ndarray:
     """A 0..1 weight at each of ``times`` (seconds): 1 where someone speaks, 0 where nobody does.
 
     A window's weight rises from 0 at half the threshold to 1 at the threshold (probabilities of
