@@ -1,0 +1,123 @@
+"""train/gen.py and sound_of_story.training.sosgen on tiny random pipelines and a dataset built from sample clips:
+two processes end to end with validation and card, resume, the ControlNet modes, LoRA, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+
+import pytest
+import torch
+from training_fixtures import accelerate_launch, script, sos_training_dataset, tiny_sosgen_dir  # noqa: F401
+
+from sound_of_story.training.checkpointing import HISTORY_FILE
+from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
+
+FAST = ["--gradient_accumulation_steps", "1", "--report_to", "none", "--learning_rate", "1e-3", "--lr_warmup_steps", "0", "--seed", "2"]
+
+
+def _run(argv: list[str]):
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return train_sosgen(parse_sosgen_args(argv))
+
+
+def _state(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def test_text_mode_under_two_processes_writes_a_loadable_pipeline_with_validation_and_card(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+    from sound_of_story.pipelines import SoSgenPipeline
+
+    out = tmp_path / "out"
+    cmd = [*accelerate_launch(2), str(script("gen.py")), "--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"),
+           "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "1", "--checkpoints_total_limit", "1",
+           "--num_validation_samples", "1", "--validation_inference_steps", "2", "--validation_fad_checkpoint", "random", "--snr_gamma", "5",
+           "--use_ema", *FAST]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert len(json.loads((out / HISTORY_FILE).read_text())) == 2
+    trained = SoSgenPipeline.from_pretrained(out)
+    base = SoSgenPipeline.from_pretrained(tiny_sosgen_dir / "text")
+    assert _max_difference(_state(trained.text_encoder), _state(base.text_encoder)) > 0  # eq. 12 trains both
+    assert (out / "validation" / "step-2" / "00.wav").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert "library_name: diffusers" in card and "type: fad" in card and "FAD (VGGish) random weights" in card
+
+
+def test_resume_matches_an_uninterrupted_run(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+    from sound_of_story.pipelines import SoSgenPipeline
+
+    common = ["--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"), "--validation_split", "none",
+              "--checkpointing_steps", "1", *FAST]  # fmt: skip
+    _run([*common, "--output_dir", str(tmp_path / "full"), "--max_train_steps", "3"])
+    _run([*common, "--output_dir", str(tmp_path / "part"), "--max_train_steps", "1"])
+    resumed = _run([*common, "--output_dir", str(tmp_path / "part"), "--max_train_steps", "3", "--resume_from_checkpoint", "latest"])
+    assert resumed.global_step == 3 and len(resumed.losses) == 3
+    full, part = SoSgenPipeline.from_pretrained(tmp_path / "full"), SoSgenPipeline.from_pretrained(tmp_path / "part")
+    assert _max_difference(_state(full.unet), _state(part.unet)) == 0.0
+    assert json.loads((tmp_path / "full" / HISTORY_FILE).read_text()) == json.loads((tmp_path / "part" / HISTORY_FILE).read_text())
+
+
+def test_image_mode_trains_a_new_controlnet_on_the_frozen_text_model(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+    from sound_of_story.pipelines import SoSgenControlNetPipeline, SoSgenPipeline
+
+    out = tmp_path / "image"
+    _run(["--mode", "image", "--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"),
+          "--image_encoder", str(tiny_sosgen_dir / "image_encoder"), "--output_dir", str(out), "--max_train_steps", "1",
+          "--validation_split", "none", *FAST])  # fmt: skip
+    trained = SoSgenControlNetPipeline.from_pretrained(out)
+    base = SoSgenPipeline.from_pretrained(tiny_sosgen_dir / "text")
+    assert trained.config.image_only is True
+    assert _max_difference(_state(trained.unet), _state(base.unet)) == 0.0  # frozen (eq. 13)
+    assert trained.controlnet.encoder_hid_proj is not None  # the frame projection (12 -> 8 wide)
+    fresh = SoSgenControlNetPipeline.from_pretrained(out).controlnet
+    assert _max_difference(_state(trained.controlnet), _state(fresh)) == 0.0
+
+
+def test_lora_adapters_load_with_load_lora_weights(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+    from sound_of_story.pipelines import SoSgenPipeline
+
+    out = tmp_path / "lora"
+    _run(["--use_lora", "--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"), "--output_dir", str(out),
+          "--max_train_steps", "1", "--validation_split", "none", *FAST])  # fmt: skip
+    assert (out / "pytorch_lora_weights.safetensors").exists()
+    pipe = SoSgenPipeline.from_pretrained(tiny_sosgen_dir / "text")
+    sample, t, context = torch.randn(1, 4, 4, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([10]), torch.randn(1, 16, 8)
+    before = pipe.unet(sample, t, encoder_hidden_states=context).sample
+    pipe.load_lora_weights(out)
+    after = pipe.unet(sample, t, encoder_hidden_states=context).sample
+    assert float((after - before).abs().max()) > 0
+
+
+def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_sosgen_dir, tmp_path, capsys):  # noqa: F811
+    spec = importlib.util.spec_from_file_location("train_gen", script("gen.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    no_unet = tmp_path / "no_unet"
+    no_unet.mkdir()
+    (no_unet / "model_index.json").write_text(json.dumps({"_class_name": "SoSgenPipeline", "vae": ["diffusers", "AutoencoderKL"]}))
+    base = ["--dataset", str(sos_training_dataset), "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    text = ["--pretrained_model", str(tiny_sosgen_dir / "text")]
+    cases = {
+        "has no unet/ folder": ["--mode", "controlnet", "--pretrained_model", str(no_unet)],
+        "no split 'dev'": [*text, "--validation_split", "dev"],
+        "does not exist": [*text, "--resume_from_checkpoint", str(tmp_path / "checkpoint-3")],
+        "no model_index.json": ["--pretrained_model", str(tmp_path)],
+    }
+    for message, argv in cases.items():
+        assert module.main([*base, *argv]) == 2, message
+        err = capsys.readouterr().err
+        assert "error:" in err and message in err and "Traceback" not in err, err
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*base, *text, "--mode", "sound"])
+    assert exit_info.value.code == 2

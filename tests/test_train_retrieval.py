@@ -1,0 +1,203 @@
+"""train/retrieval.py and sound_of_story.training.retrieval: global-batch loss across processes, gradient caching,
+resume, per-epoch evaluation, the saved model and card, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from training_fixtures import accelerate_launch, script, sos_training_dataset, tiny_retrieval_dir  # noqa: F401
+
+from sound_of_story.modeling import SoSRetrievalModel
+from sound_of_story.modeling.tiny_random import tiny_random_inputs, tiny_retrieval_config
+from sound_of_story.training.checkpointing import HISTORY_FILE
+from sound_of_story.training.retrieval import (
+    RetrievalEncoder,
+    freeze_for_pair,
+    global_contrastive_loss,
+    grad_cached_backward,
+    parse_retrieval_args,
+    train_retrieval,
+)
+
+VIDEO_KEYS = ("input_values", "pixel_values", "frame_mask")
+
+
+def _reset_accelerate() -> None:
+    """Each in-process run builds its own Accelerator; accelerate keeps its state in process-wide singletons."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def _run(argv: list[str]):
+    _reset_accelerate()
+    return train_retrieval(parse_retrieval_args(argv))
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return SoSRetrievalModel.from_pretrained(folder).state_dict()
+
+
+def _assert_same_weights(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst <= atol, worst
+
+
+def _tiny_model_and_batch(batch: int = 4):
+    torch.manual_seed(0)
+    model = SoSRetrievalModel(tiny_retrieval_config(audio_token_pooling="frequency"))
+    freeze_for_pair(model, "audio-video", freeze_encoders=False)
+    inputs = tiny_random_inputs(batch=batch, frames=5, seed=1)
+    return model, {k: inputs[k] for k in VIDEO_KEYS}
+
+
+def test_grad_cache_gives_the_full_batch_gradients():
+    # float64: batch-of-1 and batch-of-4 kernels sum in different orders, which float32 rounding would blur.
+    model, batch = _tiny_model_and_batch(4)
+    model = model.double()
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+    encoder = RetrievalEncoder(model, "audio-video")
+    loss = global_contrastive_loss(model, encoder(**batch), "audio-video")
+    loss.backward()
+    full = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    cached_loss = grad_cached_backward(encoder, model, batch, "audio-video", chunk_size=1)
+    cached = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert cached.keys() == full.keys() and "clip.logit_scale" in full and "temporal_encoder.frame_position_embeddings.weight" in full
+    torch.testing.assert_close(cached_loss, loss.detach(), rtol=1e-12, atol=1e-12)
+    for name in full:
+        torch.testing.assert_close(cached[name], full[name], rtol=1e-9, atol=1e-12, msg=name)
+    assert any(float(g.abs().max()) > 0 for g in full.values())
+
+
+def test_loss_falls_on_a_repeated_batch():
+    model, batch = _tiny_model_and_batch(4)
+    encoder = RetrievalEncoder(model, "audio-video")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = global_contrastive_loss(model, encoder(**batch), "audio-video")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_two_processes_give_the_one_process_loss_and_weights(sos_training_dataset, tiny_retrieval_dir, tmp_path):  # noqa: F811
+    """accelerate launch with 2 processes x batch 2 == one process x batch 4: same per-step loss, same weights; the
+    checkpoint and the final model load, and the total limit keeps one checkpoint."""
+    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--max_train_steps", "2",
+              "--checkpointing_steps", "1", "--checkpoints_total_limit", "1", "--eval_split", "none", "--report_to", "none",
+              "--seed", "5", "--learning_rate", "1e-3", "--encoder_learning_rate", "1e-4", "--lr_warmup_steps", "0"]
+    two = tmp_path / "two"
+    cmd = [*accelerate_launch(2), str(script("retrieval.py")), *common, "--output_dir", str(two), "--train_batch_size", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    one = tmp_path / "one"
+    _run([*common, "--output_dir", str(one), "--train_batch_size", "4"])
+    losses_two = [h["loss"] for h in json.loads((two / HISTORY_FILE).read_text())]
+    losses_one = [h["loss"] for h in json.loads((one / HISTORY_FILE).read_text())]
+    assert len(losses_one) == 2
+    assert losses_two == pytest.approx(losses_one, rel=1e-5)
+    _assert_same_weights(_weights(two), _weights(one), atol=2e-6)
+    assert sorted(p.name for p in two.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (two / "checkpoint-2" / "model.safetensors").exists()
+
+
+def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(sos_training_dataset, tiny_retrieval_dir, tmp_path):  # noqa: F811
+    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--train_batch_size", "2",
+              "--checkpointing_steps", "1", "--report_to", "none", "--seed", "3", "--learning_rate", "1e-3", "--lr_warmup_steps", "1"]
+    full = tmp_path / "full"
+    result = _run([*common, "--output_dir", str(full), "--max_train_steps", "3"])
+    assert result.global_step == 3 and len(result.losses) == 3
+    # Stopped after step 1 (mid-epoch: 2 updates per epoch), then resumed to step 3. The schedule's position comes
+    # from the checkpoint and its shape from the new --max_train_steps, as in diffusers' examples.
+    part = tmp_path / "part"
+    _run([*common, "--output_dir", str(part), "--max_train_steps", "1", "--eval_split", "none"])
+    resumed = _run([*common, "--output_dir", str(part), "--max_train_steps", "3", "--resume_from_checkpoint", "latest"])
+    assert resumed.losses == pytest.approx(result.losses, rel=1e-6)
+    _assert_same_weights(_weights(part), _weights(full), atol=1e-7)
+    # Every epoch was evaluated in both directions; the card carries the last figures as model-index.
+    assert set(result.figures) >= {"A2V/R@1", "V2A/R@1", "A2V/MdR", "V2A/MnR"}
+    card = (full / "README.md").read_text()
+    assert "model-index" in card and "A2V/R@1" in card and "--max_train_steps 3" in card
+    assert (full / "best" / "model.safetensors").exists() and (full / "best" / "README.md").exists()
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"train_{name}", script(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parquet_dataset(folder: Path, rows: dict[str, list], split: str = "train") -> Path:
+    import datasets
+
+    (folder / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict(rows).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_retrieval_dir, tmp_path, capsys):  # noqa: F811
+    main = _load_script("retrieval").main
+    base = ["--init_from", str(tiny_retrieval_dir), "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    cases = {
+        "no split 'validation'": ["--dataset", str(sos_training_dataset), "--eval_split", "validation"],
+        "no column(s) ['audio', 'frames']": ["--dataset", str(_parquet_dataset(tmp_path / "textonly", {"id": ["a", "b"], "text": ["x", "y"]}))],
+        "is empty": ["--dataset", str(_parquet_dataset(tmp_path / "empty", {"id": [], "audio": [], "frames": []})), "--eval_split", "none"],
+        "does not exist": ["--dataset", str(sos_training_dataset), "--resume_from_checkpoint", str(tmp_path / "checkpoint-9")],
+        "is an audio-text model": ["--dataset", str(sos_training_dataset), "--model", "clap"],
+    }
+    for message, argv in cases.items():
+        _reset_accelerate()
+        assert main([*base, *argv]) == 2, message
+        err = capsys.readouterr().err
+        assert "error:" in err and message in err and "Traceback" not in err, err
+
+
+def test_saved_model_and_processor_load_with_auto_classes_in_a_fresh_interpreter(tiny_retrieval_dir, tmp_path):  # noqa: F811
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from transformers import AutoModel, AutoProcessor
+        model = AutoModel.from_pretrained({str(tiny_retrieval_dir)!r}, trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained({str(tiny_retrieval_dir)!r}, trust_remote_code=True)
+        assert not any(n.startswith("sound_of_story") for n in sys.modules), "imported the package"
+        out = processor(text=["a story"], frames=[[__import__("numpy").zeros((32, 32, 3), "uint8")]])
+        print(type(model).__name__, type(processor).__name__, tuple(out["pixel_values"].shape), processor.num_frames)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["SoSRetrievalModel", "SoSRetrievalProcessor", "(1,", "40,", "3,", "32,", "32)", "40"]
+
+
+def test_push_to_hub_uploads_weights_processor_and_card(tiny_retrieval_dir):  # noqa: F811
+    from sound_of_story.modeling import SoSRetrievalProcessor
+
+    model = SoSRetrievalModel.from_pretrained(tiny_retrieval_dir)
+    processor = SoSRetrievalProcessor.from_pretrained(tiny_retrieval_dir)
+    seen = {}
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        seen["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+        seen["card"] = (Path(folder_path) / "README.md").read_text()
+        return "url"
+
+    repo = mock.Mock(repo_id="user/sos-tiny")
+    with mock.patch("huggingface_hub.HfApi.create_repo", return_value=repo), mock.patch("huggingface_hub.HfApi.upload_folder", upload_folder):
+        assert model.push_to_hub("user/sos-tiny", processor=processor, base_models=["openai/clip-vit-base-patch32"]) == "url"
+    assert {"README.md", "config.json", "model.safetensors", "modeling_sos.py", "processor_config.json", "processing_sos.py"} <= set(seen["files"])
+    assert "library_name: transformers" in seen["card"] and "openai/clip-vit-base-patch32" in seen["card"] and "# sos-tiny" in seen["card"]

@@ -1,0 +1,84 @@
+"""Fixtures of the training tests (tests/test_train_*.py import them): one small SoS dataset built from sample
+clips, and tiny random retrieval models and SoSgen pipelines saved to folders, each made once per session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAIN_SEED = 3
+# Six 10 s CMD-style clips, two per movie; the test split is one movie (2 stories), training the other 4.
+NUM_CLIPS = 6
+CLIP_SECONDS = 10.0
+TEST_STORIES = 2
+
+REPO = Path(__file__).resolve().parents[1]
+_made: dict[str, Path] = {}
+
+
+def script(name: str) -> Path:
+    return REPO / "train" / name
+
+
+def accelerate_launch(num_processes: int) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def _once(name: str, make, tmp_path_factory) -> Path:
+    if name not in _made:
+        _made[name] = make(tmp_path_factory.mktemp(name))
+    return _made[name]
+
+
+@pytest.fixture(scope="session")
+def sos_training_dataset(tmp_path_factory) -> Path:
+    """A built SoS folder (stories and generation configs) from sample clips."""
+
+    def make(root: Path) -> Path:
+        from sound_of_story.dataset_builder.build import build_dataset
+        from sound_of_story.dataset_builder.samples import generate_samples
+
+        generate_samples(root / "clips", num_clips=NUM_CLIPS, seed=TRAIN_SEED, duration_s=CLIP_SECONDS, style="cmd", progress=False)
+        build_dataset(root / "clips" / "manifest.jsonl", root / "sos", test_size=TEST_STORIES, progress=False)
+        return root / "sos"
+
+    return _once("sos_training_dataset", make, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_retrieval_dir(tmp_path_factory) -> Path:
+    """A tiny random SoSRetrievalModel and its processor, saved (what --init_from takes)."""
+
+    def make(root: Path) -> Path:
+        import torch
+
+        from sound_of_story.modeling import SoSRetrievalModel
+        from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
+
+        torch.manual_seed(0)
+        SoSRetrievalModel(tiny_retrieval_config(audio_token_pooling="frequency")).save_pretrained(root)
+        tiny_retrieval_processor().save_pretrained(root)
+        return root
+
+    return _once("tiny_retrieval_dir", make, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_sosgen_dir(tmp_path_factory) -> Path:
+    """A tiny random SoSgenPipeline saved (what --pretrained_model takes), and next to it `image_encoder/`: a tiny
+    CLIP vision model with its image processor (what --image_encoder takes)."""
+
+    def make(root: Path) -> Path:
+        from sound_of_story.pipelines.tiny_random import tiny_components, tiny_frame_components, tiny_sosgen
+
+        components = tiny_components()
+        tiny_sosgen(components).save_pretrained(root / "text")
+        frames = tiny_frame_components(components)
+        frames["image_encoder"].save_pretrained(root / "image_encoder")
+        frames["feature_extractor"].save_pretrained(root / "image_encoder")
+        return root
+
+    return _once("tiny_sosgen_dir", make, tmp_path_factory)

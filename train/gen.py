@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""Train SoSgen (paper section 4.2.2) on a built SoS dataset's generation config.
+
+    accelerate launch train/gen.py --mode text --pretrained_model riffusion/riffusion-model-v1 --dataset DIR --output_dir OUT
+    accelerate launch train/gen.py --mode controlnet --pretrained_model OUT --dataset DIR --output_dir OUT_CN
+
+The training steps live in `sound_of_story.training.sosgen` (the demo calls the same `train_sosgen`);
+`--help` lists every flag with its default.
+"""
+
+import sys
+
+from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_sosgen_args(argv)
+    try:
+        train_sosgen(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"train/gen.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Training checkpoints as diffusers' examples keep them: `OUTPUT/checkpoint-<step>` folders written by
+`Accelerator.save_state` (model, optimizer, scheduler, sampler and every random state), at most
+`--checkpoints_total_limit` of them, and `--resume_from_checkpoint latest|PATH`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+CHECKPOINT_PREFIX = "checkpoint-"
+# Per-step loss and learning rate of a run (the global loss), kept across resumes.
+HISTORY_FILE = "training_history.json"
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+# Marks a checkpoint folder whose save finished: a save killed half-way is never resumed from.
+COMPLETE_MARKER = "checkpoint_complete"
+
+logger = logging.getLogger(__name__)
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The global step a `checkpoint-<step>` folder was saved at."""
+    match = _CHECKPOINT_RE.match(Path(path).name)
+    if not match:
+        raise ValueError(f"{path} is not a checkpoint folder (expected a name like {CHECKPOINT_PREFIX}500)")
+    return int(match.group(1))
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete checkpoint folders of `output_dir`, oldest (lowest step) first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [p for p in output_dir.iterdir() if _CHECKPOINT_RE.match(p.name) and (p / COMPLETE_MARKER).exists()]
+    return sorted(found, key=checkpoint_step)
+
+
+def resolve_resume_checkpoint(output_dir: str | Path, resume_from_checkpoint: str | None) -> Path | None:
+    """The folder `--resume_from_checkpoint` names: `latest` (the newest in `output_dir`, or `None` when there is
+    none yet, so a first run with `latest` starts fresh), or a path. A missing path raises FileNotFoundError."""
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            logger.info("--resume_from_checkpoint latest: no checkpoint in %s yet, starting a new run", output_dir)
+            return None
+        return found[-1]
+    path = Path(resume_from_checkpoint)
+    if not path.is_absolute() and not path.exists():
+        path = Path(output_dir) / path
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist (nor under {output_dir})")
+    if not (path / COMPLETE_MARKER).exists():
+        raise FileNotFoundError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {COMPLETE_MARKER}; the save was interrupted)")
+    checkpoint_step(path)
+    return path
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, global_step: int, total_limit: int | None) -> Path | None:
+    """`accelerator.save_state` into `output_dir/checkpoint-<global_step>`, first removing the oldest checkpoints so
+    that at most `total_limit` remain after the save. Every process must call it (the state includes each
+    process's random state); returns the folder."""
+    output_dir = Path(output_dir)
+    path = output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
+    if accelerator.is_main_process and total_limit is not None:
+        existing = [p for p in list_checkpoints(output_dir) if p != path]
+        for old in existing[: max(0, len(existing) - (total_limit - 1))]:
+            logger.info("removing checkpoint %s (--checkpoints_total_limit %d)", old, total_limit)
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(path))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (path / COMPLETE_MARKER).write_text(str(global_step))
+    accelerator.wait_for_everyone()
+    return path
+
+
+def read_history(output_dir: str | Path, up_to_step: int) -> list[dict]:
+    """The recorded steps of a run up to `up_to_step` (the checkpoint being resumed)."""
+    path = Path(output_dir) / HISTORY_FILE
+    return [h for h in json.loads(path.read_text()) if h["step"] <= up_to_step] if path.exists() else []
+
+
+def write_history(accelerator, output_dir: str | Path, history: list[dict]) -> None:
+    """Write the per-step history atomically (main process only)."""
+    if accelerator.is_main_process:
+        path = Path(output_dir) / HISTORY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(history))
+        os.replace(tmp, path)
+
+
+__all__ = ["HISTORY_FILE", "read_history", "write_history", "CHECKPOINT_PREFIX", "checkpoint_step", "list_checkpoints", "resolve_resume_checkpoint", "save_checkpoint"]

@@ -1,0 +1,772 @@
+"""Contrastive training of the retrieval models (paper section 4.1.2), run by `accelerate launch train/retrieval.py`.
+
+The loop follows diffusers' training examples (Accelerator, gradient accumulation, `save_state` checkpoints,
+`--resume_from_checkpoint latest`, a tracker, a model card) and X-CLIP / CLIP4Clip for the retrieval parts:
+
+- Negatives come from the global batch. Each process's features are gathered from every process; the local
+  part keeps its gradient. Unlike CLIP4Clip's `AllGather` (whose backward returns only the local slice of the
+  gradient, so DDP's average makes every gradient 1/world_size of the full-batch one), the backward here sums the
+  gradient over processes first, so two processes with batch 64 give exactly the loss AND the gradients of one
+  process with batch 128.
+- `--grad_cache` (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup"):
+  features of the whole batch are computed without autograd in chunks, the loss and its gradient with respect to
+  the features are computed once, then each chunk is re-encoded with autograd (same random state) and
+  back-propagated with its slice of that gradient. The gradients equal the full batch's.
+- `--freeze_encoders --feature_cache DIR`: CLIP and AST are frozen and their outputs for every story are computed
+  once and stored, so each step runs only the temporal encoder, the audio projection and the similarity.
+- Every epoch the evaluation split is encoded with the evaluation protocol (`sound_of_story.evaluation.retrieval`)
+  and ranked in every direction of the pair; the best model by `--best_metric` is kept in `OUTPUT/best`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from sound_of_story.evaluation.retrieval import (
+    AUDIO_INPUTS,
+    PAIR_COLUMNS,
+    PAIR_DIRECTIONS,
+    PAIRS,
+    TEXT_INPUTS,
+    VIDEO_INPUTS,
+    Pair,
+    check_pair,
+    encode_stories,
+    processor_fingerprint,
+    retrieval_figures,
+)
+from sound_of_story.modeling import (
+    SoSAudioFeatures,
+    SoSRetrievalModel,
+    SoSTextFeatures,
+    SoSVideoFeatures,
+    contrastive_loss,
+)
+
+from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
+from .checkpointing import (
+    checkpoint_step,
+    read_history,
+    resolve_resume_checkpoint,
+    save_checkpoint,
+    write_history,
+)
+
+logger = logging.getLogger(__name__)
+
+ModelKind = Literal["sos", "clap", "wav2clip"]
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+# Section 4.1.2: batch 128 for audio-video, 256 for audio-text, 100 epochs.
+PAPER_BATCH_SIZE = {"audio-video": 128, "audio-text": 256}
+PAPER_EPOCHS = 100
+# X-CLIP's optimiser where the paper is silent: lr 1e-4 for new layers, 1e-4 x coef_lr (1e-3) for CLIP.
+NEW_LAYERS_LR = 1e-4
+ENCODER_LR = 1e-7
+WEIGHT_DECAY = 0.2
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+DEFAULT_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
+DEFAULT_CLAP = "laion/clap-htsat-unfused"
+# Parameter-name prefixes of the pretrained encoders (the lower learning rate; frozen by --freeze_encoders).
+# SoS and Wav2CLIP: CLIP and AST (their audio_projection is new); CLAP: every tower and projection.
+SOS_ENCODER_PREFIXES = ("clip.", "audio_model.")
+CLAP_ENCODER_PREFIXES = ("text_model.", "audio_model.", "text_projection.", "audio_projection.")
+LOWER_IS_BETTER = ("MdR", "MnR")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def build_retrieval_parser() -> argparse.ArgumentParser:
+    """`train/retrieval.py`'s flags: the shared diffusers-style ones plus the retrieval ones."""
+    parser = argparse.ArgumentParser(
+        prog="train/retrieval.py",
+        description="Train a Sound of Story retrieval model (paper section 4.1.2) on a built SoS dataset.\n"
+        "Run with `accelerate launch train/retrieval.py ...` (one or more processes; negatives come from the global batch).",
+        formatter_class=HelpFormatter,
+    )
+    g = parser.add_argument_group("retrieval")
+    g.add_argument("--dataset", required=True, help="a built SoS folder (`sound-of-story build`) or a Hub dataset id")
+    g.add_argument("--dataset_config", default=None, help="dataset config (default: the stories config)")
+    g.add_argument("--train_split", default="train", help="split to train on")
+    g.add_argument("--eval_split", default="test", help="split evaluated every epoch ('none' to skip)")
+    g.add_argument("--pair", choices=PAIRS, default="audio-video", help="which pair to train")
+    g.add_argument("--model", choices=MODEL_KINDS, default="sos", help="SoS model, or a Table 2 baseline")
+    g.add_argument(
+        "--init_from", default=None,
+        help="a saved model folder or Hub id of --model's class (with its processor); default: build it from "
+        f"--clip_model and --audio_model ({DEFAULT_CLAP} for clap)",
+    )  # fmt: skip
+    g.add_argument("--clip_model", default=DEFAULT_CLIP, help="CLIP checkpoint when --init_from is not given")
+    g.add_argument("--audio_model", default=DEFAULT_AST, help="AST checkpoint when --init_from is not given")
+    g.add_argument(
+        "--encoder_learning_rate", type=float, default=ENCODER_LR,
+        help="learning rate of the pretrained CLIP/AST/CLAP encoders (X-CLIP: lr x coef_lr); --learning_rate is the new layers'",
+    )  # fmt: skip
+    g.add_argument("--weight_decay", type=float, default=WEIGHT_DECAY, help="AdamW weight decay (X-CLIP's), not on biases and norms")
+    g.add_argument("--grad_cache", action="store_true", help="gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks")
+    g.add_argument("--grad_cache_chunk_size", type=int, default=16, help="stories encoded at once with --grad_cache")
+    g.add_argument("--freeze_encoders", action="store_true", help="freeze CLIP and AST; train the temporal encoder, audio projection, scale")
+    g.add_argument("--feature_cache", default=None, help="with --freeze_encoders (sos): compute CLIP/AST outputs once into this folder")
+    g.add_argument("--eval_batch_size", type=int, default=8, help="stories per forward pass in the evaluation")
+    g.add_argument("--eval_cache_dir", default=None, help="evaluation embedding cache (default: none)")
+    g.add_argument("--best_metric", default=None, help="'DIRECTION/FIGURE' that picks the best epoch (default: A2V/R@1 or A2T/R@1)")
+    add_common_arguments(
+        parser, train_batch_size=0, num_train_epochs=PAPER_EPOCHS, gradient_accumulation_steps=1,
+        learning_rate=NEW_LAYERS_LR, lr_scheduler="cosine", checkpointing_steps=500,
+    )  # fmt: skip
+    for action in parser._actions:
+        if action.dest == "train_batch_size":
+            action.default = None
+            action.help = "batch size per process (default: the paper's global batch, 128 audio-video / 256 audio-text, over the processes)"
+    return parser
+
+
+def parse_retrieval_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check `train/retrieval.py`'s flags (ValueError names the bad flag)."""
+    args = build_retrieval_parser().parse_args(argv)
+    args.command = command_line(argv)
+    return args
+
+
+def _check_retrieval_args(args: argparse.Namespace, num_processes: int) -> None:
+    if args.train_batch_size is None:
+        args.train_batch_size = max(1, PAPER_BATCH_SIZE[args.pair] // num_processes)
+    check_common_arguments(args)
+    if args.model == "clap" and args.pair != "audio-text":
+        raise ValueError("--model clap is an audio-text model: use --pair audio-text")
+    if args.feature_cache and not args.freeze_encoders:
+        raise ValueError("--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)")
+    if args.feature_cache and args.model != "sos":
+        raise ValueError("--feature_cache is implemented for --model sos only")
+    if args.feature_cache and args.grad_cache:
+        raise ValueError("--feature_cache and --grad_cache do not combine: cached features already make large batches cheap")
+    if args.grad_cache_chunk_size < 1:
+        raise ValueError(f"--grad_cache_chunk_size must be >= 1, got {args.grad_cache_chunk_size}")
+    if args.best_metric is None:
+        args.best_metric = f"{PAIR_DIRECTIONS[args.pair][0]}/R@1"
+    direction, _, figure = args.best_metric.partition("/")
+    if direction not in PAIR_DIRECTIONS[args.pair] or figure not in ("R@1", "R@5", "R@10", "MdR", "MnR"):
+        raise ValueError(f"--best_metric must be DIRECTION/FIGURE with a direction of {args.pair} {PAIR_DIRECTIONS[args.pair]}, got {args.best_metric!r}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_retrieval_splits(dataset: str, pair: str, train_split: str, eval_split: str | None, config: str | None = None):
+    """The training and evaluation splits of a built SoS dataset, checked for the pair's columns.
+
+    Raises:
+        FileNotFoundError: `dataset` is neither a folder nor a reachable Hub dataset.
+        ValueError: a split is missing or empty, or lacks the pair's columns.
+    """
+    import datasets
+
+    try:
+        splits = datasets.load_dataset(dataset, config) if config else datasets.load_dataset(dataset)
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise FileNotFoundError(f"--dataset {dataset}: not a built SoS folder or a reachable Hub dataset ({error})") from error
+    wanted = [train_split] + ([eval_split] if eval_split else [])
+    result = []
+    for name in wanted:
+        if name not in splits:
+            raise ValueError(f"--dataset {dataset} has no split {name!r} (it has {sorted(splits)})")
+        split = splits[name]
+        missing = [c for c in ("id", *PAIR_COLUMNS[pair]) if c not in split.column_names]
+        if missing:
+            raise ValueError(
+                f"--dataset {dataset} split {name!r} has no column(s) {missing} for {pair}; it has {split.column_names} "
+                "(use the SoS stories config)"
+            )
+        if len(split) == 0:
+            raise ValueError(f"--dataset {dataset} split {name!r} is empty")
+        if name == train_split and len(split) < 2:
+            raise ValueError(f"--dataset {dataset} split {name!r} has {len(split)} story: contrastive training needs at least 2")
+        result.append(split.select_columns(["id", *PAIR_COLUMNS[pair]]))
+    return result[0], (result[1] if eval_split else None)
+
+
+class IndexedStories(torch.utils.data.Dataset):
+    """A `datasets.Dataset` whose items carry their index (the random audio crop is seeded by it)."""
+
+    def __init__(self, stories):
+        self.stories = stories
+
+    def __len__(self) -> int:
+        return len(self.stories)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.stories[index]
+
+
+def crop_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random source of one story's training crop: fixed by (seed, epoch, story), so the crop does not depend
+    on the batch it lands in, the number of processes, or a resume."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+@dataclass
+class StoryCollator:
+    """Rows of the stories split into model inputs: a random audio window per story for training (section 4.1.2),
+    40 frames or 77 tokens. `epoch` is set by the loop before each epoch."""
+
+    processor: Any
+    pair: str
+    seed: int
+    epoch: int = 0
+
+    def __call__(self, items: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
+        other = PAIR_COLUMNS[self.pair][1]
+        batch = dict(self.processor(**{other: [row[other] for _, row in items]}))
+        per_story = [
+            self.processor(audio=row["audio"], audio_crop="random", generator=crop_generator(self.seed, self.epoch, index))
+            for index, row in items
+        ]
+        for key in per_story[0]:
+            batch[key] = torch.cat([inputs[key] for inputs in per_story])
+        return batch
+
+
+# --------------------------------------------------------------------------- model
+
+
+def load_retrieval_model(args: argparse.Namespace):
+    """The model and processor `--model` / `--init_from` / `--clip_model` / `--audio_model` name."""
+    from sound_of_story.modeling import (
+        ClapBaselineProcessor,
+        ClapRetrievalBaseline,
+        SoSRetrievalProcessor,
+        Wav2CLIPBaselineModel,
+    )
+
+    source = args.init_from
+    if source and not (Path(source).is_dir() or "/" in source):
+        raise FileNotFoundError(f"--init_from {source}: no such folder")
+    if args.model == "clap":
+        source = source or DEFAULT_CLAP
+        return ClapRetrievalBaseline.from_pretrained(source), ClapBaselineProcessor.from_pretrained(source)
+    if source:
+        model_class = SoSRetrievalModel if args.model == "sos" else Wav2CLIPBaselineModel
+        return model_class.from_pretrained(source), SoSRetrievalProcessor.from_pretrained(source)
+    processor = SoSRetrievalProcessor.from_encoders(clip=args.clip_model, audio=args.audio_model)
+    if args.model == "sos":
+        return SoSRetrievalModel.from_encoders(clip=args.clip_model, audio=args.audio_model), processor
+    return Wav2CLIPBaselineModel.from_encoders(clip=args.clip_model), processor
+
+
+def base_models(args: argparse.Namespace) -> list[str]:
+    """What the weights started from, for the model card."""
+    if args.init_from:
+        return [args.init_from]
+    if args.model == "clap":
+        return [DEFAULT_CLAP]
+    return [args.clip_model] + ([args.audio_model] if args.model == "sos" else [])
+
+
+def _encoder_prefixes(model: nn.Module) -> tuple[str, ...]:
+    from transformers import ClapModel
+
+    return CLAP_ENCODER_PREFIXES if isinstance(model, ClapModel) else SOS_ENCODER_PREFIXES
+
+
+def is_encoder_parameter(model: nn.Module, name: str) -> bool:
+    """Whether parameter `name` belongs to a pretrained encoder (not the logit scale, which is trained at its rate)."""
+    return name.startswith(_encoder_prefixes(model)) and not name.endswith("logit_scale")
+
+
+def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool) -> None:
+    """Freeze what the pair never uses (the text tower for audio-video, the vision side for audio-text), so every
+    trainable parameter gets a gradient in every step (DDP requires it), and the encoders with --freeze_encoders."""
+    clip = getattr(model, "clip", None)
+    if clip is not None:
+        unused = [clip.text_model, clip.text_projection] if pair == "audio-video" else [clip.vision_model, clip.visual_projection]
+        for module in unused:
+            module.requires_grad_(False)
+    if pair == "audio-text" and hasattr(model, "temporal_encoder"):
+        model.temporal_encoder.requires_grad_(False)
+    if freeze_encoders:
+        for name, parameter in model.named_parameters():
+            if is_encoder_parameter(model, name):
+                parameter.requires_grad_(False)
+
+
+def optimizer_groups(model: nn.Module, learning_rate: float, encoder_learning_rate: float, weight_decay: float) -> list[dict]:
+    """AdamW groups as X-CLIP: pretrained encoders at the lower rate, new layers at the base rate; no weight decay on
+    biases, norms, embeddings and the logit scale."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        encoder = is_encoder_parameter(model, name)
+        no_decay = parameter.ndim < 2 or "norm" in name.lower() or "embedding" in name or name.endswith("logit_scale")
+        groups.setdefault((encoder, no_decay), []).append(parameter)
+    return [
+        {"params": params, "lr": encoder_learning_rate if encoder else learning_rate, "weight_decay": 0.0 if no_decay else weight_decay}
+        for (encoder, no_decay), params in sorted(groups.items())
+    ]
+
+
+# --------------------------------------------------------------------------- features and loss
+
+
+AUDIO_KEYS = ("audio_embeds", "audio_token_embeds")
+OTHER_KEYS = {"audio-video": ("video_embeds", "frame_embeds", "frame_mask"), "audio-text": ("text_embeds", "word_embeds", "attention_mask")}
+OTHER_CLASS = {"audio-video": SoSVideoFeatures, "audio-text": SoSTextFeatures}
+
+
+def features_to_tensors(audio: SoSAudioFeatures, other: SoSVideoFeatures | SoSTextFeatures, pair: str) -> dict[str, torch.Tensor]:
+    """The feature grains as a flat dict of tensors (absent grains left out): what is gathered and grad-cached."""
+    out = {k: getattr(audio, k) for k in AUDIO_KEYS if getattr(audio, k) is not None}
+    out.update({k: getattr(other, k) for k in OTHER_KEYS[pair] if getattr(other, k, None) is not None})
+    return out
+
+
+def tensors_to_features(tensors: dict[str, torch.Tensor], pair: str) -> tuple[SoSAudioFeatures, Any]:
+    audio = SoSAudioFeatures(**{k: tensors[k] for k in AUDIO_KEYS if k in tensors})
+    other = OTHER_CLASS[pair](**{k: tensors[k] for k in OTHER_KEYS[pair] if k in tensors})
+    return audio, other
+
+
+class RetrievalEncoder(nn.Module):
+    """The trained part of one step as a module (what `accelerator.prepare` wraps in DDP): inputs to the feature
+    tensors of the pair and the logit scale. With `cached=True` the inputs are the frozen encoders' stored outputs."""
+
+    def __init__(self, model: nn.Module, pair: str, cached: bool = False):
+        super().__init__()
+        self.model = model
+        self.pair = pair
+        self.cached = cached
+
+    def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        model = self.model
+        if self.cached:
+            audio = model.audio_features_from_states(batch["audio_first_token"], batch["audio_tokens"])
+            if self.pair == "audio-video":
+                other = model.video_features_from_clip_frames(batch["clip_frames"], batch["frame_mask"])
+            else:
+                other = SoSTextFeatures(text_embeds=batch["text_embeds"], word_embeds=batch["word_embeds"], attention_mask=batch["attention_mask"])
+        else:
+            audio = model.get_audio_features(**{k: batch[k] for k in AUDIO_INPUTS if k in batch})
+            if self.pair == "audio-video":
+                other = model.get_video_features(**{k: batch[k] for k in VIDEO_INPUTS if k in batch})
+            else:
+                other = model.get_text_features(**{k: batch[k] for k in TEXT_INPUTS if k in batch})
+        out = features_to_tensors(audio, other, self.pair)
+        out["scale"] = model.scale()
+        return out
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """all_gather whose backward all-reduces (sums) the gradient of the gathered tensor and returns this process's
+    slice: every process computes the same global loss, so the local features' gradient is the sum of its
+    contributions on every process. DDP then averages over processes, which makes the parameters' gradients
+    exactly the single-process full-batch ones."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.batch = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
+
+
+def gather_with_gradient(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's `tensor` concatenated in rank order; the local part keeps its gradient (see above)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    return _GatherWithGradient.apply(tensor)
+
+
+def global_contrastive_loss(model: nn.Module, tensors: dict[str, torch.Tensor], pair: str) -> torch.Tensor:
+    """Symmetric InfoNCE over the global batch: the features of every process gathered, `scale x Sim`."""
+    gathered = {k: gather_with_gradient(v) for k, v in tensors.items() if k != "scale"}
+    audio, other = tensors_to_features(gathered, pair)
+    return contrastive_loss(tensors["scale"] * model.similarity(audio, other))
+
+
+class _RandomStateContext:
+    """Captures the CPU (and current CUDA device's) random state, to replay a chunk's forward identically
+    (GradCache's RandContext)."""
+
+    def __init__(self):
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+
+    def __enter__(self):
+        self._saved = (torch.get_rng_state(), torch.cuda.get_rng_state() if self.cuda is not None else None)
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda)
+
+    def __exit__(self, *exc):
+        torch.set_rng_state(self._saved[0])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self._saved[1])
+
+
+def _chunk(batch: dict[str, torch.Tensor], start: int, size: int) -> dict[str, torch.Tensor]:
+    return {k: v[start : start + size] for k, v in batch.items()}
+
+
+def grad_cached_backward(
+    encoder: nn.Module, model: nn.Module, batch: dict[str, torch.Tensor], pair: str, chunk_size: int,
+    loss_scale: float = 1.0, no_sync=None,
+) -> torch.Tensor:  # fmt: skip
+    """One gradient-cached backward pass over `batch` (gradients accumulate into the parameters).
+
+    1. Encode the batch in chunks of `chunk_size` without autograd, saving each chunk's random state.
+    2. Compute the global loss on the detached features and its gradient with respect to them (and the scale).
+    3. Re-encode each chunk with autograd under its saved random state and back-propagate its slice of the
+       feature gradient. `no_sync(encoder)` (the Accelerator's) skips DDP's all-reduce on all chunks but the last.
+
+    Returns the (unscaled) loss.
+    """
+    size = next(iter(batch.values())).shape[0]
+    starts = range(0, size, chunk_size)
+    states, outputs = [], []
+    with torch.no_grad():
+        for start in starts:
+            states.append(_RandomStateContext())
+            outputs.append(encoder(**_chunk(batch, start, chunk_size)))
+    leaves = {k: torch.cat([o[k] for o in outputs]).detach() for k in outputs[0] if k != "scale"}
+    for value in leaves.values():
+        if value.is_floating_point():
+            value.requires_grad_(True)
+    scale = outputs[0]["scale"].detach().requires_grad_(True)
+    loss = global_contrastive_loss(model, {**leaves, "scale": scale}, pair)
+    (loss * loss_scale).backward()
+    for i, start in enumerate(starts):
+        last = i == len(starts) - 1
+        with (nullcontext() if last or no_sync is None else no_sync(encoder)), states[i]:
+            out = encoder(**_chunk(batch, start, chunk_size))
+            tensors = [out[k] for k, v in leaves.items() if v.grad is not None]
+            grads = [v.grad[start : start + chunk_size] for v in leaves.values() if v.grad is not None]
+            # The scale is an output of every chunk's forward; its gradient is given once.
+            tensors.append(out["scale"])
+            grads.append(scale.grad if i == 0 else torch.zeros_like(scale.grad))
+            torch.autograd.backward(tensors, grads)
+    return loss.detach()
+
+
+# --------------------------------------------------------------------------- frozen-encoder feature cache
+
+
+def _encoder_fingerprint(model: SoSRetrievalModel) -> str:
+    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in model.state_dict().items():
+        if is_encoder_parameter(model, name):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def frozen_encoder_features(model: SoSRetrievalModel, processor, stories, pair: str, cache_dir: str | Path, batch_size: int = 8) -> dict:
+    """CLIP and AST outputs of every story (evaluation crop: the most energetic window), computed once and stored in
+    `cache_dir` under a key of the frozen weights, the processor, the pair and the stories' fingerprint."""
+    key = hashlib.sha256(
+        f"{_encoder_fingerprint(model)}:{processor_fingerprint(processor)}:{pair}:{stories._fingerprint}".encode()
+    ).hexdigest()[:24]
+    path = Path(cache_dir) / f"features-{key}.pt"
+    if path.exists():
+        return torch.load(path)
+    device = next(model.parameters()).device
+    parts: dict[str, list[torch.Tensor]] = {}
+    was_training = model.training
+    model.eval()
+    other = PAIR_COLUMNS[pair][1]
+    for start in tqdm(range(0, len(stories), batch_size), desc="frozen-encoder features", leave=False):
+        rows = stories[start : start + batch_size]
+        inputs = {k: v.to(device) for k, v in processor(audio=rows["audio"], **{other: rows[other]}).items()}
+        first, tokens = model.audio_encoder_states(inputs["input_values"].unsqueeze(1))  # one crop per story
+        values = {"audio_first_token": first, "audio_tokens": tokens}
+        if pair == "audio-video":
+            from sound_of_story.modeling.modeling_sos import clip_frame_embeddings
+
+            values["clip_frames"], values["frame_mask"] = clip_frame_embeddings(model.clip, inputs["pixel_values"], inputs["frame_mask"])
+        else:
+            text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+            values.update(text_embeds=text.text_embeds, word_embeds=text.word_embeds, attention_mask=text.attention_mask)
+        for name, value in values.items():
+            parts.setdefault(name, []).append(value.cpu())
+    model.train(was_training)
+    features = {name: torch.cat(values) for name, values in parts.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(features, tmp)
+    os.replace(tmp, path)
+    return features
+
+
+class CachedFeatureStories(torch.utils.data.Dataset):
+    """Items of the stored frozen-encoder features (collated by `torch.utils.data.default_collate`)."""
+
+    def __init__(self, features: dict[str, torch.Tensor]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return next(iter(self.features.values())).shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.features.items()}
+
+
+# --------------------------------------------------------------------------- evaluation and outputs
+
+
+def evaluate_retrieval(model, processor, stories, pair: str, batch_size: int, cache_dir: str | None) -> dict[str, dict[str, Any]]:
+    """Table 2's figures of the pair's directions on `stories` (the section-4.1.2 evaluation protocol)."""
+    embeddings = encode_stories(model, processor, stories, pair=pair, batch_size=batch_size, cache_dir=cache_dir, progress=False)
+    return retrieval_figures(model, embeddings)
+
+
+def flat_figures(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """`{"A2V/R@1": 12.5, ...}` for the tracker."""
+    return {f"{d}/{k}": float(v) for d, fig in figures.items() for k, v in fig.items() if k in ("R@1", "R@5", "R@10", "MdR", "MnR")}
+
+
+def eval_results(figures: dict[str, float], dataset: str, split: str) -> list:
+    """The figures as `huggingface_hub.EvalResult`s for the card's model-index."""
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(
+            task_type="audio-retrieval", task_name="Story audio retrieval", dataset_type=dataset, dataset_name=dataset,
+            dataset_split=split, metric_type=name.split("/")[1].lower(), metric_name=name, metric_value=value,
+        )  # fmt: skip
+        for name, value in sorted(figures.items())
+    ]
+
+
+def save_retrieval_model(model, processor, out_dir: str | Path, args: argparse.Namespace, figures: dict[str, float] | None) -> None:
+    """`save_pretrained` of the model and processor, and the model card (README.md), into `out_dir`."""
+    from sound_of_story.cards import build_model_card
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    card = build_model_card(
+        library_name="transformers", base_models=base_models(args), dataset=args.dataset, pipeline_tag="feature-extraction",
+        tags=["audio-retrieval", args.pair, args.model], command=args.command, training_settings=training_settings(args),
+        eval_results=eval_results(figures, args.dataset, args.eval_split) if figures else None,
+        model_name=args.hub_model_id.split("/")[-1] if args.hub_model_id else Path(args.output_dir).name,
+        description=f"A {type(model).__name__} trained for {args.pair} retrieval with `train/retrieval.py` (Sound of Story, section 4.1.2).",
+    )  # fmt: skip
+    tmp = out_dir / "README.md.tmp"
+    card.save(tmp)
+    os.replace(tmp, out_dir / "README.md")
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return value < best if metric.split("/")[1] in LOWER_IS_BETTER else value > best
+
+
+@dataclass
+class TrainingResult:
+    """What a training run returns: steps done, per-step losses, the last evaluation, where the model is."""
+
+    global_step: int
+    losses: list[float] = field(default_factory=list)
+    figures: dict[str, float] | None = None
+    best: dict[str, float] | None = None
+    output_dir: str = ""
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResult:
+    """Run `train/retrieval.py` on parsed arguments (`parse_retrieval_args`) in this process; the demo calls it.
+
+    Raises ValueError / FileNotFoundError on bad input (the script maps them to exit code 2).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+
+    if accelerator is None:
+        accelerator = Accelerator(
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            mixed_precision=args.mixed_precision,
+            log_with=None if args.report_to == "none" else args.report_to,
+            project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+    _check_retrieval_args(args, accelerator.num_processes)
+    resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    train_stories, eval_stories = load_retrieval_splits(
+        args.dataset, args.pair, args.train_split, None if args.eval_split == "none" else args.eval_split, args.dataset_config
+    )
+    set_seed(args.seed)
+    model, processor = load_retrieval_model(args)
+    check_pair(model, processor, train_stories, args.pair)
+    freeze_for_pair(model, args.pair, args.freeze_encoders)
+    model.to(accelerator.device)
+
+    cached = bool(args.feature_cache)
+    if cached:
+        with accelerator.main_process_first():
+            features = frozen_encoder_features(model, processor, train_stories, args.pair, args.feature_cache, args.eval_batch_size)
+        train_data, collate = CachedFeatureStories(features), torch.utils.data.default_collate
+        collator = None
+    else:
+        collator = StoryCollator(processor, args.pair, args.seed)
+        train_data, collate = IndexedStories(train_stories), collator
+    loader = torch.utils.data.DataLoader(
+        train_data, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate, num_workers=args.dataloader_num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )  # fmt: skip
+    encoder = RetrievalEncoder(model, args.pair, cached=cached)
+    optimizer = torch.optim.AdamW(
+        optimizer_groups(model, args.learning_rate, args.encoder_learning_rate, args.weight_decay),
+        betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+    )  # fmt: skip
+    updates_per_epoch = math.ceil(math.ceil(len(train_data) / (args.train_batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+    num_epochs = math.ceil(max_steps / updates_per_epoch)
+    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
+    scheduler = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=warmup * accelerator.num_processes, num_training_steps=max_steps * accelerator.num_processes
+    )
+    encoder, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
+    if accelerator.log_with:
+        accelerator.init_trackers("sos-retrieval", config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))})
+
+    global_step, first_epoch, skip_batches = 0, 0, 0
+    if resume_path is not None:
+        accelerator.print(f"resuming from {resume_path}")
+        accelerator.load_state(str(resume_path))
+        global_step = checkpoint_step(resume_path)
+        first_epoch = global_step // updates_per_epoch
+        skip_batches = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+    history = read_history(args.output_dir, global_step) if resume_path is not None else []
+    result = TrainingResult(global_step=global_step, losses=[h["loss"] for h in history], output_dir=args.output_dir)
+    best_value = None
+    progress = tqdm(range(max_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
+    unwrapped = accelerator.unwrap_model(encoder).model
+    step_losses: list[torch.Tensor] = []
+    for epoch in range(first_epoch, num_epochs):
+        encoder.train()
+        if collator is not None:
+            collator.epoch = epoch
+        loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch and skip_batches else loader
+        for batch in batches:
+            with accelerator.accumulate(encoder):
+                if args.grad_cache:
+                    loss = grad_cached_backward(
+                        encoder, unwrapped, batch, args.pair, args.grad_cache_chunk_size,
+                        loss_scale=1.0 / args.gradient_accumulation_steps, no_sync=accelerator.no_sync,
+                    )  # fmt: skip
+                else:
+                    loss = global_contrastive_loss(unwrapped, encoder(**batch), args.pair)
+                    accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_([p for p in encoder.parameters() if p.requires_grad], args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                step_losses.append(loss.detach())
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            step_loss = float(torch.stack(step_losses).mean())
+            step_losses = []
+            history.append({"step": global_step, "loss": step_loss, "lr": scheduler.get_last_lr()[-1]})
+            result.losses.append(step_loss)
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}")
+            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[-1]}, step=global_step)
+            if global_step % args.checkpointing_steps == 0:
+                write_history(accelerator, args.output_dir, history)
+                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+            if global_step >= max_steps:
+                break
+        if eval_stories is not None:
+            result.figures = _evaluate_on_main(accelerator, unwrapped, processor, eval_stories, args, global_step)
+            if accelerator.is_main_process and _is_better(result.figures[args.best_metric], best_value, args.best_metric):
+                best_value = result.figures[args.best_metric]
+                result.best = dict(result.figures)
+                save_retrieval_model(unwrapped, processor, Path(args.output_dir) / "best", args, result.figures)
+            accelerator.wait_for_everyone()
+        if global_step >= max_steps:
+            break
+    progress.close()
+    result.global_step = global_step
+    write_history(accelerator, args.output_dir, history)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_retrieval_model(unwrapped, processor, args.output_dir, args, result.figures)
+        if args.push_to_hub:
+            push_output_dir(args)
+    accelerator.end_training()
+    return result
+
+
+def _evaluate_on_main(accelerator, model, processor, stories, args, global_step: int) -> dict[str, float]:
+    """Evaluation on the main process (the others wait); returns the flat figures on every process."""
+    figures = [None]
+    if accelerator.is_main_process:
+        figures[0] = flat_figures(evaluate_retrieval(model, processor, stories, args.pair, args.eval_batch_size, args.eval_cache_dir))
+        accelerator.log({f"eval/{k}": v for k, v in figures[0].items()}, step=global_step)
+        accelerator.print(f"step {global_step}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures[0].items()))
+    if accelerator.num_processes > 1:
+        dist.broadcast_object_list(figures, src=0)
+    return figures[0]
+
+
+
+
+def push_output_dir(args: argparse.Namespace) -> str:
+    """Upload the final model, processor and card of `--output_dir` (not the checkpoints or logs) to `--hub_model_id`."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=args.hub_token)
+    repo_id = api.create_repo(args.hub_model_id or Path(args.output_dir).name, exist_ok=True).repo_id
+    api.upload_folder(
+        repo_id=repo_id, folder_path=args.output_dir, commit_message="End of training",
+        ignore_patterns=["checkpoint-*", "checkpoint-*/**", f"{args.logging_dir}/**", "best/**", "*.tmp*"],
+    )  # fmt: skip
+    return repo_id
+
+
+__all__ = [
+    "MODEL_KINDS",
+    "ModelKind",
+    "Pair",
+    "RetrievalEncoder",
+    "StoryCollator",
+    "TrainingResult",
+    "build_retrieval_parser",
+    "evaluate_retrieval",
+    "frozen_encoder_features",
+    "gather_with_gradient",
+    "global_contrastive_loss",
+    "grad_cached_backward",
+    "load_retrieval_model",
+    "load_retrieval_splits",
+    "parse_retrieval_args",
+    "train_retrieval",
+]
