@@ -373,6 +373,8 @@ def _assemble(
                     (out_dir / config).mkdir(exist_ok=True)
                     # files of this build have names no card names yet: moving them in changes no reader's view
                     os.replace(f, out_dir / config / f"{split}-{build_id}-{i:05d}-of-{len(files):05d}.parquet")
+            if not data_files[config]:  # e.g. no slice passed the low-content filter: a config without data is left out
+                del data_files[config], infos[config]
         # the switch: one rename of the card, which names exactly this build's files
         write_dataset_card(out_dir, infos, data_files, index, splits, slice_splits, generation_split)
         _write_failures(out_dir, index.failures)
