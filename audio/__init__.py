@@ -1,1 +1,35 @@
-"""Audio primitives every part may import: one layout, ``(channels, samples)`` float32, and one resampler."""
+"""Audio primitives every part may import: one layout, ``(channels, samples)`` float32, and one resampler.
+
+- :mod:`.layout`: :func:`channels_first`, :func:`to_mono`, :func:`decoded_audio` (``datasets``/torchcodec
+  values to samples and rate), :func:`prepare_waveform` (mono at a target rate), :func:`read_audio_file`.
+- :mod:`.resampling`: :func:`resample` (resampy ``kaiser_best`` by default, torchaudio's Kaiser sinc
+  as an option).
+
+This part imports no other part of the package.
+"""
+
+from .layout import channels_first, decoded_audio, prepare_waveform, read_audio_file, to_mono
+from .resampling import (
+    DEFAULT_RESAMPLER,
+    RESAMPLER_NAMES,
+    RESAMPLERS,
+    Resampler,
+    check_resampler,
+    resample,
+    resampled_length,
+)
+
+__all__ = [
+    "DEFAULT_RESAMPLER",
+    "RESAMPLERS",
+    "RESAMPLER_NAMES",
+    "Resampler",
+    "channels_first",
+    "check_resampler",
+    "decoded_audio",
+    "prepare_waveform",
+    "read_audio_file",
+    "resample",
+    "resampled_length",
+    "to_mono",
+]

@@ -13,7 +13,14 @@ Each also ships as an `evaluate` module with a module card, in the folders
 
 from pathlib import Path
 
-from sound_of_story.metrics.retrieval import DEFAULT_KS, TIE_RULES, rank_metrics, retrieval_metrics, retrieval_ranks, similarity_from_embeddings
+from .retrieval import (
+    DEFAULT_KS,
+    TIE_RULES,
+    rank_metrics,
+    retrieval_metrics,
+    retrieval_ranks,
+    similarity_from_embeddings,
+)
 
 EVALUATE_MODULES = ("sos_retrieval", "fad")
 

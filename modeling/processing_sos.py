@@ -10,23 +10,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 from PIL import Image
 from transformers import ASTFeatureExtractor, BatchFeature, CLIPImageProcessor, CLIPTokenizer, ProcessorMixin
 
+from sound_of_story.audio import Resampler
+from sound_of_story.audio import prepare_waveform as audio_prepare_waveform
+
 AST_SAMPLING_RATE = 16_000
+# torchaudio's Kaiser sinc, not the package default resampy: AST's own recipe resamples with torchaudio,
+# and resampy costs several times more on every training story.
+AST_RESAMPLER: Resampler = "torchaudio"
 # Candidate starts of the energetic window are one fbank frame shift (10 ms) apart.
 ENERGY_HOP_SECONDS = 0.01
 
 AudioCrop = Literal["energetic", "random"]
 
 
-def prepare_waveform(audio: Any, sampling_rate: int | None = None, target_sampling_rate: int = AST_SAMPLING_RATE) -> np.ndarray:
+def prepare_waveform(
+    audio: Any, sampling_rate: int | None = None, target_sampling_rate: int = AST_SAMPLING_RATE
+) -> np.ndarray:
     """One story's audio as a mono float32 array at `target_sampling_rate`.
 
     Args:
@@ -36,32 +43,10 @@ def prepare_waveform(audio: Any, sampling_rate: int | None = None, target_sampli
         sampling_rate: the rate of a bare array; must agree with the rate carried by `audio`, if any.
         target_sampling_rate: output rate (AST's 16 kHz by default).
 
-    Channels are averaged (the `datasets` downmix). Resampling is torchaudio's band-limited sinc.
+    The package's `sound_of_story.audio.prepare_waveform` (channels averaged, then resampled) with
+    the processor's resampler, `AST_RESAMPLER`.
     """
-    carried = None
-    if isinstance(audio, Mapping) or (hasattr(audio, "__getitem__") and hasattr(audio, "get_all_samples")):
-        array, carried = audio["array"], audio["sampling_rate"]
-    elif hasattr(audio, "data") and hasattr(audio, "sample_rate"):
-        array, carried = audio.data, audio.sample_rate
-    else:
-        array = audio
-    if carried is not None and sampling_rate is not None and int(carried) != int(sampling_rate):
-        raise ValueError(f"sampling_rate={sampling_rate} contradicts the audio's own sampling rate {carried}")
-    rate = carried if carried is not None else sampling_rate
-    if rate is None:
-        raise ValueError("sampling_rate is required for a bare audio array")
-    wave = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array, dtype=torch.float32)
-    if wave.dim() == 2:
-        if wave.shape[0] > wave.shape[1]:
-            raise ValueError(f"audio of shape {tuple(wave.shape)} looks like (samples, channels); pass (channels, samples)")
-        wave = wave.mean(dim=0)
-    elif wave.dim() != 1:
-        raise ValueError(f"audio must have shape (samples,) or (channels, samples), got {tuple(wave.shape)}")
-    if wave.numel() == 0:
-        raise ValueError("audio is empty")
-    if int(rate) != target_sampling_rate:
-        wave = AF.resample(wave, int(rate), target_sampling_rate)
-    return wave.numpy()
+    return audio_prepare_waveform(audio, sampling_rate, target_sampling_rate, resampler=AST_RESAMPLER)
 
 
 def select_audio_windows(

@@ -16,6 +16,7 @@ import scipy.linalg
 import soundfile as sf
 import torch
 
+from sound_of_story.audio import RESAMPLERS, resample
 from sound_of_story.metrics import evaluate_module_path
 from sound_of_story.metrics.fad import (
     CHECKPOINT_URL,
@@ -31,7 +32,6 @@ from sound_of_story.metrics.fad import (
     load_pca_params,
     per_clip_fad,
     random_vggish_state_dict,
-    resample,
     waveform_to_examples,
 )
 
@@ -188,13 +188,35 @@ def test_short_clips_are_an_error_unless_padding_is_asked(embedders):
     np.testing.assert_allclose(padded, embedder.embed([np.pad(short, (0, 8_000))], sample_rate=16_000)[0], rtol=0, atol=1e-5)
 
 
-def test_stereo_is_averaged_and_channels_first_is_refused(embedders):
+def test_stereo_is_averaged_and_samples_first_is_refused(embedders):
     embedder = embedders["norelu"]
     left, right = sine(2.0, 440), sine(2.0, 950)
-    stereo = np.stack([left, right], axis=1)  # (samples, channels), soundfile's layout
+    stereo = np.stack([left, right])  # (channels, samples), the package's layout
     np.testing.assert_allclose(embedder.embed([stereo], 16_000)[0], embedder.embed([(left + right) / 2], 16_000)[0], rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match=r"\(channels, samples\)"):
+    with pytest.raises(ValueError, match=r"looks like \(samples, channels\)"):
         embedder.embed([stereo.T], 16_000)
+
+
+def test_44k_stereo_gives_torchvggish_examples_with_resampy(embedders, tmp_path):
+    """torchvggish reads a file as (samples, channels) int16 / 32768, averages the channels
+    (axis 1) and calls resampy.resample(x, 44100, 16000): our default path is that, exactly."""
+    import resampy
+
+    from sound_of_story.metrics.fad.vggish import log_mel_spectrogram
+
+    rate = 44_100
+    t = np.arange(int(2.3 * rate)) / rate
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * (300 * t + 500 * t**2)), 0.2 * np.sin(2 * np.pi * 2500 * t)], axis=1)
+    sf.write(tmp_path / "stereo_44k.wav", stereo, rate, subtype="PCM_16")
+    data, _ = sf.read(tmp_path / "stereo_44k.wav", dtype="int16")
+    torchvggish_wave = resampy.resample(np.mean(data / 32768.0, axis=1), rate, 16_000)  # vggish_input.py, float64
+    ours = embedders["norelu"].embed([tmp_path / "stereo_44k.wav"])[0]
+    expected = embedders["norelu"].embed([torchvggish_wave.astype(np.float32)], 16_000)[0]  # no resampling at 16 kHz
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)  # the golden VGGish tolerance
+    assert np.abs(log_mel_spectrogram(torchvggish_wave)).max() > 1.0
+    # torchaudio's Kaiser sinc is the faster option; it moves the embeddings, which the module card states
+    fast = VGGishEmbedder(embedders["norelu"].model, weights_name="same", resampler="torchaudio").embed([tmp_path / "stereo_44k.wav"])[0]
+    assert 1e-4 < np.abs(fast - expected).max() < 0.5
 
 
 def test_float_wav_files_are_read_at_their_real_scale(embedders, case_a, tmp_path):
@@ -215,10 +237,11 @@ def test_resampling_removes_aliases_and_keeps_the_band():
         return (x + (0.2 * np.sin(2 * np.pi * 12_000 * t) if alias_tone else 0)).astype(np.float32)
 
     direct = waveform_to_examples(signal(16_000, False)).numpy()
-    resampled = resample(signal(48_000, True), 48_000, 16_000)
-    assert resampled.shape == (56_000,)  # floor(n * 16000 / 48000), as resampy
-    delta = np.abs(waveform_to_examples(resampled).numpy() - direct)
-    assert delta.mean() < 1e-3 and delta.max() < 0.1
+    for method in RESAMPLERS:
+        resampled = resample(signal(48_000, True), 48_000, 16_000, method=method)
+        assert resampled.shape == (56_000,)  # floor(n * 16000 / 48000), as resampy
+        delta = np.abs(waveform_to_examples(resampled).numpy() - direct)
+        assert delta.mean() < 2e-3 and delta.max() < 0.1, method  # resampy: 1.04e-3, torchaudio: below 1e-3
     naive = np.abs(waveform_to_examples(signal(48_000, True)[::3]).numpy() - direct)
     assert naive.mean() > 100 * delta.mean()
 
@@ -247,7 +270,7 @@ def mixed_clips(tmp_path_factory) -> list:
     folder = tmp_path_factory.mktemp("clips")
     rng = np.random.default_rng(0)
     clips: list = [sine(1.2, 300) + 0.01 * rng.standard_normal(19_200).astype(np.float32), sine(2.5, 520), sine(3.3, 1200)]
-    stereo = np.stack([sine(2.1, 700, 22_050), sine(2.1, 140, 22_050)], axis=1)
+    stereo = np.stack([sine(2.1, 700, 22_050), sine(2.1, 140, 22_050)], axis=1)  # soundfile writes (samples, channels)
     sf.write(folder / "stereo_22k.wav", stereo, 22_050, subtype="PCM_16")
     sf.write(folder / "mono_44k.flac", sine(1.7, 880, 44_100), 44_100)
     return clips + [folder / "stereo_22k.wav", folder / "mono_44k.flac"]

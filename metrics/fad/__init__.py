@@ -12,17 +12,25 @@ Typical use::
     print(result.fad)
 
 Submodules: ``vggish`` (network, log-mel input pipeline, checkpoints), ``audio_input``
-(reading, downmix, resampling), ``frechet`` (statistics, distance, FAD-infinity, per-clip),
+(finding files, cache keys; reading, downmix and resampling are ``sound_of_story.audio``'s), ``frechet`` (statistics, distance, FAD-infinity, per-clip),
 ``embedders`` (VGGish / CLAP behind one batched, cached interface), ``embedding_cache``,
 ``scoring`` (``compute_fad``).
 """
 
-from sound_of_story.metrics.fad.audio_input import audio_file_extensions, list_audio_files, prepare_waveform, resample
-from sound_of_story.metrics.fad.embedders import RANDOM_WEIGHTS_WARNING, AudioEmbedder, ClapEmbedder, VGGishEmbedder
-from sound_of_story.metrics.fad.embedding_cache import EmbeddingCache
-from sound_of_story.metrics.fad.frechet import FADInfinityResult, embedding_statistics, fad_from_embeddings, fad_infinity, frechet_distance, per_clip_fad, trace_sqrt_product
-from sound_of_story.metrics.fad.scoring import FADResult, compute_fad
-from sound_of_story.metrics.fad.vggish import (
+from .audio_input import audio_file_extensions, list_audio_files
+from .embedders import RANDOM_WEIGHTS_WARNING, AudioEmbedder, ClapEmbedder, VGGishEmbedder
+from .embedding_cache import EmbeddingCache
+from .frechet import (
+    FADInfinityResult,
+    embedding_statistics,
+    fad_from_embeddings,
+    fad_infinity,
+    frechet_distance,
+    per_clip_fad,
+    trace_sqrt_product,
+)
+from .scoring import FADResult, compute_fad
+from .vggish import (
     CHECKPOINT_URL,
     PCA_PARAMS_URL,
     VGGish,
@@ -57,9 +65,7 @@ __all__ = [
     "load_vggish_state_dict",
     "log_mel_spectrogram",
     "per_clip_fad",
-    "prepare_waveform",
     "random_vggish_state_dict",
-    "resample",
     "trace_sqrt_product",
     "waveform_to_examples",
 ]

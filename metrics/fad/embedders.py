@@ -20,14 +20,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sound_of_story.metrics.fad import vggish
-from sound_of_story.metrics.fad.audio_input import RESAMPLER_NAME, AudioInput, array_hash, clip_name, content_hash, prepare_waveform, read_audio_bytes
-from sound_of_story.metrics.fad.embedding_cache import EmbeddingCache
+from sound_of_story.audio import (
+    DEFAULT_RESAMPLER,
+    RESAMPLER_NAMES,
+    Resampler,
+    check_resampler,
+    prepare_waveform,
+    read_audio_file,
+)
+
+from . import vggish
+from .audio_input import AudioInput, array_hash, clip_name, content_hash
+from .embedding_cache import EmbeddingCache
 
 # Bump when reading/downmixing/resampling/framing changes, so cached embeddings are not reused.
-PREPROCESSING_VERSION = 1
+# 2: channels-first arrays, resampy by default.
+PREPROCESSING_VERSION = 2
 
-RANDOM_WEIGHTS_WARNING = "embedder weights are RANDOM: this FAD is a smoke-test number, not comparable with any published FAD"
+RANDOM_WEIGHTS_WARNING = (
+    "embedder weights are RANDOM: this FAD is a smoke-test number, not comparable with any published FAD"
+)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class AudioEmbedder(ABC):
     description: str
     random_weights: bool = False
     device: torch.device = torch.device("cpu")
+    resampler: Resampler = DEFAULT_RESAMPLER
     _fingerprint: str | None = None
 
     @abstractmethod
@@ -84,7 +97,12 @@ class AudioEmbedder(ABC):
     def fingerprint(self) -> str:
         """SHA-256 identifying this embedder's outputs (computed once; hashes the weights)."""
         if self._fingerprint is None:
-            parts = {"class": type(self).__name__, "preprocessing": PREPROCESSING_VERSION, "resampler": RESAMPLER_NAME, **self.fingerprint_parts()}
+            parts = {
+                "class": type(self).__name__,
+                "preprocessing": PREPROCESSING_VERSION,
+                "resampler": RESAMPLER_NAMES[self.resampler],
+                **self.fingerprint_parts(),
+            }
             self._fingerprint = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
         return self._fingerprint
 
@@ -102,8 +120,9 @@ class AudioEmbedder(ABC):
 
         Args:
             clips: audio file paths (read with libsndfile at their own rate; integer PCM scaled
-                to [-1, 1)) and/or float arrays, mono ``(samples,)`` or ``(samples, channels)``,
-                or torch tensors of the same layouts.
+                to [-1, 1)) and/or float arrays, mono ``(samples,)`` or ``(channels, samples)``
+                (the package's layout), or torch tensors of the same layouts. Channels are averaged,
+                then the clip is resampled with ``self.resampler``.
             sample_rate: rate of the array clips (one for all, or one per clip); ignored for files.
             batch_size: model inputs per forward pass. Inputs of consecutive clips are queued
                 and embedded in full batches, so one pass mixes many clips (and one clip may
@@ -127,16 +146,22 @@ class AudioEmbedder(ABC):
                 data = self._file_bytes(clip, name)
                 key = None
                 if cache is not None:
-                    key = content_hash(data) if data is not None else array_hash(self._array(clip), self._rate(rates[index], name))
+                    key = (
+                        content_hash(data)
+                        if data is not None
+                        else array_hash(self._array(clip), self._rate(rates[index], name))
+                    )
                     if (hit := cache.get(self.fingerprint(), key)) is not None:
                         results[index] = hit
                         bar.update(1)
                         continue
                 if data is not None:
-                    audio, rate = read_audio_bytes(data, name)
+                    audio, rate = read_audio_file(data, name)
                 else:
                     audio, rate = self._array(clip), self._rate(rates[index], name)
-                inputs = self.model_inputs(prepare_waveform(audio, rate, self.sample_rate, name), name)
+                inputs = self.model_inputs(
+                    prepare_waveform(audio, rate, self.sample_rate, resampler=self.resampler, name=name), name
+                )
                 pending.append(_PendingClip(index, key, inputs))
                 queued += inputs.shape[0]
                 if queued >= batch_size:
@@ -184,7 +209,12 @@ class AudioEmbedder(ABC):
                 needed -= take
         inputs = torch.cat([clip.inputs[clip.consumed : clip.consumed + take] for clip, take in parts])
         with torch.inference_mode():
-            outputs = torch.cat([self.forward_batch(inputs[start : start + batch_size].to(self.device)).float().cpu() for start in range(0, count, batch_size)])
+            outputs = torch.cat(
+                [
+                    self.forward_batch(inputs[start : start + batch_size].to(self.device)).float().cpu()
+                    for start in range(0, count, batch_size)
+                ]
+            )
         offset = 0
         for clip, take in parts:
             clip.outputs.append(outputs[offset : offset + take])
@@ -197,7 +227,9 @@ class AudioEmbedder(ABC):
         finished = 0
         while pending and pending[0].remaining == 0:
             clip = pending.pop(0)
-            embeddings = torch.cat(clip.outputs).numpy() if clip.outputs else np.zeros((0, self.embedding_dim), np.float32)
+            embeddings = (
+                torch.cat(clip.outputs).numpy() if clip.outputs else np.zeros((0, self.embedding_dim), np.float32)
+            )
             results[clip.index] = embeddings
             if cache is not None:
                 cache.put(self.fingerprint(), clip.key, embeddings)
@@ -220,12 +252,18 @@ class VGGishEmbedder(AudioEmbedder):
             every later clip.
         device: where to run the network (default CPU). On CUDA, TF32 convolutions are turned
             off during the forward pass, as the golden tolerances need.
+        resampler: ``"resampy"`` (default; torchvggish's, so 44.1 kHz input gives its embeddings) or
+            ``"torchaudio"`` (faster; see the module card for its deviation).
     """
 
     sample_rate = vggish.SAMPLE_RATE
     embedding_dim = vggish.EMBEDDING_DIM
 
-    def __init__(self, model: vggish.VGGish, *, weights_name: str, pad_short_clips: bool = False, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, model: vggish.VGGish, *, weights_name: str, pad_short_clips: bool = False, device: str | torch.device | None = None,
+        resampler: Resampler = DEFAULT_RESAMPLER,
+    ) -> None:  # fmt: skip
+        self.resampler = check_resampler(resampler)
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device).eval()
         self.random_weights = model.random_weights
@@ -233,23 +271,37 @@ class VGGishEmbedder(AudioEmbedder):
         self.weights_name = weights_name
         pca = "PCA + 8-bit quantisation" if model.pproc is not None else "no PCA"
         relu = "final ReLU kept" if model.final_relu else "final ReLU dropped"
-        self.description = f"VGGish ({weights_name}; {pca}; {relu})"
+        self.description = f"VGGish ({weights_name}; {pca}; {relu}; {resampler} resampling)"
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: str | Path | None, *, pca_params: str | Path | None = None, final_relu: bool = False, pad_short_clips: bool = False, device: str | torch.device | None = None
-    ) -> VGGishEmbedder:
+        cls, checkpoint: str | Path | None, *, pca_params: str | Path | None = None, final_relu: bool = False, pad_short_clips: bool = False,
+        device: str | torch.device | None = None, resampler: Resampler = DEFAULT_RESAMPLER,
+    ) -> VGGishEmbedder:  # fmt: skip
         """Load torchvggish's ``vggish-10086976.pth`` from a local path (see ``vggish.CHECKPOINT_URL``)."""
         model = vggish.VGGish.from_checkpoint(checkpoint, pca_params=pca_params, final_relu=final_relu)
-        return cls(model, weights_name=Path(checkpoint).name, pad_short_clips=pad_short_clips, device=device)
+        return cls(
+            model,
+            weights_name=Path(checkpoint).name,
+            pad_short_clips=pad_short_clips,
+            device=device,
+            resampler=resampler,
+        )
 
     @classmethod
     def from_random_weights(
-        cls, seed: int = 0, *, pca_params: str | Path | None = None, final_relu: bool = False, pad_short_clips: bool = False, device: str | torch.device | None = None
-    ) -> VGGishEmbedder:
+        cls, seed: int = 0, *, pca_params: str | Path | None = None, final_relu: bool = False, pad_short_clips: bool = False,
+        device: str | torch.device | None = None, resampler: Resampler = DEFAULT_RESAMPLER,
+    ) -> VGGishEmbedder:  # fmt: skip
         """Random weights (``vggish.random_vggish_state_dict``): tests and offline demos only."""
         model = vggish.VGGish.from_random_weights(seed, pca_params=pca_params, final_relu=final_relu)
-        return cls(model, weights_name=f"RANDOM weights, seed {seed}", pad_short_clips=pad_short_clips, device=device)
+        return cls(
+            model,
+            weights_name=f"RANDOM weights, seed {seed}",
+            pad_short_clips=pad_short_clips,
+            device=device,
+            resampler=resampler,
+        )
 
     def model_inputs(self, waveform: np.ndarray, name: str) -> torch.Tensor:
         if waveform.shape[0] < vggish.MIN_NUM_SAMPLES:
@@ -268,7 +320,9 @@ class VGGishEmbedder(AudioEmbedder):
         # TF32 convolutions/matmuls move VGGish embeddings by more than 1e-4: keep full float32.
         cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
         previous = matmul.allow_tf32
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False):
+        with cudnn.flags(
+            enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+        ):
             matmul.allow_tf32 = False
             try:
                 return self.model(inputs)
@@ -276,7 +330,12 @@ class VGGishEmbedder(AudioEmbedder):
                 matmul.allow_tf32 = previous
 
     def fingerprint_parts(self) -> dict:
-        return {"weights": self.model.weights_digest(), "final_relu": self.model.final_relu, "pca": self.model.pproc is not None, "pad_short_clips": self.pad_short_clips}
+        return {
+            "weights": self.model.weights_digest(),
+            "final_relu": self.model.final_relu,
+            "pca": self.model.pproc is not None,
+            "pad_short_clips": self.pad_short_clips,
+        }
 
 
 class ClapEmbedder(AudioEmbedder):
@@ -288,7 +347,11 @@ class ClapEmbedder(AudioEmbedder):
     L2-normalised projected embedding (512-d for the LAION checkpoints).
     """
 
-    def __init__(self, model, feature_extractor, *, model_name: str, hop_seconds: float = 1.0, random_weights: bool = False, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, model, feature_extractor, *, model_name: str, hop_seconds: float = 1.0, random_weights: bool = False,
+        device: str | torch.device | None = None, resampler: Resampler = DEFAULT_RESAMPLER,
+    ) -> None:  # fmt: skip
+        self.resampler = check_resampler(resampler)
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
@@ -302,13 +365,18 @@ class ClapEmbedder(AudioEmbedder):
         self.description = f"CLAP audio ({model_name}{'; RANDOM weights' if random_weights else ''}; {self.window / self.sample_rate:g} s windows every {hop_seconds:g} s)"
 
     @classmethod
-    def from_pretrained(cls, model_id: str = "laion/clap-htsat-unfused", *, hop_seconds: float = 1.0, device: str | torch.device | None = None, **kwargs) -> ClapEmbedder:
+    def from_pretrained(
+        cls, model_id: str = "laion/clap-htsat-unfused", *, hop_seconds: float = 1.0, device: str | torch.device | None = None,
+        resampler: Resampler = DEFAULT_RESAMPLER, **kwargs,
+    ) -> ClapEmbedder:  # fmt: skip
         """Load a CLAP checkpoint by Hub id or local folder (needs the network for a Hub id)."""
         from transformers import ClapFeatureExtractor, ClapModel
 
         model = ClapModel.from_pretrained(model_id, **kwargs)
         feature_extractor = ClapFeatureExtractor.from_pretrained(model_id, **kwargs)
-        return cls(model, feature_extractor, model_name=model_id, hop_seconds=hop_seconds, device=device)
+        return cls(
+            model, feature_extractor, model_name=model_id, hop_seconds=hop_seconds, device=device, resampler=resampler
+        )
 
     def model_inputs(self, waveform: np.ndarray, name: str) -> torch.Tensor:
         quantised = (np.clip(waveform, -1.0, 1.0) * 32767.0).astype(np.int16).astype(np.float32) / 32767.0
@@ -320,7 +388,9 @@ class ClapEmbedder(AudioEmbedder):
         return torch.from_numpy(windows)
 
     def forward_batch(self, inputs: torch.Tensor) -> torch.Tensor:
-        features = self.feature_extractor(list(inputs.cpu().numpy()), sampling_rate=self.sample_rate, truncation=self.truncation, return_tensors="pt")
+        features = self.feature_extractor(
+            list(inputs.cpu().numpy()), sampling_rate=self.sample_rate, truncation=self.truncation, return_tensors="pt"
+        )
         features = {k: v.to(self.device) for k, v in features.items()}
         return self.model.get_audio_features(**features).pooler_output
 
@@ -329,4 +399,8 @@ class ClapEmbedder(AudioEmbedder):
         for name, tensor in self.model.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
-        return {"weights": digest.hexdigest(), "feature_extractor": self.feature_extractor.to_json_string(), "hop": self.hop}
+        return {
+            "weights": digest.hexdigest(),
+            "feature_extractor": self.feature_extractor.to_json_string(),
+            "hop": self.hop,
+        }

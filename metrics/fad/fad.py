@@ -59,6 +59,8 @@ Args:
         content-hash embedding cache folder.
     pad_short_clips (`bool`, defaults to False): zero-pad clips shorter than 0.975 s instead of
         raising.
+    resampler (`str`, defaults to "resampy"): "resampy" (torchvggish's, exact parity at any rate) or
+        "torchaudio" (faster; see the module card for its deviation).
     fad_inf (`bool`), fad_inf_min_n (`int`, 500), fad_inf_steps (`int`, 25), seed (`int`, 0):
         FAD-infinity extrapolation.
     per_clip (`bool`, defaults to False): FAD of each prediction against the reference set.
@@ -90,7 +92,11 @@ class FAD(evaluate.Metric):
                 datasets.Features({"predictions": datasets.Value("string")}),
                 datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32"))}),
             ],
-            reference_urls=["https://arxiv.org/abs/1812.08466", "https://github.com/harritaylor/torchvggish", "https://github.com/microsoft/fadtk"],
+            reference_urls=[
+                "https://arxiv.org/abs/1812.08466",
+                "https://github.com/harritaylor/torchvggish",
+                "https://github.com/microsoft/fadtk",
+            ],
             codebase_urls=["https://github.com/google-research/google-research/tree/master/frechet_audio_distance"],
         )
 
@@ -99,7 +105,9 @@ class FAD(evaluate.Metric):
     def compute(self, *, predictions=None, references=None, **kwargs):
         """FAD of the predictions (given here and/or added before) against ``references``."""
         if references is None:
-            raise ValueError("FAD needs a reference set: compute(predictions=..., references=[...]) with file paths or waveforms")
+            raise ValueError(
+                "FAD needs a reference set: compute(predictions=..., references=[...]) with file paths or waveforms"
+            )
         return super().compute(predictions=predictions, reference_audio=references, **kwargs)
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
@@ -114,21 +122,48 @@ class FAD(evaluate.Metric):
             raise ValueError("FAD takes its references in compute(references=...), not in add()")
         return super().add(prediction=prediction, **kwargs)
 
-    def _embedder(self, embedder, vggish_checkpoint, random_weights, pca_params, final_relu, pad_short_clips, clap_model):
+    def _embedder(
+        self,
+        embedder,
+        vggish_checkpoint,
+        random_weights,
+        pca_params,
+        final_relu,
+        pad_short_clips,
+        clap_model,
+        resampler,
+    ):
         if isinstance(embedder, AudioEmbedder):
             return embedder
-        key = (embedder, vggish_checkpoint, random_weights, pca_params, final_relu, pad_short_clips, clap_model)
+        key = (
+            embedder,
+            vggish_checkpoint,
+            random_weights,
+            pca_params,
+            final_relu,
+            pad_short_clips,
+            clap_model,
+            resampler,
+        )
         if key not in self._embedders:
             if embedder == "clap":
-                self._embedders[key] = ClapEmbedder.from_pretrained(clap_model)
+                self._embedders[key] = ClapEmbedder.from_pretrained(clap_model, resampler=resampler)
             elif embedder != "vggish":
                 raise ValueError(f"embedder must be 'vggish', 'clap' or an AudioEmbedder, got {embedder!r}")
             elif random_weights:
                 if vggish_checkpoint is not None:
                     raise ValueError("pass either vggish_checkpoint or random_weights=True, not both")
-                self._embedders[key] = VGGishEmbedder.from_random_weights(pca_params=pca_params, final_relu=final_relu, pad_short_clips=pad_short_clips)
+                self._embedders[key] = VGGishEmbedder.from_random_weights(
+                    pca_params=pca_params, final_relu=final_relu, pad_short_clips=pad_short_clips, resampler=resampler
+                )
             else:
-                self._embedders[key] = VGGishEmbedder.from_checkpoint(vggish_checkpoint, pca_params=pca_params, final_relu=final_relu, pad_short_clips=pad_short_clips)
+                self._embedders[key] = VGGishEmbedder.from_checkpoint(
+                    vggish_checkpoint,
+                    pca_params=pca_params,
+                    final_relu=final_relu,
+                    pad_short_clips=pad_short_clips,
+                    resampler=resampler,
+                )
         return self._embedders[key]
 
     def _compute(
@@ -151,11 +186,14 @@ class FAD(evaluate.Metric):
         fad_inf_steps=25,
         seed=0,
         per_clip=False,
+        resampler="resampy",
     ):
         def as_clips(clips):
             return [c if isinstance(c, (str, os.PathLike)) else np.asarray(c, dtype=np.float32) for c in clips]
 
-        audio_embedder = self._embedder(embedder, vggish_checkpoint, random_weights, pca_params, final_relu, pad_short_clips, clap_model)
+        audio_embedder = self._embedder(
+            embedder, vggish_checkpoint, random_weights, pca_params, final_relu, pad_short_clips, clap_model, resampler
+        )
         result = compute_fad(
             as_clips(predictions),
             as_clips(reference_audio),

@@ -30,11 +30,16 @@ def embedding_statistics(embeddings: np.ndarray, name: str = "embeddings") -> tu
         raise ValueError(f"{name} must be a 2-D (num_embeddings, dim) array, got shape {embeddings.shape}")
     n, dim = embeddings.shape
     if n < 2:
-        raise ValueError(f"{name}: the Fréchet distance needs at least two embeddings to estimate a covariance, got {n}")
+        raise ValueError(
+            f"{name}: the Fréchet distance needs at least two embeddings to estimate a covariance, got {n}"
+        )
     if not np.isfinite(embeddings).all():
         raise ValueError(f"{name} contain NaN or inf")
     if n <= dim:
-        warnings.warn(f"{name}: {n} embeddings of dimension {dim}; the covariance is rank-deficient and the FD estimate is strongly biased", stacklevel=2)
+        warnings.warn(
+            f"{name}: {n} embeddings of dimension {dim}; the covariance is rank-deficient and the FD estimate is strongly biased",
+            stacklevel=2,
+        )
     return embeddings.mean(axis=0), np.cov(embeddings, rowvar=False)
 
 
@@ -46,7 +51,9 @@ def _clean_psd_spectrum(values: np.ndarray, name: str) -> np.ndarray:
     """
     scale = max(float(np.abs(values).max(initial=0.0)), np.finfo(np.float64).tiny)
     if values.min(initial=0.0) < -1e-6 * scale:
-        raise ValueError(f"{name} is not positive semi-definite (eigenvalue {values.min():.3g} against largest {scale:.3g}); is it a covariance?")
+        raise ValueError(
+            f"{name} is not positive semi-definite (eigenvalue {values.min():.3g} against largest {scale:.3g}); is it a covariance?"
+        )
     round_off = values.size * np.finfo(np.float64).eps * scale
     return np.where(values > round_off, values, 0.0)
 
@@ -115,7 +122,13 @@ class FADInfinityResult:
 
 
 def fad_infinity(
-    embeddings: np.ndarray, reference_mu: np.ndarray, reference_sigma: np.ndarray, *, steps: int = 25, min_n: int = 500, seed: int | None = 0
+    embeddings: np.ndarray,
+    reference_mu: np.ndarray,
+    reference_sigma: np.ndarray,
+    *,
+    steps: int = 25,
+    min_n: int = 500,
+    seed: int | None = 0,
 ) -> FADInfinityResult:
     """FAD-infinity (fadtk's ``score_inf``, after FID-infinity of Chong & Forsyth 2020).
 
@@ -134,7 +147,9 @@ def fad_infinity(
         raise ValueError(f"min_n must be at least 2, got {min_n}")
     total = embeddings.shape[0]
     if total <= min_n:
-        raise ValueError(f"fad_infinity needs more than min_n={min_n} embeddings to extrapolate, got {total}; lower min_n")
+        raise ValueError(
+            f"fad_infinity needs more than min_n={min_n} embeddings to extrapolate, got {total}; lower min_n"
+        )
     rng = np.random.default_rng(seed)
     sizes = [int(n) for n in np.linspace(min_n, total, steps)]
     points = []
@@ -149,10 +164,17 @@ def fad_infinity(
     slope, intercept = np.polyfit(xs, ys, 1)
     residual = float(np.sum((ys - (slope * xs + intercept)) ** 2))
     spread = float(np.sum((ys - ys.mean()) ** 2))
-    return FADInfinityResult(value=float(intercept), slope=float(slope), r2=1.0 - residual / spread if spread > 0 else 1.0, points=points)
+    return FADInfinityResult(
+        value=float(intercept), slope=float(slope), r2=1.0 - residual / spread if spread > 0 else 1.0, points=points
+    )
 
 
-def per_clip_fad(clip_embeddings: list[np.ndarray], reference_mu: np.ndarray, reference_sigma: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+def per_clip_fad(
+    clip_embeddings: list[np.ndarray],
+    reference_mu: np.ndarray,
+    reference_sigma: np.ndarray,
+    names: list[str] | None = None,
+) -> np.ndarray:
     """FAD of each clip's own embeddings against the reference statistics (fadtk's ``--indiv``).
 
     Every clip needs at least two embeddings (two 0.96 s VGGish examples, i.e. >= 1.935 s).
@@ -160,7 +182,9 @@ def per_clip_fad(clip_embeddings: list[np.ndarray], reference_mu: np.ndarray, re
     names = names or [f"clip {i}" for i in range(len(clip_embeddings))]
     too_short = [name for name, emb in zip(names, clip_embeddings) if np.asarray(emb).shape[0] < 2]
     if too_short:
-        raise ValueError(f"per-clip FAD needs at least two embeddings per clip; too short: {', '.join(too_short[:10])}")
+        raise ValueError(
+            f"per-clip FAD needs at least two embeddings per clip; too short: {', '.join(too_short[:10])}"
+        )
     scores = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a single clip always has fewer embeddings than dimensions

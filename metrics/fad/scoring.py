@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sound_of_story.metrics.fad.audio_input import AudioInput, clip_name, list_audio_files
-from sound_of_story.metrics.fad.embedders import RANDOM_WEIGHTS_WARNING, AudioEmbedder
-from sound_of_story.metrics.fad.embedding_cache import EmbeddingCache
-from sound_of_story.metrics.fad.frechet import FADInfinityResult, embedding_statistics, fad_infinity, frechet_distance, per_clip_fad
+from .audio_input import AudioInput, clip_name, list_audio_files
+from .embedders import RANDOM_WEIGHTS_WARNING, AudioEmbedder
+from .embedding_cache import EmbeddingCache
+from .frechet import FADInfinityResult, embedding_statistics, fad_infinity, frechet_distance, per_clip_fad
 
 
 @dataclass
@@ -42,7 +42,9 @@ def _as_clip_list(clips: str | Path | Sequence[AudioInput], name: str) -> list[A
             return list(list_audio_files(clips))
         if not Path(clips).exists():
             raise FileNotFoundError(f"{name} directory {str(clips)!r} does not exist")
-        raise ValueError(f"{name} must be a directory of audio files or a sequence of clips (paths or arrays), got the path {str(clips)!r}")
+        raise ValueError(
+            f"{name} must be a directory of audio files or a sequence of clips (paths or arrays), got the path {str(clips)!r}"
+        )
     clips = list(clips)
     if not clips:
         raise ValueError(f"{name} is empty")
@@ -84,8 +86,12 @@ def compute_fad(
     pred_clips = _as_clip_list(predictions, "predictions")
     ref_clips = _as_clip_list(references, "references")
     ref_rate = sample_rate if reference_sample_rate is None else reference_sample_rate
-    pred_emb = embedder.embed(pred_clips, sample_rate, batch_size=batch_size, cache=cache, progress=progress, desc="embedding predictions")
-    ref_emb = embedder.embed(ref_clips, ref_rate, batch_size=batch_size, cache=cache, progress=progress, desc="embedding references")
+    pred_emb = embedder.embed(
+        pred_clips, sample_rate, batch_size=batch_size, cache=cache, progress=progress, desc="embedding predictions"
+    )
+    ref_emb = embedder.embed(
+        ref_clips, ref_rate, batch_size=batch_size, cache=cache, progress=progress, desc="embedding references"
+    )
     pred_all, ref_all = np.concatenate(pred_emb), np.concatenate(ref_emb)
     mu_ref, sigma_ref = embedding_statistics(ref_all, "reference embeddings")
     mu_pred, sigma_pred = embedding_statistics(pred_all, "prediction embeddings")
@@ -101,7 +107,9 @@ def compute_fad(
         warning=RANDOM_WEIGHTS_WARNING if embedder.random_weights else None,
     )
     if fad_inf:
-        result.fad_infinity = fad_infinity(pred_all, mu_ref, sigma_ref, steps=fad_inf_steps, min_n=fad_inf_min_n, seed=seed)
+        result.fad_infinity = fad_infinity(
+            pred_all, mu_ref, sigma_ref, steps=fad_inf_steps, min_n=fad_inf_min_n, seed=seed
+        )
     if per_clip:
         result.per_clip_fad = per_clip_fad(pred_emb, mu_ref, sigma_ref, names).tolist()
         result.pred_clip_names = names

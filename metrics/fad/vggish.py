@@ -127,7 +127,9 @@ def waveform_to_examples(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -
     this function refuses other rates rather than resample silently.
     """
     if sample_rate != SAMPLE_RATE:
-        raise ValueError(f"VGGish examples need {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; resample first (prepare_waveform)")
+        raise ValueError(
+            f"VGGish examples need {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; resample first (prepare_waveform)"
+        )
     waveform = np.asarray(waveform)
     if waveform.ndim != 1:
         raise ValueError(f"waveform must be mono (1-D), got shape {waveform.shape}; downmix first (prepare_waveform)")
@@ -136,7 +138,9 @@ def waveform_to_examples(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -
     else:
         log_mel = log_mel_spectrogram(waveform)
     features_rate = 1.0 / STFT_HOP_SECONDS
-    examples = _frame(log_mel, round(EXAMPLE_WINDOW_SECONDS * features_rate), round(EXAMPLE_HOP_SECONDS * features_rate))
+    examples = _frame(
+        log_mel, round(EXAMPLE_WINDOW_SECONDS * features_rate), round(EXAMPLE_HOP_SECONDS * features_rate)
+    )
     return torch.from_numpy(np.ascontiguousarray(examples, dtype=np.float32))[:, None]
 
 
@@ -191,7 +195,13 @@ class VGGish(nn.Module):
             *_conv(128, 256), *_conv(256, 256), nn.MaxPool2d(2, 2),
             *_conv(256, 512), *_conv(512, 512), nn.MaxPool2d(2, 2),
         )  # fmt: skip
-        head: list[nn.Module] = [nn.Linear(512 * 4 * 6, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, EMBEDDING_DIM)]
+        head: list[nn.Module] = [
+            nn.Linear(512 * 4 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, EMBEDDING_DIM),
+        ]
         if final_relu:
             head.append(nn.ReLU(inplace=True))
         self.embeddings = nn.Sequential(*head)
@@ -202,7 +212,9 @@ class VGGish(nn.Module):
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(N, 128)`` (quantised 0...255 values if ``postprocess``) of examples ``(N, 1, 96, 64)``."""
         if examples.ndim != 4 or tuple(examples.shape[1:]) != (1, NUM_FRAMES, NUM_MEL_BINS):
-            raise ValueError(f"VGGish expects log-mel examples of shape (N, 1, {NUM_FRAMES}, {NUM_MEL_BINS}), got {tuple(examples.shape)}")
+            raise ValueError(
+                f"VGGish expects log-mel examples of shape (N, 1, {NUM_FRAMES}, {NUM_MEL_BINS}), got {tuple(examples.shape)}"
+            )
         x = self.features(examples)
         # TF's NHWC flatten order (time, frequency, channel); flattening NCHW directly is wrong.
         x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
@@ -210,7 +222,13 @@ class VGGish(nn.Module):
         return self.pproc(x) if self.pproc is not None else x
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict[str, torch.Tensor], *, pca_params: tuple[np.ndarray, np.ndarray] | None = None, final_relu: bool = True) -> VGGish:
+    def from_state_dict(
+        cls,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        pca_params: tuple[np.ndarray, np.ndarray] | None = None,
+        final_relu: bool = True,
+    ) -> VGGish:
         """A model whose parameters ARE the given tensors (no copy: ``load_state_dict(assign=True)``)."""
         _check_state_dict(state_dict)
         with torch.device("meta"):
@@ -226,18 +244,30 @@ class VGGish(nn.Module):
         return model.eval()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | None, *, pca_params: str | Path | None = None, final_relu: bool = True) -> VGGish:
+    def from_checkpoint(
+        cls, checkpoint: str | Path | None, *, pca_params: str | Path | None = None, final_relu: bool = True
+    ) -> VGGish:
         """Load torchvggish's ``vggish-10086976.pth`` (``weights_only=True``, memory-mapped).
 
         ``pca_params``: path of ``vggish_pca_params-970ea276.pth`` (or Google's
         ``vggish_pca_params.npz``) to enable the PCA post-processor.
         """
-        return cls.from_state_dict(load_vggish_state_dict(checkpoint), pca_params=None if pca_params is None else load_pca_params(pca_params), final_relu=final_relu)
+        return cls.from_state_dict(
+            load_vggish_state_dict(checkpoint),
+            pca_params=None if pca_params is None else load_pca_params(pca_params),
+            final_relu=final_relu,
+        )
 
     @classmethod
-    def from_random_weights(cls, seed: int = 0, *, pca_params: str | Path | None = None, final_relu: bool = True) -> VGGish:
+    def from_random_weights(
+        cls, seed: int = 0, *, pca_params: str | Path | None = None, final_relu: bool = True
+    ) -> VGGish:
         """Random weights from :func:`random_vggish_state_dict` (tests and offline demos only)."""
-        model = cls.from_state_dict(random_vggish_state_dict(seed), pca_params=None if pca_params is None else load_pca_params(pca_params), final_relu=final_relu)
+        model = cls.from_state_dict(
+            random_vggish_state_dict(seed),
+            pca_params=None if pca_params is None else load_pca_params(pca_params),
+            final_relu=final_relu,
+        )
         model.random_weights = True
         return model
 
@@ -263,9 +293,13 @@ def _check_state_dict(state_dict: dict[str, torch.Tensor], source: str = "state 
             f"{source} is not a torchvggish VGGish checkpoint (vggish-10086976.pth format): "
             f"missing keys {missing or 'none'}, unexpected keys {unexpected[:8] or 'none'}"
         )
-    bad = {k: tuple(state_dict[k].shape) for k, shape in STATE_DICT_SHAPES.items() if tuple(state_dict[k].shape) != shape}
+    bad = {
+        k: tuple(state_dict[k].shape) for k, shape in STATE_DICT_SHAPES.items() if tuple(state_dict[k].shape) != shape
+    }
     if bad:
-        raise ValueError(f"{source}: wrong parameter shapes {bad}; expected {({k: STATE_DICT_SHAPES[k] for k in bad})}")
+        raise ValueError(
+            f"{source}: wrong parameter shapes {bad}; expected { ({k: STATE_DICT_SHAPES[k] for k in bad}) }"
+        )
 
 
 def load_vggish_state_dict(checkpoint: str | Path | None) -> dict[str, torch.Tensor]:
@@ -294,7 +328,9 @@ def load_pca_params(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"VGGish PCA parameter file {str(path)!r} does not exist (torchvggish release: {PCA_PARAMS_URL})")
+        raise FileNotFoundError(
+            f"VGGish PCA parameter file {str(path)!r} does not exist (torchvggish release: {PCA_PARAMS_URL})"
+        )
     if path.suffix == ".npz":
         with np.load(path) as data:
             params = {k: data[k] for k in data.files}
@@ -307,11 +343,15 @@ def load_pca_params(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         with torch.serialization.safe_globals(allowed):
             params = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(params, dict) or not {"pca_eigen_vectors", "pca_means"} <= set(params):
-        raise ValueError(f"{str(path)!r} is not a VGGish PCA parameter file: expected keys 'pca_eigen_vectors' and 'pca_means'")
+        raise ValueError(
+            f"{str(path)!r} is not a VGGish PCA parameter file: expected keys 'pca_eigen_vectors' and 'pca_means'"
+        )
     eigen_vectors = np.asarray(params["pca_eigen_vectors"], dtype=np.float64)
     means = np.asarray(params["pca_means"], dtype=np.float64).reshape(-1)
     if eigen_vectors.shape != (EMBEDDING_DIM, EMBEDDING_DIM) or means.shape != (EMBEDDING_DIM,):
-        raise ValueError(f"{str(path)!r}: PCA shapes {eigen_vectors.shape} and {means.shape}, expected (128, 128) and (128,)")
+        raise ValueError(
+            f"{str(path)!r}: PCA shapes {eigen_vectors.shape} and {means.shape}, expected (128, 128) and (128,)"
+        )
     return eigen_vectors, means
 
 

@@ -59,21 +59,49 @@ class SosRetrieval(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
-                datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}),
-                datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Sequence(datasets.Value("float64"))}),
+                datasets.Features(
+                    {
+                        "predictions": datasets.Sequence(datasets.Value("float64")),
+                        "references": datasets.Value("int64"),
+                    }
+                ),
+                datasets.Features(
+                    {
+                        "predictions": datasets.Sequence(datasets.Value("float64")),
+                        "references": datasets.Sequence(datasets.Value("float64")),
+                    }
+                ),
             ],
             reference_urls=["https://arxiv.org/abs/2310.19264"],
             codebase_urls=["https://github.com/Sosdatasets/SoS_Dataset"],
         )
 
-    def _compute(self, predictions, references, ks=DEFAULT_KS, tie_rule="pessimistic", both_directions=None, direction_names=DIRECTION_NAMES, similarity="cosine"):
+    def _compute(
+        self,
+        predictions,
+        references,
+        ks=DEFAULT_KS,
+        tie_rule="pessimistic",
+        both_directions=None,
+        direction_names=DIRECTION_NAMES,
+        similarity="cosine",
+    ):
         if len(references) and isinstance(references[0], (list, tuple, np.ndarray)):
             matrix = similarity_from_embeddings(predictions, references, metric=similarity)
             ground_truth = None
         else:
             lengths = {len(row) for row in predictions}
             if len(lengths) != 1:
-                raise ValueError(f"every similarity row must score the same candidates; got rows of lengths {sorted(lengths)}")
+                raise ValueError(
+                    f"every similarity row must score the same candidates; got rows of lengths {sorted(lengths)}"
+                )
             matrix = np.asarray(predictions, dtype=np.float64)
             ground_truth = np.asarray(references, dtype=np.int64)
-        return retrieval_metrics(matrix, ground_truth, ks=ks, tie_rule=tie_rule, both_directions=both_directions, direction_names=tuple(direction_names))
+        return retrieval_metrics(
+            matrix,
+            ground_truth,
+            ks=ks,
+            tie_rule=tie_rule,
+            both_directions=both_directions,
+            direction_names=tuple(direction_names),
+        )
