@@ -11,6 +11,7 @@ are far apart (:func:`find_distinct_light`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator, Sequence
 
@@ -107,10 +108,16 @@ def _apply_palette(field: np.ndarray, palette: Sequence[tuple[int, int, int]]) -
     return np.stack([np.interp(field, stops, colours[:, c]) for c in range(3)], axis=-1)
 
 
+@functools.lru_cache(maxsize=16)
 def _texture_field(category: str, seed: int) -> np.ndarray:
-    """The scene's texture, a field in [0, 1] over the whole canvas (frame and margins)."""
+    """The scene's texture, a field in [0, 1] over the whole canvas (frame and margins).
+
+    Cached (read-only): the search draws it, then every clip that shows the scene.
+    """
     rng = np.random.default_rng([seed, 1])
-    return _texture(CATEGORIES_BY_NAME[category].texture, rng, HEIGHT + 2 * CANVAS_MARGIN, WIDTH + 2 * CANVAS_MARGIN)
+    field = _texture(CATEGORIES_BY_NAME[category].texture, rng, HEIGHT + 2 * CANVAS_MARGIN, WIDTH + 2 * CANVAS_MARGIN)
+    field.flags.writeable = False
+    return field
 
 
 def _light_pattern(light_seed: int, against: int | None) -> np.ndarray:
@@ -157,10 +164,14 @@ def _view(canvas: np.ndarray) -> np.ndarray:
     return canvas[CANVAS_MARGIN : CANVAS_MARGIN + HEIGHT, CANVAS_MARGIN : CANVAS_MARGIN + WIDTH]
 
 
-def shot_hashes(view: np.ndarray) -> dict[str, imagehash.ImageHash]:
-    """Perceptual hashes (CUT_HASHES) of a frame-sized RGB picture."""
-    image = Image.fromarray(np.clip(view, 0, 255).astype(np.uint8))
+def _pixel_hashes(pixels: np.ndarray) -> dict[str, imagehash.ImageHash]:
+    image = Image.fromarray(pixels)
     return {name: HASHES[name](image) for name in CUT_HASHES}
+
+
+def shot_hashes(view: np.ndarray) -> dict[str, imagehash.ImageHash]:
+    """Perceptual hashes (CUT_HASHES) of a frame-sized RGB float picture."""
+    return _pixel_hashes(np.clip(view, 0, 255).astype(np.uint8))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,9 +253,11 @@ def find_distinct_light(
     texture = _view(_texture_field(category, seed))
     colours = _apply_palette(texture, palette)  # the texture without light, drawn once for every try
     against = int(str(previous["dhash"]), 16) if previous is not None else None
+    picture = np.empty_like(colours)  # reused: allocating it took most of a draw's time
     for _ in range(LIGHT_DRAWS):
         light_seed = int(rng.integers(2**31))
-        hashes = shot_hashes(colours * _brightness(_light_pattern(light_seed, against))[..., None])
+        np.multiply(colours, _brightness(_light_pattern(light_seed, against))[..., None], out=picture)
+        hashes = _pixel_hashes(np.clip(picture, 0, 255, out=picture).astype(np.uint8))
         if _is_distinct(hashes, previous):
             return DistinctLight(light_seed, against, 0.0, hashes)
     for share in FALLBACK_LIGHT_SHARES:
