@@ -17,8 +17,9 @@ from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.app.generate_command import add_generate_parser
 from sound_of_story.app.help_formatter import HelpFormatter
 from sound_of_story.app.recommend_command import add_recommend_parsers
-from sound_of_story.app.samples_command import add_samples_parser
 from sound_of_story.dataset_builder.sample_options import SampleGenerationError
+
+from .samples_command import add_samples_parser
 
 
 def _version() -> str:
