@@ -39,7 +39,12 @@ def _ffmpeg_exe() -> str:
 
 
 def _encode_mp4(path: Path, frames: Iterable[np.ndarray], audio: np.ndarray) -> None:
-    """H.264 + AAC, with settings fixed so equal input gives byte-identical files."""
+    """H.264 + AAC, with settings fixed so equal input gives byte-identical files.
+
+    The command line is written out as ffmpeg's documentation spells it: one linear encode with
+    no filter graph, so ffmpeg-python would only rename the options (and it places global options
+    after the output file, where ffmpeg calls them trailing).
+    """
     with tempfile.TemporaryDirectory(prefix="sos-encode-") as tmp:
         wav = Path(tmp) / "mix.wav"
         sf.write(wav, audio.T.astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
