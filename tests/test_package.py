@@ -95,7 +95,7 @@ def test_regular_wheel_install_layout(tmp_path):
         zf.extractall(tmp_path / "site")
     for name in SUBPACKAGES:
         assert f"sound_of_story/{name}/__init__.py" in names
-    assert "sound_of_story/dataset_builder/samples.py" in names and "sound_of_story/app/cli.py" in names
+    assert "sound_of_story/dataset_builder/samples/__init__.py" in names and "sound_of_story/app/cli.py" in names
     # the evaluate modules ship with their module cards
     for module in ("metrics/fad/fad.py", "metrics/fad/README.md", "metrics/sos_retrieval/sos_retrieval.py", "metrics/sos_retrieval/README.md"):
         assert f"sound_of_story/{module}" in names
