@@ -16,8 +16,11 @@ audio at once, so the joins carry no phase or level jump.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -29,11 +32,22 @@ from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLo
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg, retrieve_timesteps
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, hub_utils
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import ModelCard
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .spectrogram import SpectrogramConverter, SpectrogramParams, get_converter, images_to_pil, peak_normalize
+from sound_of_story.cards import build_model_card
+
+from .spectrogram import (
+    GRIFFIN_LIM_METHODS,
+    GriffinLimMethod,
+    SpectrogramConverter,
+    SpectrogramParams,
+    get_converter,
+    images_to_pil,
+    peak_normalize,
+)
 
 __all__ = ["SoSgenPipeline", "SoSgenPipelineOutput", "GenerationWindow"]
 
@@ -86,11 +100,19 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             15.36 s, what SoSgen is trained on; 512 for riffusion-model-v1). Wider requests are
             generated as overlapping windows.
         window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
+        griffin_lim_method (`"fast"` or `"exact"`, defaults to `"fast"`): how the spectrogram becomes audio
+            (:meth:`~sound_of_story.pipelines.spectrogram.SpectrogramConverter.griffin_lim`): ``"exact"`` is
+            Riffusion's inverse, ``"fast"`` the same iterations on the window-length FFT (faster, and as close
+            to the spectrogram; ``benchmarks/generation.py`` measures both).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components: list[str] = []
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    # What the model card says about this kind of pipeline.
+    _card_tags: tuple[str, ...] = ("sosgen", "riffusion", "spectrogram", "text-to-audio")
+    _card_summary = "text to audio (SoSgen_text of the Sound of Story paper, section 4.2) through Riffusion spectrogram images"
+    _card_example = 'out = pipe("rain on a tin roof, distant thunder", duration_s=15.0)'
 
     def __init__(
         self,
@@ -114,6 +136,7 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
+        griffin_lim_method: GriffinLimMethod = "fast",
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
@@ -135,16 +158,99 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             ),
             window_width,
             window_overlap,
+            griffin_lim_method,
         )
 
-    def _register_generation_config(self, params: SpectrogramParams, window_width: int, window_overlap: int) -> None:
+    def _register_generation_config(
+        self, params: SpectrogramParams, window_width: int, window_overlap: int, griffin_lim_method: GriffinLimMethod
+    ) -> None:
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         if not isinstance(window_width, int) or window_width <= 0 or window_width % 8:
             raise ValueError(f"window_width must be a positive multiple of 8 pixels, got {window_width!r}")
         if not isinstance(window_overlap, int) or not 0 < window_overlap < window_width or window_overlap % 8:
             raise ValueError(f"window_overlap must be a multiple of 8 pixels between 0 and window_width ({window_width}), got {window_overlap!r}")
-        self.register_to_config(**params.to_dict(), window_width=window_width, window_overlap=window_overlap)
+        if griffin_lim_method not in GRIFFIN_LIM_METHODS:
+            raise ValueError(f"griffin_lim_method must be one of {GRIFFIN_LIM_METHODS}, got {griffin_lim_method!r}")
+        self.register_to_config(
+            **params.to_dict(), window_width=window_width, window_overlap=window_overlap, griffin_lim_method=griffin_lim_method
+        )
+
+    # ------------------------------------------------------------------------ saving and the Hub
+    def model_card(self, model_name: str | None = None) -> ModelCard:
+        """The pipeline's model card (README.md), built by :func:`sound_of_story.cards.build_model_card`.
+
+        It says what the pipeline is, how to load and run it and its spectrogram parameters; the base
+        model is the Hub id it was loaded from (never a local path, which would publish private names).
+        """
+        source = str(self.name_or_path or "")
+        base_models = [source] if source.count("/") == 1 and not os.path.isabs(source) and not os.path.exists(source) else []
+        params = self.spectrogram_params
+        class_name = type(self).__name__
+        description = (
+            f"A `{class_name}` of the `sound-of-story` package: {self._card_summary}.\n\n"
+            f"Spectrogram images: {params.sample_rate} Hz {'stereo' if params.stereo else 'mono'}, {params.num_frequencies} mel bins "
+            f"({params.min_frequency}-{params.max_frequency} Hz), {params.columns_per_second:g} columns per second; audio from "
+            f"{params.num_griffin_lim_iters} Griffin-Lim iterations (`{self.config.griffin_lim_method}` method). Audio longer than "
+            f"{self.config.window_width} columns is generated as windows overlapping by {self.config.window_overlap} columns.\n\n"
+            "```python\n"
+            f"from sound_of_story.pipelines import {class_name}\n\n"
+            f'pipe = {class_name}.from_pretrained("{model_name or "THIS_REPO"}")\n'
+            f"{self._card_example}\n"
+            "audio, sample_rate = out.audios[0], out.sample_rate  # (channels, samples) float32\n"
+            "```"
+        )
+        return build_model_card(
+            library_name="diffusers",
+            base_models=base_models,
+            pipeline_tag="text-to-audio",
+            tags=list(self._card_tags),
+            model_name=model_name,
+            description=description,
+        )
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """diffusers' ``save_pretrained``, plus the model card (README.md) of :meth:`model_card`, written atomically.
+
+        ``push_to_hub=True`` then uploads the folder (``repo_id``, ``token``, ``private``, ``commit_message``,
+        ``create_pr`` as in diffusers).
+        """
+        model_name = kwargs.pop("model_name", None) or os.path.basename(os.path.abspath(save_directory))
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size)
+        card_path = os.path.join(save_directory, "README.md")
+        self.model_card(model_name).save(card_path + ".partial")
+        os.replace(card_path + ".partial", card_path)
+        if push_to_hub:
+            token = kwargs.pop("token", None)
+            repo_id = kwargs.pop("repo_id", None) or model_name
+            repo_id = hub_utils.create_repo(repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True).repo_id
+            self._upload_folder(
+                save_directory, repo_id, token=token, commit_message=kwargs.pop("commit_message", None), create_pr=kwargs.pop("create_pr", False)
+            )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+    ) -> str:
+        """Upload the pipeline with its model card (see :meth:`model_card`) to ``repo_id`` on the Hub."""
+        repo_id = hub_utils.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant, model_name=repo_id)
+            return self._upload_folder(folder, repo_id, token=token, commit_message=commit_message, create_pr=create_pr)
 
     # Diffusers' own implementations, so that prompts, latents and scheduler kwargs are exactly
     # StableDiffusionPipeline's (the equivalence test relies on it).
@@ -297,7 +403,7 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         clip_skip: int | None = None,
         num_griffin_lim_iters: int | None = None,
         callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> SoSgenPipelineOutput | tuple:
         r"""Generate audio for text prompts.
 
@@ -320,89 +426,10 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             callback_on_step_end, callback_on_step_end_tensor_inputs: called after every denoising
                 step of every window, as in diffusers; the step index counts on across windows.
         """
-        return self._generate(
-            build_condition=None,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            duration_s=duration_s,
-            width=width,
-            height=height,
-            num_inference_steps=num_inference_steps,
-            timesteps=timesteps,
-            sigmas=sigmas,
-            guidance_scale=guidance_scale,
-            guidance_rescale=guidance_rescale,
-            num_images_per_prompt=num_images_per_prompt,
-            eta=eta,
-            generator=generator,
-            latents=latents,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            output_type=output_type,
-            return_dict=return_dict,
-            cross_attention_kwargs=cross_attention_kwargs,
-            clip_skip=clip_skip,
-            num_griffin_lim_iters=num_griffin_lim_iters,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
-
-    # ------------------------------------------------------------------ hooks for subclasses
-    def _window_condition(self, condition: Any, window: GenerationWindow, device: torch.device) -> Any:
-        """Per-window conditioning handed to :meth:`_predict_noise` (none for text only)."""
-        return None
-
-    def _predict_noise(
-        self,
-        latent_model_input: torch.Tensor,
-        t: torch.Tensor,
-        step_index: int,
-        num_steps: int,
-        prompt_embeds: torch.Tensor,
-        timestep_cond: torch.Tensor | None,
-        window_condition: Any,
-    ) -> torch.Tensor:
-        return self.unet(
-            latent_model_input,
-            t,
-            encoder_hidden_states=prompt_embeds,
-            timestep_cond=timestep_cond,
-            cross_attention_kwargs=self.cross_attention_kwargs,
-            return_dict=False,
-        )[0]
-
-    # ------------------------------------------------------------------------- generation
-    def _generate(
-        self,
-        build_condition: Callable[[int, int, torch.device], Any] | None,
-        prompt,
-        negative_prompt,
-        duration_s,
-        width,
-        height,
-        num_inference_steps,
-        timesteps,
-        sigmas,
-        guidance_scale,
-        guidance_rescale,
-        num_images_per_prompt,
-        eta,
-        generator,
-        latents,
-        prompt_embeds,
-        negative_prompt_embeds,
-        output_type,
-        return_dict,
-        cross_attention_kwargs,
-        clip_skip,
-        num_griffin_lim_iters,
-        callback_on_step_end,
-        callback_on_step_end_tensor_inputs,
-    ) -> SoSgenPipelineOutput | tuple:
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
-        # 1. Check inputs
+        # 1. Check inputs, plan the windows
         self.check_inputs(
             prompt,
             height,
@@ -416,31 +443,24 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             output_type,
             callback_on_step_end_tensor_inputs,
         )
-        params = self.spectrogram_params
-        height = params.num_frequencies
+        height = self.spectrogram_params.num_frequencies
         width, num_samples = self._resolve_width(width, duration_s)
         windows = self.plan_windows(width)
         if latents is not None and len(windows) > 1:
             raise ValueError(
                 f"`latents` can only be given for one window: width {width} exceeds window_width {self.config.window_width}"
             )
-
         self._guidance_scale = guidance_scale
         self._guidance_rescale = guidance_rescale
         self._clip_skip = clip_skip
         self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
-
-        # 2. Batch and device
-        if prompt is not None and isinstance(prompt, str):
-            batch_size = 1
-        elif prompt is not None:
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        self._width, self._num_samples, self._num_images_per_prompt = width, num_samples, num_images_per_prompt
+        batch_size = 1 if isinstance(prompt, str) else len(prompt) if prompt is not None else prompt_embeds.shape[0]
+        self._batch_size = batch_size * num_images_per_prompt  # the effective batch
         device = self._execution_device
 
-        # 3. Encode the prompt
+        # 2. Encode the prompt
         lora_scale = self.cross_attention_kwargs.get("scale", None) if self.cross_attention_kwargs is not None else None
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt,
@@ -455,45 +475,27 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         )
         if self.do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
-
+        timestep_cond = self._guidance_scale_condition(batch_size * num_images_per_prompt, device, prompt_embeds.dtype)
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        timestep_cond = None
-        if self.unet.config.time_cond_proj_dim is not None:
-            guidance_scale_tensor = torch.tensor(self.guidance_scale - 1).repeat(batch_size * num_images_per_prompt)
-            timestep_cond = self.get_guidance_scale_embedding(guidance_scale_tensor, embedding_dim=self.unet.config.time_cond_proj_dim).to(
-                device=device, dtype=prompt_embeds.dtype
-            )
 
-        # Subclasses' conditioning (frames), built for the resolved width and the effective batch
-        condition = build_condition(width, batch_size * num_images_per_prompt, device) if build_condition is not None else None
-
-        # 4. Denoise window by window
-        num_channels_latents = self.unet.config.in_channels
+        # 3. Denoise window after window: prepare its latents, inpaint its overlap from the previous window
         window_latents: list[torch.Tensor] = []
-        step_counter = 0
+        step = 0  # the callback's step index counts on across windows
         with self.progress_bar(total=num_inference_steps * len(windows)) as progress_bar:
             for window in windows:
                 window_timesteps, window_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
                 self._num_timesteps = len(window_timesteps)
                 current = self.prepare_latents(
-                    batch_size * num_images_per_prompt, num_channels_latents, height, window.width, prompt_embeds.dtype, device, generator, latents
+                    batch_size * num_images_per_prompt, self.unet.config.in_channels, height, window.width, prompt_embeds.dtype, device, generator, latents
                 )
-                known = None
-                if window.overlap:
-                    overlap = window.overlap // self.vae_scale_factor
-                    known_latents = window_latents[-1][..., -overlap:]
-                    known_noise = randn_tensor(known_latents.shape, generator=generator, device=device, dtype=known_latents.dtype)
-                    known = (known_latents, known_noise, overlap)
-                window_condition = self._window_condition(condition, window, device)
+                known = self._known_overlap(window, window_latents, generator)
                 num_warmup_steps = len(window_timesteps) - window_steps * self.scheduler.order
                 for i, t in enumerate(window_timesteps):
                     if self.interrupt:
                         continue
                     latent_model_input = torch.cat([current] * 2) if self.do_classifier_free_guidance else current
                     latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-                    noise_pred = self._predict_noise(
-                        latent_model_input, t, i, len(window_timesteps), prompt_embeds, timestep_cond, window_condition
-                    )
+                    noise_pred = self.predict_noise(latent_model_input, t, i, prompt_embeds, timestep_cond, window)
                     if self.do_classifier_free_guidance:
                         noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                         noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
@@ -505,47 +507,109 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
 
                     if callback_on_step_end is not None:
                         tensors = {"latents": current, "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
-                        callback_outputs = callback_on_step_end(self, step_counter, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
+                        callback_outputs = callback_on_step_end(self, step, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
                         current = callback_outputs.pop("latents", current)
                         prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
                         negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
-                    step_counter += 1
+                    step += 1
                     if i == len(window_timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                         progress_bar.update()
                 window_latents.append(current)
 
-        # 5. Decode, stitch, invert
         if output_type == "latent":
             self.maybe_free_model_hooks()
             stitched = self._stitch_latents(window_latents, windows)[..., : width // self.vae_scale_factor]
-            output = SoSgenPipelineOutput(audios=None, sample_rate=params.sample_rate, spectrograms=stitched)
-            return output if return_dict else (None, params.sample_rate, stitched)
+            return self._output(None, stitched, output_type, return_dict)
 
+        # 4. Decode each window and crossfade the overlaps
         decoded = [self.vae.decode(w / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0] for w in window_latents]
-        images = self._stitch_images(decoded, windows)[..., :width]
-        images = (images.float() / 2 + 0.5).clamp(0, 1)
+        images = (self._stitch_images(decoded, windows)[..., :width].float() / 2 + 0.5).clamp(0, 1)
         self.maybe_free_model_hooks()
 
+        # 5. Invert the whole spectrogram at once (no seams in the audio)
+        audio = self.spectrogram_to_audio(images, num_griffin_lim_iters, generator)[..., :num_samples]
+        return self._output(audio, images, output_type, return_dict)
+
+    # ------------------------------------------------------------------ the hook for subclasses
+    def predict_noise(
+        self,
+        latent_model_input: torch.Tensor,
+        t: torch.Tensor,
+        step_index: int,
+        prompt_embeds: torch.Tensor,
+        timestep_cond: torch.Tensor | None,
+        window: GenerationWindow,
+    ) -> torch.Tensor:
+        """The UNet's noise prediction at step ``step_index`` of ``window`` (before guidance is applied).
+
+        Subclasses override this to add conditioning (the ControlNet pipeline adds its residuals);
+        the pipeline's state (:attr:`num_timesteps`, ``_width``, ``_num_samples``) is set by then.
+        """
+        return self.unet(
+            latent_model_input,
+            t,
+            encoder_hidden_states=prompt_embeds,
+            timestep_cond=timestep_cond,
+            cross_attention_kwargs=self.cross_attention_kwargs,
+            return_dict=False,
+        )[0]
+
+    # -------------------------------------------------------------------------- steps of __call__
+    def _guidance_scale_condition(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """The guidance-scale embedding of guidance-distilled UNets (``time_cond_proj_dim``), else None."""
+        if self.unet.config.time_cond_proj_dim is None:
+            return None
+        guidance_scale_tensor = torch.tensor(self.guidance_scale - 1).repeat(batch_size)
+        embedding = self.get_guidance_scale_embedding(guidance_scale_tensor, embedding_dim=self.unet.config.time_cond_proj_dim)
+        return embedding.to(device=device, dtype=dtype)
+
+    def _known_overlap(
+        self, window: GenerationWindow, window_latents: list[torch.Tensor], generator: torch.Generator | list[torch.Generator] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """The previous window's tail that ``window`` inpaints over its overlap, with the noise to re-noise it; None for the first."""
+        if not window.overlap:
+            return None
+        overlap = window.overlap // self.vae_scale_factor
+        known_latents = window_latents[-1][..., -overlap:]
+        known_noise = randn_tensor(known_latents.shape, generator=generator, device=known_latents.device, dtype=known_latents.dtype)
+        return known_latents, known_noise, overlap
+
+    def spectrogram_to_audio(
+        self, images: torch.Tensor, num_griffin_lim_iters: int | None = None, generator: torch.Generator | list[torch.Generator] | None = None
+    ) -> torch.Tensor:
+        """Audio ``(batch, channels, hop * (width - 1))`` of images ``(batch, 3, height, width)`` in [0, 1], peak-normalised as Riffusion's.
+
+        Griffin-Lim runs with the pipeline's ``griffin_lim_method``; its initial phases come from ``generator``.
+        """
+        device = self._execution_device
         converter = self.converter
-        mel = converter.images_to_mel(images.to(device))
-        num_iters = num_griffin_lim_iters if num_griffin_lim_iters is not None else params.num_griffin_lim_iters
+        num_iters = num_griffin_lim_iters if num_griffin_lim_iters is not None else self.config.num_griffin_lim_iters
         with self.progress_bar(total=num_iters) as progress_bar:
             audio = converter.mel_to_audio(
-                mel, num_iters=num_iters, generator=_griffin_lim_generator(generator, device), callback=lambda _: progress_bar.update()
+                converter.images_to_mel(images.to(device)),
+                num_iters=num_iters,
+                generator=_griffin_lim_generator(generator, device),
+                callback=lambda _: progress_bar.update(),
+                method=self.config.griffin_lim_method,
             )
-        audio = peak_normalize(audio)[..., :num_samples]
+        return peak_normalize(audio)
 
-        if output_type == "pt":
-            audios, spectrograms = audio, images
+    def _output(
+        self, audio: torch.Tensor | None, spectrograms: torch.Tensor, output_type: str, return_dict: bool
+    ) -> SoSgenPipelineOutput | tuple:
+        """Package audio and spectrograms (images in [0, 1], or latents) as ``output_type`` says."""
+        sample_rate = self.spectrogram_params.sample_rate
+        if output_type == "latent" or output_type == "pt":
+            audios = audio
         else:
             audios = audio.cpu().numpy().astype(np.float32)
             if output_type == "np":
-                spectrograms = images.permute(0, 2, 3, 1).cpu().numpy()
+                spectrograms = spectrograms.permute(0, 2, 3, 1).cpu().numpy()
             else:
-                spectrograms = images_to_pil((images * 255).round().to(torch.uint8), params)
+                spectrograms = images_to_pil((spectrograms * 255).round().to(torch.uint8), self.spectrogram_params)
         if not return_dict:
-            return audios, params.sample_rate, spectrograms
-        return SoSgenPipelineOutput(audios=audios, sample_rate=params.sample_rate, spectrograms=spectrograms)
+            return audios, sample_rate, spectrograms
+        return SoSgenPipelineOutput(audios=audios, sample_rate=sample_rate, spectrograms=spectrograms)
 
     def _paste_known(self, latents: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor, int], timesteps: torch.Tensor, i: int) -> torch.Tensor:
         """Replace the overlap by the previous window's latents, noised to the level of the next step."""

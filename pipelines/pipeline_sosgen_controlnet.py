@@ -21,20 +21,21 @@ trained. With ``controlnet_conditioning_scale=0`` the output is exactly SoSgenPi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
-from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput
+from .spectrogram import GriffinLimMethod
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",
@@ -134,11 +135,17 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         image_encoder ([`~transformers.CLIPVisionModelWithProjection`]): CLIP image encoder of the frames.
         feature_extractor ([`~transformers.CLIPImageProcessor`]): its preprocessing.
         image_only (`bool`, defaults to False): the text is fixed to "Audio" (SoSgen_image).
-        Spectrogram parameters, window_width, window_overlap: as in [`SoSgenPipeline`].
+        Spectrogram parameters, window_width, window_overlap, griffin_lim_method: as in [`SoSgenPipeline`].
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->unet->vae"
     _optional_components: list[str] = []
+    _card_tags = ("sosgen", "riffusion", "spectrogram", "controlnet", "text-to-audio", "image-to-audio")
+    _card_summary = (
+        "a story's frames (and text) to audio (SoSgen_text+image / SoSgen_image of the Sound of Story paper, section 4.2): "
+        "a ControlNet conditioned on the frames' CLIP embeddings and a time-aligned filmstrip"
+    )
+    _card_example = 'out = pipe("rain on a tin roof", frames=[frame0, frame1], frame_times=[0.0, 7.5], duration_s=15.0)'
 
     def __init__(
         self,
@@ -165,6 +172,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
+        griffin_lim_method: GriffinLimMethod = "fast",
         image_only: bool = False,
     ):
         super().__init__(
@@ -188,6 +196,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
             power_for_image=power_for_image,
             window_width=window_width,
             window_overlap=window_overlap,
+            griffin_lim_method=griffin_lim_method,
         )
         if not isinstance(controlnet, ControlNetModel):
             raise ValueError(f"controlnet must be one ControlNetModel, got {type(controlnet).__name__}")
@@ -220,18 +229,19 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
     def _frame_condition(
         self,
         stories: list[list[torch.Tensor]],
-        times: list[list[float]],
+        times: list[list[float]] | None,
         width: int,
         batch_size: int,
         num_samples: int,
         device: torch.device,
     ) -> _FrameCondition:
+        """The frames of ``stories`` at ``times`` (None: evenly spaced) for an image ``width`` columns wide and an effective batch."""
         params = self.spectrogram_params
-        if len(stories) not in (1, batch_size // self._num_images_per_prompt):
-            raise ValueError(
-                f"`frames` holds {len(stories)} stories but there are {batch_size // self._num_images_per_prompt} prompts: give one story, or one per prompt"
-            )
+        num_prompts = batch_size // self._num_images_per_prompt
+        if len(stories) not in (1, num_prompts):
+            raise ValueError(f"`frames` holds {len(stories)} stories but there are {num_prompts} prompts: give one story, or one per prompt")
         duration = num_samples / params.sample_rate
+        times = times if times is not None else [_even_times(len(story), duration) for story in stories]
         spans = []
         for k, story_times in enumerate(times):
             last = story_times[-1] if story_times else 0.0
@@ -250,6 +260,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         )
 
     def _window_condition(self, condition: _FrameCondition, window: GenerationWindow, device: torch.device) -> _WindowCondition:
+        """The hint columns and the frame tokens of ``window``."""
         end = window.start + window.width
         hint = condition.hints[..., window.start : end]
         hint = F.pad(hint, (0, window.width - hint.shape[-1]))  # the last window may reach past the requested width
@@ -262,10 +273,18 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
             contexts.append(frame_context(embeds[inside], centres, self.controlnet))
         return _WindowCondition(hint=hint, contexts=contexts)
 
-    def _predict_noise(self, latent_model_input, t, step_index, num_steps, prompt_embeds, timestep_cond, window_condition: _WindowCondition):
+    def predict_noise(self, latent_model_input, t, step_index, prompt_embeds, timestep_cond, window):
+        """The UNet's noise prediction with the ControlNet's residuals for the frames of ``window``."""
+        if window not in self._window_conditions:  # built once per call and window, at its first step
+            device = latent_model_input.device
+            if self._frames is None:
+                self._frames = self._frame_condition(self._stories, self._story_times, self._width, self._batch_size, self._num_samples, device)
+            self._window_conditions[window] = self._window_condition(self._frames, window, device)
+        condition = self._window_conditions[window]
+        num_steps = self.num_timesteps
         keep = 1.0 - float(step_index / num_steps < self._control_guidance_start or (step_index + 1) / num_steps > self._control_guidance_end)
         scale = self._controlnet_conditioning_scale * keep
-        contexts, hint = window_condition.contexts, window_condition.hint
+        contexts, hint = condition.contexts, condition.hint
         cond_only = self._guess_mode and self.do_classifier_free_guidance
         if cond_only:
             control_input = latent_model_input.chunk(2)[1]  # the ControlNet sees only the conditional half
@@ -317,32 +336,13 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         prompt: str | list[str] | None = None,
         frames: Sequence[FrameInput] | Sequence[Sequence[FrameInput]] | torch.Tensor | None = None,
         frame_times: Sequence[float] | Sequence[Sequence[float]] | None = None,
-        negative_prompt: str | list[str] | None = None,
-        duration_s: float | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        num_inference_steps: int = 50,
-        timesteps: list[int] | None = None,
-        sigmas: list[float] | None = None,
-        guidance_scale: float = 7.0,
-        guidance_rescale: float = 0.0,
-        num_images_per_prompt: int = 1,
-        eta: float = 0.0,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        cross_attention_kwargs: dict[str, Any] | None = None,
-        clip_skip: int | None = None,
-        num_griffin_lim_iters: int | None = None,
+        *,
         controlnet_conditioning_scale: float = 1.0,
         control_guidance_start: float = 0.0,
         control_guidance_end: float = 1.0,
         guess_mode: bool = False,
-        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        prompt_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> SoSgenPipelineOutput | tuple:
         r"""Generate audio for a story's frames (and text).
 
@@ -356,18 +356,20 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
             controlnet_conditioning_scale: multiplies the ControlNet residuals (0 = text only).
             control_guidance_start, control_guidance_end: fraction of the steps in which the ControlNet acts.
             guess_mode: the ControlNet sees only the conditional half of classifier-free guidance.
-            Other arguments: as in [`SoSgenPipeline.__call__`].
+            prompt_embeds, **kwargs: everything else [`SoSgenPipeline.__call__`] takes (``duration_s``,
+                ``width``, ``num_inference_steps``, ``guidance_scale``, ``generator``, ``output_type``, ...),
+                with the same meaning.
         """
         if self.config.image_only:
             if prompt_embeds is not None or (prompt is not None and prompt != IMAGE_ONLY_PROMPT):
                 raise ValueError(f"this pipeline is image-only (its text is always {IMAGE_ONLY_PROMPT!r}): pass no `prompt` or `prompt_embeds`")
-            stories = _as_stories(frames)
-            prompt = [IMAGE_ONLY_PROMPT] * len(stories)
+            self._stories = _as_stories(frames)
+            prompt = [IMAGE_ONLY_PROMPT] * len(self._stories)
         elif prompt is None and prompt_embeds is None:
             raise ValueError("Provide `prompt` (or `prompt_embeds`): this pipeline conditions on text and frames (image_only is False)")
         else:
-            stories = _as_stories(frames)
-        times = _as_story_times(frame_times, stories)
+            self._stories = _as_stories(frames)
+        self._story_times = _as_story_times(frame_times, self._stories)
         if not isinstance(controlnet_conditioning_scale, (int, float)) or not math.isfinite(controlnet_conditioning_scale):
             raise ValueError(f"`controlnet_conditioning_scale` has to be a finite number, got {controlnet_conditioning_scale!r}")
         if not 0.0 <= control_guidance_start < control_guidance_end <= 1.0:
@@ -377,39 +379,11 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         self._controlnet_conditioning_scale = float(controlnet_conditioning_scale)
         self._control_guidance_start, self._control_guidance_end = control_guidance_start, control_guidance_end
         self._guess_mode = bool(guess_mode or self.controlnet.config.global_pool_conditions)
-        self._num_images_per_prompt = num_images_per_prompt
-
-        def build_condition(image_width: int, batch_size: int, device: torch.device) -> _FrameCondition:
-            num_samples = self._resolve_width(width, duration_s)[1]
-            story_times = times if times is not None else [_even_times(len(s), num_samples / self.spectrogram_params.sample_rate) for s in stories]
-            return self._frame_condition(stories, story_times, image_width, batch_size, num_samples, device)
-
-        return self._generate(
-            build_condition=build_condition,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            duration_s=duration_s,
-            width=width,
-            height=height,
-            num_inference_steps=num_inference_steps,
-            timesteps=timesteps,
-            sigmas=sigmas,
-            guidance_scale=guidance_scale,
-            guidance_rescale=guidance_rescale,
-            num_images_per_prompt=num_images_per_prompt,
-            eta=eta,
-            generator=generator,
-            latents=latents,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            output_type=output_type,
-            return_dict=return_dict,
-            cross_attention_kwargs=cross_attention_kwargs,
-            clip_skip=clip_skip,
-            num_griffin_lim_iters=num_griffin_lim_iters,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
+        self._frames, self._window_conditions = None, {}  # built by predict_noise once the width and batch are known
+        try:
+            return super().__call__(prompt, prompt_embeds=prompt_embeds, **kwargs)
+        finally:
+            self._frames, self._window_conditions = None, {}
 
 
 def _as_frame(frame: FrameInput, where: str) -> torch.Tensor:
