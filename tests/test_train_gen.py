@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import torch
-from training_fixtures import accelerate_launch, script, sos_training_dataset, tiny_sosgen_dir  # noqa: F401
+from training_fixtures import accelerate_launch, launch_env, script, sos_training_dataset, tiny_sosgen_dir  # noqa: F401
 
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
@@ -42,7 +42,7 @@ def test_text_mode_under_two_processes_writes_a_loadable_pipeline_with_validatio
            "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "1", "--checkpoints_total_limit", "1",
            "--num_validation_samples", "1", "--validation_inference_steps", "2", "--validation_fad_checkpoint", "random", "--snr_gamma", "5",
            "--use_ema", *FAST]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=launch_env())
     assert done.returncode == 0, done.stderr[-4000:]
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]
     assert len(json.loads((out / HISTORY_FILE).read_text())) == 2

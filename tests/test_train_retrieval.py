@@ -13,7 +13,7 @@ from unittest import mock
 
 import pytest
 import torch
-from training_fixtures import accelerate_launch, script, sos_training_dataset, tiny_retrieval_dir  # noqa: F401
+from training_fixtures import accelerate_launch, launch_env, script, sos_training_dataset, tiny_retrieval_dir  # noqa: F401
 
 from sound_of_story.modeling import SoSRetrievalModel
 from sound_of_story.modeling.tiny_random import tiny_random_inputs, tiny_retrieval_config
@@ -102,7 +102,7 @@ def test_two_processes_give_the_one_process_loss_and_weights(sos_training_datase
               "--seed", "5", "--learning_rate", "1e-3", "--encoder_learning_rate", "1e-4", "--lr_warmup_steps", "0"]
     two = tmp_path / "two"
     cmd = [*accelerate_launch(2), str(script("retrieval.py")), *common, "--output_dir", str(two), "--train_batch_size", "2"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=launch_env())
     assert done.returncode == 0, done.stderr[-4000:]
     one = tmp_path / "one"
     _run([*common, "--output_dir", str(one), "--train_batch_size", "4"])
@@ -201,3 +201,18 @@ def test_push_to_hub_uploads_weights_processor_and_card(tiny_retrieval_dir):  # 
         assert model.push_to_hub("user/sos-tiny", processor=processor, base_models=["openai/clip-vit-base-patch32"]) == "url"
     assert {"README.md", "config.json", "model.safetensors", "modeling_sos.py", "processor_config.json", "processing_sos.py"} <= set(seen["files"])
     assert "library_name: transformers" in seen["card"] and "openai/clip-vit-base-patch32" in seen["card"] and "# sos-tiny" in seen["card"]
+
+
+def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(sos_training_dataset, tiny_retrieval_dir, tmp_path):  # noqa: F811
+    cache = tmp_path / "features"
+    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--train_batch_size", "4", "--max_train_steps", "1",
+              "--eval_split", "none", "--report_to", "none", "--learning_rate", "1e-3", "--freeze_encoders", "--feature_cache", str(cache)]  # fmt: skip
+    _run([*common, "--output_dir", str(tmp_path / "a")])
+    (stored,) = cache.glob("features-*.pt")
+    written = stored.stat().st_mtime_ns
+    _run([*common, "--output_dir", str(tmp_path / "b")])
+    assert [p.name for p in cache.glob("features-*")] == [stored.name] and stored.stat().st_mtime_ns == written  # read, not recomputed
+    before, after = _weights(tiny_retrieval_dir), _weights(tmp_path / "b")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {k.split(".")[0] for k in changed} == {"temporal_encoder", "audio_projection", "clip"}
+    assert [k for k in changed if k.startswith("clip.")] == ["clip.logit_scale"]

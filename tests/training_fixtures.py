@@ -3,6 +3,7 @@ clips, and tiny random retrieval models and SoSgen pipelines saved to folders, e
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,8 +24,15 @@ def script(name: str) -> Path:
 
 
 def accelerate_launch(num_processes: int) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no"]
+    """`accelerate launch` of `num_processes` CPU processes (gloo). accelerate 1.15's `--cpu --num_processes N` starts
+    ONE process unless an mpirun hostfile is configured, so the processes are started by the torchrun launcher
+    (`--multi_gpu`) and kept on the CPU by ACCELERATE_USE_CPU=1 (`launch_env`)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+
+
+def launch_env() -> dict[str, str]:
+    return {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _once(name: str, make, tmp_path_factory) -> Path:

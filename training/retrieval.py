@@ -694,11 +694,11 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
             global_step += 1
             step_loss = float(torch.stack(step_losses).mean())
             step_losses = []
-            history.append({"step": global_step, "loss": step_loss, "lr": scheduler.get_last_lr()[-1]})
+            history.append({"step": global_step, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
             result.losses.append(step_loss)
             progress.update(1)
             progress.set_postfix(loss=f"{step_loss:.4f}")
-            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[-1]}, step=global_step)
+            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=global_step)
             if global_step % args.checkpointing_steps == 0:
                 write_history(accelerator, args.output_dir, history)
                 save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
