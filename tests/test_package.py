@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("dataset_builder", "modeling", "pipelines", "metrics", "app")
+SUBPACKAGES = ("audio", "cards", "dataset_builder", "modeling", "pipelines", "metrics", "training", "evaluation", "recommendation", "app")
 CLI = Path(sys.executable).with_name("sound-of-story")
 
 
