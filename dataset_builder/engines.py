@@ -6,12 +6,13 @@ Parquet shards are assembled from those afterwards, by the caller) and a rerun r
 whatever entries exist, whichever engine wrote them. The worker never raises: a bad clip comes
 back as an outcome with a failure, and ends up in ``failures.jsonl`` the same way.
 
-* ``local``: ``num_proc`` worker processes (spawned: torch and the decoders do not survive
-  fork) start once and take stories one after the other, so the imports and the VAD model load
-  are paid once per worker, not per story. Each worker gets ``cpu_count // num_proc`` torch
-  threads, so N workers do not oversubscribe the cores. A worker that dies mid-story (killed,
-  out of memory) breaks the pool: the stories it had not finished are retried once in a fresh
-  pool, then reported as failures.
+* ``local``: ``num_proc`` processes in all: this one, already warm, and ``num_proc - 1``
+  worker processes (spawned: torch and the decoders do not survive fork) that start once and
+  take stories one after the other from one queue, so the imports and the VAD model load are
+  paid once per worker, not per story, and while they start this process is already working.
+  Each process uses ``cpu_count // num_proc`` torch threads, so N processes do not
+  oversubscribe the cores. A worker that dies mid-story (killed, out of memory) breaks the pool:
+  its story is retried once in a worker of its own, then reported as a failure.
 * ``ray``: one Ray task per story (``num_cpus=1``; torch in the task uses the CPUs Ray assigned
   it). Ray reuses its worker processes across tasks, and retries a task whose worker died
   (``max_retries``). ``ray_address=None`` starts a local Ray instance; ``"auto"`` or
@@ -71,55 +72,86 @@ def _start_worker(torch_threads: int) -> None:
     _onnx_session()
 
 
-def _run_in_pool(jobs: Sequence[StoryJob], worker: Worker, num_proc: int, torch_threads: int, bar) -> tuple[list[StoryOutcome], list[StoryJob]]:
-    """Outcomes of the jobs that finished, and the jobs left when a worker died (the pool is then broken)."""
+def _run_with_helpers(jobs: Sequence[StoryJob], worker: Worker, helpers: int, torch_threads: int, bar, work_here: bool) -> tuple[list[StoryOutcome], list[StoryJob]]:
+    """Run the jobs in ``helpers`` worker processes, and in this process too when ``work_here``.
+
+    Jobs are handed out one at a time from one queue, so a worker that is still starting (its
+    imports take seconds) takes none while this process, already warm, gets going at once.
+    Returns the outcomes, and the jobs a dead worker took (its pool is then broken).
+    """
     import multiprocessing
+    import threading
+    from collections import deque
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = multiprocessing.get_context("spawn")
-    done: list[StoryOutcome] = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,)) as pool:
-        futures = {pool.submit(worker, job): job for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                done.append(future.result())
-            except BrokenProcessPool:
-                continue
+    queue, lost, outcomes = deque(jobs), [], []
+    lock = threading.Lock()
+
+    def take() -> StoryJob | None:
+        with lock:
+            return queue.popleft() if queue else None
+
+    def record(outcome: StoryOutcome) -> None:
+        with lock:
+            outcomes.append(outcome)
             bar.update(1)
-    finished = {o.index for o in done}
-    return done, [job for job in jobs if job.index not in finished]
+
+    ctx = multiprocessing.get_context("spawn")  # torch and the decoders do not survive fork well
+    with concurrent.futures.ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,)) as pool:
+
+        def feed() -> None:  # one thread per helper process: hands it the next job when it is free
+            while (job := take()) is not None:
+                try:
+                    record(pool.submit(worker, job).result())
+                except BrokenProcessPool:
+                    with lock:
+                        lost.append(job)
+                    return
+
+        feeders = [threading.Thread(target=feed, daemon=True) for _ in range(helpers)]
+        for t in feeders:
+            t.start()
+        if work_here:
+            while (job := take()) is not None:
+                record(worker(job))
+        for t in feeders:
+            t.join()
+    with lock:  # a broken pool stops its feeders: what they had not taken is left in the queue
+        lost += list(queue)
+    return outcomes, lost
 
 
 def run_local(jobs: Sequence[StoryJob], num_proc: int = 1, progress: bool = True, worker: Worker = run_story_job, torch_threads: int | None = None) -> list[StoryOutcome]:
-    """Run ``worker`` on every job in this process (``num_proc`` <= 1) or in ``num_proc`` worker processes.
+    """Run ``worker`` on every job with ``num_proc`` processes in all: this one and ``num_proc - 1`` workers.
 
-    ``torch_threads``: per worker (default: the cores divided among the workers; in this process,
-    ``num_proc`` <= 1, torch's own default is kept unless given).
+    ``torch_threads``: per process (default: the cores divided among the processes; with
+    ``num_proc`` <= 1, torch's own default is kept unless given). Stories whose worker process
+    died are retried once, each in a worker process of its own, then reported as failures.
     """
+    import torch
+
     bar = tqdm(total=len(jobs), desc="stories", unit="story", disable=not progress)
-    outcomes: list[StoryOutcome] = []
+    previous_threads = torch.get_num_threads()
+    threads = torch_threads or (threads_per_worker(num_proc) if num_proc > 1 else previous_threads)
+    torch.set_num_threads(threads)
     try:
         if num_proc <= 1 or len(jobs) <= 1:
-            if torch_threads:
-                import torch
-
-                torch.set_num_threads(torch_threads)
+            outcomes = []
             for job in jobs:
                 outcomes.append(worker(job))
                 bar.update(1)
             return outcomes
-        threads = torch_threads or threads_per_worker(num_proc)
-        pending = list(jobs)
-        for _ in range(1 + POOL_RETRIES):
-            done, pending = _run_in_pool(pending, worker, min(num_proc, len(pending)), threads, bar)
-            outcomes += done
-            if not pending:
-                break
-        for job in pending:
+        outcomes, lost = _run_with_helpers(jobs, worker, min(num_proc - 1, len(jobs)), threads, bar, work_here=True)
+        for _ in range(POOL_RETRIES):
+            retried = [_run_with_helpers([job], worker, 1, threads, bar, work_here=False) for job in lost]
+            outcomes += [o for done, _ in retried for o in done]
+            lost = [job for _, left in retried for job in left]
+        for job in lost:
             outcomes.append(_died(job, f"the worker process died while processing this story ({1 + POOL_RETRIES} tries): killed, or out of memory?"))
             bar.update(1)
         return sorted(outcomes, key=lambda o: o.index)
     finally:
+        torch.set_num_threads(previous_threads)
         bar.close()
 
 
