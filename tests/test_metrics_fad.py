@@ -38,9 +38,16 @@ from sound_of_story.metrics.fad import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "vggish"
 PCA_FILE = GOLDEN / "random_vggish_pca_params.pth"
-MODES = {"relu": dict(final_relu=True), "norelu": dict(final_relu=False), "pca_relu": dict(final_relu=True, pca=True), "pca_norelu": dict(final_relu=False, pca=True)}
+MODES = {
+    "relu": dict(final_relu=True),
+    "norelu": dict(final_relu=False),
+    "pca_relu": dict(final_relu=True, pca=True),
+    "pca_norelu": dict(final_relu=False, pca=True),
+}
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*rank-deficient:UserWarning", "ignore:embedder weights are RANDOM:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*rank-deficient:UserWarning", "ignore:embedder weights are RANDOM:UserWarning"
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -59,7 +66,9 @@ def embedders(random_weights) -> dict[str, VGGishEmbedder]:
     pca = load_pca_params(PCA_FILE)
     out = {}
     for mode, options in MODES.items():
-        model = VGGish.from_state_dict(random_weights, final_relu=options["final_relu"], pca_params=pca if options.get("pca") else None)
+        model = VGGish.from_state_dict(
+            random_weights, final_relu=options["final_relu"], pca_params=pca if options.get("pca") else None
+        )
         model.random_weights = True
         out[mode] = VGGishEmbedder(model, weights_name="RANDOM weights, seed 0")
     return out
@@ -106,7 +115,9 @@ def test_log_mel_examples_match_torchvggish(case, case_a):
 
 
 def test_log_mel_examples_of_the_int16_file_match_torchvggish(embedders):
-    examples = embedders["relu"].model_inputs(sf.read(GOLDEN / "caseA_input_int16.wav", dtype="float32")[0], "caseA_int16")
+    examples = embedders["relu"].model_inputs(
+        sf.read(GOLDEN / "caseA_input_int16.wav", dtype="float32")[0], "caseA_int16"
+    )
     np.testing.assert_allclose(examples.numpy(), np.load(GOLDEN / "caseA_int16_examples.npy"), rtol=0, atol=1e-4)
 
 
@@ -114,7 +125,9 @@ def assert_matches_golden(mode: str, ours: np.ndarray, golden: np.ndarray) -> No
     golden = golden.reshape(ours.shape)  # torchvggish squeezes a one-example PCA batch to (128,); we keep (1, 128)
     if mode.startswith("pca"):
         delta = np.abs(ours - golden)
-        assert delta.max() <= 1.0 and (delta > 0).sum() <= 2, f"{mode}: max |Δ| {delta.max()}, {(delta > 0).sum()} entries differ"
+        assert delta.max() <= 1.0 and (delta > 0).sum() <= 2, (
+            f"{mode}: max |Δ| {delta.max()}, {(delta > 0).sum()} entries differ"
+        )
         assert set(np.unique(ours)) <= set(range(256))
     else:
         np.testing.assert_allclose(ours, golden, rtol=1e-4, atol=1e-4, err_msg=mode)
@@ -124,7 +137,9 @@ def assert_matches_golden(mode: str, ours: np.ndarray, golden: np.ndarray) -> No
 @pytest.mark.parametrize("case", ["caseA", "caseA_int16", "caseA_1s"])
 def test_embeddings_match_torchvggish_in_every_mode(case, mode, embedders, case_a):
     audio, rate = case_a
-    clip = {"caseA": audio, "caseA_1s": audio[:16_000], "caseA_int16": GOLDEN / "caseA_input_int16.wav"}[case]  # the int16 case is read from its path
+    clip = {"caseA": audio, "caseA_1s": audio[:16_000], "caseA_int16": GOLDEN / "caseA_input_int16.wav"}[
+        case
+    ]  # the int16 case is read from its path
     golden = np.load(GOLDEN / f"{case}_embeddings.npz")
     (ours,) = embedders[mode].embed([clip], sample_rate=rate)
     assert ours.shape == ((1 if case == "caseA_1s" else 3), 128)
@@ -184,15 +199,21 @@ def test_short_clips_are_an_error_unless_padding_is_asked(embedders):
         embedder.embed([sine(2.0, 440), np.zeros(15_599, np.float32)], sample_rate=16_000)
     assert embedder.embed([np.zeros(15_600, np.float32) + 0.1], sample_rate=16_000)[0].shape == (1, 128)
     short = sine(0.5, 440)
-    padded = VGGishEmbedder(embedder.model, weights_name="same", pad_short_clips=True).embed([short], sample_rate=16_000)[0]
-    np.testing.assert_allclose(padded, embedder.embed([np.pad(short, (0, 8_000))], sample_rate=16_000)[0], rtol=0, atol=1e-5)
+    padded = VGGishEmbedder(embedder.model, weights_name="same", pad_short_clips=True).embed(
+        [short], sample_rate=16_000
+    )[0]
+    np.testing.assert_allclose(
+        padded, embedder.embed([np.pad(short, (0, 8_000))], sample_rate=16_000)[0], rtol=0, atol=1e-5
+    )
 
 
 def test_stereo_is_averaged_and_samples_first_is_refused(embedders):
     embedder = embedders["norelu"]
     left, right = sine(2.0, 440), sine(2.0, 950)
     stereo = np.stack([left, right])  # (channels, samples), the package's layout
-    np.testing.assert_allclose(embedder.embed([stereo], 16_000)[0], embedder.embed([(left + right) / 2], 16_000)[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        embedder.embed([stereo], 16_000)[0], embedder.embed([(left + right) / 2], 16_000)[0], rtol=0, atol=1e-5
+    )
     with pytest.raises(ValueError, match=r"looks like \(samples, channels\)"):
         embedder.embed([stereo.T], 16_000)
 
@@ -215,7 +236,9 @@ def test_44k_stereo_gives_torchvggish_examples_with_resampy(embedders, tmp_path)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)  # the golden VGGish tolerance
     assert np.abs(log_mel_spectrogram(torchvggish_wave)).max() > 1.0
     # torchaudio's Kaiser sinc is the faster option; it moves the embeddings, which the module card states
-    fast = VGGishEmbedder(embedders["norelu"].model, weights_name="same", resampler="torchaudio").embed([tmp_path / "stereo_44k.wav"])[0]
+    fast = VGGishEmbedder(embedders["norelu"].model, weights_name="same", resampler="torchaudio").embed(
+        [tmp_path / "stereo_44k.wav"]
+    )[0]
     assert 1e-4 < np.abs(fast - expected).max() < 0.5
 
 
@@ -223,7 +246,9 @@ def test_float_wav_files_are_read_at_their_real_scale(embedders, case_a, tmp_pat
     audio, rate = case_a
     sf.write(tmp_path / "float.wav", audio.astype(np.float32), rate, subtype="FLOAT")
     embedder = embedders["norelu"]
-    np.testing.assert_allclose(embedder.embed([tmp_path / "float.wav"])[0], embedder.embed([audio], rate)[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        embedder.embed([tmp_path / "float.wav"])[0], embedder.embed([audio], rate)[0], rtol=0, atol=1e-5
+    )
 
 
 def test_resampling_removes_aliases_and_keeps_the_band():
@@ -233,7 +258,9 @@ def test_resampling_removes_aliases_and_keeps_the_band():
 
     def signal(rate: int, alias_tone: bool) -> np.ndarray:
         t = np.arange(int(3.5 * rate)) / rate
-        x = 0.3 * np.sin(2 * np.pi * (200 * t + 400 * t**2)) + 0.2 * np.sin(2 * np.pi * 1000 * t) * (0.5 + 0.5 * np.cos(2 * np.pi * 0.7 * t))
+        x = 0.3 * np.sin(2 * np.pi * (200 * t + 400 * t**2)) + 0.2 * np.sin(2 * np.pi * 1000 * t) * (
+            0.5 + 0.5 * np.cos(2 * np.pi * 0.7 * t)
+        )
         return (x + (0.2 * np.sin(2 * np.pi * 12_000 * t) if alias_tone else 0)).astype(np.float32)
 
     direct = waveform_to_examples(signal(16_000, False)).numpy()
@@ -269,7 +296,11 @@ def mixed_clips(tmp_path_factory) -> list:
     """Clips of different lengths and rates: 16 kHz arrays, a 22.05 kHz stereo file, a 44.1 kHz file."""
     folder = tmp_path_factory.mktemp("clips")
     rng = np.random.default_rng(0)
-    clips: list = [sine(1.2, 300) + 0.01 * rng.standard_normal(19_200).astype(np.float32), sine(2.5, 520), sine(3.3, 1200)]
+    clips: list = [
+        sine(1.2, 300) + 0.01 * rng.standard_normal(19_200).astype(np.float32),
+        sine(2.5, 520),
+        sine(3.3, 1200),
+    ]
     stereo = np.stack([sine(2.1, 700, 22_050), sine(2.1, 140, 22_050)], axis=1)  # soundfile writes (samples, channels)
     sf.write(folder / "stereo_22k.wav", stereo, 22_050, subtype="PCM_16")
     sf.write(folder / "mono_44k.flac", sine(1.7, 880, 44_100), 44_100)
@@ -431,23 +462,45 @@ def test_compute_fad_equals_an_independent_computation(embedders, mixed_clips):
     with torch.inference_mode():
         ref_frames = np.concatenate([embedder.model(waveform_to_examples(r)).numpy() for r in references])
     pred_frames = np.concatenate(embedder.embed(mixed_clips, 16_000))
-    expected = scipy_frechet(pred_frames.mean(0), np.cov(pred_frames, rowvar=False), ref_frames.mean(0), np.cov(ref_frames, rowvar=False))
+    expected = scipy_frechet(
+        pred_frames.mean(0), np.cov(pred_frames, rowvar=False), ref_frames.mean(0), np.cov(ref_frames, rowvar=False)
+    )
     assert result.fad == pytest.approx(expected, rel=1e-6)
-    assert (result.num_pred_clips, result.num_ref_clips, result.num_pred_embeddings, result.num_ref_embeddings) == (5, 4, 9, 12)
+    assert (result.num_pred_clips, result.num_ref_clips, result.num_pred_embeddings, result.num_ref_embeddings) == (
+        5,
+        4,
+        9,
+        12,
+    )
     assert result.random_weights and "RANDOM" in result.warning and "RANDOM" in result.embedder
     assert compute_fad(references, references, embedder, sample_rate=16_000).fad == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore:Matrix is singular")  # scipy's sqrtm on a 2-frame covariance, in the reference only
+@pytest.mark.filterwarnings(
+    "ignore:Matrix is singular"
+)  # scipy's sqrtm on a 2-frame covariance, in the reference only
 def test_compute_fad_per_clip_and_fad_infinity(embedders, mixed_clips):
     embedder = embedders["norelu"]
     references = [sine(3.0, f) for f in (220, 330, 440, 660)]
-    with pytest.raises(ValueError, match=r"too short: array clip 0, .*mono_44k\.flac"):  # 1.2 s and 1.7 s give one example each
+    with pytest.raises(
+        ValueError, match=r"too short: array clip 0, .*mono_44k\.flac"
+    ):  # 1.2 s and 1.7 s give one example each
         compute_fad(mixed_clips, references, embedder, sample_rate=16_000, per_clip=True)
-    result = compute_fad(mixed_clips[1:4], references, embedder, sample_rate=16_000, per_clip=True, fad_inf=True, fad_inf_min_n=2, fad_inf_steps=4)
+    result = compute_fad(
+        mixed_clips[1:4],
+        references,
+        embedder,
+        sample_rate=16_000,
+        per_clip=True,
+        fad_inf=True,
+        fad_inf_min_n=2,
+        fad_inf_steps=4,
+    )
     frames = embedder.embed(mixed_clips[1:4], 16_000)
     ref_stats = embedding_statistics(np.concatenate(embedder.embed(references, 16_000)))
-    np.testing.assert_allclose(result.per_clip_fad, [scipy_frechet(f.mean(0), np.cov(f, rowvar=False), *ref_stats) for f in frames], rtol=1e-6)
+    np.testing.assert_allclose(
+        result.per_clip_fad, [scipy_frechet(f.mean(0), np.cov(f, rowvar=False), *ref_stats) for f in frames], rtol=1e-6
+    )
     assert result.pred_clip_names[2].endswith("stereo_22k.wav")
     expected_inf = fad_infinity(np.concatenate(frames), *ref_stats, steps=4, min_n=2, seed=0)
     assert result.fad_infinity == expected_inf and [n for n, _ in expected_inf.points] == [2, 3, 5, 7]
@@ -464,11 +517,21 @@ def tiny_clap():
 
     audio = dict(spec_size=64, patch_size=4, patch_stride=(4, 4), hidden_size=16, patch_embeds_hidden_size=8, depths=[1, 1], num_attention_heads=[1, 1],
                  window_size=4, num_mel_bins=16, projection_dim=16, enable_fusion=False, mlp_ratio=1.0)  # fmt: skip
-    text = dict(vocab_size=99, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8, projection_dim=16, max_position_embeddings=40)
+    text = dict(
+        vocab_size=99,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        projection_dim=16,
+        max_position_embeddings=40,
+    )
     torch.manual_seed(0)
     model = ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=16)).eval()
     # 1 s windows at 16 kHz (the real checkpoint: 10 s at 48 kHz), 16 mel bands to fit the tiny model
-    features = ClapFeatureExtractor(feature_size=16, sampling_rate=16_000, hop_length=160, max_length_s=1, fft_window_size=256, frequency_max=7000)
+    features = ClapFeatureExtractor(
+        feature_size=16, sampling_rate=16_000, hop_length=160, max_length_s=1, fft_window_size=256, frequency_max=7000
+    )
     return model, features
 
 
@@ -489,7 +552,13 @@ def test_clap_embedder_windows_batches_and_matches_the_model(tiny_clap, tmp_path
         direct = model.get_audio_features(**inputs).pooler_output.numpy()
     np.testing.assert_allclose(batched[0][:1], direct, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(batched[1], axis=1), 1.0, rtol=1e-5)
-    result = compute_fad(clips[:2], [sine(1.5, 200), sine(1.5, 250)], embedder, sample_rate=[16_000, 32_000], reference_sample_rate=16_000)
+    result = compute_fad(
+        clips[:2],
+        [sine(1.5, 200), sine(1.5, 250)],
+        embedder,
+        sample_rate=[16_000, 32_000],
+        reference_sample_rate=16_000,
+    )
     assert result.fad > 0 and result.num_pred_embeddings == 6 and result.random_weights
     # the cache works the same for CLAP, keyed apart from any VGGish entry
     cache = EmbeddingCache(tmp_path / "cache")
@@ -510,7 +579,9 @@ def test_evaluate_fad_module_matches_the_function(embedders, mixed_clips, monkey
     references = [sine(2.0, f) for f in (250, 500, 750)]
     predictions = mixed_clips[1:3]  # 2.5 s and 3.3 s arrays: at least two frames each, for per-clip FAD
     embedder = embedders["norelu"]
-    out = fad.compute(predictions=predictions, references=references, sampling_rate=16_000, embedder=embedder, per_clip=True)
+    out = fad.compute(
+        predictions=predictions, references=references, sampling_rate=16_000, embedder=embedder, per_clip=True
+    )
     expected = compute_fad(predictions, references, embedder, sample_rate=16_000, per_clip=True)
     assert out["fad"] == pytest.approx(expected.fad, rel=1e-6)
     assert out["per_clip_fad"] == pytest.approx(expected.per_clip_fad, rel=1e-6)
@@ -519,7 +590,9 @@ def test_evaluate_fad_module_matches_the_function(embedders, mixed_clips, monkey
     by_path = evaluate.load(evaluate_module_path("fad"))
     by_path.add_batch(predictions=[str(mixed_clips[3]), str(mixed_clips[4])])
     out = by_path.compute(references=references, sampling_rate=16_000, embedder=embedder)
-    assert out["fad"] == pytest.approx(compute_fad(mixed_clips[3:], references, embedder, sample_rate=16_000).fad, rel=1e-6)
+    assert out["fad"] == pytest.approx(
+        compute_fad(mixed_clips[3:], references, embedder, sample_rate=16_000).fad, rel=1e-6
+    )
     with pytest.raises(ValueError, match="compute\\(references="):
         by_path.add_batch(predictions=[str(mixed_clips[3])], references=[str(mixed_clips[4])])
 
