@@ -70,6 +70,14 @@ def clips(cmd_samples, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def short_story(clips) -> StorySource:
+    """A 2 s story, for the tests that process one story several times."""
+    _cut(clips["a"], clips["dir"] / "short.mp4", seconds=2.0)
+    stories, _ = read_manifest(_write_manifest(clips["dir"] / "short.jsonl", [{"id": "x", "video": "short.mp4", "description": "A story."}]))
+    return stories[0]
+
+
+@pytest.fixture(scope="module")
 def manifest(clips) -> Path:
     """Two good CMD stories and one bad row per case: non-UTF-8 id, movie and path, and an
     LSMDC run whose generated id (``m_000``) is a CMD row's id."""
@@ -116,10 +124,9 @@ def test_a_generated_lsmdc_id_equal_to_a_cmd_id_is_one_failure_naming_both(manif
     assert "duplicate id" in _failures(out)["m_000"]["reason"]
 
 
-def test_results_are_keyed_by_position_not_by_id(clips, tmp_path):
+def test_results_are_keyed_by_position_not_by_id(short_story, tmp_path):
     """Two stories with equal ids (possible for callers of process_stories) get two slots."""
-    stories, _ = read_manifest(_write_manifest(clips["dir"] / "one.jsonl", [{"id": "x", "video": "a.mp4", "description": "A story."}]))
-    twice = [stories[0], stories[0]]
+    twice = [short_story, short_story]
     outcomes = build_module.process_stories(twice, ProcessingParams(), tmp_path, progress=False)
     assert [o.index for o in outcomes] == [0, 1] and all(o.ok for o in outcomes) and [o.from_cache for o in outcomes] == [False, True]
 
@@ -194,10 +201,9 @@ def test_the_final_write_never_mixes_two_builds(built, manifest, tmp_path):
     assert list(load_dataset(str(target))) == ["train"]
 
 
-def test_a_damaged_cache_entry_is_recomputed(clips, tmp_path):
-    stories, _ = read_manifest(_write_manifest(clips["dir"] / "one.jsonl", [{"id": "x", "video": "a.mp4", "description": "A story."}]))
+def test_a_damaged_cache_entry_is_recomputed(short_story, tmp_path):
     params = ProcessingParams()
-    entry, cached = process_story(stories[0], params, tmp_path)
+    entry, cached = process_story(short_story, params, tmp_path)
     assert not cached and entry.is_complete()
     audio = entry.audio_path.read_bytes()
     for damage in (
@@ -208,25 +214,24 @@ def test_a_damaged_cache_entry_is_recomputed(clips, tmp_path):
     ):
         damage()
         assert not entry.is_complete()
-        again, cached = process_story(stories[0], params, tmp_path)
+        again, cached = process_story(short_story, params, tmp_path)
         assert not cached and again.path == entry.path and again.is_complete() and again.audio_path.read_bytes() == audio
-    assert process_story(stories[0], params, tmp_path)[1] is True
+    assert process_story(short_story, params, tmp_path)[1] is True
 
 
-def test_the_cache_key_hashes_the_separator_checkpoint_content(clips, tmp_path):
-    stories, _ = read_manifest(_write_manifest(clips["dir"] / "one.jsonl", [{"id": "x", "video": "a.mp4", "description": "A story."}]))
+def test_the_cache_key_hashes_the_separator_checkpoint_content(short_story, tmp_path):
     checkpoint = tmp_path / "separator.pt"
     checkpoint.write_bytes(b"weights version 1")
     params = ProcessingParams(separation=SpeechRemovalParams(backend="checkpoint", checkpoint=str(checkpoint)))
-    first = cache_key(stories[0], params)
+    first = cache_key(short_story, params)
     checkpoint.write_bytes(b"weights version 2")  # same path, new content
     os.utime(checkpoint, ns=(1, 1))
-    second = cache_key(stories[0], params)
+    second = cache_key(short_story, params)
     assert first != second
     copy = tmp_path / "elsewhere" / "same.pt"
     copy.parent.mkdir()
     shutil.copy(checkpoint, copy)  # same content, other path: same key
-    assert cache_key(stories[0], ProcessingParams(separation=SpeechRemovalParams(backend="checkpoint", checkpoint=str(copy)))) == second
+    assert cache_key(short_story, ProcessingParams(separation=SpeechRemovalParams(backend="checkpoint", checkpoint=str(copy)))) == second
     assert str(tmp_path) not in json.dumps(params.public_json())
 
 
@@ -380,10 +385,9 @@ def test_failure_categories_leave_out_files_and_details():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_the_worker_returns_a_typed_picklable_outcome_with_step_timings(built, clips):
+def test_the_worker_returns_a_typed_picklable_outcome_with_step_timings(built, short_story, tmp_path):
     out, report = built
-    stories, _ = read_manifest(_write_manifest(clips["dir"] / "one.jsonl", [{"id": "x", "video": "a.mp4", "description": "A story."}]))
-    job = StoryJob(0, stories[0], ProcessingParams(), str(out / "work" / "cache"))
+    job = StoryJob(0, short_story, ProcessingParams(), str(tmp_path))
     outcome = run_story_job(pickle.loads(pickle.dumps(job)))
     assert isinstance(outcome, StoryOutcome) and outcome.ok and outcome.failure is None
     assert pickle.loads(pickle.dumps(outcome)) == outcome
