@@ -38,11 +38,13 @@ from .story_cache import StoryCacheEntry
 
 PROCESSING_VERSION = 2  # bump when the processing changes its output for equal parameters (2: cache entry layout)
 MIN_STORY_SECONDS = 1.0
-# Peak memory grows with story length (decoded audio, its STFTs and the separated copy: about
-# 6.7 MB per second of 44.1 kHz stereo story). 600 s (4x the paper's 150 s stories) keeps one
-# story's peak under about 4.5 GB; raise it with --max-story-seconds on a machine with more memory.
+# Peak memory grows with story length (decoded audio, its STFTs and the separated copy). Measured
+# 2026-11-23 with the center separator: peak RSS 1.03 GB for a 24 s story, 1.21 GB for 96 s, so
+# about 2.4 MB per second of 44.1 kHz stereo story over a fixed ~1 GB (issue 14 measured 6.7 MB/s
+# before the speech-removal rewrite). 600 s (4x the paper's 150 s stories) keeps one worker near
+# 2.5 GB; raise it with --max-story-seconds on a machine with more memory.
 MAX_STORY_SECONDS = 600.0
-MEMORY_PER_STORY_SECOND_MB = 6.7
+MEMORY_PER_STORY_SECOND_MB = 2.4
 
 
 class StoryError(ValueError):
