@@ -211,6 +211,9 @@ def main() -> None:
     parser.add_argument("--stories", type=int, default=8, help="stories for the --num-proc comparison")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    import datasets
+
+    datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="sos-bench-") as tmp:
         tmp = Path(tmp)
         generate_samples(tmp / "clips", num_clips=1, seed=0, duration_s=args.duration, progress=False)

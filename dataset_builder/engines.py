@@ -72,6 +72,10 @@ def _start_worker(torch_threads: int) -> None:
     _onnx_session()
 
 
+def _ready() -> bool:
+    return True
+
+
 def _run_with_helpers(jobs: Sequence[StoryJob], worker: Worker, helpers: int, torch_threads: int, bar, work_here: bool) -> tuple[list[StoryOutcome], list[StoryJob]]:
     """Run the jobs in ``helpers`` worker processes, and in this process too when ``work_here``.
 
@@ -86,36 +90,53 @@ def _run_with_helpers(jobs: Sequence[StoryJob], worker: Worker, helpers: int, to
 
     queue, lost, outcomes = deque(jobs), [], []
     lock = threading.Lock()
+    state = {"in_workers": 0, "closed": False}
 
-    def take() -> StoryJob | None:
+    def take(for_worker: bool) -> StoryJob | None:
         with lock:
-            return queue.popleft() if queue else None
+            if state["closed"] or not queue:
+                return None
+            state["in_workers"] += for_worker
+            return queue.popleft()
 
-    def record(outcome: StoryOutcome) -> None:
+    def record(outcome: StoryOutcome, from_worker: bool) -> None:
         with lock:
             outcomes.append(outcome)
+            state["in_workers"] -= from_worker
             bar.update(1)
 
     ctx = multiprocessing.get_context("spawn")  # torch and the decoders do not survive fork well
-    with concurrent.futures.ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,)) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,))
 
-        def feed() -> None:  # one thread per helper process: hands it the next job when it is free
-            while (job := take()) is not None:
-                try:
-                    record(pool.submit(worker, job).result())
-                except BrokenProcessPool:
-                    with lock:
-                        lost.append(job)
-                    return
+    def feed() -> None:  # one thread per helper process: hands it the next job when it is free
+        try:
+            pool.submit(_ready).result()  # a job taken before the worker has started would wait for its imports
+        except (BrokenProcessPool, concurrent.futures.CancelledError):
+            return
+        while (job := take(for_worker=True)) is not None:
+            try:
+                record(pool.submit(worker, job).result(), from_worker=True)
+            except BrokenProcessPool:
+                with lock:
+                    lost.append(job)
+                    state["in_workers"] -= 1
+                return
 
-        feeders = [threading.Thread(target=feed, daemon=True) for _ in range(helpers)]
-        for t in feeders:
-            t.start()
-        if work_here:
-            while (job := take()) is not None:
-                record(worker(job))
-        for t in feeders:
-            t.join()
+    feeders = [threading.Thread(target=feed, daemon=True) for _ in range(helpers)]
+    for t in feeders:
+        t.start()
+    if work_here:
+        while (job := take(for_worker=False)) is not None:
+            record(worker(job), from_worker=False)
+        with lock:  # all done here and no worker holds a job: do not wait for workers still starting
+            state["closed"] = idle = state["in_workers"] == 0
+            lost_here = list(lost)
+        if idle:
+            pool.shutdown(wait=False, cancel_futures=True)
+            return outcomes, lost_here
+    for t in feeders:
+        t.join()
+    pool.shutdown(wait=True)
     with lock:  # a broken pool stops its feeders: what they had not taken is left in the queue
         lost += list(queue)
     return outcomes, lost
