@@ -111,7 +111,7 @@ def _encoding_problem(**fields) -> str | None:
         try:
             str(value).encode("utf-8")
         except UnicodeEncodeError:
-            return f"{field} is not valid UTF-8: {printable(value)!r}"
+            return f"{field} is not valid UTF-8: '{printable(value)}'"
     return None
 
 
