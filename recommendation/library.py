@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
-from sound_of_story.metrics.fad.audio_input import audio_file_extensions, content_hash, read_audio_bytes
+from sound_of_story.audio import read_audio_file
+from sound_of_story.metrics.fad.audio_input import audio_file_extensions, content_hash
 
 DatasetConfig = Literal["stories", "generation"]
 DATASET_CONFIGS: tuple[DatasetConfig, ...] = ("stories", "generation")
@@ -91,10 +92,7 @@ def iter_library(source: LibrarySource) -> Iterator[LibraryClip]:
 
 def decode_clip(clip: LibraryClip, data: bytes) -> tuple:
     """The waveform as the processor takes it, ``(channels, samples)`` float32, and its sampling rate."""
-    audio, rate = read_audio_bytes(data, clip.path)
-    if audio.size == 0:
-        raise ValueError(f"audio file {clip.path!r} holds no samples")
-    return (audio.T if audio.ndim == 2 else audio), rate
+    return read_audio_file(data, clip.path)
 
 
 __all__ = ["DATASET_CONFIGS", "LibraryClip", "LibrarySource", "content_hash", "decode_clip", "is_built_dataset", "iter_library", "library_source"]

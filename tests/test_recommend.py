@@ -1,0 +1,317 @@
+"""Recommendation from a sound library: exactness against brute force, incremental indexing, checksums,
+model checks, story mode, the Hub round trip (mocked) and the command line's exit codes."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sound_of_story.app import recommend_command
+from sound_of_story.app.cli import main
+from sound_of_story.audio import read_audio_file
+from sound_of_story.dataset_builder.key_frames import extract_key_frames
+from sound_of_story.modeling import SoSRetrievalModel
+from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
+from sound_of_story.recommendation import (
+    AUTO_FLAT_MAX,
+    CoarseIndex,
+    CoarseIndexSettings,
+    CorruptIndexError,
+    SoundLibraryIndex,
+    library_index,
+    scene_spans,
+)
+
+
+def _save_tiny_model(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    SoSRetrievalModel(tiny_retrieval_config()).save_pretrained(folder)
+    tiny_retrieval_processor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return _save_tiny_model(tmp_path_factory.mktemp("tiny_sos"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, cmd_samples, lsmdc_samples) -> Path:
+    """The background and speech stems of the sample clips: 14 WAV files in two sub-folders."""
+    root = tmp_path_factory.mktemp("library")
+    for name, (folder, _) in (("cmd", cmd_samples), ("lsmdc", lsmdc_samples)):
+        (root / name).mkdir()
+        for wav in sorted(folder.glob("*.wav")):
+            shutil.copy(wav, root / name / wav.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def story(cmd_samples) -> tuple[Path, list, list[float], float]:
+    """The first CMD clip: its video, key frames (PIL), key-frame times and duration."""
+    folder, records = cmd_samples
+    video = next(folder.glob("*.mp4"))
+    key_frames = extract_key_frames(video)
+    return video, [Image.open(io.BytesIO(k.jpeg)).convert("RGB") for k in key_frames], [k.time for k in key_frames], float(records[0]["duration"])
+
+
+@pytest.fixture(scope="module")
+def exact_index(tmp_path_factory, library, model_dir) -> SoundLibraryIndex:
+    index, report = SoundLibraryIndex.build(library, model_dir, tmp_path_factory.mktemp("idx") / "exact", index_type="flat", store_dtype="float32", batch_size=4, progress=False)
+    assert not report.failures and len(report.added) == 14
+    return index
+
+
+def _brute_force(index: SoundLibraryIndex, query) -> np.ndarray:
+    """The model's multi-grained similarity of every library file (encoded here, in one batch) with the query."""
+    files = [row["path"] for row in index.manifest]
+    processor, model = index.processor, index.model
+    waves = [read_audio_file(path) for path in files]
+    with torch.inference_mode():
+        audio = model.get_audio_features(processor(audio=[{"array": a, "sampling_rate": r} for a, r in waves])["input_values"])
+        return model.similarity(audio, query)[:, 0].numpy()
+
+
+def _expected_order(scores: np.ndarray) -> list[int]:
+    return [int(i) for i in np.lexsort((np.arange(len(scores)), -scores))]
+
+
+def test_flat_with_full_rerank_equals_brute_force_ranking(exact_index, story):
+    _, frames, _, _ = story
+    n = exact_index.num_clips
+    for query in ({"frames": frames[:3]}, {"text": "rain drums on the roof of a quiet house at night"}):
+        recommendations = exact_index.recommend(**query, top_k=n, rerank=n)
+        features = exact_index.encode_query(**query)
+        scores = _brute_force(exact_index, features)
+        assert [r.row for r in recommendations] == _expected_order(scores)
+        np.testing.assert_allclose([r.score for r in recommendations], scores[[r.row for r in recommendations]], atol=1e-5)
+        target = features.video_embeds if "frames" in query else features.text_embeds
+        global_embeds, _ = exact_index.store.rows(np.array([r.row for r in recommendations]))
+        np.testing.assert_allclose([r.coarse_score for r in recommendations], global_embeds @ target[0].numpy(), atol=1e-5)
+        assert len({r.score for r in recommendations}) == n  # no ties: the order is a real test
+
+
+def test_default_float16_store_and_approximate_indexes(tmp_path, library, model_dir, exact_index, story):
+    """float16 store: same scores within float16 precision; IVF-PQ and HNSW with a full re-rank find the same clips."""
+    _, frames, _, _ = story
+    n = exact_index.num_clips
+    reference = exact_index.recommend(frames=frames[:3], top_k=n, rerank=n)
+    for index_type in ("auto", "ivfpq", "hnsw"):
+        index, _ = SoundLibraryIndex.build(library, exact_index.model, tmp_path / index_type, processor=exact_index.processor, index_type=index_type, progress=False)
+        assert index.coarse.kind == ("flat" if index_type == "auto" else index_type)
+        got = index.recommend(frames=frames[:3], top_k=n, rerank=n)
+        assert sorted(r.clip_id for r in got) == sorted(r.clip_id for r in reference)
+        by_id = {r.clip_id: r.score for r in reference}
+        np.testing.assert_allclose([r.score for r in got], [by_id[r.clip_id] for r in got], atol=3e-3)
+        assert index.embedding.store_dtype == "float16"
+
+
+def test_coarse_index_recall_on_planted_neighbours():
+    """Approximate stage 1 at its default settings finds the exact top 10 of planted neighbours."""
+    rng = np.random.default_rng(0)
+    dim, num, queries = 32, 6000, 30
+    library = rng.standard_normal((num, dim)).astype(np.float32)
+    library /= np.linalg.norm(library, axis=1, keepdims=True)
+    q = rng.standard_normal((queries, dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    planted = rng.choice(num, size=(queries, 10), replace=False)
+    for i in range(queries):
+        near = q[i] + 0.4 * rng.standard_normal((10, dim)).astype(np.float32) / np.sqrt(dim)
+        library[planted[i]] = near / np.linalg.norm(near, axis=1, keepdims=True)
+    exact = np.argsort(-(q @ library.T), axis=1)[:, :10]
+    assert all(set(e) == set(p) for e, p in zip(exact, planted))
+    for kind in ("ivfpq", "hnsw"):
+        index = CoarseIndex.build(library, CoarseIndexSettings(index_type=kind))
+        _, rows = index.search(q, 10, exact_rows=lambda r: library[r])
+        recall = np.mean([len(set(r) & set(e)) / 10 for r, e in zip(rows, exact)])
+        assert recall >= 0.95, (kind, recall)
+    assert CoarseIndex.build(library, CoarseIndexSettings()).kind == "flat" and AUTO_FLAT_MAX >= num
+
+
+def test_incremental_add_encodes_only_new_or_changed_files(tmp_path, library, model_dir, exact_index, story):
+    _, frames, _, _ = story
+    lib = tmp_path / "lib"
+    shutil.copytree(library / "lsmdc", lib / "lsmdc")
+    first, report = SoundLibraryIndex.build(lib, model_dir, tmp_path / "idx", store_dtype="float32", progress=False)
+    assert len(report.added) == 10
+    shutil.copytree(library / "cmd", lib / "cmd")
+    changed = sorted((lib / "lsmdc").glob("*.wav"))[0]
+    shutil.copy(sorted((library / "cmd").glob("*.wav"))[0], changed)  # new content under an old name
+    gone = sorted((lib / "lsmdc").glob("*.wav"))[-1]
+    gone.unlink()
+    encoded = []
+    original = SoundLibraryIndex._encode_audio
+
+    def counting(self, waves):
+        encoded.append(len(waves))
+        return original(self, waves)
+
+    with mock.patch.object(SoundLibraryIndex, "_encode_audio", counting):
+        index, report = SoundLibraryIndex.build(lib, model_dir, tmp_path / "idx", store_dtype="float32", progress=False)
+    assert sum(encoded) == 5 and len(report.added) == 5 and report.unchanged == 8
+    assert sorted(report.removed) == sorted(p.relative_to(lib).as_posix() for p in (changed, gone))
+    assert index.num_clips == 13 and len(index.manifest) == 15 and len(index.store.shards) == 2
+    # The updated index ranks exactly like a fresh one over the same files.
+    fresh, _ = SoundLibraryIndex.build(lib, model_dir, tmp_path / "fresh", store_dtype="float32", progress=False)
+    reloaded = SoundLibraryIndex.load(tmp_path / "idx")
+    got = [(r.clip_id, round(r.score, 5)) for r in reloaded.recommend(frames=frames[:2], top_k=13, rerank=13)]
+    assert got == [(r.clip_id, round(r.score, 5)) for r in fresh.recommend(frames=frames[:2], top_k=13, rerank=13)]
+    # Nothing changed: nothing encoded, no new files.
+    _, report = SoundLibraryIndex.build(lib, model_dir, tmp_path / "idx", store_dtype="float32", progress=False)
+    assert report.added == [] and report.removed == [] and report.unchanged == 13
+
+
+def test_corrupted_or_partly_written_index_is_detected(tmp_path, exact_index, model_dir):
+    copy = tmp_path / "copy"
+    shutil.copytree(exact_index.folder, copy)
+    tokens = copy / "store" / exact_index.store.shards[0].files["tokens"]["name"]
+    data = bytearray(tokens.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte in the last clip's sequence features
+    tokens.write_bytes(bytes(data))
+    index = SoundLibraryIndex.load(copy, model=exact_index.model, processor=exact_index.processor)
+    with pytest.raises(CorruptIndexError, match="CRC"):
+        index.recommend(text="a storm at sea", top_k=3, rerank=exact_index.num_clips)
+    with pytest.raises(CorruptIndexError, match="checksum"):
+        SoundLibraryIndex.load(copy, verify=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recommend", "--index", str(copy), "--text", "a storm at sea", "--rerank", "100"])
+    assert exit_info.value.code == 2
+
+    cases = {
+        "truncated store": lambda f: (f / "store" / exact_index.store.shards[0].files["global"]["name"]).write_bytes(b"\x93NUMPY"),
+        "edited config": lambda f: (f / "index.json").write_text((f / "index.json").read_text().replace('"num_active": 14', '"num_active": 15')),
+        "no config (partly written)": lambda f: (f / "index.json").unlink(),
+        "corrupted coarse index": lambda f: next(f.glob("coarse-*.faiss")).write_bytes(b"junk"),
+    }
+    for name, damage in cases.items():
+        folder = tmp_path / name.replace(" ", "_")
+        shutil.copytree(exact_index.folder, folder)
+        damage(folder)
+        with pytest.raises(CorruptIndexError):
+            SoundLibraryIndex.load(folder)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["recommend", "--index", str(folder), "--text", "rain"])
+        assert exit_info.value.code == 2, name
+
+
+def test_index_built_with_another_model_or_settings_is_refused(tmp_path, exact_index, library):
+    other = _save_tiny_model(tmp_path / "other", seed=1)
+    with pytest.raises(ValueError, match="different one"):
+        SoundLibraryIndex.load(exact_index.folder, model=str(other))
+    copy = tmp_path / "copy"
+    shutil.copytree(exact_index.folder, copy)
+    for argv in (
+        ["index", "--library", str(library), "--model", str(other), "--out", str(copy), "--quiet"],
+        ["index", "--library", str(library), "--model", exact_index.config["model"]["id"], "--out", str(copy), "--store-dtype", "float16", "--quiet"],
+        ["recommend", "--index", str(copy), "--model", str(other), "--text", "wind"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, argv
+    processor = tiny_retrieval_processor(num_frames=8)
+    with pytest.raises(ValueError, match="num_frames"):
+        SoundLibraryIndex.load(exact_index.folder, model=exact_index.model, processor=processor)
+
+
+def test_bad_library_and_queries_exit_2(tmp_path, library, model_dir, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "noise.wav").write_bytes(b"RIFF....not a wav")
+    for folder in (empty, broken):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["index", "--library", str(folder), "--model", str(model_dir), "--out", str(tmp_path / f"idx-{folder.name}"), "--quiet"])
+        assert exit_info.value.code == 2
+        assert "is empty" in capsys.readouterr().err
+    mixed = tmp_path / "mixed"
+    shutil.copytree(library / "cmd", mixed)
+    (mixed / "broken.flac").write_bytes(b"fLaC but not really")
+    out = tmp_path / "idx-mixed"
+    assert main(["index", "--library", str(mixed), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.flac" in err and "the rest is indexed" in err
+    assert SoundLibraryIndex.load(out).num_clips == 4
+    assert [json.loads(line)["clip_id"] for line in (out / "failures.jsonl").read_text().splitlines()] == ["broken.flac"]
+
+    no_frames = tmp_path / "no_frames"
+    no_frames.mkdir()
+    for argv, message in (
+        (["--text", "   "], "text query is empty"),
+        (["--frames", str(no_frames)], "no frames"),
+        (["--video", str(tmp_path / "missing.mp4")], "does not exist"),
+        (["--text", "rain", "--top-k", "0"], "--top-k"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["recommend", "--index", str(out), *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, argv
+
+
+def test_story_mode_one_distinct_sound_per_scene(exact_index, story):
+    _, frames, times, duration = story
+    assert len(frames) >= 4
+    # The first three scenes, so that every assignment of distinct clips can be tried below.
+    frames, times, duration = frames[:3], times[:3], times[3]
+    scenes = exact_index.recommend_story(frames, times, duration=duration)
+    spans = scene_spans(times, duration)
+    assert [(s.start, s.end) for s in scenes] == [(sp.start, sp.end) for sp in spans]
+    assert scenes[0].start == 0.0 and scenes[-1].end == duration and all(a.end == b.start for a, b in zip(scenes, scenes[1:]))
+    assert [s.start for s in scenes[1:]] == sorted(set(times))[1:]  # switches only at key frames (scene cuts)
+    chosen = [s.recommendation.row for s in scenes]
+    assert len(set(chosen)) == len(chosen)
+    # The assignment maximises the story's total similarity over every choice of distinct clips.
+    query = exact_index.encode_query(frames=[[frames[i] for i in sp.frame_indices] for sp in spans], batch=True)
+    scores = exact_index.rerank_scores(np.arange(exact_index.num_clips), query).T  # scenes x clips
+    best = max(sum(scores[s, c] for s, c in enumerate(choice)) for choice in itertools.permutations(range(scores.shape[1]), len(spans)))
+    assert sum(scores[s, c] for s, c in enumerate(chosen)) == pytest.approx(best, abs=1e-5)
+    repeated = exact_index.recommend_story(frames, times, duration=duration, allow_repeats=True)
+    assert [s.recommendation.row for s in repeated] == [int(np.argmax(row)) for row in scores]
+    with pytest.raises(ValueError, match="no frames"):
+        scene_spans([], 3.0)
+
+
+def test_recommend_cli_video_story_mode_writes_json(tmp_path, exact_index, story):
+    video, _, times, _ = story
+    out = tmp_path / "rec.json"
+    assert main(["recommend", "--index", str(exact_index.folder), "--video", str(video), "--top-k", "3", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert len(payload["recommendations"]) == 3 and payload["recommendations"][0]["rank"] == 1
+    assert {"clip_id", "path", "score", "coarse_score"} <= set(payload["recommendations"][0])
+    assert [s["start"] for s in payload["story"]][1:] == pytest.approx(sorted(set(times))[1:])
+    assert len({s["clip_id"] for s in payload["story"]}) == len(payload["story"])
+    assert payload["model"]["fingerprint"] == exact_index.config["model"]["fingerprint"]
+
+
+def test_push_to_hub_and_load_from_hub(tmp_path, exact_index):
+    from huggingface_hub import HfApi
+
+    with mock.patch.object(HfApi, "create_repo") as create, mock.patch.object(HfApi, "upload_folder", return_value=mock.Mock(commit_url="https://hf.co/c/1")) as upload:
+        assert exact_index.push_to_hub("me/sounds") == "https://hf.co/c/1"
+    assert create.call_args.kwargs["repo_type"] == "dataset" and upload.call_args.kwargs["repo_type"] == "dataset"
+    assert upload.call_args.kwargs["folder_path"] == str(exact_index.folder)
+    downloaded = tmp_path / "snapshot"
+    shutil.copytree(exact_index.folder, downloaded, ignore=shutil.ignore_patterns("failures.jsonl"))
+    with mock.patch("huggingface_hub.snapshot_download", return_value=str(downloaded)) as download:
+        index = SoundLibraryIndex.load("me/sounds", model=exact_index.model, processor=exact_index.processor)
+    assert download.call_args.kwargs["repo_type"] == "dataset"
+    query = {"text": "birds in a forest", "top_k": 5}
+    assert [r.clip_id for r in index.recommend(**query)] == [r.clip_id for r in exact_index.recommend(**query)]
+
+
+def test_cli_defaults_match_the_library():
+    assert (recommend_command.DEFAULT_TOP_K, recommend_command.DEFAULT_RERANK, recommend_command.DEFAULT_BATCH_SIZE) == (
+        library_index.DEFAULT_TOP_K, library_index.DEFAULT_RERANK, library_index.DEFAULT_BATCH_SIZE,
+    )  # fmt: skip
+    assert recommend_command.AUTO_FLAT_MAX == AUTO_FLAT_MAX
+    from sound_of_story.recommendation import INDEX_TYPES
+
+    assert recommend_command.INDEX_TYPES == INDEX_TYPES
