@@ -66,7 +66,7 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def synthetic_library(num: int, num_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synthetic_library(num: int, num_queries: int, neighbour_noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """float16 library (num, DIM), float32 queries, and the planted neighbour rows of each query (num_queries, PLANTED)."""
     rng = np.random.default_rng(seed)
     centres = normalise(rng.standard_normal((CLUSTERS, DIM)).astype(np.float32))
@@ -79,8 +79,8 @@ def synthetic_library(num: int, num_queries: int, seed: int = 0) -> tuple[np.nda
     queries = normalise(centres[rng.integers(CLUSTERS, size=num_queries)] + rng.standard_normal((num_queries, DIM)).astype(np.float32) / math.sqrt(DIM))
     planted = rng.choice(num, size=(num_queries, PLANTED), replace=False)
     for q in range(num_queries):
-        # Neighbour j: noise of norm 0.55 + 0.05 j around the query (cosine ~0.88 down to ~0.71).
-        noise = normalise(rng.standard_normal((PLANTED, DIM)).astype(np.float32)) * (0.55 + 0.05 * np.arange(PLANTED))[:, None]
+        # Neighbour j: noise of norm neighbour_noise + 0.05 j around the query (0.55: cosine ~0.88 down to ~0.71).
+        noise = normalise(rng.standard_normal((PLANTED, DIM)).astype(np.float32)) * (neighbour_noise + 0.05 * np.arange(PLANTED))[:, None]
         library[planted[q]] = normalise(queries[q] + noise)
     return library, queries.astype(np.float32), planted
 
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--hnsw-clips", type=int, default=100_000)
     parser.add_argument("--rerank", type=int, default=100)
+    parser.add_argument("--neighbour-noise", type=float, default=0.55, help="noise norm of the nearest planted neighbour (1.0: cosine ~0.71 down to ~0.6, close to the cluster mates' ~0.5)")
+    parser.add_argument("--skip-stage2", action="store_true", help="leave out the re-rank timings and the store table")
     parser.add_argument("--workdir", type=Path, help="where the store and indexes go (default: a temporary folder)")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sos-recommend-bench-"))
@@ -171,7 +173,7 @@ def main() -> None:
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; {args.clips:,} clips x {DIM} dims, {args.queries} queries")
 
     start = time.perf_counter()
-    library, queries, planted = synthetic_library(args.clips, args.queries)
+    library, queries, planted = synthetic_library(args.clips, args.queries, args.neighbour_noise)
     (workdir / "store").mkdir(exist_ok=True)
     store = RerankStore(workdir / "store", [], "float16", 0, DIM)
     store.write_shard("000000", library, np.empty((len(library), 0, DIM), dtype=np.float16))
@@ -180,7 +182,7 @@ def main() -> None:
 
     truth = exact_top(store, queries, PLANTED)
     planted_ok = np.mean([set(t) == set(p) for t, p in zip(truth, planted)])
-    print(f"exact top-10 equals the planted neighbours for {planted_ok:.1%} of queries")
+    print(f"exact top-10 equals the planted neighbours for {planted_ok:.1%} of queries (neighbour noise {args.neighbour_noise})")
 
     # Exact baseline: flat search over the same vectors (float32 in faiss).
     start = time.perf_counter()
@@ -232,14 +234,15 @@ def main() -> None:
         )
         del hnsw
 
-    print(f"stage 2: re-rank {args.rerank} candidates against {NUM_FRAMES} frames (store read + CRC + multi-grained similarity), median of 5:")
-    for tokens in (AST_TOKENS, FREQUENCY_TOKENS, SMALL_TOKENS):
-        print(f"  {tokens:5d} tokens: {stage2_latency(workdir, tokens, args.rerank, 5) * 1e3:8.1f} ms")
+    if not args.skip_stage2:
+        print(f"stage 2: re-rank {args.rerank} candidates against {NUM_FRAMES} frames (store read + CRC + multi-grained similarity), median of 5:")
+        for tokens in (AST_TOKENS, FREQUENCY_TOKENS, SMALL_TOKENS):
+            print(f"  {tokens:5d} tokens: {stage2_latency(workdir, tokens, args.rerank, 5) * 1e3:8.1f} ms")
 
-    print("re-rank store at 1,000,000 clips (float16: global f_a + sequence f_as + CRC):")
-    for tokens, what in ((AST_TOKENS, "every AST token (exact re-ranking)"), (FREQUENCY_TOKENS, "audio_token_pooling='frequency' model"), (SMALL_TOKENS, "--store-tokens 7")):
-        size = 1_000_000 * (DIM * 2 * (1 + tokens) + 4)
-        print(f"  {tokens:5d} tokens, {what}: {size / GIB:9.1f} GiB{'  <- fits in 8 GiB' if size <= 8 * GIB else ''}")
+        print("re-rank store at 1,000,000 clips (float16: global f_a + sequence f_as + CRC):")
+        for tokens, what in ((AST_TOKENS, "every AST token (exact re-ranking)"), (FREQUENCY_TOKENS, "audio_token_pooling='frequency' model"), (SMALL_TOKENS, "--store-tokens 7")):
+            size = 1_000_000 * (DIM * 2 * (1 + tokens) + 4)
+            print(f"  {tokens:5d} tokens, {what}: {size / GIB:9.1f} GiB{'  <- fits in 8 GiB' if size <= 8 * GIB else ''}")
     print(f"peak resident memory: {peak_gib():.2f} GiB")
     if args.workdir is None:
         shutil.rmtree(workdir)
