@@ -37,12 +37,12 @@ def channels_first(audio: Any, name: str = "audio") -> np.ndarray:
         array = array[None]
     elif array.ndim != 2:
         raise ValueError(f"{name} must have shape (samples,) or (channels, samples), got {array.shape}")
-    elif array.shape[0] > array.shape[1]:
+    if array.size == 0:
+        raise ValueError(f"{name} is empty")
+    if array.shape[0] > array.shape[1]:
         raise ValueError(
             f"{name} of shape {array.shape} looks like (samples, channels); pass (channels, samples), e.g. array.T"
         )
-    if array.shape[1] == 0:
-        raise ValueError(f"{name} is empty")
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf samples")
