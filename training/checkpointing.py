@@ -80,6 +80,20 @@ def save_checkpoint(accelerator, output_dir: str | Path, global_step: int, total
     return path
 
 
+def apply_schedule_after_resume(scheduler) -> None:
+    """Set the learning rates the resumed schedule gives at its restored position.
+
+    The checkpoint stores the schedule's position and the optimizer's last learning rates; the schedule's shape
+    (warm-up, total steps) comes from this run's flags. Without this, a run resumed with a longer
+    `--max_train_steps` would take its first step at the learning rate the old, shorter schedule ended on.
+    `scheduler` is a `LambdaLR` (diffusers' `get_scheduler`), possibly wrapped by accelerate."""
+    inner = getattr(scheduler, "scheduler", scheduler)
+    rates = [base * schedule(inner.last_epoch) for base, schedule in zip(inner.base_lrs, inner.lr_lambdas)]
+    for group, rate in zip(inner.optimizer.param_groups, rates):
+        group["lr"] = rate
+    inner._last_lr = rates
+
+
 def read_history(output_dir: str | Path, up_to_step: int) -> list[dict]:
     """The recorded steps of a run up to `up_to_step` (the checkpoint being resumed)."""
     path = Path(output_dir) / HISTORY_FILE
@@ -96,4 +110,4 @@ def write_history(accelerator, output_dir: str | Path, history: list[dict]) -> N
         os.replace(tmp, path)
 
 
-__all__ = ["HISTORY_FILE", "read_history", "write_history", "CHECKPOINT_PREFIX", "checkpoint_step", "list_checkpoints", "resolve_resume_checkpoint", "save_checkpoint"]
+__all__ = ["HISTORY_FILE", "apply_schedule_after_resume", "read_history", "write_history", "CHECKPOINT_PREFIX", "checkpoint_step", "list_checkpoints", "resolve_resume_checkpoint", "save_checkpoint"]

@@ -58,6 +58,7 @@ from sound_of_story.modeling import (
 
 from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
+    apply_schedule_after_resume,
     checkpoint_step,
     read_history,
     resolve_resume_checkpoint,
@@ -178,6 +179,8 @@ def load_retrieval_splits(dataset: str, pair: str, train_split: str, eval_split:
         splits = datasets.load_dataset(dataset, config) if config else datasets.load_dataset(dataset)
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
         raise FileNotFoundError(f"--dataset {dataset}: not a built SoS folder or a reachable Hub dataset ({error})") from error
+    except ValueError as error:  # e.g. `Instruction "train" corresponds to no data!` for a split with no rows
+        raise ValueError(f"--dataset {dataset} could not be loaded ({error}): a split is empty or the config is unknown") from error
     wanted = [train_split] + ([eval_split] if eval_split else [])
     result = []
     for name in wanted:
@@ -658,6 +661,7 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
     if resume_path is not None:
         accelerator.print(f"resuming from {resume_path}")
         accelerator.load_state(str(resume_path))
+        apply_schedule_after_resume(scheduler)
         global_step = checkpoint_step(resume_path)
         first_epoch = global_step // updates_per_epoch
         skip_batches = (global_step % updates_per_epoch) * args.gradient_accumulation_steps

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
+    apply_schedule_after_resume,
     checkpoint_step,
     read_history,
     resolve_resume_checkpoint,
@@ -55,6 +56,8 @@ PAPER_BATCH_SIZE = 1
 PAPER_ACCUMULATION = 16
 PAPER_LR = 1e-6
 GENERATION_COLUMNS = {"text": ("audio", "text"), "controlnet": ("audio", "text", "frames", "frame_times", "start"), "image": ("audio", "frames", "frame_times", "start")}
+# ControlNet hint-encoder widths (ControlNet's own for an 8x VAE), cut to the VAE's downsampling.
+CONDITIONING_CHANNELS = (16, 32, 96, 256)
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -131,8 +134,8 @@ def load_generation_splits(args: argparse.Namespace):
         splits = datasets.load_dataset(args.dataset, args.dataset_config)
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
         raise FileNotFoundError(f"--dataset {args.dataset}: not a built SoS folder or a reachable Hub dataset ({error})") from error
-    except ValueError as error:
-        raise ValueError(f"--dataset {args.dataset}: no config {args.dataset_config!r} ({error})") from error
+    except ValueError as error:  # an unknown config, or `Instruction "train" corresponds to no data!` for an empty split
+        raise ValueError(f"--dataset {args.dataset} config {args.dataset_config!r} could not be loaded ({error}): unknown config or a split is empty") from error
     columns = GENERATION_COLUMNS[args.mode]
     names = [args.train_split] + ([] if args.validation_split == "none" else [args.validation_split])
     out = []
@@ -237,8 +240,9 @@ def load_generation_pipeline(args: argparse.Namespace):
     source = Path(args.pretrained_model)
     if source.exists() and not (source / "model_index.json").exists():
         raise FileNotFoundError(f"--pretrained_model {source}: no model_index.json (not a diffusers pipeline folder)")
-    if args.mode != "text" and source.exists() and not (source / "unet").is_dir():
-        raise ValueError(f"--mode {args.mode} needs a text-to-audio base with a UNet; {source} has no unet/ folder")
+    if source.exists() and not (source / "unet").is_dir():
+        what = "a text-to-audio base with a UNet to condition" if args.mode != "text" else "a pipeline with a UNet to fine-tune"
+        raise ValueError(f"--mode {args.mode} needs {what}; {source} has no unet/ folder")
     try:
         index = json.loads((source / "model_index.json").read_text()) if source.exists() else {}
     except json.JSONDecodeError as error:
@@ -256,7 +260,9 @@ def load_generation_pipeline(args: argparse.Namespace):
     else:
         components["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(args.image_encoder)
         components["feature_extractor"] = CLIPImageProcessor.from_pretrained(args.image_encoder)
-        components["controlnet"] = controlnet_from_unet(base.unet, components["image_encoder"])
+        # The hint encoder downsamples as much as the VAE: log2(vae_scale_factor) + 1 stages (4 for Riffusion's 8x).
+        stages = int(math.log2(base.vae_scale_factor)) + 1
+        components["controlnet"] = controlnet_from_unet(base.unet, components["image_encoder"], CONDITIONING_CHANNELS[:stages])
     config = {k: v for k, v in base.config.items() if not k.startswith("_") and k != "image_only" and not isinstance(v, (list, tuple))}
     return SoSgenControlNetPipeline(**components, **config, image_only=args.mode == "image")
 
@@ -495,6 +501,7 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
     if resume_path is not None:
         accelerator.print(f"resuming from {resume_path}")
         accelerator.load_state(str(resume_path))
+        apply_schedule_after_resume(scheduler)
         global_step = checkpoint_step(resume_path)
         first_epoch = global_step // updates_per_epoch
         skip = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
