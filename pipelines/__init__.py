@@ -11,6 +11,8 @@ import importlib
 from typing import Any
 
 from .spectrogram import (
+    GRIFFIN_LIM_METHODS,
+    GriffinLimMethod,
     SpectrogramConverter,
     SpectrogramParams,
     audio_to_image,
@@ -36,6 +38,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "GRIFFIN_LIM_METHODS",
+    "GriffinLimMethod",
     "SpectrogramConverter",
     "SpectrogramParams",
     "audio_to_image",
