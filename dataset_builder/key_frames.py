@@ -100,13 +100,13 @@ def decode_frames(path: str | Path, times: Sequence[float], offset: float = 0.0)
     """Decode the frames shown at ``times`` (seconds) of a video, in batches; yields (offset + t, image)."""
     from torchcodec.decoders import VideoDecoder
 
-    decoder = VideoDecoder(str(path), seek_mode="exact")
+    decoder = VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC")  # HWC rows are what PIL reads: no copy per frame
     end = decoder.metadata.end_stream_seconds or decoder.metadata.duration_seconds
     times = [t for t in times if t < end]
     for i in range(0, len(times), DECODE_BATCH):
         batch = decoder.get_frames_played_at(times[i : i + DECODE_BATCH])
         for t, frame in zip(times[i : i + DECODE_BATCH], batch.data):
-            yield offset + float(t), Image.fromarray(frame.permute(1, 2, 0).numpy())
+            yield offset + float(t), Image.fromarray(frame.numpy())
 
 
 def extract_key_frames(path: str | Path, params: KeyFrameParams = KeyFrameParams(), offset: float = 0.0, duration: float | None = None) -> list[KeyFrame]:
