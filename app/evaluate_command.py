@@ -195,6 +195,8 @@ def _cmd_retrieval_table(args: argparse.Namespace) -> int:
         raise ValueError("give --model, --baseline random, or --similarity FILE")
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if args.model_card is not None and len(args.model) != 1:
+        raise ValueError("--model-card takes the results of one --model")
     models = [*args.model, *args.compare]
     table = run_table2(
         models, args.dataset, split=args.split, out=args.out, directions=args.directions, random_baseline=args.baseline == "random",
@@ -208,6 +210,13 @@ def _cmd_retrieval_table(args: argparse.Namespace) -> int:
                 f"{k} {v['difference']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]" for k, v in figures.items()
             )
             print(f"{name} {direction}: {cells}")
+    if args.model_card is not None:
+        from sound_of_story.evaluation.model_index import retrieval_eval_results, write_eval_card
+
+        name = next(iter(table.figures))
+        results = retrieval_eval_results(table.figures[name], args.dataset, args.split)
+        write_eval_card(args.model_card, results, model_name=name, library_name="transformers", dataset=args.dataset)
+        print(f"wrote the model-index of {name} into {args.model_card}")
     if args.out is not None:
         matrices = sum(1 for path in table.files if path.suffix == ".npy")
         print(
@@ -216,12 +225,51 @@ def _cmd_retrieval_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generation(args: argparse.Namespace) -> int:
+    from sound_of_story.evaluation.generation import format_table3, make_embedder, run_table3
+
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if args.model_card is not None and len(args.pipeline) != 1:
+        raise ValueError("--model-card takes the results of one --pipeline")
+    if args.embedder == "vggish" and not args.random_weights and args.checkpoint is None:
+        raise ValueError("give --checkpoint (torchvggish's vggish-10086976.pth) or --random-weights for a smoke test")
+    embedder = make_embedder(
+        args.embedder, vggish_checkpoint=args.checkpoint, random_weights=args.random_weights, clap_model=args.clap_model,
+        resampler=args.resampler, device=args.device,
+    )  # fmt: skip
+    table = run_table3(
+        args.pipeline, args.dataset, out=args.out, split=args.split, limit=args.limit, seed=args.seed,
+        with_frames=True if args.with_frames else None, duration_s=args.duration, num_inference_steps=args.steps,
+        embedder=embedder, bootstrap=args.bootstrap, fad_inf_min_n=args.fad_inf_min_n, cache_dir=args.cache_dir,
+        device=args.device, progress=not args.quiet,
+    )  # fmt: skip
+    print(format_table3(table))
+    if args.model_card is not None:
+        from sound_of_story.evaluation.model_index import generation_eval_results, write_eval_card
+
+        ((name, row),) = table.items()
+        write_eval_card(
+            args.model_card,
+            generation_eval_results(row, args.dataset, args.split),
+            model_name=name,
+            library_name="diffusers",
+            dataset=args.dataset,
+        )
+        print(f"wrote the model-index of {name} into {args.model_card}")
+    print(f"wrote table3.md, table3.json and the generated WAVs and spectrograms into {args.out}")
+    return 0
+
+
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate fad`` and ``evaluate retrieval`` on a ``add_subparsers()`` object."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate generated audio (FAD) or retrieval similarities (R@K, median/mean rank)",
-        description="Metrics of the Sound of Story paper: FAD with VGGish (Table 3) and retrieval ranks (Table 2).",
+        help="Tables 2 and 3: retrieval (R@K, median/mean rank) and generation (FAD, KAD), from models or saved outputs",
+        description=(
+            "Metrics of the Sound of Story paper: retrieval ranks of models on a SoS split or of a saved matrix (Table 2), "
+            "generation with FAD, FAD-inf and KAD (Table 3), and FAD between two audio folders."
+        ),
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
@@ -342,7 +390,78 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         type=int,
         help="block size of the multi-grained similarity (default: automatic, bounded memory)",
     )
+    p.add_argument(
+        "--model-card",
+        type=Path,
+        help="write the first model's figures into this model card (README.md) as its model-index",
+    )
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_retrieval)
+
+    p = sub.add_parser(
+        "generation",
+        help="Table 3: generate background sound for every test slice and score it (FAD, FAD-inf, KAD)",
+        description=(
+            "Generate background sound for every slice of a SoS split (its 'generation' config) with each --pipeline "
+            "(a saved SoSgenPipeline or SoSgenControlNetPipeline, 'riffusion' for riffusion/riffusion-model-v1 through "
+            "SoSgenPipeline, or a saved MusicGen model with its tokenizer), resumably and with a fixed seed per slice, "
+            "into OUT/<pipeline>/audio and OUT/<pipeline>/spectrograms; then score against the real slices: FAD, "
+            "FAD-infinity, KAD (kadtk's unbiased RBF MMD), per-clip FAD and its outliers, bootstrap intervals. Missing, "
+            "silent or too short generated clips are listed by name and left out. Writes OUT/table3.md and OUT/table3.json."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "--pipeline",
+        action="append",
+        required=True,
+        help="pipeline folder, 'riffusion', or MusicGen folder (repeatable)",
+    )
+    p.add_argument("--dataset", required=True, help="SoS dataset folder or Hub id (its 'generation' config)")
+    p.add_argument("--split", default="test", help="split to generate for")
+    p.add_argument("--out", required=True, type=Path, help="output folder (a rerun resumes from what is there)")
+    p.add_argument("--limit", type=int, help="only the first N slices (a quick look)")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each slice's seed is fixed by it and the slice id")
+    p.add_argument(
+        "--with-frames",
+        action="store_true",
+        help="require frame conditioning (error for text-only pipelines); default: frames for pipelines that take them",
+    )
+    p.add_argument("--duration", type=float, help="seconds to generate per slice (default: the slice's own length)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps of the diffusion pipelines")
+    p.add_argument("--embedder", choices=("vggish", "clap"), default="vggish", help="FAD embedding model")
+    p.add_argument("--checkpoint", type=Path, help="local path of torchvggish's vggish-10086976.pth")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random VGGish weights (offline smoke test; the numbers mean nothing)",
+    )
+    p.add_argument(
+        "--clap-model",
+        default="laion/clap-htsat-unfused",
+        help="CLAP checkpoint for --embedder clap (LAION's; the paper's CLAP is Microsoft's)",
+    )
+    p.add_argument(
+        "--resampler",
+        choices=("resampy", "torchaudio"),
+        default="resampy",
+        help="resampling to the embedder's rate (resampy: torchvggish's)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples of the generated clips for 95%% intervals (0: none)",
+    )
+    p.add_argument(
+        "--fad-inf-min-n", type=int, default=500, help="smallest sample size of the FAD-infinity fit, in embeddings"
+    )
+    p.add_argument("--cache-dir", type=Path, help="embedding cache folder, keyed by file content hash")
+    p.add_argument(
+        "--model-card", type=Path, help="write the results into this model card (README.md) as its model-index"
+    )
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_generation)
     return parser
