@@ -135,12 +135,17 @@ def _launch_worker(num_processes: int, batch_size: int, steps: int) -> float:
     """Global samples per second of retrieval steps with `num_processes` processes (global batch `batch_size`)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", __file__, "--worker", "--batch", str(batch_size), "--steps", str(steps),
-               "--result", str(out)]  # fmt: skip
-        # accelerate 1.15 starts one process for --cpu without mpirun: torchrun (--multi_gpu) kept on the CPU instead.
+        worker = [__file__, "--worker", "--batch", str(batch_size), "--steps", str(steps), "--result", str(out)]
+        if num_processes == 1:
+            cmd = [sys.executable, *worker]
+        else:
+            # accelerate 1.15 starts one process for --cpu without mpirun: torchrun (--multi_gpu) kept on the CPU instead.
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", *worker]  # fmt: skip
         env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800, env=env)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{num_processes}-process worker failed:\n{done.stderr[-3000:]}")
         return json.loads(out.read_text())["samples_per_s"]
 
 
@@ -218,7 +223,7 @@ def main() -> None:
     print(f"retrieval (tiny, batch {args.batch}, 40 frames): end to end {r['end_to_end_samples_per_s']:.2f} samples/s, "
           f"cached frozen features {r['cached_samples_per_s']:.2f} samples/s: x{r['speedup']:.1f}")
     print(f"retrieval data preparation (processor, 10 s 44.1 kHz stereo + 12 frames per story): {processor_stories_per_second():.2f} stories/s")
-    print(f"gen.py text mode (tiny, batch 1, window {128} columns): {gen_steps_per_second(args.steps):.2f} steps/s")
+    print(f"gen.py text mode (tiny pipeline, batch 1, one window_width window): {gen_steps_per_second(args.steps):.2f} steps/s")
     if not args.no_launch:
         one = _launch_worker(1, args.batch, args.steps)
         two = _launch_worker(2, args.batch, args.steps)

@@ -90,7 +90,7 @@ def test_loss_falls_on_a_repeated_batch():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0], losses
 
 
@@ -160,6 +160,7 @@ def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_re
         "a split is empty": ["--dataset", str(_parquet_dataset(tmp_path / "empty", {"id": [], "audio": [], "frames": []})), "--eval_split", "none"],
         "does not exist": ["--dataset", str(sos_training_dataset), "--resume_from_checkpoint", str(tmp_path / "checkpoint-9")],
         "is an audio-text model": ["--dataset", str(sos_training_dataset), "--model", "clap"],
+        "cannot load the sos model": ["--dataset", str(sos_training_dataset), "--init_from", str(tmp_path / "no_model")],
     }
     for message, argv in cases.items():
         _reset_accelerate()

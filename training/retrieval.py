@@ -248,6 +248,14 @@ class StoryCollator:
 
 def load_retrieval_model(args: argparse.Namespace):
     """The model and processor `--model` / `--init_from` / `--clip_model` / `--audio_model` name."""
+    try:
+        return _load_retrieval_model(args)
+    except OSError as error:  # a missing folder, or a Hub id that cannot be reached or has no such files
+        flag = "--init_from" if args.init_from or args.model == "clap" else "--clip_model/--audio_model"
+        raise FileNotFoundError(f"{flag}: cannot load the {args.model} model ({error})") from error
+
+
+def _load_retrieval_model(args: argparse.Namespace):
     from sound_of_story.modeling import (
         ClapBaselineProcessor,
         ClapRetrievalBaseline,
@@ -256,8 +264,6 @@ def load_retrieval_model(args: argparse.Namespace):
     )
 
     source = args.init_from
-    if source and not (Path(source).is_dir() or "/" in source):
-        raise FileNotFoundError(f"--init_from {source}: no such folder")
     if args.model == "clap":
         source = source or DEFAULT_CLAP
         return ClapRetrievalBaseline.from_pretrained(source), ClapBaselineProcessor.from_pretrained(source)

@@ -247,7 +247,10 @@ def load_generation_pipeline(args: argparse.Namespace):
         index = json.loads((source / "model_index.json").read_text()) if source.exists() else {}
     except json.JSONDecodeError as error:
         raise ValueError(f"--pretrained_model {source}/model_index.json is not valid JSON: {error}") from error
-    base = SoSgenPipeline.from_pretrained(args.pretrained_model)
+    try:
+        base = SoSgenPipeline.from_pretrained(args.pretrained_model)
+    except OSError as error:  # a Hub id that cannot be reached, or a folder missing a component's files
+        raise FileNotFoundError(f"--pretrained_model {args.pretrained_model}: cannot load the pipeline ({error})") from error
     if getattr(base, "unet", None) is None or not isinstance(base.unet, UNet2DConditionModel):
         raise ValueError(f"--pretrained_model {args.pretrained_model} has no UNet: it cannot be trained or conditioned")
     if args.mode == "text":
