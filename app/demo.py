@@ -1,96 +1,200 @@
-"""The offline demo: the main job of the package on its embedded default input.
+"""The offline demo (``make demo``): the whole Sound of Story story, learning, on the embedded sample clips.
 
-It needs no network and no downloaded weights. Stages that are not built yet are listed
-as such; the demo never prints made-up results for them.
+One run on a 2-core CPU, with no network:
+
+1. **Data**: movie-like sample clips with known ground truth (CMD and LSMDC style) are generated, SoS
+   is built from them in both configs (stories and 15 s generation slices; the generation slices take
+   their story's split, so no held-out story leaks into training) and loaded back with ``load_dataset``.
+2. **Retrieval**: tiny encoders initialised in code (the real CLIP and AST with ``--pretrained``) are
+   trained with the package's training loop (`sound_of_story.training.retrieval`) for audio-video and
+   audio-text, and evaluated on the held-out stories next to the untrained model and the random
+   baseline, as Table 2, with bootstrap intervals (`sound_of_story.evaluation.retrieval`).
+3. **Generation**: a tiny SoSgen (text) and a SoSgen ControlNet (frames) are trained briefly
+   (`sound_of_story.training.sosgen`); sound is generated for held-out slices before and after
+   training and scored against the real held-out slices (FAD, KAD; VGGish with random weights
+   offline, labelled), as Table 3.
+4. **Recommendation**: background sound for three held-out stories from a library of the training
+   slices (`sound_of_story.recommendation.SoundLibraryIndex`).
+5. **Report**: ``report.html`` (self-contained), ``report.md`` and ``report.json``.
+
+Every number comes from this run; numbers of random weights are labelled. ``--minutes`` scales the data
+and the training (`DemoPlan.for_minutes`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from sound_of_story.dataset_builder.atomic_files import write_jsonl_atomic
-from sound_of_story.dataset_builder.samples import generate_samples
 
-# Later stages of the demo that are not built yet, and what each will do.
-PENDING_STAGES = (
-    ("training", "accelerate launch train/retrieval.py | train/gen.py on the built dataset (no training scripts yet)"),
-)
-RANDOM_NOTE = "tiny RANDOM-initialised weights (no download): the numbers show the pipeline works, not what a trained model scores"
-
-
-def _retrieval_stage(sos_dir: Path) -> dict:
-    """Audio-video and audio-text retrieval over every built story, with the paper's metrics."""
-    import torch
-    from datasets import concatenate_datasets, load_dataset
-
-    from sound_of_story.metrics.retrieval import retrieval_metrics
-    from sound_of_story.modeling import SoSRetrievalModel
-    from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
-
-    stories = load_dataset(str(sos_dir))
-    rows = concatenate_datasets(list(stories.values()))
-    torch.manual_seed(0)
-    model = SoSRetrievalModel(tiny_retrieval_config()).eval()
-    processor = tiny_retrieval_processor()
-    batch = processor(text=rows["text"], frames=rows["frames"], audio=list(rows["audio"]))
-    with torch.inference_mode():
-        audio = model.get_audio_features(batch["input_values"])
-        video = model.get_video_features(batch["pixel_values"], batch["frame_mask"])
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
-        results = {
-            "audio-video": retrieval_metrics(model.similarity(audio, video), direction_names=("audio_to_video", "video_to_audio")),
-            "audio-text": retrieval_metrics(model.similarity(audio, text), direction_names=("audio_to_text", "text_to_audio")),
-        }
-    return {"num_stories": len(rows), "results": results}
+DEFAULT_MINUTES = 15.0
+MIN_MINUTES = 0.5
+PAPER_DIRECTIONS = ("A2V", "V2A", "A2T", "T2A")
+FIGURES = ("R@1", "R@5", "R@10", "MdR", "MnR")
+RANDOM_LABEL = "RANDOM weights"
+VGGISH_RANDOM_LABEL = "VGGish with random weights (no download offline): distances compare runs of this report only"
+STYLES = ("cmd", "lsmdc")
+NUM_RECOMMENDATION_STORIES = 3
+RECOMMENDATION_TOP_K = 5
 
 
-def _generation_stage(sos_dir: Path, out_dir: Path) -> dict:
-    """Background sound for the first generation slice: from its text, and from its text and frames."""
-    import torch
-    from datasets import load_dataset
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo writes everything under ``--out`` (the web app reads the same places)."""
 
-    from sound_of_story.pipelines import save_audio
-    from sound_of_story.pipelines.tiny_random import STEPS, tiny_sosgen, tiny_sosgen_controlnet
+    root: Path
 
-    slices = load_dataset(str(sos_dir), "generation")
-    row = next(r for split in slices.values() for r in split if r["frames"])
-    duration = min(row["end"] - row["start"], 5.0)
-    frames = [(f, t - row["start"]) for f, t in zip(row["frames"], row["frame_times"]) if t - row["start"] < duration]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, pipe, extra in (
-        ("text", tiny_sosgen(), {}),
-        ("text_and_frames", tiny_sosgen_controlnet(), {"frames": [f for f, _ in frames], "frame_times": [t for _, t in frames]}),
-    ):
-        out = pipe(row["text"], duration_s=duration, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), **extra)
-        wav = save_audio(out_dir / f"{row['id']}_{name}.wav", out.audios[0], out.sample_rate)
-        out.spectrograms[0].save(wav.with_suffix(".png"), exif=out.spectrograms[0].getexif())
-        written[name] = wav
-    return {"slice": row["id"], "duration": duration, "num_frames": len(frames), "files": written}
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def sos(self) -> Path:
+        return self.root / "sos"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def init_retrieval(self) -> Path:
+        return self.models / "init" / "retrieval"
+
+    @property
+    def init_sosgen(self) -> Path:
+        return self.models / "init" / "sosgen-untrained"
+
+    @property
+    def init_image_encoder(self) -> Path:
+        return self.models / "init" / "image-encoder"
+
+    @property
+    def retrieval_model(self) -> Path:
+        """The audio-video retrieval model (frames to sound)."""
+        return self.models / "retrieval-audio-video"
+
+    @property
+    def retrieval_text_model(self) -> Path:
+        return self.models / "retrieval-audio-text"
+
+    @property
+    def sosgen_text(self) -> Path:
+        return self.models / "sosgen"
+
+    @property
+    def sosgen_controlnet(self) -> Path:
+        return self.models / "sosgen-controlnet"
+
+    @property
+    def library(self) -> Path:
+        """The sound library: the training slices as audio files."""
+        return self.root / "library"
+
+    @property
+    def library_index(self) -> Path:
+        return self.root / "library-index"
+
+    @property
+    def generated(self) -> Path:
+        return self.root / "generated"
+
+    @property
+    def work(self) -> Path:
+        """Caches (frozen-encoder features, embeddings): safe to delete."""
+        return self.root / "work"
 
 
-def _fad_stage(sos_dir: Path) -> dict:
-    """FAD between the test slices and the train slices of the generation config."""
-    from datasets import load_dataset
+@dataclass(frozen=True)
+class DemoPlan:
+    """How much data and training a run gets. `for_minutes` scales the 15-minute plan."""
 
-    from sound_of_story.metrics.fad import VGGishEmbedder, compute_fad
+    minutes: float
+    cmd_clips: int
+    cmd_duration_s: float
+    lsmdc_clips: int
+    lsmdc_movie_s: float
+    lsmdc_story_s: float
+    test_stories: int
+    retrieval_epochs: int
+    retrieval_batch: int
+    retrieval_lr: float
+    sosgen_steps: int
+    controlnet_steps: int
+    sosgen_lr: float
+    eval_slices: int
+    inference_steps: int
+    bootstrap: int
 
-    slices = load_dataset(str(sos_dir), "generation")
-    sets = {}
-    for split, ds in slices.items():
-        sets[split] = [a.get_all_samples() for a in ds["audio"]]
-    embedder = VGGishEmbedder.from_random_weights(0)
-    pred = [s.data.numpy().T for s in sets["test"]]
-    ref = [s.data.numpy().T for s in sets["train"]]
-    result = compute_fad(pred, ref, embedder, sample_rate=sets["test"][0].sample_rate)
-    return {"fad": result.fad, "num_pred": len(pred), "num_ref": len(ref), "embedder": embedder.description}
+    @classmethod
+    def for_minutes(cls, minutes: float = DEFAULT_MINUTES) -> DemoPlan:
+        """The plan for a budget of ``minutes`` on 2 CPU cores: 15 gives at least 24 held-out stories."""
+        if not (math.isfinite(minutes) and minutes >= MIN_MINUTES):
+            raise ValueError(f"--minutes must be at least {MIN_MINUTES}, got {minutes}")
+        scale = min(minutes / DEFAULT_MINUTES, 4.0)
+
+        def scaled(full: int, least: int) -> int:
+            return max(least, round(full * scale))
+
+        return cls(
+            minutes=float(minutes),
+            cmd_clips=2 * scaled(32, 3),  # two clips per movie
+            cmd_duration_s=10.0,
+            lsmdc_clips=scaled(24, 4),
+            lsmdc_movie_s=30.0,
+            lsmdc_story_s=10.0,
+            test_stories=scaled(24, 3),
+            retrieval_epochs=scaled(60, 3),
+            retrieval_batch=16,
+            retrieval_lr=1e-3,
+            sosgen_steps=scaled(120, 4),
+            controlnet_steps=scaled(60, 2),
+            sosgen_lr=1e-3,
+            eval_slices=scaled(24, 3),
+            inference_steps=10 if scale >= 0.5 else 4,
+            bootstrap=1000,
+        )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class StageClock:
+    """Times the stages against the budget and shows one progress bar over them."""
+
+    def __init__(self, names: list[str], minutes: float, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.start = time.monotonic()
+        self.budget_s = minutes * 60.0
+        self.seconds: dict[str, float] = {}
+        self.bar = tqdm(total=len(names), desc="demo", unit="stage", disable=not progress, position=0)
+
+    def run(self, name: str, stage: Callable[[], Any]) -> Any:
+        self.bar.set_description(f"demo: {name}")
+        began = time.monotonic()
+        result = stage()
+        self.seconds[name] = time.monotonic() - began
+        self.bar.update(1)
+        return result
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.start
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _combined_manifest(samples_dir: Path) -> Path:
     """One manifest holding the CMD rows and the LSMDC rows (paths relative to it)."""
     rows = []
-    for style in ("cmd", "lsmdc"):
+    for style in STYLES:
         for line in (samples_dir / style / "manifest.jsonl").read_text().splitlines():
             row = json.loads(line)
             row["video"] = f"{style}/{row['video']}"
@@ -100,34 +204,403 @@ def _combined_manifest(samples_dir: Path) -> Path:
     return path
 
 
-def run_demo(out_dir: str | Path, seed: int = 0, progress: bool = True) -> dict:
-    """Generate the demo's sample clips, build SoS from them, and report every stage."""
+def _generate_style(out_dir: str, num_clips: int, seed: int, duration_s: float, style: str, progress: bool) -> int:
+    from sound_of_story.dataset_builder.samples import generate_samples
+
+    return len(generate_samples(out_dir, num_clips=num_clips, seed=seed, duration_s=duration_s, style=style, progress=progress))
+
+
+def make_samples(paths: DemoPaths, plan: DemoPlan, seed: int, progress: bool) -> dict[str, int]:
+    """CMD- and LSMDC-style clips, the two styles in two processes at once (each is single-threaded)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = {"cmd": (plan.cmd_clips, plan.cmd_duration_s), "lsmdc": (plan.lsmdc_clips, plan.lsmdc_movie_s)}
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            style: pool.submit(_generate_style, str(paths.samples / style), count, seed, duration, style, progress)
+            for style, (count, duration) in jobs.items()
+        }
+        return {style: future.result() for style, future in futures.items()}
+
+
+def build_sos(paths: DemoPaths, plan: DemoPlan, progress: bool) -> dict[str, Any]:
+    """Build both configs with the project's builder and load them back with ``load_dataset``."""
+    from datasets import load_dataset
+
     from sound_of_story.dataset_builder.build import build_dataset
 
-    out_dir = Path(out_dir)
-    samples_dir = out_dir / "samples"
-    cmd = generate_samples(samples_dir / "cmd", num_clips=4, seed=seed, duration_s=40.0, style="cmd", progress=progress)
-    lsmdc = generate_samples(samples_dir / "lsmdc", num_clips=8, seed=seed, duration_s=40.0, style="lsmdc", progress=progress)
-    # The sample LSMDC movies are 40 s long: join their clips into 20 s stories.
-    report = build_dataset(_combined_manifest(samples_dir), out_dir / "sos", test_size=0.25, lsmdc_target_s=20.0, progress=progress)
-    retrieval = _retrieval_stage(out_dir / "sos")
-    generation = _generation_stage(out_dir / "sos", out_dir / "generated")
-    fad = _fad_stage(out_dir / "sos")
-    print()
-    print("Demo stages")
-    print(f"  [done]       sample clips: {len(cmd)} CMD-style and {len(lsmdc)} LSMDC-style clips with ground truth in {samples_dir}")
-    splits = ", ".join(f"{k} {len(v)}" for k, v in report.splits.items())
-    print(f"  [done]       dataset build: {len(report.succeeded)} stories ({splits}), {len(report.failures)} failed inputs -> {out_dir / 'sos'}")
-    print(f"               load it with: datasets.load_dataset({str(out_dir / 'sos')!r}) and (..., 'generation'); card: {out_dir / 'sos' / 'README.md'}")
-    print(f"  [done]       retrieval over {retrieval['num_stories']} stories, SoSRetrievalModel with {RANDOM_NOTE}:")
-    for task, directions in retrieval["results"].items():
-        for direction, m in directions.items():
-            print(f"               {direction:15s} R@1 {m['R@1']:5.1f}  R@5 {m['R@5']:5.1f}  R@10 {m['R@10']:5.1f}  MdR {m['MdR']:4.1f}  MnR {m['MnR']:4.1f}")
-    print(f"  [done]       generation for slice {generation['slice']} ({generation['duration']:.1f} s, {generation['num_frames']} frames), tiny RANDOM SoSgen pipelines:")
-    for name, wav in generation["files"].items():
-        print(f"               {name:15s} {wav} (+ .png spectrogram)")
-    print(f"  [done]       FAD, {fad['num_pred']} test slices against {fad['num_ref']} train slices: {fad['fad']:.3f} ({fad['embedder']}: meaningless as a score)")
-    for name, what in PENDING_STAGES:
-        print(f"  [not built]  {name}: {what}")
-    print("The stages marked [not built] do not exist in this version; nothing was run for them.")
-    return {"cmd": cmd, "lsmdc": lsmdc, "build": report, "retrieval": retrieval, "generation": generation, "fad": fad}
+    report = build_dataset(
+        _combined_manifest(paths.samples), paths.sos, test_size=plan.test_stories, lsmdc_target_s=plan.lsmdc_story_s,
+        num_proc=2, progress=progress, generation_split="story",
+    )  # fmt: skip
+    if not report.ok:
+        raise RuntimeError(f"the demo's build produced no story: {report.failures_by_reason()}")
+    stories = load_dataset(str(paths.sos))
+    slices = load_dataset(str(paths.sos), "generation")
+    return {"report": report, "stories": stories, "slices": slices}
+
+
+def dataset_statistics(stories: Any, slices: Any, failures: int) -> dict[str, Any]:
+    """Per split: stories, their sources, seconds, key frames and speech ratios; generation slices."""
+    import numpy as np
+
+    stats: dict[str, Any] = {"failed_inputs": failures, "splits": {}}
+    for split, rows in stories.items():
+        table = rows.select_columns(["source", "duration", "frame_times", "speech_ratio_before", "speech_ratio_after"]).to_pandas()
+        frames = table["frame_times"].map(len)
+        stats["splits"][split] = {
+            "stories": len(rows),
+            "by_source": {str(k): int(v) for k, v in table["source"].value_counts().sort_index().items()},
+            "hours": float(table["duration"].sum() / 3600),
+            "mean_story_s": float(table["duration"].mean()),
+            "mean_key_frames": float(frames.mean()),
+            "speech_ratio_before": float(np.mean(table["speech_ratio_before"])),
+            "speech_ratio_after": float(np.mean(table["speech_ratio_after"])),
+            "generation_slices": len(slices[split]) if split in slices else 0,
+        }
+    return stats
+
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def save_initial_retrieval_model(paths: DemoPaths, pretrained: bool, seed: int) -> str:
+    """Where training starts: a tiny random model saved in code, or the paper's CLIP and AST (``--pretrained``)."""
+    import torch
+
+    from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
+    from sound_of_story.modeling.tiny_random import (
+        tiny_clip_config_dict,
+        tiny_retrieval_config,
+        tiny_retrieval_processor,
+    )
+
+    if pretrained:
+        model, processor = SoSRetrievalModel.from_encoders(), SoSRetrievalProcessor.from_encoders()
+    else:
+        # At CLIP's default initialisation tiny random frames all map to nearly one direction (cosine 0.99):
+        # a 5x wider vision initialisation keeps the frozen features apart (cosine ~0.8 on the sample clips),
+        # and AST tokens averaged over frequency make the multi-grained similarity ~8x cheaper.
+        clip = tiny_clip_config_dict()
+        clip["vision_config"].update(initializer_factor=5.0, initializer_range=0.1)
+        torch.manual_seed(seed)
+        model = SoSRetrievalModel(tiny_retrieval_config(clip_config=clip, audio_token_pooling="frequency"))
+        processor = tiny_retrieval_processor()
+    model.save_pretrained(paths.init_retrieval)
+    processor.save_pretrained(paths.init_retrieval)
+    return str(paths.init_retrieval)
+
+
+def table2_entry(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{"R@1": {"value", "ci_low", "ci_high"}, ...}`` of one direction's figures (the report.json layout)."""
+    intervals = figures.get("ci", {})
+    out = {}
+    for name in FIGURES:
+        low, high = intervals.get(name, (float("nan"), float("nan")))
+        out[name] = {"value": float(figures[name]), "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def train_retrieval_pair(paths: DemoPaths, plan: DemoPlan, pair: str, init: str, out_dir: Path, seed: int) -> dict[str, Any]:
+    """`train_retrieval` on the built stories; frozen encoders with cached features unless ``--pretrained``
+    (the tiny encoders' random features are fixed, which is what makes a few minutes enough)."""
+    from sound_of_story.training.retrieval import parse_retrieval_args, train_retrieval
+
+    argv = [
+        "--dataset", str(paths.sos), "--pair", pair, "--model", "sos", "--init_from", init, "--output_dir", str(out_dir),
+        "--train_batch_size", str(plan.retrieval_batch), "--num_train_epochs", str(plan.retrieval_epochs),
+        "--learning_rate", str(plan.retrieval_lr), "--eval_split", "none", "--report_to", "none", "--seed", str(seed),
+        "--checkpointing_steps", "1000000", "--freeze_encoders", "--feature_cache", str(paths.work / "features"),
+    ]  # fmt: skip
+    result = train_retrieval(parse_retrieval_args(argv))
+    return {"steps": result.global_step, "losses": result.losses}
+
+
+def evaluate_retrieval_models(models: dict[str, Path], stories: Any, plan: DemoPlan, paths: DemoPaths, progress: bool) -> dict[str, Any]:
+    """Table 2 on the held-out stories: every model's pair directions with bootstrap intervals, and the random baseline."""
+    from sound_of_story.evaluation.retrieval import encode_stories, random_baseline_figures, retrieval_figures
+    from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
+
+    test = stories["test"]
+    table: dict[str, dict[str, Any]] = {}
+    for row_name, by_pair in models.items():
+        table[row_name] = {}
+        for pair, folder in by_pair.items():
+            model = SoSRetrievalModel.from_pretrained(folder).eval()
+            processor = SoSRetrievalProcessor.from_pretrained(folder)
+            embeddings = encode_stories(model, processor, test, pair=pair, cache_dir=paths.work / "embeddings", progress=progress)
+            for direction, figures in retrieval_figures(model, embeddings, bootstrap=plan.bootstrap).items():
+                table[row_name][direction] = table2_entry(figures)
+    random = random_baseline_figures(len(test), bootstrap=plan.bootstrap)
+    table["random"] = {direction: table2_entry(figures) for direction, figures in random.items()}
+    return table
+
+
+def beats_random(table2: dict[str, Any], direction: str = "A2V", figure: str = "R@1") -> bool:
+    """Whether the trained model's interval lies above the random baseline's (issue 11's criterion)."""
+    return table2["trained"][direction][figure]["ci_low"] > table2["random"][direction][figure]["ci_high"]
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def save_initial_pipelines(paths: DemoPaths, pretrained: bool) -> tuple[str, str]:
+    """Where SoSgen starts: tiny random pipelines saved in code (Riffusion and CLIP with ``--pretrained``).
+    Returns the text-to-audio base and the image encoder of the ControlNet's frame tokens."""
+    if pretrained:
+        from sound_of_story.training.sosgen import DEFAULT_IMAGE_ENCODER, DEFAULT_PRETRAINED
+
+        return DEFAULT_PRETRAINED, DEFAULT_IMAGE_ENCODER
+    from sound_of_story.pipelines.tiny_random import tiny_components, tiny_frame_components, tiny_sosgen
+
+    components = tiny_components()
+    tiny_sosgen(components).save_pretrained(paths.init_sosgen)
+    frame = tiny_frame_components(components)
+    frame["image_encoder"].save_pretrained(paths.init_image_encoder)
+    frame["feature_extractor"].save_pretrained(paths.init_image_encoder)
+    return str(paths.init_sosgen), str(paths.init_image_encoder)
+
+
+def train_sosgen_mode(paths: DemoPaths, plan: DemoPlan, mode: str, base: str, image_encoder: str, out_dir: Path, steps: int, seed: int) -> dict[str, Any]:
+    """`train_sosgen` on the generation slices: ``text`` fine-tunes the UNet and text encoder, ``controlnet``
+    trains a ControlNet on the frames over the trained text model (the paper's eqs. 12 and 13)."""
+    from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
+
+    argv = [
+        "--mode", mode, "--pretrained_model", base, "--image_encoder", image_encoder, "--dataset", str(paths.sos),
+        "--output_dir", str(out_dir), "--train_batch_size", "4", "--gradient_accumulation_steps", "1",
+        "--max_train_steps", str(steps), "--learning_rate", str(plan.sosgen_lr), "--validation_split", "none",
+        "--report_to", "none", "--seed", str(seed), "--checkpointing_steps", "1000000",
+    ]  # fmt: skip
+    result = train_sosgen(parse_sosgen_args(argv))
+    return {"steps": result.global_step, "losses": result.losses}
+
+
+def generation_table(paths: DemoPaths, plan: DemoPlan, pipelines: list[Path], progress: bool) -> dict[str, Any]:
+    """Table 3: each pipeline generates the first ``plan.eval_slices`` held-out slices, scored against the real
+    ones (FAD, KAD with bootstrap intervals) by `sound_of_story.evaluation.generation.run_table3`."""
+    from sound_of_story.evaluation.generation import make_embedder, run_table3
+
+    table = run_table3(
+        [str(p) for p in pipelines], str(paths.sos), out=paths.generated, limit=plan.eval_slices, seed=0,
+        num_inference_steps=plan.inference_steps, embedder=make_embedder(random_weights=True), bootstrap=plan.bootstrap,
+        cache_dir=paths.work / "vggish", progress=progress,
+    )  # fmt: skip
+    return json.loads((paths.generated / "table3.json").read_text()) if table else {}
+
+
+# --------------------------------------------------------------------------- recommendation
+
+
+def write_library(paths: DemoPaths, slices: Any) -> int:
+    """The sound library: every training slice's audio as a file (its encoded bytes, unchanged)."""
+    from datasets import Audio
+
+    from sound_of_story.dataset_builder.atomic_files import atomic_path
+
+    paths.library.mkdir(parents=True, exist_ok=True)
+    rows = slices["train"].select_columns(["id", "audio"]).cast_column("audio", Audio(decode=False))
+    for row in rows:
+        suffix = Path(row["audio"].get("path") or "x.flac").suffix or ".flac"
+        with atomic_path(paths.library / f"{row['id']}{suffix}") as tmp:
+            tmp.write_bytes(row["audio"]["bytes"])
+    return len(rows)
+
+
+def recommend_for_stories(paths: DemoPaths, stories: Any, slices: Any, progress: bool) -> dict[str, Any]:
+    """The top five library sounds for the frames of three held-out stories (`SoundLibraryIndex`)."""
+    import shutil
+
+    from sound_of_story.recommendation import SoundLibraryIndex
+
+    size = write_library(paths, slices)
+    if paths.library_index.exists():  # an index of an earlier run's model: the model is new, so is the index
+        shutil.rmtree(paths.library_index)
+    index, _ = SoundLibraryIndex.build(paths.library, str(paths.retrieval_model), paths.library_index, progress=progress)
+    test = stories["test"].sort("id")
+    queries = []
+    for row in test.select(range(min(NUM_RECOMMENDATION_STORIES, len(test)))):
+        found = index.recommend(frames=row["frames"], top_k=RECOMMENDATION_TOP_K)
+        queries.append({"story": row["id"], "text": row["text"], "recommendations": [r.to_dict() for r in found]})
+    return {"library_clips": size, "queries": queries}
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: bool = False, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Run every stage into ``out_dir`` and write the report; returns the report's data (``report.json``)."""
+    from sound_of_story.app.report import write_report
+
+    plan = DemoPlan.for_minutes(minutes)
+    paths = DemoPaths(Path(out_dir))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    stages = ["sample clips", "build SoS", "retrieval training", "Table 2", "SoSgen training", "Table 3", "recommendation", "report"]
+    clock = StageClock(stages, plan.minutes, progress)
+    data: dict[str, Any] = {"settings": {**asdict(plan), "seed": seed, "pretrained": pretrained}}
+
+    counts = clock.run("sample clips", lambda: make_samples(paths, plan, seed, progress))
+    built = clock.run("build SoS", lambda: build_sos(paths, plan, progress))
+    data["dataset"] = {"sample_clips": counts, **dataset_statistics(built["stories"], built["slices"], len(built["report"].failures))}
+
+    def retrieval_training() -> dict[str, Any]:
+        init = save_initial_retrieval_model(paths, pretrained, seed)
+        return {
+            pair: train_retrieval_pair(paths, plan, pair, init, folder, seed)
+            for pair, folder in (("audio-video", paths.retrieval_model), ("audio-text", paths.retrieval_text_model))
+        }
+
+    data["retrieval_training"] = clock.run("retrieval training", retrieval_training)
+    trained = {"audio-video": paths.retrieval_model, "audio-text": paths.retrieval_text_model}
+    untrained = {"audio-video": paths.init_retrieval, "audio-text": paths.init_retrieval}
+    data["table2"] = clock.run(
+        "Table 2", lambda: evaluate_retrieval_models({"trained": trained, "untrained": untrained}, built["stories"], plan, paths, progress)
+    )
+    data["table2_beats_random"] = beats_random(data["table2"])
+
+    def sosgen_training() -> dict[str, Any]:
+        base, image_encoder = save_initial_pipelines(paths, pretrained)
+        text = train_sosgen_mode(paths, plan, "text", base, image_encoder, paths.sosgen_text, plan.sosgen_steps, seed)
+        controlnet = train_sosgen_mode(paths, plan, "controlnet", str(paths.sosgen_text), image_encoder, paths.sosgen_controlnet, plan.controlnet_steps, seed)
+        return {"text": text, "controlnet": controlnet}
+
+    data["sosgen_training"] = clock.run("SoSgen training", sosgen_training)
+    pipelines = [paths.init_sosgen, paths.sosgen_text, paths.sosgen_controlnet] if not pretrained else [paths.sosgen_text, paths.sosgen_controlnet]
+    data["table3"] = clock.run("Table 3", lambda: generation_table(paths, plan, pipelines, progress))
+    data["recommendation"] = clock.run("recommendation", lambda: recommend_for_stories(paths, built["stories"], built["slices"], progress))
+    clock.run("report", lambda: None)
+    data["seconds"] = {**clock.seconds, "total": clock.elapsed_s}
+    clock.close()
+    report = build_report(data, built, paths)
+    written = write_report(report, paths.root)
+    print(f"report: {written['html']} (self-contained), {written['markdown']}, {written['json']}")
+    return data
+
+
+def build_report(data: dict[str, Any], built: dict[str, Any], paths: DemoPaths):
+    """The report's sections from the run's figures and media."""
+    from sound_of_story.app.report import Image, Paragraph, Report, Table, curves_png
+
+    report = Report("Sound of Story: the demo", data=data)
+    settings = data["settings"]
+    weights = "the paper's CLIP and AST (--pretrained)" if settings["pretrained"] else "tiny encoders initialised in code with RANDOM weights, then trained here"
+    report.section("This run").add(
+        Paragraph(
+            f"Everything below was computed in this run ({data['seconds']['total'] / 60:.1f} min, budget {settings['minutes']:g} min) "
+            f"on sample clips generated with seed {settings['seed']}. Retrieval models: {weights}."
+        ),
+        Table(["stage", "seconds"], [[k, v] for k, v in data["seconds"].items()], caption="Time per stage"),
+    )
+    stats = data["dataset"]
+    rows = [
+        [split, s["stories"], ", ".join(f"{k} {v}" for k, v in s["by_source"].items()), s["mean_story_s"], s["mean_key_frames"],
+         s["speech_ratio_before"], s["speech_ratio_after"], s["generation_slices"]]
+        for split, s in stats["splits"].items()
+    ]  # fmt: skip
+    report.section("Data: SoS built from the sample clips").add(
+        Paragraph(f"Sample clips: {', '.join(f'{v} {k.upper()}-style' for k, v in stats['sample_clips'].items())}; {stats['failed_inputs']} inputs failed."),
+        Table(
+            ["split", "stories", "by source", "mean length (s)", "mean key frames", "speech ratio before", "after", "15 s slices"],
+            rows, caption="Dataset statistics (like the paper's Table 1)", digits=2,
+        ),
+    )  # fmt: skip
+    table2 = data["table2"]
+    head = ["model"] + [f"{d} {f}" for d in PAPER_DIRECTIONS for f in ("R@1", "R@5", "MdR")]
+    table_rows = []
+    for name, label in (("random", "random baseline (mean of 5)"), ("untrained", f"SoS, {RANDOM_LABEL} (before training)"), ("trained", "SoS, trained here")):
+        cells = [label]
+        for direction in PAPER_DIRECTIONS:
+            for figure in ("R@1", "R@5", "MdR"):
+                entry = table2[name].get(direction, {}).get(figure)
+                cells.append("n/a" if entry is None else f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]")
+        table_rows.append(cells)
+    a2v = table2["trained"]["A2V"]["R@1"]
+    rand = table2["random"]["A2V"]["R@1"]
+    verdict = "lies above" if data["table2_beats_random"] else "does NOT lie above"
+    section = report.section("Retrieval (Table 2)")
+    section.add(
+        Table(head, table_rows, caption=f"Retrieval on {stats['splits']['test']['stories']} held-out stories: value [95% bootstrap interval]"),
+        Paragraph(f"The trained model's A2V R@1 interval [{a2v['ci_low']:.1f}, {a2v['ci_high']:.1f}] {verdict} the random baseline's [{rand['ci_low']:.1f}, {rand['ci_high']:.1f}]."),
+    )
+    section.add(Image(curves_png(_loss_curves(data["retrieval_training"]), "step", "contrastive loss", "Retrieval training"), "Training loss per step", "retrieval_loss"))
+    _generation_section(report, data, built, paths)
+    _recommendation_section(report, data, built, paths)
+    return report
+
+
+def _loss_curves(trainings: dict[str, dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    return {name: (list(range(1, len(t["losses"]) + 1)), t["losses"]) for name, t in trainings.items()}
+
+
+def _decoded(value: Any) -> tuple[Any, int]:
+    from sound_of_story.audio import channels_first, decoded_audio
+
+    array, rate = decoded_audio(value)
+    return channels_first(array), rate
+
+
+def _clip_block(audio: Any, rate: int, caption: str, name: str):
+    from sound_of_story.app.report import AudioClip, spectrogram_png, wav_bytes
+
+    return AudioClip(wav_bytes(audio, rate), caption, name, spectrogram_png(audio, rate))
+
+
+def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
+    from sound_of_story.app.report import Gallery, Image, Paragraph, Table, curves_png
+    from sound_of_story.audio import read_audio_file
+
+    section = report.section("Generation (Table 3)")
+    table3 = data["table3"]
+    labels = {
+        paths.init_sosgen.name: f"SoSgen, {RANDOM_LABEL} (before training)",
+        paths.sosgen_text.name: "SoSgen (text), trained here",
+        paths.sosgen_controlnet.name: "SoSgen ControlNet (text + frames), trained here",
+    }
+    rows = []
+    for name, row in table3.items():
+        cells = [labels.get(name, name)]
+        for key in ("FAD", "KAD"):
+            ci = row.get(f"{key}_ci")
+            cells.append(f"{row[key]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
+        rows.append(cells + [row["num_generated"], len(row["excluded"])])
+    section.add(
+        Table(["pipeline", "FAD", "KAD", "clips", "excluded"], rows, caption="Generated against real held-out slices: value [95% bootstrap interval]; lower is better"),
+        Paragraph(f"Embedder: {VGGISH_RANDOM_LABEL}."),
+        Image(curves_png(_loss_curves(data["sosgen_training"]), "step", "denoising loss", "SoSgen training"), "Training loss per step", "sosgen_loss"),
+    )  # fmt: skip
+    test = built["slices"]["test"]
+    for row in test.select(range(min(2, len(test)))):
+        audio, rate = _decoded(row["audio"])
+        items = [_clip_block(audio, rate, f"real slice {row['id']}", f"real_{row['id']}")]
+        for name in table3:
+            wav = paths.generated / name / "audio" / f"{row['id']}.wav"
+            if wav.is_file():
+                generated, generated_rate = read_audio_file(wav)
+                items.append(_clip_block(generated, generated_rate, f"{labels.get(name, name)}", f"{name}_{row['id']}"))
+        section.add(Gallery(items, caption=f"Held-out slice {row['id']}: “{row['text'][:160]}”"))
+
+
+def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
+    from sound_of_story.app.report import Gallery, Image, Paragraph, Table, frames_png
+    from sound_of_story.audio import read_audio_file
+
+    section = report.section("Recommendation")
+    info = data["recommendation"]
+    section.add(Paragraph(f"Library: the {info['library_clips']} training slices; model: the audio-video retrieval model trained above."))
+    stories = built["stories"]["test"]
+    positions = {sid: i for i, sid in enumerate(stories["id"])}
+    for query in info["queries"]:
+        row = stories[positions[query["story"]]]
+        section.add(
+            Image(frames_png(row["frames"]), f"Held-out story {query['story']}: its key frames (the query)", f"query_{query['story']}"),
+            Table(["rank", "library clip", "score"], [[r["rank"], r["clip_id"], r["score"]] for r in query["recommendations"]], digits=3),
+        )
+        clips = []
+        for r in query["recommendations"]:
+            audio, rate = read_audio_file(r["path"])
+            clips.append(_clip_block(audio, rate, f"#{r['rank']} {r['clip_id']}", f"rec_{query['story']}_{r['rank']}"))
+        section.add(Gallery(clips))
+
+
+__all__ = ["DEFAULT_MINUTES", "DemoPaths", "DemoPlan", "beats_random", "build_report", "dataset_statistics", "run_demo", "table2_entry"]
