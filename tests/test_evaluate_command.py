@@ -14,7 +14,9 @@ from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.metrics import retrieval_metrics
 from sound_of_story.metrics.fad import VGGishEmbedder, compute_fad
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*rank-deficient:UserWarning", "ignore:embedder weights are RANDOM:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*rank-deficient:UserWarning", "ignore:embedder weights are RANDOM:UserWarning"
+)
 
 
 def run(argv: list[str]) -> int:
@@ -39,7 +41,25 @@ def stem_folders(cmd_samples, tmp_path_factory):
 def test_fad_command_reports_what_compute_fad_gives(stem_folders, tmp_path, capsys):
     speech, background = stem_folders
     out_json = tmp_path / "fad.json"
-    assert run(["evaluate", "fad", "--pred", str(speech), "--ref", str(background), "--random-weights", "--quiet", "--json", str(out_json), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        run(
+            [
+                "evaluate",
+                "fad",
+                "--pred",
+                str(speech),
+                "--ref",
+                str(background),
+                "--random-weights",
+                "--quiet",
+                "--json",
+                str(out_json),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "WARNING" in printed and "RANDOM" in printed
     reported = json.loads(out_json.read_text())
@@ -49,9 +69,29 @@ def test_fad_command_reports_what_compute_fad_gives(stem_folders, tmp_path, caps
     assert reported["random_weights"] is True and "not comparable" in reported["warning"]
     assert (reported["num_pred_clips"], reported["num_ref_clips"]) == (2, 2)
     frames = 1 + (24 * 16_000 - 400) // 160  # 24 s clips at 16 kHz: 2398 log-mel frames ...
-    assert reported["num_pred_embeddings"] == expected.num_pred_embeddings == 2 * (1 + (frames - 96) // 96)  # ... 24 examples each
+    assert (
+        reported["num_pred_embeddings"] == expected.num_pred_embeddings == 2 * (1 + (frames - 96) // 96)
+    )  # ... 24 examples each
     # the same folder on both sides: FAD 0, and the second run reads every embedding from the cache
-    assert run(["evaluate", "fad", "--pred", str(background), "--ref", str(background), "--random-weights", "--quiet", "--json", str(out_json), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        run(
+            [
+                "evaluate",
+                "fad",
+                "--pred",
+                str(background),
+                "--ref",
+                str(background),
+                "--random-weights",
+                "--quiet",
+                "--json",
+                str(out_json),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out_json.read_text())["fad"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -60,15 +100,50 @@ def test_fad_command_without_checkpoint_names_the_release_file(stem_folders):
     with pytest.raises(ValueError, match=r"vggish-10086976\.pth.*releases/download/v0\.1"):
         run(["evaluate", "fad", "--pred", str(speech), "--ref", str(background), "--quiet"])
     with pytest.raises(ValueError, match="either --checkpoint or --random-weights"):
-        run(["evaluate", "fad", "--pred", str(speech), "--ref", str(background), "--random-weights", "--checkpoint", "x.pth", "--quiet"])
+        run(
+            [
+                "evaluate",
+                "fad",
+                "--pred",
+                str(speech),
+                "--ref",
+                str(background),
+                "--random-weights",
+                "--checkpoint",
+                "x.pth",
+                "--quiet",
+            ]
+        )
 
 
 def test_fad_command_rejects_folders_without_audio(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no audio files"):
-        run(["evaluate", "fad", "--pred", str(tmp_path / "empty"), "--ref", str(tmp_path / "empty"), "--random-weights", "--quiet"])
+        run(
+            [
+                "evaluate",
+                "fad",
+                "--pred",
+                str(tmp_path / "empty"),
+                "--ref",
+                str(tmp_path / "empty"),
+                "--random-weights",
+                "--quiet",
+            ]
+        )
     with pytest.raises(FileNotFoundError, match="missing"):
-        run(["evaluate", "fad", "--pred", str(tmp_path / "missing"), "--ref", str(tmp_path / "empty"), "--random-weights", "--quiet"])
+        run(
+            [
+                "evaluate",
+                "fad",
+                "--pred",
+                str(tmp_path / "missing"),
+                "--ref",
+                str(tmp_path / "empty"),
+                "--random-weights",
+                "--quiet",
+            ]
+        )
 
 
 @pytest.fixture
@@ -83,7 +158,13 @@ def save(path, similarity, ground_truth=None):
     elif suffix == ".npz":
         np.savez(path, similarity=similarity, **({} if ground_truth is None else {"ground_truth": ground_truth}))
     elif suffix == ".pt":
-        torch.save({"similarity": torch.from_numpy(similarity), **({} if ground_truth is None else {"ground_truth": torch.from_numpy(ground_truth)})}, path)
+        torch.save(
+            {
+                "similarity": torch.from_numpy(similarity),
+                **({} if ground_truth is None else {"ground_truth": torch.from_numpy(ground_truth)}),
+            },
+            path,
+        )
     elif suffix == ".csv":
         np.savetxt(path, similarity, delimiter=",")
     return path
@@ -93,7 +174,22 @@ def save(path, similarity, ground_truth=None):
 def test_retrieval_command_reads_every_format(suffix, similarity, tmp_path, capsys):
     path = save(tmp_path / f"sim{suffix}", similarity)
     out_json = tmp_path / "out.json"
-    assert run(["evaluate", "retrieval", "--similarity", str(path), "--json", str(out_json), "--direction-names", "text_to_audio", "audio_to_text"]) == 0
+    assert (
+        run(
+            [
+                "evaluate",
+                "retrieval",
+                "--similarity",
+                str(path),
+                "--json",
+                str(out_json),
+                "--direction-names",
+                "text_to_audio",
+                "audio_to_text",
+            ]
+        )
+        == 0
+    )
     reported = json.loads(out_json.read_text())
     expected = retrieval_metrics(similarity, direction_names=("text_to_audio", "audio_to_text"))
     assert reported == {"tie_rule": "pessimistic", **expected}
@@ -106,13 +202,37 @@ def test_retrieval_command_uses_ground_truth_in_the_file(suffix, tmp_path):
     rng = np.random.default_rng(1)
     similarity, ground_truth = rng.standard_normal((10, 30)), rng.integers(0, 30, size=10)
     out_json = tmp_path / "out.json"
-    run(["evaluate", "retrieval", "--similarity", str(save(tmp_path / f"sim{suffix}", similarity, ground_truth)), "--tie-rule", "optimistic", "--ks", "1", "3", "--json", str(out_json)])
-    assert json.loads(out_json.read_text()) == {"tie_rule": "optimistic", **retrieval_metrics(similarity, ground_truth, ks=(1, 3), tie_rule="optimistic")}
+    run(
+        [
+            "evaluate",
+            "retrieval",
+            "--similarity",
+            str(save(tmp_path / f"sim{suffix}", similarity, ground_truth)),
+            "--tie-rule",
+            "optimistic",
+            "--ks",
+            "1",
+            "3",
+            "--json",
+            str(out_json),
+        ]
+    )
+    assert json.loads(out_json.read_text()) == {
+        "tie_rule": "optimistic",
+        **retrieval_metrics(similarity, ground_truth, ks=(1, 3), tie_rule="optimistic"),
+    }
 
 
 def test_retrieval_command_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unsupported similarity file type '.json'"):
-        run(["evaluate", "retrieval", "--similarity", str(save(tmp_path / "sim.npy", np.eye(3)).rename(tmp_path / "sim.json"))])
+        run(
+            [
+                "evaluate",
+                "retrieval",
+                "--similarity",
+                str(save(tmp_path / "sim.npy", np.eye(3)).rename(tmp_path / "sim.json")),
+            ]
+        )
     nan = np.eye(3)
     nan[0, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):

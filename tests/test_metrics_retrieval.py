@@ -11,7 +11,13 @@ import pytest
 import torch
 from torchmetrics.retrieval import RetrievalRecall
 
-from sound_of_story.metrics import evaluate_module_path, rank_metrics, retrieval_metrics, retrieval_ranks, similarity_from_embeddings
+from sound_of_story.metrics import (
+    evaluate_module_path,
+    rank_metrics,
+    retrieval_metrics,
+    retrieval_ranks,
+    similarity_from_embeddings,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +54,11 @@ def torchmetrics_recall(similarity: np.ndarray, ground_truth, k: int) -> float:
     target[np.arange(num_queries), ground_truth] = True
     indexes = np.repeat(np.arange(num_queries), num_candidates)
     metric = RetrievalRecall(top_k=k)
-    value = metric(torch.sigmoid(torch.from_numpy(similarity).flatten()), torch.from_numpy(target.flatten()), indexes=torch.from_numpy(indexes))
+    value = metric(
+        torch.sigmoid(torch.from_numpy(similarity).flatten()),
+        torch.from_numpy(target.flatten()),
+        indexes=torch.from_numpy(indexes),
+    )
     return 100.0 * float(value)
 
 
@@ -80,7 +90,12 @@ def test_pessimistic_ranks_are_never_better_than_optimistic_and_differ_with_ties
 def test_all_equal_scores_are_the_worst_case_when_pessimistic():
     similarity = np.ones((12, 12))
     pessimistic = retrieval_metrics(similarity)["query_to_candidate"]
-    assert pessimistic["R@1"] == 0.0 and pessimistic["R@10"] == 0.0 and pessimistic["MdR"] == 12.0 and pessimistic["MnR"] == 12.0
+    assert (
+        pessimistic["R@1"] == 0.0
+        and pessimistic["R@10"] == 0.0
+        and pessimistic["MdR"] == 12.0
+        and pessimistic["MnR"] == 12.0
+    )
     optimistic = retrieval_metrics(similarity, tie_rule="optimistic")["query_to_candidate"]
     assert optimistic["R@1"] == 100.0 and optimistic["MnR"] == 1.0
 
@@ -129,7 +144,9 @@ def test_permutation_ground_truth_gives_the_reverse_direction():
 def test_custom_ks_and_torch_input():
     similarity = torch.randn(25, 25, generator=torch.Generator().manual_seed(0))
     results = retrieval_metrics(similarity, ks=(2, 3))
-    assert_metrics_equal(results["query_to_candidate"], brute_force(similarity.double().numpy(), range(25), "pessimistic", ks=(2, 3)))
+    assert_metrics_equal(
+        results["query_to_candidate"], brute_force(similarity.double().numpy(), range(25), "pessimistic", ks=(2, 3))
+    )
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -158,7 +175,9 @@ def test_cosine_similarity_from_embeddings():
     queries, candidates = rng.standard_normal((6, 4)), rng.standard_normal((5, 4))
     expected = [[q @ c / np.linalg.norm(q) / np.linalg.norm(c) for c in candidates] for q in queries]
     np.testing.assert_allclose(similarity_from_embeddings(queries, candidates), expected, rtol=1e-12)
-    np.testing.assert_allclose(similarity_from_embeddings(queries, candidates, metric="dot"), queries @ candidates.T, rtol=1e-12)
+    np.testing.assert_allclose(
+        similarity_from_embeddings(queries, candidates, metric="dot"), queries @ candidates.T, rtol=1e-12
+    )
     with pytest.raises(ValueError, match="all zeros"):
         similarity_from_embeddings(np.zeros((1, 4)), candidates)
 
@@ -180,7 +199,9 @@ def test_evaluate_module_similarity_rows_match_the_function(retrieval_module):
     similarity = rng.integers(0, 6, size=(15, 15)).astype(float)
     permutation = rng.permutation(15)
     for tie_rule in ("pessimistic", "optimistic"):
-        out = retrieval_module.compute(predictions=similarity.tolist(), references=permutation.tolist(), tie_rule=tie_rule, ks=(1, 3))
+        out = retrieval_module.compute(
+            predictions=similarity.tolist(), references=permutation.tolist(), tie_rule=tie_rule, ks=(1, 3)
+        )
         assert out == retrieval_metrics(similarity, permutation, tie_rule=tie_rule, ks=(1, 3))
     # streamed in batches, rectangular, one direction
     rectangular = rng.standard_normal((10, 30))
@@ -193,8 +214,12 @@ def test_evaluate_module_similarity_rows_match_the_function(retrieval_module):
 def test_evaluate_module_embedding_inputs_match_the_function(retrieval_module):
     rng = np.random.default_rng(13)
     audio, video = rng.standard_normal((12, 8)), rng.standard_normal((12, 8))
-    out = retrieval_module.compute(predictions=audio.tolist(), references=video.tolist(), direction_names=("audio_to_video", "video_to_audio"))
-    expected = retrieval_metrics(similarity_from_embeddings(audio, video), direction_names=("audio_to_video", "video_to_audio"))
+    out = retrieval_module.compute(
+        predictions=audio.tolist(), references=video.tolist(), direction_names=("audio_to_video", "video_to_audio")
+    )
+    expected = retrieval_metrics(
+        similarity_from_embeddings(audio, video), direction_names=("audio_to_video", "video_to_audio")
+    )
     assert out.keys() == expected.keys()
     for direction in expected:
         assert_metrics_equal(out[direction], expected[direction])
