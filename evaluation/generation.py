@@ -133,16 +133,15 @@ def load_slice_pipeline(
         )
     path = Path(name_or_path)
     if (path / "model_index.json").is_file():
-        from sound_of_story import pipelines
+        from sound_of_story.pipelines import SoSgenControlNetPipeline, SoSgenPipeline
 
+        classes = {"SoSgenPipeline": SoSgenPipeline, "SoSgenControlNetPipeline": SoSgenControlNetPipeline}
         class_name = json.loads((path / "model_index.json").read_text())["_class_name"]
-        if class_name not in ("SoSgenPipeline", "SoSgenControlNetPipeline"):
+        if class_name not in classes:
             raise ValueError(
                 f"{name_or_path!r} is a {class_name}; evaluate generation takes SoSgenPipeline, SoSgenControlNetPipeline, riffusion or MusicGen"
             )
-        return DiffusionSlicePipeline(
-            getattr(pipelines, class_name).from_pretrained(path), label, num_inference_steps, device
-        )
+        return DiffusionSlicePipeline(classes[class_name].from_pretrained(path), label, num_inference_steps, device)
     if (path / "config.json").is_file() and json.loads((path / "config.json").read_text()).get(
         "model_type"
     ) == "musicgen":
