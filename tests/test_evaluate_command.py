@@ -242,3 +242,27 @@ def test_retrieval_command_errors_are_clear(tmp_path):
         run(["evaluate", "retrieval", "--similarity", str(tmp_path / "two.npz")])
     with pytest.raises(FileNotFoundError):
         run(["evaluate", "retrieval", "--similarity", str(tmp_path / "none.npy")])
+
+
+def test_similarity_files_that_cannot_be_numbers_exit_2(tmp_path, capsys):
+    from sound_of_story.app.cli import main
+
+    np.save(tmp_path / "complex.npy", np.eye(3) + 1j * np.eye(3))
+    torch.save({"similarity": torch.eye(3, dtype=torch.complex64)}, tmp_path / "complex.pt")
+    for name in ("empty.npy", "empty.npz", "empty.pt"):
+        (tmp_path / name).write_bytes(b"")
+    torch.save({"similarity": np.eye(3)}, tmp_path / "pickled.pt")  # a numpy array: a pickled object to torch
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    expected = {
+        "complex.npy": "complex similarity matrix",
+        "complex.pt": "complex similarity matrix",
+        "empty.npy": "is empty (0 bytes)",
+        "empty.npz": "is empty (0 bytes)",
+        "empty.pt": "is empty (0 bytes)",
+        "pickled.pt": "pickled Python objects, refused (weights_only=True)",
+        "objects.npy": "cannot read similarity file",
+    }
+    for name, message in expected.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", "retrieval", "--similarity", str(tmp_path / name)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, name
