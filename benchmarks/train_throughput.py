@@ -10,8 +10,8 @@ measured on the same (possibly shared) machine:
 2. retrieval data preparation: stories per second through the processor (10 s of 44.1 kHz stereo audio resampled,
    fbank, 40 frames) — the work the feature cache also removes from every epoch.
 3. gen.py, text mode: optimizer steps per second (VAE encode, text encoder, UNet, backward) at batch 1.
-4. two-process speed-up: the same global batch of retrieval steps under `accelerate launch --cpu --num_processes 2`
-   against 1 process (global samples per second, ratio). On a 2-core machine shared with other work it is at most
+4. two-process speed-up: the same global batch of retrieval steps in 2 processes (gloo, gathered loss) against 1
+   process, one thread each (global samples per second, ratio). On a 2-core machine shared with other work it is at most
    about 2 and often below 1.
 
 Estimating full size (not measured here: no GPU and no real checkpoints): the step time scales with the
@@ -20,7 +20,7 @@ tiny model and for the full-size encoders built on the meta device (CLIP ViT-B/3
 1024 x 128, 1213 tokens), and prints full-size step time ~ tiny step time x FLOP ratio, an upper bound on a CPU
 (large matrix products run nearer peak than tiny ones).
 
-Run: python benchmarks/train_throughput.py [--steps N] [--batch B] [--no-launch]
+Run: python benchmarks/train_throughput.py [--steps N] [--batch B] [--threads T] [--no-launch]
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ def _launch_worker(num_processes: int, batch_size: int, steps: int) -> float:
             # accelerate 1.15 starts one process for --cpu without mpirun: torchrun (--multi_gpu) kept on the CPU instead.
             cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
                    "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", *worker]  # fmt: skip
-        env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
+        # One thread per process in both runs (torchrun's default), so the ratio measures processes, not threads.
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{num_processes}-process worker failed:\n{done.stderr[-3000:]}")
@@ -212,12 +213,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
     parser.add_argument("--batch", type=int, default=8, help="global retrieval batch (stories)")
     parser.add_argument("--no-launch", action="store_true", help="skip the two-process measurement")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (1: as each launched process)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(args.batch, args.steps, args.result)
         return
+    torch.set_num_threads(args.threads)
     print(f"train_throughput: {platform.node()} {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
     r = retrieval_end_to_end_vs_cached(args.batch, args.steps)
     print(f"retrieval (tiny, batch {args.batch}, 40 frames): end to end {r['end_to_end_samples_per_s']:.2f} samples/s, "
