@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from sound_of_story.app.help_formatter import HelpFormatter
+from .help_formatter import HelpFormatter
 
 BUILD_DESCRIPTION = """\
 Build the SoS dataset from your copies of movie clips.
@@ -71,7 +71,9 @@ def _params(args: argparse.Namespace):
     from sound_of_story.dataset_builder.speech_removal import SpeechRemovalParams
 
     return ProcessingParams(
-        separation=SpeechRemovalParams(backend=args.separator, checkpoint=str(args.separator_checkpoint) if args.separator_checkpoint else None),
+        separation=SpeechRemovalParams(
+            backend=args.separator, checkpoint=str(args.separator_checkpoint) if args.separator_checkpoint else None
+        ),
         key_frames=KeyFrameParams(fps=args.frame_fps, hash=args.hash, max_similarity=args.max_similarity),
         slice_seconds=args.slice_seconds,
         keep_long_slices=not args.drop_long_slices,
@@ -86,7 +88,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     configs = CONFIG_NAMES if args.config == "all" else (args.config,)
     test_size, generation_test_size = _count_or_share(args.test_size), _count_or_share(args.generation_test_size)
     if args.merge:
-        report = merge_shards(args.out, configs, test_size, args.max_shard_size, args.generation_split, generation_test_size)
+        report = merge_shards(
+            args.out, configs, test_size, args.max_shard_size, args.generation_split, generation_test_size
+        )
     else:
         if args.manifest is None:
             raise ValueError("--manifest is required (except with --merge)")
@@ -95,10 +99,20 @@ def _cmd_build(args: argparse.Namespace) -> int:
             shard_index=args.shard_index, num_shards=args.num_shards, max_shard_size=args.max_shard_size, progress=not args.quiet,
             generation_split=args.generation_split, generation_test_size=generation_test_size, engine=args.engine, ray_address=args.ray_address,
         )  # fmt: skip
-    where = f"shard {args.shard_index} of {args.num_shards}" if args.num_shards else ", ".join(f"{k}: {len(v)}" for k, v in report.splits.items())
-    print(f"{len(report.succeeded)} stories built ({where}; {report.from_cache} from the cache), {len(report.failures)} failed inputs")
+    where = (
+        f"shard {args.shard_index} of {args.num_shards}"
+        if args.num_shards
+        else ", ".join(f"{k}: {len(v)}" for k, v in report.splits.items())
+    )
+    print(
+        f"{len(report.succeeded)} stories built ({where}; {report.from_cache} from the cache), {len(report.failures)} failed inputs"
+    )
     if report.failures:
-        print(f"failures: {Path(args.out) / 'failures.jsonl'}" if args.num_shards is None else "failures are listed at --merge")
+        print(
+            f"failures: {Path(args.out) / 'failures.jsonl'}"
+            if args.num_shards is None
+            else "failures are listed at --merge"
+        )
         for f in report.failures[:10]:
             row = f.to_json()  # printable: an input's bytes may not be UTF-8
             print(f"  {row['id']}: {row['reason']} ({row['file']})")
@@ -113,7 +127,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     from sound_of_story.dataset_builder.hub import push_dataset
 
-    url = push_dataset(args.folder, args.repo_id, private=args.private, revision=args.revision, token=args.token, create_repo=not args.no_create_repo)
+    url = push_dataset(
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        token=args.token,
+        create_repo=not args.no_create_repo,
+    )
     print(f"uploaded {args.folder} to {url}")
     return 0
 
@@ -126,23 +147,66 @@ def add_build_parser(subparsers) -> None:
     from sound_of_story.dataset_builder.processing import MAX_STORY_SECONDS, MEMORY_PER_STORY_SECOND_MB
     from sound_of_story.dataset_builder.speech_removal import BACKENDS
 
-    p = subparsers.add_parser("build", help="build the SoS dataset from movie clips", description=BUILD_DESCRIPTION, formatter_class=HelpFormatter)
+    p = subparsers.add_parser(
+        "build",
+        help="build the SoS dataset from movie clips",
+        description=BUILD_DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--manifest", type=Path, help="JSONL or CSV manifest of the clips")
-    p.add_argument("--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)")
-    p.add_argument("--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write")
-    p.add_argument("--num-proc", type=_at_least_one, default=1, help="stories processed in parallel by local worker processes, each with cores/N torch threads (results identical to 1)")
-    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help="where stories are processed: local worker processes, or Ray tasks (same cache, same output)")
-    p.add_argument("--ray-address", help="with --engine ray: the cluster to join ('auto', 'ray://HEAD:10001'; default: start a local Ray)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)"
+    )
+    p.add_argument(
+        "--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write"
+    )
+    p.add_argument(
+        "--num-proc",
+        type=_at_least_one,
+        default=1,
+        help="stories processed in parallel by local worker processes, each with cores/N torch threads (results identical to 1)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
+        help="where stories are processed: local worker processes, or Ray tasks (same cache, same output)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="with --engine ray: the cluster to join ('auto', 'ray://HEAD:10001'; default: start a local Ray)",
+    )
     p.add_argument("--separator", choices=BACKENDS, default="center", help="speech removal backend")
     p.add_argument("--separator-checkpoint", type=Path, help="local HDemucs state_dict for --separator checkpoint")
     p.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="key-frame fingerprint")
     p.add_argument("--frame-fps", type=positive_float, default=10.0, help="key-frame sampling rate (at most 10)")
-    p.add_argument("--max-similarity", type=finite_float, default=0.5, help="keep a frame when its similarity to the last kept one is at most this")
+    p.add_argument(
+        "--max-similarity",
+        type=finite_float,
+        default=0.5,
+        help="keep a frame when its similarity to the last kept one is at most this",
+    )
     p.add_argument("--slice-seconds", type=positive_float, default=15.0, help="maximum length of a generation slice")
-    p.add_argument("--drop-long-slices", action="store_true", help="drop single spans longer than --slice-seconds instead of keeping them alone")
-    p.add_argument("--content-measure", choices=MEASURES, default="centroid_mag", help="low-content measure of a slice")
-    p.add_argument("--min-content", type=finite_float, default=78.0, help="drop slices whose measure is below this (Hz; int16 units for rms)")
-    p.add_argument("--test-size", type=non_negative_float, default=PAPER_TEST_SHARE, help="test share (< 1) or number of stories, split by movie")
+    p.add_argument(
+        "--drop-long-slices",
+        action="store_true",
+        help="drop single spans longer than --slice-seconds instead of keeping them alone",
+    )
+    p.add_argument(
+        "--content-measure", choices=MEASURES, default="centroid_mag", help="low-content measure of a slice"
+    )
+    p.add_argument(
+        "--min-content",
+        type=finite_float,
+        default=78.0,
+        help="drop slices whose measure is below this (Hz; int16 units for rms)",
+    )
+    p.add_argument(
+        "--test-size",
+        type=non_negative_float,
+        default=PAPER_TEST_SHARE,
+        help="test share (< 1) or number of stories, split by movie",
+    )
     p.add_argument(
         "--generation-split", choices=GENERATION_SPLITS, default="random",
         help="test slices of the generation config: random over slices (the paper's) or story (each slice in its story's split)",
@@ -151,7 +215,12 @@ def add_build_parser(subparsers) -> None:
         "--generation-test-size", type=non_negative_float, default=PAPER_GENERATION_TEST_SHARE,
         help="with --generation-split random: test share (< 1) or number of slices (the paper's 879 of 185,341)",
     )  # fmt: skip
-    p.add_argument("--lsmdc-target-seconds", type=positive_float, default=150.0, help="join LSMDC clips until a story is this long")
+    p.add_argument(
+        "--lsmdc-target-seconds",
+        type=positive_float,
+        default=150.0,
+        help="join LSMDC clips until a story is this long",
+    )
     p.add_argument(
         "--max-story-seconds", type=positive_float, default=MAX_STORY_SECONDS,
         help=f"longest story processed (longer ones fail and are listed): bounds memory, about {MEMORY_PER_STORY_SECOND_MB:g} MB per second of story",
@@ -164,7 +233,12 @@ def add_build_parser(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
 
-    p = subparsers.add_parser("push", help="upload a built SoS folder to the Hub", description="Upload a built SoS folder as a dataset repository: the card and the Parquet files it names, nothing else (not failures.jsonl, not work/).", formatter_class=HelpFormatter)
+    p = subparsers.add_parser(
+        "push",
+        help="upload a built SoS folder to the Hub",
+        description="Upload a built SoS folder as a dataset repository: the card and the Parquet files it names, nothing else (not failures.jsonl, not work/).",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("folder", type=Path, help="the folder `sound-of-story build` wrote")
     p.add_argument("--repo-id", required=True, help="user/name of the dataset repository")
     p.add_argument("--private", action="store_true", help="create the repository private")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sound_of_story.app.help_formatter import HelpFormatter
+from .help_formatter import HelpFormatter
 
 DIRECTION_CHOICES = ("A2V", "V2A", "A2T", "T2A")
 SIMILARITY_FORMATS = (

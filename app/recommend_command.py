@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sound_of_story.app.help_formatter import HelpFormatter
+from .help_formatter import HelpFormatter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Defaults repeated here (not imported) so that --help needs neither torch nor faiss; a test checks they agree.
@@ -24,7 +24,9 @@ AUTO_FLAT_MAX = 100_000
 def _cmd_index(args: argparse.Namespace) -> int:
     from sound_of_story.recommendation import CoarseIndexSettings, SoundLibraryIndex
 
-    settings = CoarseIndexSettings(index_type=args.index_type, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe, hnsw_m=args.hnsw_m)
+    settings = CoarseIndexSettings(
+        index_type=args.index_type, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe, hnsw_m=args.hnsw_m
+    )
     index, report = SoundLibraryIndex.build(
         args.library, args.model, args.out, revision=args.revision, dataset_config=args.dataset_config, coarse_settings=settings,
         store_dtype=args.store_dtype, store_tokens=args.store_tokens, audio_crops=args.audio_crops, batch_size=args.batch_size,
@@ -39,7 +41,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if report.failures:
         for failure in report.failures:
             print(f"skipped {failure['path']}: {failure['reason']}", file=sys.stderr)
-        print(f"sound-of-story index: error: {len(report.failures)} unreadable clip(s) skipped (listed in {Path(args.out) / 'failures.jsonl'}); the rest is indexed", file=sys.stderr)
+        print(
+            f"sound-of-story index: error: {len(report.failures)} unreadable clip(s) skipped (listed in {Path(args.out) / 'failures.jsonl'}); the rest is indexed",
+            file=sys.stderr,
+        )
         return 2
     return 0
 
@@ -99,7 +104,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         frames = _read_frames(args.frames)
         query = {"frames": str(args.frames), "num_frames": len(frames)}
         if frame_times and len(frame_times) != len(frames):
-            raise ValueError(f"--frame-times has {len(frame_times)} times but {args.frames} holds {len(frames)} images")
+            raise ValueError(
+                f"--frame-times has {len(frame_times)} times but {args.frames} holds {len(frames)} images"
+            )
     else:
         frames, frame_times, video_duration = _video_key_frames(args.video)
         duration = duration or video_duration
@@ -107,13 +114,21 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     index = SoundLibraryIndex.load(args.index, model=args.model, revision=args.revision, verify=args.verify)
     index.coarse.set_search(nprobe=args.nprobe, ef_search=args.ef_search)
     results = index.recommend(frames=frames, text=args.text, top_k=args.top_k, rerank=args.rerank)
-    payload = {"index": str(args.index), "model": index.config["model"], "query": query, "top_k": args.top_k, "rerank": args.rerank}
+    payload = {
+        "index": str(args.index),
+        "model": index.config["model"],
+        "query": query,
+        "top_k": args.top_k,
+        "rerank": args.rerank,
+    }
     payload["recommendations"] = [r.to_dict() for r in results]
     print(f"{'rank':>4}  {'score':>9}  {'coarse':>9}  clip")
     for r in results:
         print(f"{r.rank:>4}  {r.score:>9.4f}  {r.coarse_score:>9.4f}  {r.clip_id}  ({r.path})")
     if frame_times:
-        scenes = index.recommend_story(frames, frame_times, duration=duration, rerank=args.rerank, allow_repeats=args.allow_repeats)
+        scenes = index.recommend_story(
+            frames, frame_times, duration=duration, rerank=args.rerank, allow_repeats=args.allow_repeats
+        )
         payload["story"] = [s.to_dict() for s in scenes]
         print("story: one sound per scene")
         for s in scenes:
@@ -142,19 +157,39 @@ def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--library", required=True, help="a folder of audio files (searched recursively), a built SoS folder, or a Hub dataset id")
+    p.add_argument(
+        "--library",
+        required=True,
+        help="a folder of audio files (searched recursively), a built SoS folder, or a Hub dataset id",
+    )
     p.add_argument("--model", required=True, help="SoS retrieval model folder or Hub id (with its processor files)")
     p.add_argument("--out", required=True, type=Path, help="index folder (created; an existing index is updated)")
     p.add_argument("--revision", help="model revision (Hub branch, tag or commit)")
-    p.add_argument("--dataset-config", choices=("stories", "generation"), default="stories", help="which config of a SoS dataset library to index")
+    p.add_argument(
+        "--dataset-config",
+        choices=("stories", "generation"),
+        default="stories",
+        help="which config of a SoS dataset library to index",
+    )
     p.add_argument("--index-type", choices=INDEX_TYPES, default="auto", help="coarse search structure")
     p.add_argument("--nlist", type=int, help="IVF-PQ lists (default: about sqrt(clips), a power of two)")
     p.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (default: dim / 8)")
     p.add_argument("--nprobe", type=int, default=64, help="IVF-PQ lists visited per query (default of recommend)")
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
-    p.add_argument("--store-dtype", choices=("float16", "float32"), default="float16", help="dtype of the re-rank store")
-    p.add_argument("--store-tokens", type=int, help="pool the audio sequence features to this many tokens (smaller store, approximate re-ranking; default: all)")
-    p.add_argument("--audio-crops", type=int, default=1, help="audio windows per clip, spread over the clip (the processor's audio_crops)")
+    p.add_argument(
+        "--store-dtype", choices=("float16", "float32"), default="float16", help="dtype of the re-rank store"
+    )
+    p.add_argument(
+        "--store-tokens",
+        type=int,
+        help="pool the audio sequence features to this many tokens (smaller store, approximate re-ranking; default: all)",
+    )
+    p.add_argument(
+        "--audio-crops",
+        type=int,
+        default=1,
+        help="audio windows per clip, spread over the clip (the processor's audio_crops)",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="clips per forward pass")
     p.add_argument("--push-to-hub", metavar="REPO", help="also upload the index as this Hub dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
@@ -177,17 +212,39 @@ def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--frames", type=Path, help="folder of a scene's frames (images, in file-name order)")
     query.add_argument("--text", help="a story text")
-    query.add_argument("--video", type=Path, help="a video file: its key frames (the dataset builder's key-frame step) are the query")
-    p.add_argument("--frame-times", type=float, nargs="+", help="times (seconds) of the --frames images, one each: turns on story mode")
-    p.add_argument("--duration", type=float, help="story length in seconds (ends the last scene; a --video's own length by default)")
+    query.add_argument(
+        "--video", type=Path, help="a video file: its key frames (the dataset builder's key-frame step) are the query"
+    )
+    p.add_argument(
+        "--frame-times",
+        type=float,
+        nargs="+",
+        help="times (seconds) of the --frames images, one each: turns on story mode",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        help="story length in seconds (ends the last scene; a --video's own length by default)",
+    )
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="clips to recommend")
-    p.add_argument("--rerank", type=int, default=DEFAULT_RERANK, help="stage-1 candidates re-ranked by the multi-grained similarity")
+    p.add_argument(
+        "--rerank",
+        type=int,
+        default=DEFAULT_RERANK,
+        help="stage-1 candidates re-ranked by the multi-grained similarity",
+    )
     p.add_argument("--allow-repeats", action="store_true", help="story mode: a sound may serve several scenes")
     p.add_argument("--nprobe", type=int, help="IVF-PQ lists visited (default: the index's)")
     p.add_argument("--ef-search", type=int, help="HNSW search breadth (default: the index's)")
-    p.add_argument("--model", help="the model folder or Hub id, when it moved since indexing (must be the same weights)")
+    p.add_argument(
+        "--model", help="the model folder or Hub id, when it moved since indexing (must be the same weights)"
+    )
     p.add_argument("--revision", help="revision of a Hub index repo")
-    p.add_argument("--verify", action="store_true", help="hash every store file before use (rows are always CRC-checked when read)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every store file before use (rows are always CRC-checked when read)",
+    )
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_recommend)
 

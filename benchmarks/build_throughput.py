@@ -57,13 +57,35 @@ def _ffmpeg_decode(path: Path) -> float:
 
 def _render(src: Path, dst: Path, width: int, height: int) -> None:
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(src), "-vf", f"scale={width}:{height}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-c:a", "copy", str(dst)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-i",
+            str(src),
+            "-vf",
+            f"scale={width}:{height}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-c:a",
+            "copy",
+            str(dst),
+        ],
         check=True,
     )
 
 
 def _manifest(folder: Path, video: Path, count: int, description: str) -> Path:
-    rows = [{"id": f"story_{i}", "video": str(video), "description": description, "movie": f"movie_{i}"} for i in range(count)]
+    rows = [
+        {"id": f"story_{i}", "video": str(video), "description": description, "movie": f"movie_{i}"}
+        for i in range(count)
+    ]
     path = folder / f"manifest-{video.stem}-{count}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -87,7 +109,13 @@ def build_vs_decode(tmp: Path, video: Path, description: str, repeats: int) -> d
         assembly.append(report.assembly_seconds)
     step_median = {s: statistics.median(t.get(s, 0.0) for t in steps) for s in STEPS}
     assembly_median = {s: statistics.median(a.get(s, 0.0) for a in assembly) for s in ASSEMBLY_STEPS}
-    return {"decode": decode, "processing": statistics.median(processing), "build": statistics.median(builds), "steps": step_median, "assembly": assembly_median}
+    return {
+        "decode": decode,
+        "processing": statistics.median(processing),
+        "build": statistics.median(builds),
+        "steps": step_median,
+        "assembly": assembly_median,
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -103,11 +131,15 @@ def _stateful_onnx(xs: np.ndarray, rate: int, segments: int = 1, warmup: int = 0
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(voice_activity._silero_data_dir() / "silero_vad.onnx"), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(voice_activity._silero_data_dir() / "silero_vad.onnx"), options, providers=["CPUExecutionProvider"]
+    )
     window, context = (512, 64) if rate == 16_000 else (256, 32)
     n = xs.shape[1] // window
     frames = xs[:, : n * window].reshape(len(xs), n, window)
-    inputs = np.concatenate([np.concatenate([np.zeros((len(xs), 1, context), np.float32), frames[:, :-1, -context:]], 1), frames], 2)
+    inputs = np.concatenate(
+        [np.concatenate([np.zeros((len(xs), 1, context), np.float32), frames[:, :-1, -context:]], 1), frames], 2
+    )
     length = -(-n // segments)
     starts = [max(0, k * length - warmup) for k in range(segments)]
     out = np.zeros((len(xs), n), np.float32)
@@ -115,7 +147,9 @@ def _stateful_onnx(xs: np.ndarray, rate: int, segments: int = 1, warmup: int = 0
     sr = np.array(rate, dtype=np.int64)
     for i in range(length + warmup):
         index = [min(s + i, n - 1) for s in starts]
-        probs, state = session.run(None, {"input": inputs[:, index].reshape(len(xs) * segments, -1), "state": state, "sr": sr})
+        probs, state = session.run(
+            None, {"input": inputs[:, index].reshape(len(xs) * segments, -1), "state": state, "sr": sr}
+        )
         probs = probs.reshape(len(xs), segments)
         for k, s in enumerate(starts):
             if k * length <= s + i < min((k + 1) * length, n):
@@ -141,7 +175,9 @@ def vad_options(video: Path) -> list[tuple[str, float, float, float]]:
     background = speech_removal.remove_speech(mix, rate)
     x16 = voice_activity.vad_input(mix, background, sample_rate=rate)
     g = np.gcd(rate, 8000)
-    x8 = signal.resample_poly(np.stack([mix.mean(0), background.mean(0)]), 8000 // g, rate // g, axis=1).astype(np.float32)
+    x8 = signal.resample_poly(np.stack([mix.mean(0), background.mean(0)]), 8000 // g, rate // g, axis=1).astype(
+        np.float32
+    )
     options = {
         "TorchScript loop, 16 kHz (previous)": lambda: voice_activity._torch_probabilities(x16),
         "stateful ONNX per window, 16 kHz": lambda: _stateful_onnx(x16, 16_000),
@@ -156,7 +192,9 @@ def vad_options(video: Path) -> list[tuple[str, float, float, float]]:
         run() if "sequence" in name else None  # the model load is not part of the per-story cost
         start = time.perf_counter()
         probs = run()
-        rows.append((name, time.perf_counter() - start, voice_activity.ratio_of(probs[0]), voice_activity.ratio_of(probs[1])))
+        rows.append(
+            (name, time.perf_counter() - start, voice_activity.ratio_of(probs[0]), voice_activity.ratio_of(probs[1]))
+        )
     return rows
 
 
@@ -173,7 +211,14 @@ def speech_removal_on_music() -> list[tuple[str, float, float, float]]:
             result = speech_removal.remove_speech_and_measure(m.mix, m.sample_rate, params)
             seconds = time.perf_counter() - start
             gain = speech_removal.si_sdr(result.background.mean(axis=0), reference) - base
-            rows.append((f"music {label}, {'gated' if gate else 'no gate'}", gain, result.speech_ratio_after / result.speech_ratio_before, seconds))
+            rows.append(
+                (
+                    f"music {label}, {'gated' if gate else 'no gate'}",
+                    gain,
+                    result.speech_ratio_after / result.speech_ratio_before,
+                    seconds,
+                )
+            )
     return rows
 
 
@@ -248,7 +293,10 @@ def main() -> None:
         process_stories(stories[:1], ProcessingParams(), tmp / "warm", progress=False)  # imports, model loads
 
         print(f"== 1. build vs ffmpeg decode, one {args.duration:g} s story (median of {args.repeats}) ==")
-        results = {label: build_vs_decode(tmp, video, stories[0].text, args.repeats) for label, video in (("320x180", small), ("640x360", large))}
+        results = {
+            label: build_vs_decode(tmp, video, stories[0].text, args.repeats)
+            for label, video in (("320x180", small), ("640x360", large))
+        }
         for label, r in results.items():
             print(f"{label}: decode {r['decode']:.2f} s | processing {r['processing']:.2f} s -> {r['processing'] / r['decode']:.2f}x decode (target <= 2.0, aim 1.5)"
                   f" | whole build incl. Parquet {r['build']:.2f} s -> {r['build'] / r['decode']:.2f}x")  # fmt: skip
@@ -267,16 +315,24 @@ def main() -> None:
             print(f"{name:<40}{seconds:>9.2f}{base_t / seconds:>9.1f}x{before:>14.4f}{after:>8.4f}{delta:>9.4f}")
 
         print("\n== 3. speech removal on real music (gradio's sax.wav) + centred espeak-ng dialogue, 40% at 0 dB ==")
-        print(f"{'case':<32}{'SI-SDR gain (mono)':>20}{'residual speech':>17}{'seconds':>9}   targets: >= +6 dB, <= 10%")
+        print(
+            f"{'case':<32}{'SI-SDR gain (mono)':>20}{'residual speech':>17}{'seconds':>9}   targets: >= +6 dB, <= 10%"
+        )
         for case, gain, residual, seconds in speech_removal_on_music():
             print(f"{case:<32}{gain:>17.2f} dB{residual * 100:>16.1f}%{seconds:>9.2f}")
 
         print(f"\n== 4. --num-proc 2 vs 1 (one torch thread each), {args.stories} stories ==")
         p = parallel(tmp, small, stories[0].text, args.stories)
         t1, t2 = p["times"][1], p["times"][2]
-        print(f"num-proc 1: {p['count'] / t1:.3f} stories/s ({t1:.1f} s); num-proc 2: {p['count'] / t2:.3f} stories/s ({t2:.1f} s)")
-        print(f"speed-up {t1 / t2:.2f}x (target >= 1.6x; includes worker start-up); identical output: {p['identical']}")
-        print(f"this machine's ceiling now: 2 processes of pure arithmetic run {cpu_ceiling():.2f}x one (2.0 on two idle cores)")
+        print(
+            f"num-proc 1: {p['count'] / t1:.3f} stories/s ({t1:.1f} s); num-proc 2: {p['count'] / t2:.3f} stories/s ({t2:.1f} s)"
+        )
+        print(
+            f"speed-up {t1 / t2:.2f}x (target >= 1.6x; includes worker start-up); identical output: {p['identical']}"
+        )
+        print(
+            f"this machine's ceiling now: 2 processes of pure arithmetic run {cpu_ceiling():.2f}x one (2.0 on two idle cores)"
+        )
         shutil.rmtree(tmp / "clips", ignore_errors=True)
 
 

@@ -66,7 +66,9 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def synthetic_library(num: int, num_queries: int, neighbour_noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synthetic_library(
+    num: int, num_queries: int, neighbour_noise: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """float16 library (num, DIM), float32 queries, and the planted neighbour rows of each query (num_queries, PLANTED)."""
     rng = np.random.default_rng(seed)
     centres = normalise(rng.standard_normal((CLUSTERS, DIM)).astype(np.float32))
@@ -74,13 +76,21 @@ def synthetic_library(num: int, num_queries: int, neighbour_noise: float, seed: 
     for start in range(0, num, CHUNK):
         count = min(CHUNK, num - start)
         # Cluster mates have cosine ~0.5 with each other and ~0.7 with their centre.
-        points = centres[rng.integers(CLUSTERS, size=count)] + rng.standard_normal((count, DIM)).astype(np.float32) / math.sqrt(DIM)
+        points = centres[rng.integers(CLUSTERS, size=count)] + rng.standard_normal((count, DIM)).astype(
+            np.float32
+        ) / math.sqrt(DIM)
         library[start : start + count] = normalise(points)
-    queries = normalise(centres[rng.integers(CLUSTERS, size=num_queries)] + rng.standard_normal((num_queries, DIM)).astype(np.float32) / math.sqrt(DIM))
+    queries = normalise(
+        centres[rng.integers(CLUSTERS, size=num_queries)]
+        + rng.standard_normal((num_queries, DIM)).astype(np.float32) / math.sqrt(DIM)
+    )
     planted = rng.choice(num, size=(num_queries, PLANTED), replace=False)
     for q in range(num_queries):
         # Neighbour j: noise of norm neighbour_noise + 0.05 j around the query (0.55: cosine ~0.88 down to ~0.71).
-        noise = normalise(rng.standard_normal((PLANTED, DIM)).astype(np.float32)) * (neighbour_noise + 0.05 * np.arange(PLANTED))[:, None]
+        noise = (
+            normalise(rng.standard_normal((PLANTED, DIM)).astype(np.float32))
+            * (neighbour_noise + 0.05 * np.arange(PLANTED))[:, None]
+        )
         library[planted[q]] = normalise(queries[q] + noise)
     return library, queries.astype(np.float32), planted
 
@@ -104,7 +114,9 @@ def exact_top(store: RerankStore, queries: np.ndarray, k: int, limit: int | None
 def timed_search(index: CoarseIndex, store: RerankStore, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows found per query (one query per call, as `recommend` does) and each call's seconds."""
     rows, seconds = [], []
-    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP threads only wait on each other on a shared 2-core machine
+    faiss.omp_set_num_threads(
+        1
+    )  # one query at a time: OpenMP threads only wait on each other on a shared 2-core machine
     for q in queries:
         start = time.perf_counter()
         _, found = index.search(q[None], k, exact_rows=store.global_rows)
@@ -152,7 +164,9 @@ def stage2_latency(workdir: Path, num_tokens: int, rerank: int, repeats: int) ->
         start = time.perf_counter()
         global_embeds, token_embeds = store.rows(rows)
         with torch.inference_mode():
-            multi_grained_similarity(torch.from_numpy(global_embeds), torch.from_numpy(token_embeds), video, frames, temperature=TEMPERATURE)
+            multi_grained_similarity(
+                torch.from_numpy(global_embeds), torch.from_numpy(token_embeds), video, frames, temperature=TEMPERATURE
+            )
         times.append(time.perf_counter() - start)
     shutil.rmtree(folder)
     return float(np.median(times))
@@ -164,13 +178,20 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--hnsw-clips", type=int, default=100_000)
     parser.add_argument("--rerank", type=int, default=100)
-    parser.add_argument("--neighbour-noise", type=float, default=0.55, help="noise norm of the nearest planted neighbour (1.0: cosine ~0.71 down to ~0.6, close to the cluster mates' ~0.5)")
+    parser.add_argument(
+        "--neighbour-noise",
+        type=float,
+        default=0.55,
+        help="noise norm of the nearest planted neighbour (1.0: cosine ~0.71 down to ~0.6, close to the cluster mates' ~0.5)",
+    )
     parser.add_argument("--skip-stage2", action="store_true", help="leave out the re-rank timings and the store table")
     parser.add_argument("--workdir", type=Path, help="where the store and indexes go (default: a temporary folder)")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sos-recommend-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; {args.clips:,} clips x {DIM} dims, {args.queries} queries")
+    print(
+        f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; {args.clips:,} clips x {DIM} dims, {args.queries} queries"
+    )
 
     start = time.perf_counter()
     library, queries, planted = synthetic_library(args.clips, args.queries, args.neighbour_noise)
@@ -182,7 +203,9 @@ def main() -> None:
 
     truth = exact_top(store, queries, PLANTED)
     planted_ok = np.mean([set(t) == set(p) for t, p in zip(truth, planted)])
-    print(f"exact top-10 equals the planted neighbours for {planted_ok:.1%} of queries (neighbour noise {args.neighbour_noise})")
+    print(
+        f"exact top-10 equals the planted neighbours for {planted_ok:.1%} of queries (neighbour noise {args.neighbour_noise})"
+    )
 
     # Exact baseline: flat search over the same vectors (float32 in faiss).
     start = time.perf_counter()
@@ -190,7 +213,9 @@ def main() -> None:
     flat_build = time.perf_counter() - start
     flat_found, flat_seconds = timed_search(flat, store, queries, args.rerank)
     flat_p50, flat_p95 = percentiles_ms(flat_seconds)
-    print(f"flat (exact):   build {flat_build:6.1f} s, index {index_bytes(flat, workdir) / GIB:5.2f} GiB, p50 {flat_p50:7.2f} ms, p95 {flat_p95:7.2f} ms, recall@10 {recall(flat_found, truth):.3f}")
+    print(
+        f"flat (exact):   build {flat_build:6.1f} s, index {index_bytes(flat, workdir) / GIB:5.2f} GiB, p50 {flat_p50:7.2f} ms, p95 {flat_p95:7.2f} ms, recall@10 {recall(flat_found, truth):.3f}"
+    )
     del flat
 
     defaults = CoarseIndexSettings()
@@ -215,7 +240,9 @@ def main() -> None:
             ivfpq.set_search(nprobe=nprobe, refine_factor=refine)
             sub = queries[: max(50, args.queries // 2)]
             found, seconds = timed_search(ivfpq, store, sub, args.rerank)
-            print(f"    {nprobe:4d} {refine:3d}: {recall(found, truth[: len(sub)]):.3f}  {candidates_recall(found, truth[: len(sub)]):.3f}  {percentiles_ms(seconds)[0]:7.2f}")
+            print(
+                f"    {nprobe:4d} {refine:3d}: {recall(found, truth[: len(sub)]):.3f}  {candidates_recall(found, truth[: len(sub)]):.3f}  {percentiles_ms(seconds)[0]:7.2f}"
+            )
     del ivfpq
 
     hnsw_clips = min(args.hnsw_clips, args.clips)
@@ -235,14 +262,22 @@ def main() -> None:
         del hnsw
 
     if not args.skip_stage2:
-        print(f"stage 2: re-rank {args.rerank} candidates against {NUM_FRAMES} frames (store read + CRC + multi-grained similarity), median of 5:")
+        print(
+            f"stage 2: re-rank {args.rerank} candidates against {NUM_FRAMES} frames (store read + CRC + multi-grained similarity), median of 5:"
+        )
         for tokens in (AST_TOKENS, FREQUENCY_TOKENS, SMALL_TOKENS):
             print(f"  {tokens:5d} tokens: {stage2_latency(workdir, tokens, args.rerank, 5) * 1e3:8.1f} ms")
 
         print("re-rank store at 1,000,000 clips (float16: global f_a + sequence f_as + CRC):")
-        for tokens, what in ((AST_TOKENS, "every AST token (exact re-ranking)"), (FREQUENCY_TOKENS, "audio_token_pooling='frequency' model"), (SMALL_TOKENS, "--store-tokens 7")):
+        for tokens, what in (
+            (AST_TOKENS, "every AST token (exact re-ranking)"),
+            (FREQUENCY_TOKENS, "audio_token_pooling='frequency' model"),
+            (SMALL_TOKENS, "--store-tokens 7"),
+        ):
             size = 1_000_000 * (DIM * 2 * (1 + tokens) + 4)
-            print(f"  {tokens:5d} tokens, {what}: {size / GIB:9.1f} GiB{'  <- fits in 8 GiB' if size <= 8 * GIB else ''}")
+            print(
+                f"  {tokens:5d} tokens, {what}: {size / GIB:9.1f} GiB{'  <- fits in 8 GiB' if size <= 8 * GIB else ''}"
+            )
     print(f"peak resident memory: {peak_gib():.2f} GiB")
     if args.workdir is None:
         shutil.rmtree(workdir)

@@ -93,13 +93,19 @@ def xclip_style_similarity(audio, tokens, video, frames, block: int, temperature
             word_video = torch.matmul(words, v.t())
             video_word = torch.sum(word_video * torch.softmax(word_video / temperature, dim=1), dim=1)
             sentence_frames = torch.matmul(sentence, f.permute(0, 2, 1))
-            sentence_frame = torch.sum(sentence_frames * torch.softmax(sentence_frames / temperature, dim=-1), dim=-1).t()
-            fine = torch.matmul(words.reshape(-1, words.shape[-1]), f.reshape(-1, f.shape[-1]).t()).view(words.shape[0], words.shape[1], f.shape[0], f.shape[1])
+            sentence_frame = torch.sum(
+                sentence_frames * torch.softmax(sentence_frames / temperature, dim=-1), dim=-1
+            ).t()
+            fine = torch.matmul(words.reshape(-1, words.shape[-1]), f.reshape(-1, f.shape[-1]).t()).view(
+                words.shape[0], words.shape[1], f.shape[0], f.shape[1]
+            )
             word_level = torch.sum(torch.softmax(fine / temperature, dim=1) * fine, dim=1)
             frame_level = torch.sum(torch.softmax(fine / temperature, dim=-1) * fine, dim=-1)
             sent2frame = torch.sum(torch.softmax(word_level / temperature, dim=-1) * word_level, dim=-1)
             video2word = torch.sum(torch.softmax(frame_level / temperature, dim=1) * frame_level, dim=1)
-            out[i : i + block, j : j + block] = (video_sentence + video_word + sentence_frame + (sent2frame + video2word) / 2) / 4
+            out[i : i + block, j : j + block] = (
+                video_sentence + video_word + sentence_frame + (sent2frame + video2word) / 2
+            ) / 4
     return out
 
 
@@ -125,7 +131,9 @@ def run_case(name: str, num_tokens: int, args: argparse.Namespace) -> None:
     flops_per_pair = 2 * dim * (1 + num_frames + num_tokens + num_tokens * num_frames)
     gemm_left = tokens[:block].reshape(-1, dim)
     gemm_right = frames[:block].reshape(-1, dim).T.contiguous()
-    print(f"\n== {name}: D={dim}, m={num_frames}, n={num_tokens}; default block {block} x {block} (SIMILARITY_BLOCK_BYTES = {SIMILARITY_BLOCK_BYTES / 2**20:.0f} MiB)")
+    print(
+        f"\n== {name}: D={dim}, m={num_frames}, n={num_tokens}; default block {block} x {block} (SIMILARITY_BLOCK_BYTES = {SIMILARITY_BLOCK_BYTES / 2**20:.0f} MiB)"
+    )
 
     with torch.inference_mode():
         # 1. Throughput of one block, against plain matmul of the block's own token x frame product.
@@ -142,16 +150,24 @@ def run_case(name: str, num_tokens: int, args: argparse.Namespace) -> None:
         sos_gflops = flops_per_pair * block * block / times["sos"] / 1e9
         xclip_gflops = flops_per_pair * block * block / times["xclip"] / 1e9
         blocks = math.ceil(args.num_audio / block) * math.ceil(args.num_video / block)
-        print(f"plain torch.matmul ({gemm_left.shape[0]} x {dim}) @ ({dim} x {gemm_right.shape[1]}): {times['matmul']:.2f} s = {matmul_gflops:.1f} GFLOP/s (best of {args.repeats})")
-        print(f"multi_grained_similarity, one block: {times['sos']:.2f} s = {sos_gflops:.1f} GFLOP/s = {sos_gflops / matmul_gflops:.0%} of plain matmul (target >= 50%)")
+        print(
+            f"plain torch.matmul ({gemm_left.shape[0]} x {dim}) @ ({dim} x {gemm_right.shape[1]}): {times['matmul']:.2f} s = {matmul_gflops:.1f} GFLOP/s (best of {args.repeats})"
+        )
+        print(
+            f"multi_grained_similarity, one block: {times['sos']:.2f} s = {sos_gflops:.1f} GFLOP/s = {sos_gflops / matmul_gflops:.0%} of plain matmul (target >= 50%)"
+        )
         print(
             f"X-CLIP-style per-block implementation, one block: {times['xclip']:.2f} s = {xclip_gflops:.1f} GFLOP/s = {xclip_gflops / matmul_gflops:.0%} of plain matmul; "
             f"x{times['xclip'] / times['sos']:.2f} the time of multi_grained_similarity"
         )
-        print(f"full {args.num_audio} x {args.num_video} from the best block times ({blocks} blocks): {times['sos'] * blocks / 60:.1f} min, X-CLIP-style {times['xclip'] * blocks / 60:.1f} min")
+        print(
+            f"full {args.num_audio} x {args.num_video} from the best block times ({blocks} blocks): {times['sos'] * blocks / 60:.1f} min, X-CLIP-style {times['xclip'] * blocks / 60:.1f} min"
+        )
 
         # 2. Wall time of a fraction of the rows against every video, scaled to all rows.
-        sim, seconds, peak = measure(lambda: multi_grained_similarity(audio[:rows], tokens[:rows], video, frames, progress=args.progress))
+        sim, seconds, peak = measure(
+            lambda: multi_grained_similarity(audio[:rows], tokens[:rows], video, frames, progress=args.progress)
+        )
         full_seconds = seconds * args.num_audio / rows
         print(
             f"measured {rows} audio rows x {args.num_video} videos: {seconds:.1f} s ({rows * args.num_video * flops_per_pair / seconds / 1e9:.1f} GFLOP/s) "
@@ -160,7 +176,9 @@ def run_case(name: str, num_tokens: int, args: argparse.Namespace) -> None:
 
         # 3. Peak memory: set by the block, not by the number of videos.
         few = max(block, args.num_video // 4)
-        _, _, peak_few = measure(lambda: multi_grained_similarity(audio[:rows], tokens[:rows], video[:few], frames[:few]))
+        _, _, peak_few = measure(
+            lambda: multi_grained_similarity(audio[:rows], tokens[:rows], video[:few], frames[:few])
+        )
         _, _, xclip_peak = measure(lambda: xclip_style_similarity(*one_block, block))
         print(
             f"peak extra memory: {peak:.0f} MiB with {args.num_video} videos, {peak_few:.0f} MiB with {few} videos "
@@ -168,7 +186,9 @@ def run_case(name: str, num_tokens: int, args: argparse.Namespace) -> None:
         )
 
         # 4. Same values as the X-CLIP-style code.
-        difference = (xclip_style_similarity(*one_block, block) - multi_grained_similarity(*one_block)).abs().max().item()
+        difference = (
+            (xclip_style_similarity(*one_block, block) - multi_grained_similarity(*one_block)).abs().max().item()
+        )
         print(f"max |difference| to the X-CLIP-style result on one block: {difference:.1e}")
         assert sim.shape == (rows, args.num_video) and math.isfinite(sim.sum().item())
 
@@ -177,18 +197,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-audio", type=int, default=1300, help="audio stories (rows of the full matrix)")
     parser.add_argument("--num-video", type=int, default=1300, help="video stories (columns)")
-    parser.add_argument("--rows", type=int, default=None, help="audio rows actually computed (default: one block row); time is scaled to --num-audio")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="audio rows actually computed (default: one block row); time is scaled to --num-audio",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="rounds of the one-block timings (the best is kept)")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--tokens", type=int, default=1213, help="AST tokens after the first (paper setting)")
-    parser.add_argument("--pooled-tokens", type=int, default=101, help="time tokens with audio_token_pooling='frequency'")
+    parser.add_argument(
+        "--pooled-tokens", type=int, default=101, help="time tokens with audio_token_pooling='frequency'"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--progress", action="store_true", help="progress bar over the blocks")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
     run_case("paper setting (all AST tokens)", args.tokens, args)
     run_case("audio_token_pooling='frequency'", args.pooled_tokens, args)
 

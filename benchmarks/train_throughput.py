@@ -85,14 +85,21 @@ def retrieval_end_to_end_vs_cached(batch_size: int, steps: int) -> dict:
         frames, mask = clip_frame_embeddings(frozen.clip, batch["pixel_values"], batch["frame_mask"])
     cached_batch = {"audio_first_token": first, "audio_tokens": tokens, "clip_frames": frames, "frame_mask": mask}
     cached = _time_steps(RetrievalEncoder(frozen, "audio-video", cached=True), frozen, cached_batch, steps)
-    return {"end_to_end_samples_per_s": batch_size / full, "cached_samples_per_s": batch_size / cached, "speedup": full / cached,
-            "end_to_end_step_s": full}
+    return {
+        "end_to_end_samples_per_s": batch_size / full,
+        "cached_samples_per_s": batch_size / cached,
+        "speedup": full / cached,
+        "end_to_end_step_s": full,
+    }
 
 
 def processor_stories_per_second(count: int = 4) -> float:
     processor = tiny_retrieval_processor()
     rng = np.random.default_rng(0)
-    audio = [{"array": rng.standard_normal((2, 441_000)).astype(np.float32) * 0.1, "sampling_rate": 44_100} for _ in range(count)]
+    audio = [
+        {"array": rng.standard_normal((2, 441_000)).astype(np.float32) * 0.1, "sampling_rate": 44_100}
+        for _ in range(count)
+    ]
     frames = [[rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(12)] for _ in range(count)]
     start = time.perf_counter()
     processor(frames=frames, audio=audio, audio_crop="random", generator=torch.Generator().manual_seed(0))
@@ -111,14 +118,18 @@ def gen_steps_per_second(steps: int) -> float:
     params = [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-6)
     images = torch.rand(1, 3, pipe.spectrogram_params.num_frequencies, int(pipe.config.window_width)) * 2 - 1
-    ids = pipe.tokenizer(["rain on a tin roof"], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids
+    ids = pipe.tokenizer(
+        ["rain on a tin roof"], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
 
     def step():
         with torch.no_grad():
             latents = pipe.vae.encode(images).latent_dist.sample() * pipe.vae.config.scaling_factor
         noise = torch.randn_like(latents)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (1,))
-        pred = pipe.unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
+        pred = pipe.unet(
+            noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=pipe.text_encoder(ids)[0]
+        ).sample
         loss = F.mse_loss(pred, noise)
         optimizer.zero_grad()
         loss.backward()
@@ -196,11 +207,16 @@ def flop_ratio(batch_size: int) -> float | None:
     tiny = count(_tiny_model(freeze=False), {k: tiny_inputs[k] for k in VIDEO_KEYS})
     try:
         with torch.device("meta"):
-            config = SoSRetrievalConfig(clip_config=CLIPConfig().to_dict(), audio_config=ASTConfig().to_dict(), max_frames=NUM_FRAMES)
+            config = SoSRetrievalConfig(
+                clip_config=CLIPConfig().to_dict(), audio_config=ASTConfig().to_dict(), max_frames=NUM_FRAMES
+            )
             full_model = SoSRetrievalModel(config)
             freeze_for_pair(full_model, "audio-video", freeze_encoders=False)
-            batch = {"input_values": torch.randn(batch_size, 1024, 128), "pixel_values": torch.randn(batch_size, NUM_FRAMES, 3, 224, 224),
-                     "frame_mask": torch.ones(batch_size, NUM_FRAMES, dtype=torch.long)}
+            batch = {
+                "input_values": torch.randn(batch_size, 1024, 128),
+                "pixel_values": torch.randn(batch_size, NUM_FRAMES, 3, 224, 224),
+                "frame_mask": torch.ones(batch_size, NUM_FRAMES, dtype=torch.long),
+            }
             full = count(full_model, batch)
     except (NotImplementedError, RuntimeError) as error:
         print(f"  (full-size FLOP count unavailable on the meta device: {type(error).__name__}: {str(error)[:120]})")
@@ -213,7 +229,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
     parser.add_argument("--batch", type=int, default=8, help="global retrieval batch (stories)")
     parser.add_argument("--no-launch", action="store_true", help="skip the two-process measurement")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (1: as each launched process)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads in this process (1: as each launched process)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,20 +239,32 @@ def main() -> None:
         _worker(args.batch, args.steps, args.result)
         return
     torch.set_num_threads(args.threads)
-    print(f"train_throughput: {platform.node()} {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"train_throughput: {platform.node()} {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     r = retrieval_end_to_end_vs_cached(args.batch, args.steps)
-    print(f"retrieval (tiny, batch {args.batch}, 40 frames): end to end {r['end_to_end_samples_per_s']:.2f} samples/s, "
-          f"cached frozen features {r['cached_samples_per_s']:.2f} samples/s: x{r['speedup']:.1f}")
-    print(f"retrieval data preparation (processor, 10 s 44.1 kHz stereo + 12 frames per story): {processor_stories_per_second():.2f} stories/s")
-    print(f"gen.py text mode (tiny pipeline, batch 1, one window_width window): {gen_steps_per_second(args.steps):.2f} steps/s")
+    print(
+        f"retrieval (tiny, batch {args.batch}, 40 frames): end to end {r['end_to_end_samples_per_s']:.2f} samples/s, "
+        f"cached frozen features {r['cached_samples_per_s']:.2f} samples/s: x{r['speedup']:.1f}"
+    )
+    print(
+        f"retrieval data preparation (processor, 10 s 44.1 kHz stereo + 12 frames per story): {processor_stories_per_second():.2f} stories/s"
+    )
+    print(
+        f"gen.py text mode (tiny pipeline, batch 1, one window_width window): {gen_steps_per_second(args.steps):.2f} steps/s"
+    )
     if not args.no_launch:
         one = _launch_worker(1, args.batch, args.steps)
         two = _launch_worker(2, args.batch, args.steps)
-        print(f"two processes (global batch {args.batch}): {two:.2f} vs {one:.2f} samples/s with one: speed-up x{two / one:.2f}")
+        print(
+            f"two processes (global batch {args.batch}): {two:.2f} vs {one:.2f} samples/s with one: speed-up x{two / one:.2f}"
+        )
     ratio = flop_ratio(2)
     if ratio is not None:
-        print(f"full-size estimate: one step costs ~{ratio:.0f}x the tiny model's multiply-adds -> "
-              f"~{r['end_to_end_step_s'] * ratio * (128 / args.batch):.0f} s per batch-128 step on this CPU (upper bound; method in the docstring)")
+        print(
+            f"full-size estimate: one step costs ~{ratio:.0f}x the tiny model's multiply-adds -> "
+            f"~{r['end_to_end_step_s'] * ratio * (128 / args.batch):.0f} s per batch-128 step on this CPU (upper bound; method in the docstring)"
+        )
 
 
 if __name__ == "__main__":

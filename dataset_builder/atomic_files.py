@@ -37,4 +37,6 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write one key-sorted JSON object per line."""
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        tmp.write_text(
+            "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+        )

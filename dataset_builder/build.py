@@ -54,7 +54,9 @@ class BuildReport:
     failures: list[Failure]
     from_cache: int
     splits: dict[str, list[str]]
-    assembly_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # builder steps: spectrograms, flac_encoding
+    assembly_seconds: dict[str, float] = dataclasses.field(
+        default_factory=dict
+    )  # builder steps: spectrograms, flac_encoding
 
     @property
     def ok(self) -> bool:
@@ -92,11 +94,21 @@ class BuildIndex:
     inputs: dict  # the manifest's content hash and the LSMDC story length
 
     def to_json(self) -> dict:
-        return {"stories": [dataclasses.asdict(s) for s in self.stories], "failures": [f.to_json() for f in self.failures], "params": self.params, "inputs": self.inputs}
+        return {
+            "stories": [dataclasses.asdict(s) for s in self.stories],
+            "failures": [f.to_json() for f in self.failures],
+            "params": self.params,
+            "inputs": self.inputs,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> BuildIndex:
-        return cls([IndexedStory(**s) for s in data["stories"]], [Failure(**f) for f in data["failures"]], data["params"], data["inputs"])
+        return cls(
+            [IndexedStory(**s) for s in data["stories"]],
+            [Failure(**f) for f in data["failures"]],
+            data["params"],
+            data["inputs"],
+        )
 
 
 def _work(out_dir: Path) -> Path:
@@ -139,7 +151,9 @@ def split_by_movie(stories: Sequence[tuple[str, str]], test_size: float | int = 
     return split
 
 
-def split_slices_at_random(slice_ids: Sequence[str], test_size: float | int = PAPER_GENERATION_TEST_SHARE) -> dict[str, str]:
+def split_slices_at_random(
+    slice_ids: Sequence[str], test_size: float | int = PAPER_GENERATION_TEST_SHARE
+) -> dict[str, str]:
     """Slice id -> "train"/"test", at random over slices as the paper's generation split (section 4.2.2).
 
     Deterministic: slices are ordered by a hash of their id and the first ``test_size`` (a share
@@ -189,7 +203,9 @@ def check_build_options(
     if not (math.isfinite(lsmdc_target_s) and lsmdc_target_s > 0):
         raise ValueError(f"--lsmdc-target-seconds must be a finite number > 0, got {lsmdc_target_s}")
     if params is not None and lsmdc_target_s > params.max_story_seconds:
-        raise ValueError(f"--lsmdc-target-seconds ({lsmdc_target_s:g}) is over --max-story-seconds ({params.max_story_seconds:g}): every joined LSMDC story would fail")
+        raise ValueError(
+            f"--lsmdc-target-seconds ({lsmdc_target_s:g}) is over --max-story-seconds ({params.max_story_seconds:g}): every joined LSMDC story would fail"
+        )
     if num_proc < 1:
         raise ValueError(f"--num-proc must be at least 1, got {num_proc}")
     if generation_split not in GENERATION_SPLITS:
@@ -222,7 +238,9 @@ def build_dataset(
     """
     out_dir = Path(out_dir)
     params = params or ProcessingParams()
-    check_build_options(out_dir, configs, test_size, lsmdc_target_s, num_proc, generation_split, generation_test_size, params)
+    check_build_options(
+        out_dir, configs, test_size, lsmdc_target_s, num_proc, generation_split, generation_test_size, params
+    )
     sharded = shard_index is not None or num_shards is not None
     if sharded and (shard_index is None or num_shards is None or not 0 <= shard_index < num_shards):
         raise ValueError(f"--shard-index must be in [0, --num-shards), got {shard_index} of {num_shards}")
@@ -234,9 +252,13 @@ def build_dataset(
         failures = [f for i, f in enumerate(failures) if i % num_shards == shard_index]
     cache_dir = _work(out_dir) / "cache"
     remove_unfinished(cache_dir)
-    outcomes = {o.index: o for o in process_stories(stories, params, cache_dir, num_proc, progress, engine, ray_address)}
+    outcomes = {
+        o.index: o for o in process_stories(stories, params, cache_dir, num_proc, progress, engine, ray_address)
+    }
     if sorted(outcomes) != list(range(len(stories))):  # an engine lost or doubled a story: never guess which
-        raise RuntimeError(f"processing returned outcomes for positions {sorted(outcomes)}, expected 0..{len(stories) - 1}")
+        raise RuntimeError(
+            f"processing returned outcomes for positions {sorted(outcomes)}, expected 0..{len(stories) - 1}"
+        )
     # results are keyed by position: two inputs can never share a slot, whatever their ids
     index = BuildIndex(
         stories=[IndexedStory(s.id, s.movie, positions[i], os.path.relpath(outcomes[i].entry, out_dir)) for i, s in enumerate(stories) if outcomes[i].ok],
@@ -248,7 +270,9 @@ def build_dataset(
     if sharded:
         write_json_atomic(_shard_file(out_dir, shard_index, num_shards), index.to_json())
         return BuildReport(out_dir, [s.id for s in index.stories], index.failures, cached, {})
-    return _assemble(out_dir, index, configs, test_size, max_shard_size, cached, generation_split, generation_test_size)
+    return _assemble(
+        out_dir, index, configs, test_size, max_shard_size, cached, generation_split, generation_test_size
+    )
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
@@ -288,10 +312,14 @@ def merge_shards(
     The processing parameters come from the shards themselves (they must agree), not from the caller.
     """
     out_dir = Path(out_dir)
-    check_build_options(out_dir, configs, test_size, generation_split=generation_split, generation_test_size=generation_test_size)
+    check_build_options(
+        out_dir, configs, test_size, generation_split=generation_split, generation_test_size=generation_test_size
+    )
     files = sorted((_work(out_dir) / "shards").glob("shard-*-of-*.json"))
     if not files:
-        raise FileNotFoundError(f"no shard results in {_work(out_dir) / 'shards'}: run `sound-of-story build --shard-index i --num-shards n` first")
+        raise FileNotFoundError(
+            f"no shard results in {_work(out_dir) / 'shards'}: run `sound-of-story build --shard-index i --num-shards n` first"
+        )
     counts = {int(f.stem.rsplit("-of-", 1)[1]) for f in files}
     if len(counts) != 1:
         raise ValueError(f"shard results in {files[0].parent} come from different --num-shards: {sorted(counts)}")
@@ -302,7 +330,12 @@ def merge_shards(
     parts = {f.name: BuildIndex.from_json(json.loads(f.read_text(encoding="utf-8"))) for f in files}
     _check_same_parameters(parts)
     first = next(iter(parts.values()))
-    merged = BuildIndex([s for p in parts.values() for s in p.stories], [f for p in parts.values() for f in p.failures], first.params, first.inputs)
+    merged = BuildIndex(
+        [s for p in parts.values() for s in p.stories],
+        [f for p in parts.values() for f in p.failures],
+        first.params,
+        first.inputs,
+    )
     return _assemble(out_dir, merged, configs, test_size, max_shard_size, 0, generation_split, generation_test_size)
 
 
@@ -360,8 +393,12 @@ def _assemble(
                     name: [str(e.path) for e in entries.values() if any(slice_splits[sid] == name for sid, _ in e.kept_slices())]
                     for name in SPLITS
                 }  # fmt: skip
-            builder = SoSDatasetBuilder(config_name=config, entries=by_split, slice_splits=slice_splits, cache_dir=str(staging / "hf-cache"))
-            builder.download_and_prepare(output_dir=str(staging / config / "out"), file_format="parquet", max_shard_size=max_shard_size)
+            builder = SoSDatasetBuilder(
+                config_name=config, entries=by_split, slice_splits=slice_splits, cache_dir=str(staging / "hf-cache")
+            )
+            builder.download_and_prepare(
+                output_dir=str(staging / config / "out"), file_format="parquet", max_shard_size=max_shard_size
+            )
             timings.update(builder.step_seconds)
             infos[config] = builder.info
             data_files[config] = {}
@@ -373,7 +410,9 @@ def _assemble(
                     (out_dir / config).mkdir(exist_ok=True)
                     # files of this build have names no card names yet: moving them in changes no reader's view
                     os.replace(f, out_dir / config / f"{split}-{build_id}-{i:05d}-of-{len(files):05d}.parquet")
-            if not data_files[config]:  # e.g. no slice passed the low-content filter: a config without data is left out
+            if not data_files[
+                config
+            ]:  # e.g. no slice passed the low-content filter: a config without data is left out
                 del data_files[config], infos[config]
         # the switch: one rename of the card, which names exactly this build's files
         write_dataset_card(out_dir, infos, data_files, index, splits, slice_splits, generation_split)

@@ -95,7 +95,9 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = SoSBuilderConfig
     BUILDER_CONFIGS = [
         SoSBuilderConfig(name="stories", description="Stories: speech-removed audio, key frames, description."),
-        SoSBuilderConfig(name="generation", description="Slices of at most 15 s with spectrogram images, for sound generation."),
+        SoSBuilderConfig(
+            name="generation", description="Slices of at most 15 s with spectrogram images, for sound generation."
+        ),
     ]
     DEFAULT_CONFIG_NAME = "stories"
 
@@ -122,25 +124,32 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         entries = self.config.entries or {}
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"entries": paths, "split": split}) for split, paths in entries.items() if paths]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"entries": paths, "split": split})
+            for split, paths in entries.items()
+            if paths
+        ]
 
     def _generate_examples(self, entries, split):
         for entry in (StoryCacheEntry(Path(p)) for p in entries):
             story = entry.story
             frame_paths = entry.frame_paths()
             if self.config.name == "stories":
-                yield story["id"], {
-                    "id": story["id"],
-                    "movie": story["movie"],
-                    "source": story["source"],
-                    "text": story["text"],
-                    "audio": {"bytes": entry.audio_path.read_bytes(), "path": f"{story['id']}.flac"},
-                    "frames": [_image(p) for p in frame_paths],
-                    "frame_times": story["frame_times"],
-                    "duration": story["duration"],
-                    "speech_ratio_before": story["speech_ratio_before"],
-                    "speech_ratio_after": story["speech_ratio_after"],
-                }
+                yield (
+                    story["id"],
+                    {
+                        "id": story["id"],
+                        "movie": story["movie"],
+                        "source": story["source"],
+                        "text": story["text"],
+                        "audio": {"bytes": entry.audio_path.read_bytes(), "path": f"{story['id']}.flac"},
+                        "frames": [_image(p) for p in frame_paths],
+                        "frame_times": story["frame_times"],
+                        "duration": story["duration"],
+                        "speech_ratio_before": story["speech_ratio_before"],
+                        "speech_ratio_after": story["speech_ratio_after"],
+                    },
+                )
                 continue
             slice_splits = self.config.slice_splits or {}
             kept = [(sid, piece) for sid, piece in entry.kept_slices() if slice_splits.get(sid, split) == split]
@@ -157,17 +166,20 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
                     flac = flac_bytes(audio[:, a:b], rate)
                 with self._timed("spectrograms"):
                     png = spectrogram_png(audio[:, a:b], rate)
-                yield slice_id, {
-                    "id": slice_id,
-                    "story_id": story["id"],
-                    "text": story["text"],
-                    "audio": {"bytes": flac, "path": f"{slice_id}.flac"},
-                    "spectrogram": {"bytes": png, "path": None},
-                    "frames": [_image(frame_paths[i]) for i in inside],
-                    "frame_times": [float(times[i]) for i in inside],
-                    "start": start,
-                    "end": end,
-                }
+                yield (
+                    slice_id,
+                    {
+                        "id": slice_id,
+                        "story_id": story["id"],
+                        "text": story["text"],
+                        "audio": {"bytes": flac, "path": f"{slice_id}.flac"},
+                        "spectrogram": {"bytes": png, "path": None},
+                        "frames": [_image(frame_paths[i]) for i in inside],
+                        "frame_times": [float(times[i]) for i in inside],
+                        "start": start,
+                        "end": end,
+                    },
+                )
 
 
 CITATION = """@inproceedings{bae2023soundofstory,

@@ -67,7 +67,9 @@ def measure_content(segment, measure: str = "centroid_mag") -> float:
     return float((freqs * weights).sum() / total) if total > 0 else 0.0
 
 
-def check_content(audio: np.ndarray, sample_rate: int, params: ContentFilterParams = ContentFilterParams()) -> ContentDecision:
+def check_content(
+    audio: np.ndarray, sample_rate: int, params: ContentFilterParams = ContentFilterParams()
+) -> ContentDecision:
     """Keep or drop a slice, with the reason recorded when it is dropped."""
     segment = to_audio_segment(audio, sample_rate)
     if not any(segment.get_array_of_samples()):

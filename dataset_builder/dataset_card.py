@@ -43,7 +43,10 @@ def live_data_files(out_dir: str | Path) -> list[str]:
 def _stats(out_dir: Path, index, splits: dict[str, list[str]], slice_splits: dict[str, str]) -> dict:
     entry_of = {s.id: out_dir / s.entry for s in index.stories}
     rows = [StoryCacheEntry(entry_of[sid]).story for ids in splits.values() for sid in ids]
-    words = {src: [len(r["text"].split()) for r in rows if r["source"] == src] for src in sorted({r["source"] for r in rows})}
+    words = {
+        src: [len(r["text"].split()) for r in rows if r["source"] == src]
+        for src in sorted({r["source"] for r in rows})
+    }
     slices = [s for r in rows for s in r["slices"]]
     dropped: dict[str, int] = {}
     for s in slices:
@@ -63,11 +66,21 @@ def _stats(out_dir: Path, index, splits: dict[str, list[str]], slice_splits: dic
         "slices_kept": sum(s["keep"] for s in slices),
         "slices_by_split": {name: sum(v == name for v in slice_splits.values()) for name in splits},
         "slices_dropped": dropped,
-        "frames_per_150s": 150 * sum(len(r["frame_times"]) for r in rows) / max(sum(r["duration"] for r in rows), 1e-9),
+        "frames_per_150s": 150
+        * sum(len(r["frame_times"]) for r in rows)
+        / max(sum(r["duration"] for r in rows), 1e-9),
     }
 
 
-def write_dataset_card(out_dir: Path, infos: dict, data_files: dict[str, dict[str, str]], index, splits: dict[str, list[str]], slice_splits: dict[str, str], generation_split: str) -> Path:
+def write_dataset_card(
+    out_dir: Path,
+    infos: dict,
+    data_files: dict[str, dict[str, str]],
+    index,
+    splits: dict[str, list[str]],
+    slice_splits: dict[str, str],
+    generation_split: str,
+) -> Path:
     """Write ``README.md`` in one rename. ``data_files``: config -> split -> the glob of this build's files;
     ``index``: the :class:`.build.BuildIndex` (stories, failures, public processing parameters)."""
     configs = [
@@ -88,7 +101,9 @@ def write_dataset_card(out_dir: Path, infos: dict, data_files: dict[str, dict[st
     )
     DatasetInfosDict(infos).to_dataset_card_data(data)
     s = _stats(Path(out_dir), index, splits, slice_splits)
-    word_rows = "\n".join(f"| words per text ({src}) | {mean:.1f} (median {median:.1f}) |" for src, (mean, median) in s["words"].items())
+    word_rows = "\n".join(
+        f"| words per text ({src}) | {mean:.1f} (median {median:.1f}) |" for src, (mean, median) in s["words"].items()
+    )
     dropped = ", ".join(f"{n} {why}" for why, n in sorted(s["slices_dropped"].items())) or "none"
     split_counts = ", ".join(f"{name}: {len(ids)}" for name, ids in splits.items())
     params = index.params
@@ -112,13 +127,13 @@ slices = load_dataset("path/to/this/folder", "generation")       # 15 s slices +
 
 | | this build |
 |---|---|
-| stories | {s['stories']} ({split_counts}; split by movie) |
-| movies | {s['movies']} |
-| images | {s['images']} ({s['images_per_story']:.1f} per story; {s['frames_per_150s']:.1f} per 150 s, the paper has about 20) |
-| audio | {s['hours']:.3f} h ({s['mean_duration']:.1f} s per story on average) |
+| stories | {s["stories"]} ({split_counts}; split by movie) |
+| movies | {s["movies"]} |
+| images | {s["images"]} ({s["images_per_story"]:.1f} per story; {s["frames_per_150s"]:.1f} per 150 s, the paper has about 20) |
+| audio | {s["hours"]:.3f} h ({s["mean_duration"]:.1f} s per story on average) |
 {word_rows}
-| speech ratio (silero-vad windows), before / after removal | {s['speech_before']:.3f} / {s['speech_after']:.3f} |
-| generation slices kept | {s['slices_kept']} ({gen_counts}; dropped: {dropped}) |
+| speech ratio (silero-vad windows), before / after removal | {s["speech_before"]:.3f} / {s["speech_after"]:.3f} |
+| generation slices kept | {s["slices_kept"]} ({gen_counts}; dropped: {dropped}) |
 | inputs that failed | {len(index.failures)} (listed in the builder's `failures.jsonl`, not published) |
 
 The paper's full dataset: 27,354 stories from 3,807 movies (CMD and LSMDC), 535,707 images (19.6

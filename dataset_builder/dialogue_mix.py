@@ -97,4 +97,10 @@ def dialogue_over_music(pan: float = -0.5, delay_ms: float = 0.0, speech_share: 
     music_rms = np.sqrt(np.mean(stereo_music.mean(axis=0) ** 2))
     dialogue *= music_rms / np.sqrt(np.mean(dialogue[active] ** 2))
     speech = np.stack([dialogue, dialogue])
-    return DialogueMix((stereo_music + speech).astype(np.float32), stereo_music, speech.astype(np.float32), MIX_RATE, float(active.mean()))
+    return DialogueMix(
+        (stereo_music + speech).astype(np.float32),
+        stereo_music,
+        speech.astype(np.float32),
+        MIX_RATE,
+        float(active.mean()),
+    )

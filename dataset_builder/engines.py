@@ -76,7 +76,9 @@ def _ready() -> bool:
     return True
 
 
-def _run_with_helpers(jobs: Sequence[StoryJob], worker: Worker, helpers: int, torch_threads: int, bar, work_here: bool) -> tuple[list[StoryOutcome], list[StoryJob]]:
+def _run_with_helpers(
+    jobs: Sequence[StoryJob], worker: Worker, helpers: int, torch_threads: int, bar, work_here: bool
+) -> tuple[list[StoryOutcome], list[StoryJob]]:
     """Run the jobs in ``helpers`` worker processes, and in this process too when ``work_here``.
 
     Jobs are handed out one at a time from one queue, so a worker that is still starting (its
@@ -106,7 +108,9 @@ def _run_with_helpers(jobs: Sequence[StoryJob], worker: Worker, helpers: int, to
             bar.update(1)
 
     ctx = multiprocessing.get_context("spawn")  # torch and the decoders do not survive fork well
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,))
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=helpers, mp_context=ctx, initializer=_start_worker, initargs=(torch_threads,)
+    )
 
     def feed() -> None:  # one thread per helper process: hands it the next job when it is free
         try:
@@ -142,7 +146,13 @@ def _run_with_helpers(jobs: Sequence[StoryJob], worker: Worker, helpers: int, to
     return outcomes, lost
 
 
-def run_local(jobs: Sequence[StoryJob], num_proc: int = 1, progress: bool = True, worker: Worker = run_story_job, torch_threads: int | None = None) -> list[StoryOutcome]:
+def run_local(
+    jobs: Sequence[StoryJob],
+    num_proc: int = 1,
+    progress: bool = True,
+    worker: Worker = run_story_job,
+    torch_threads: int | None = None,
+) -> list[StoryOutcome]:
     """Run ``worker`` on every job with ``num_proc`` processes in all: this one and ``num_proc - 1`` workers.
 
     ``torch_threads``: per process (default: the cores divided among the processes; with
@@ -168,7 +178,12 @@ def run_local(jobs: Sequence[StoryJob], num_proc: int = 1, progress: bool = True
             outcomes += [o for done, _ in retried for o in done]
             lost = [job for _, left in retried for job in left]
         for job in lost:
-            outcomes.append(_died(job, f"the worker process died while processing this story ({1 + POOL_RETRIES} tries): killed, or out of memory?"))
+            outcomes.append(
+                _died(
+                    job,
+                    f"the worker process died while processing this story ({1 + POOL_RETRIES} tries): killed, or out of memory?",
+                )
+            )
             bar.update(1)
         return sorted(outcomes, key=lambda o: o.index)
     finally:
@@ -205,7 +220,13 @@ def connect_ray(address: str | None = None, **init_kwargs) -> None:
         raise ValueError(f"cannot connect to the Ray cluster at {address!r}: {err}") from err
 
 
-def run_ray(jobs: Sequence[StoryJob], ray_address: str | None = None, progress: bool = True, worker: Worker = run_story_job, max_retries: int = RAY_MAX_RETRIES) -> list[StoryOutcome]:
+def run_ray(
+    jobs: Sequence[StoryJob],
+    ray_address: str | None = None,
+    progress: bool = True,
+    worker: Worker = run_story_job,
+    max_retries: int = RAY_MAX_RETRIES,
+) -> list[StoryOutcome]:
     """Run ``worker`` on every job as a Ray task (one CPU each); outcomes in job order.
 
     A task whose worker process died is retried up to ``max_retries`` times by Ray; after that,
@@ -228,7 +249,9 @@ def run_ray(jobs: Sequence[StoryJob], ray_address: str | None = None, progress: 
                     outcomes.append(ray.get(ref))
                 except ray.exceptions.RayError as err:
                     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                    outcomes.append(_died(job, f"Ray task failed after {max_retries} retries: {type(err).__name__}: {reason}"))
+                    outcomes.append(
+                        _died(job, f"Ray task failed after {max_retries} retries: {type(err).__name__}: {reason}")
+                    )
                 bar.update(1)
     return sorted(outcomes, key=lambda o: o.index)
 
@@ -246,4 +269,14 @@ def run_jobs(
     return run_local(jobs, num_proc, progress, worker, torch_threads)
 
 
-__all__ = ["ENGINES", "DEFAULT_ENGINE", "Engine", "check_engine", "threads_per_worker", "run_local", "run_ray", "connect_ray", "run_jobs"]
+__all__ = [
+    "ENGINES",
+    "DEFAULT_ENGINE",
+    "Engine",
+    "check_engine",
+    "threads_per_worker",
+    "run_local",
+    "run_ray",
+    "connect_ray",
+    "run_jobs",
+]

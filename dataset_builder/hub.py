@@ -18,11 +18,20 @@ def files_to_upload(folder: str | Path) -> list[str]:
     folder = Path(folder)
     data = live_data_files(folder)
     if not (folder / CARD_FILE).is_file() or not data:
-        raise FileNotFoundError(f"{folder} is not a built SoS folder (no README.md card naming Parquet shards): run `sound-of-story build` first")
+        raise FileNotFoundError(
+            f"{folder} is not a built SoS folder (no README.md card naming Parquet shards): run `sound-of-story build` first"
+        )
     return [CARD_FILE, *data]
 
 
-def push_dataset(folder: str | Path, repo_id: str, private: bool = False, revision: str | None = None, token: str | None = None, create_repo: bool = True) -> str:
+def push_dataset(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    create_repo: bool = True,
+) -> str:
     """Upload the card and shards of ``folder`` (:func:`files_to_upload`) as dataset repository ``repo_id``."""
     folder = Path(folder)
     files = files_to_upload(folder)

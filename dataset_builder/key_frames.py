@@ -45,7 +45,9 @@ class KeyFrameParams:
         if self.hash not in HASHES:
             raise ValueError(f"hash must be one of {', '.join(HASHES)}, got {self.hash!r}")
         if not 0 < self.fps <= 10:
-            raise ValueError(f"key-frame sampling fps must be in (0, 10] (the paper samples at most 10 fps), got {self.fps}")
+            raise ValueError(
+                f"key-frame sampling fps must be in (0, 10] (the paper samples at most 10 fps), got {self.fps}"
+            )
         if not 0.0 <= self.max_similarity <= 1.0:
             raise ValueError(f"max_similarity must be in [0, 1], got {self.max_similarity}")
 
@@ -64,20 +66,26 @@ def similarity(a: imagehash.ImageHash, b: imagehash.ImageHash) -> float:
 def _analysis_image(image: Image.Image) -> Image.Image:
     if image.width <= ANALYSIS_WIDTH:
         return image
-    return image.resize((ANALYSIS_WIDTH, max(1, round(image.height * ANALYSIS_WIDTH / image.width))), Image.Resampling.BILINEAR)
+    return image.resize(
+        (ANALYSIS_WIDTH, max(1, round(image.height * ANALYSIS_WIDTH / image.width))), Image.Resampling.BILINEAR
+    )
 
 
 def to_jpeg(image: Image.Image, max_side: int, quality: int) -> bytes:
     """JPEG bytes of ``image`` with its long side at most ``max_side`` pixels."""
     scale = max_side / max(image.size)
     if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+        )
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
     return buf.getvalue()
 
 
-def select_key_frames(frames: Iterable[tuple[float, Image.Image]], params: KeyFrameParams = KeyFrameParams()) -> list[KeyFrame]:
+def select_key_frames(
+    frames: Iterable[tuple[float, Image.Image]], params: KeyFrameParams = KeyFrameParams()
+) -> list[KeyFrame]:
     """Apply the sequential similarity rule to ``(time, image)`` pairs in time order."""
     hash_fn = HASHES[params.hash]
     kept: list[KeyFrame] = []
@@ -96,11 +104,15 @@ def sample_times(duration: float, fps: float) -> np.ndarray:
     return np.arange(max(count, 0)) / fps
 
 
-def decode_frames(path: str | Path, times: Sequence[float], offset: float = 0.0) -> Iterable[tuple[float, Image.Image]]:
+def decode_frames(
+    path: str | Path, times: Sequence[float], offset: float = 0.0
+) -> Iterable[tuple[float, Image.Image]]:
     """Decode the frames shown at ``times`` (seconds) of a video, in batches; yields (offset + t, image)."""
     from torchcodec.decoders import VideoDecoder
 
-    decoder = VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC")  # HWC rows are what PIL reads: no copy per frame
+    decoder = VideoDecoder(
+        str(path), seek_mode="exact", dimension_order="NHWC"
+    )  # HWC rows are what PIL reads: no copy per frame
     end = decoder.metadata.end_stream_seconds or decoder.metadata.duration_seconds
     times = [t for t in times if t < end]
     for i in range(0, len(times), DECODE_BATCH):
@@ -109,7 +121,9 @@ def decode_frames(path: str | Path, times: Sequence[float], offset: float = 0.0)
             yield offset + float(t), Image.fromarray(frame.numpy())
 
 
-def extract_key_frames(path: str | Path, params: KeyFrameParams = KeyFrameParams(), offset: float = 0.0, duration: float | None = None) -> list[KeyFrame]:
+def extract_key_frames(
+    path: str | Path, params: KeyFrameParams = KeyFrameParams(), offset: float = 0.0, duration: float | None = None
+) -> list[KeyFrame]:
     """Key frames of one video file (times shifted by ``offset`` seconds)."""
     from torchcodec.decoders import VideoDecoder
 
@@ -119,6 +133,11 @@ def extract_key_frames(path: str | Path, params: KeyFrameParams = KeyFrameParams
     return select_key_frames(decode_frames(path, sample_times(duration, params.fps), offset), params)
 
 
-def frames_at(path: str | Path, times: Sequence[float], params: KeyFrameParams = KeyFrameParams(), offset: float = 0.0) -> list[KeyFrame]:
+def frames_at(
+    path: str | Path, times: Sequence[float], params: KeyFrameParams = KeyFrameParams(), offset: float = 0.0
+) -> list[KeyFrame]:
     """Frames at given times (e.g. the released SoS ``Frames`` list), without any selection."""
-    return [KeyFrame(t, to_jpeg(img, params.max_side, params.jpeg_quality)) for t, img in decode_frames(path, [t - offset for t in times], offset)]
+    return [
+        KeyFrame(t, to_jpeg(img, params.max_side, params.jpeg_quality))
+        for t, img in decode_frames(path, [t - offset for t in times], offset)
+    ]

@@ -130,7 +130,9 @@ def _resolve(base: Path, video) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
-def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration=None) -> tuple[list[StorySource], list[Failure]]:
+def read_manifest(
+    path: str | Path, lsmdc_target_s: float = 150.0, clip_duration=None
+) -> tuple[list[StorySource], list[Failure]]:
     """Stories and per-row failures of a manifest.
 
     ``clip_duration(path) -> float`` measures an LSMDC clip (by default torchcodec's stream
@@ -149,7 +151,9 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
     def claim(story_id: str, where: str, file: str) -> bool:
         if story_id in seen:
             first_where, first_file = seen[story_id]
-            failures.append(Failure(story_id, file, f"duplicate id: {where} ({file}) has the id of {first_where} ({first_file})"))
+            failures.append(
+                Failure(story_id, file, f"duplicate id: {where} ({file}) has the id of {first_where} ({first_file})")
+            )
             return False
         seen[story_id] = (where, file)
         return True
@@ -162,7 +166,11 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
             story_id = str(row.get("id") or f"{row['Movie']}_{line:06d}")
             video = row.get("video")
             problem = _encoding_problem(id=story_id, movie=row["Movie"], **{"video path": video or ""})
-            problem = problem or _text_problem(row["Desc"], "description (Desc)") or (None if video else "no video path (add a 'video' field to the released row)")
+            problem = (
+                problem
+                or _text_problem(row["Desc"], "description (Desc)")
+                or (None if video else "no video path (add a 'video' field to the released row)")
+            )
             if problem is None:
                 try:
                     times = tuple(frame_time_from_name(n) for n in row["Frames"])
@@ -171,10 +179,22 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
             if problem:
                 failures.append(Failure(story_id, str(video or path), problem))
             elif claim(story_id, f"line {line}", str(video)):
-                stories.append(StorySource(story_id, str(row["Movie"]), "sos", row["Desc"].strip(), (_resolve(base, video),), (story_id,), times))
+                stories.append(
+                    StorySource(
+                        story_id,
+                        str(row["Movie"]),
+                        "sos",
+                        row["Desc"].strip(),
+                        (_resolve(base, video),),
+                        (story_id,),
+                        times,
+                    )
+                )
         elif {"movie", "clip_index", "video", "caption"} <= row.keys():
             clip_id = str(row.get("id") or f"{row['movie']}_clip_{row['clip_index']}")
-            problem = _encoding_problem(id=clip_id, movie=row["movie"], **{"video path": row["video"]}) or _text_problem(row["caption"], "caption")
+            problem = _encoding_problem(
+                id=clip_id, movie=row["movie"], **{"video path": row["video"]}
+            ) or _text_problem(row["caption"], "caption")
             try:
                 index = int(row["clip_index"])
             except (TypeError, ValueError):
@@ -182,10 +202,18 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
             if problem:
                 failures.append(Failure(clip_id, str(row["video"]), problem))
             elif clip_id in seen_clips:
-                failures.append(Failure(clip_id, str(row["video"]), f"duplicate clip id (line {line}; first at line {seen_clips[clip_id]})"))
+                failures.append(
+                    Failure(
+                        clip_id,
+                        str(row["video"]),
+                        f"duplicate clip id (line {line}; first at line {seen_clips[clip_id]})",
+                    )
+                )
             else:
                 seen_clips[clip_id] = line
-                lsmdc.setdefault(str(row["movie"]), []).append((index, clip_id, _resolve(base, row["video"]), row["caption"].strip(), line))
+                lsmdc.setdefault(str(row["movie"]), []).append(
+                    (index, clip_id, _resolve(base, row["video"]), row["caption"].strip(), line)
+                )
         elif {"id", "video", "description"} <= row.keys():
             story_id = str(row["id"])
             problem = _encoding_problem(id=story_id, movie=row.get("movie") or "", **{"video path": row["video"]})
@@ -194,9 +222,24 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
                 failures.append(Failure(story_id, str(row["video"]), problem))
             elif claim(story_id, f"line {line}", str(row["video"])):
                 movie = str(row.get("movie") or story_id)
-                stories.append(StorySource(story_id, movie, "cmd", row["description"].strip(), (_resolve(base, row["video"]),), (story_id,)))
+                stories.append(
+                    StorySource(
+                        story_id,
+                        movie,
+                        "cmd",
+                        row["description"].strip(),
+                        (_resolve(base, row["video"]),),
+                        (story_id,),
+                    )
+                )
         else:
-            failures.append(Failure(str(row.get("id", f"line {line}")), str(path), f"line {line} has fields {sorted(row)}, matching no manifest format (CMD: id, video, description; LSMDC: movie, clip_index, video, caption; SoS: Movie, Desc, Frames, video)"))
+            failures.append(
+                Failure(
+                    str(row.get("id", f"line {line}")),
+                    str(path),
+                    f"line {line} has fields {sorted(row)}, matching no manifest format (CMD: id, video, description; LSMDC: movie, clip_index, video, caption; SoS: Movie, Desc, Frames, video)",
+                )
+            )
 
     measure = clip_duration or _clip_duration
     for movie, clips in lsmdc.items():
@@ -218,7 +261,16 @@ def read_manifest(path: str | Path, lsmdc_target_s: float = 150.0, clip_duration
             story_id = f"{movie}_{number:03d}"
             where = f"the LSMDC run of movie {movie!r} at lines {', '.join(str(c[4]) for c in run)}"
             if claim(story_id, where, run[0][2]):
-                stories.append(StorySource(story_id, movie, "lsmdc", " ".join(c[3] for c in run), tuple(c[2] for c in run), tuple(c[1] for c in run)))
+                stories.append(
+                    StorySource(
+                        story_id,
+                        movie,
+                        "lsmdc",
+                        " ".join(c[3] for c in run),
+                        tuple(c[2] for c in run),
+                        tuple(c[1] for c in run),
+                    )
+                )
     return stories, failures
 
 

@@ -48,7 +48,9 @@ def probe(path: str | Path) -> MediaInfo:
     return MediaInfo(str(path), float(duration), int(meta.sample_rate), int(meta.num_channels), has_video)
 
 
-def decode_audio(path: str | Path, sample_rate: int | None = None, num_channels: int | None = None) -> tuple[np.ndarray, int]:
+def decode_audio(
+    path: str | Path, sample_rate: int | None = None, num_channels: int | None = None
+) -> tuple[np.ndarray, int]:
     """All audio samples as (channels, samples) float32, at the source rate unless asked otherwise."""
     from torchcodec.decoders import AudioDecoder
 

@@ -71,9 +71,13 @@ class ProcessingParams:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if not math.isfinite(self.content.threshold):
-            raise ValueError(f"content.threshold (the low-content threshold) must be a finite number, got {self.content.threshold}")
+            raise ValueError(
+                f"content.threshold (the low-content threshold) must be a finite number, got {self.content.threshold}"
+            )
         if not math.isfinite(self.key_frames.max_similarity):
-            raise ValueError(f"key_frames.max_similarity must be a finite number in [0, 1], got {self.key_frames.max_similarity}")
+            raise ValueError(
+                f"key_frames.max_similarity must be a finite number in [0, 1], got {self.key_frames.max_similarity}"
+            )
 
     def to_json(self) -> dict:
         return {"version": PROCESSING_VERSION, **dataclasses.asdict(self)}
@@ -150,7 +154,13 @@ def cache_key(source: StorySource, params: ProcessingParams) -> str:
     """Hash of the inputs' content, the story fields and the parameters (the separator checkpoint's content)."""
     payload = {
         "files": [_file_digest(v) for v in source.videos],
-        "story": {"id": source.id, "movie": source.movie, "source": source.source, "text": source.text, "frame_times": source.frame_times},
+        "story": {
+            "id": source.id,
+            "movie": source.movie,
+            "source": source.source,
+            "text": source.text,
+            "frame_times": source.frame_times,
+        },
         "params": params.public_json(),  # the separator checkpoint by content: a new file at the same path is a new key
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -185,7 +195,9 @@ def _story_audio(source: StorySource, infos) -> tuple[np.ndarray, int, list[floa
     return np.concatenate(parts, axis=1), rate, offsets
 
 
-def _story_frames(source: StorySource, offsets: list[float], durations: list[float], params: KeyFrameParams) -> list[KeyFrame]:
+def _story_frames(
+    source: StorySource, offsets: list[float], durations: list[float], params: KeyFrameParams
+) -> list[KeyFrame]:
     if source.frame_times is not None:  # the released SoS metadata lists its frames
         frames: list[KeyFrame] = []
         for video, start, length in zip(source.videos, offsets, durations):
@@ -193,7 +205,8 @@ def _story_frames(source: StorySource, offsets: list[float], durations: list[flo
             frames.extend(frames_at(video, times, params, offset=start))
         return frames
     stream = itertools.chain.from_iterable(
-        decode_frames(video, sample_times(length, params.fps), offset=start) for video, start, length in zip(source.videos, offsets, durations)
+        decode_frames(video, sample_times(length, params.fps), offset=start)
+        for video, start, length in zip(source.videos, offsets, durations)
     )
     return select_key_frames(stream, params)
 
@@ -224,7 +237,9 @@ def _check_length(source: StorySource, seconds: float, params: ProcessingParams)
         )
 
 
-def process_story(source: StorySource, params: ProcessingParams, cache_dir: str | Path) -> tuple[StoryCacheEntry, bool]:
+def process_story(
+    source: StorySource, params: ProcessingParams, cache_dir: str | Path
+) -> tuple[StoryCacheEntry, bool]:
     """Process one story, or load it from the cache. Returns (entry, came_from_cache)."""
     infos = _check_inputs(source)
     _check_length(source, sum(info.duration for info in infos), params)  # before decoding anything
@@ -243,7 +258,11 @@ def process_story(source: StorySource, params: ProcessingParams, cache_dir: str 
     durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
     # one VAD pass over the input (ratio before, and the centre separator's gate), one over the result
     separated = remove_speech_and_measure(audio, rate, params.separation, timings)  # adds "vad" and "separation" times
-    background, ratio_before, ratio_after = separated.background, separated.speech_ratio_before, separated.speech_ratio_after
+    background, ratio_before, ratio_after = (
+        separated.background,
+        separated.speech_ratio_before,
+        separated.speech_ratio_after,
+    )
     del audio
     with _timed(timings, "key_frames"):
         frames = _story_frames(source, offsets, durations, params.key_frames)
@@ -253,7 +272,16 @@ def process_story(source: StorySource, params: ProcessingParams, cache_dir: str 
         slices = []
         for s in slice_story(background.shape[1], rate, frame_times, params.slice_seconds, params.keep_long_slices):
             decision = check_content(background[:, s.start : s.end], rate, params.content)
-            slices.append({"start_sample": s.start, "end_sample": s.end, "long": s.long, "keep": decision.keep, "measure": decision.value, "reason": decision.reason})
+            slices.append(
+                {
+                    "start_sample": s.start,
+                    "end_sample": s.end,
+                    "long": s.long,
+                    "keep": decision.keep,
+                    "measure": decision.value,
+                    "reason": decision.reason,
+                }
+            )
 
     story = {
         "id": source.id,

@@ -35,7 +35,9 @@ def unit_bounds(num_samples: int, sample_rate: int, frame_times: Sequence[float]
     return [0, *sorted(b for b in inner if 0 < b < num_samples), num_samples] if num_samples > 0 else [0]
 
 
-def slice_story(num_samples: int, sample_rate: int, frame_times: Sequence[float], max_seconds: float = 15.0, keep_long: bool = True) -> list[Slice]:
+def slice_story(
+    num_samples: int, sample_rate: int, frame_times: Sequence[float], max_seconds: float = 15.0, keep_long: bool = True
+) -> list[Slice]:
     """The generation slices of a story of ``num_samples`` samples (see the module docstring)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")

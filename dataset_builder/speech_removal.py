@@ -47,7 +47,9 @@ class SpeechRemovalParams:
     # center
     n_fft: int = 2048
     hop: int = 512
-    smoothing_frames: int = 9  # frames (~0.1 s at 44.1 kHz) over which cross-spectra are averaged (not across bins: that smears harmonics)
+    smoothing_frames: int = (
+        9  # frames (~0.1 s at 44.1 kHz) over which cross-spectra are averaged (not across bins: that smears harmonics)
+    )
     speech_band_hz: tuple[float, float] = (80.0, 16000.0)  # dialogue lives here; outside it nothing is removed
     gain_exponent: float = 8.0  # a near-binary mask: bins where the centre does not dominate are kept
     speech_gate: bool = True  # weight the mask by the speech probability: keep centred sound where nobody speaks
@@ -86,7 +88,9 @@ def _smooth_time(x, frames: int):
 
     if frames <= 1:
         return x
-    return torch.nn.functional.avg_pool1d(x[:, None], frames, stride=1, padding=frames // 2, count_include_pad=False)[:, 0]
+    return torch.nn.functional.avg_pool1d(x[:, None], frames, stride=1, padding=frames // 2, count_include_pad=False)[
+        :, 0
+    ]
 
 
 def _runs(active: np.ndarray, bridge: int) -> list[tuple[int, int]]:
@@ -101,7 +105,12 @@ def _runs(active: np.ndarray, bridge: int) -> list[tuple[int, int]]:
     return runs
 
 
-def remove_center(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), speech: np.ndarray | None = None) -> np.ndarray:
+def remove_center(
+    audio: np.ndarray,
+    sample_rate: int,
+    params: SpeechRemovalParams = SpeechRemovalParams(),
+    speech: np.ndarray | None = None,
+) -> np.ndarray:
     """Subtract the centre-panned (left/right-correlated) component of a stereo mix.
 
     ``speech``: silero-vad probabilities of ``audio`` (see :mod:`.voice_activity`); with
@@ -143,7 +152,14 @@ def remove_center(audio: np.ndarray, sample_rate: int, params: SpeechRemovalPara
         removed = torch.zeros(total)  # in padded coordinates
         for a, b in _runs(gate > 0, bridge=2 * half + 2 * overlap):
             ea, eb = max(a - half, 0), min(b + half, frames)  # frames the smoothing of [a, b) reads
-            spec = torch.stft(padded[:, ea * hop : (eb - 1) * hop + n_fft], n_fft, hop, window=window, center=False, return_complex=True)[:, lo:hi]
+            spec = torch.stft(
+                padded[:, ea * hop : (eb - 1) * hop + n_fft],
+                n_fft,
+                hop,
+                window=window,
+                center=False,
+                return_complex=True,
+            )[:, lo:hi]
             mid, side = spec[0], spec[1]
             mid_power = _smooth_time(mid.real.square() + mid.imag.square(), params.smoothing_frames)
             side_power = _smooth_time(side.real.square() + side.imag.square(), params.smoothing_frames)
@@ -155,7 +171,9 @@ def remove_center(audio: np.ndarray, sample_rate: int, params: SpeechRemovalPara
             # (as torch.istft does): frames outside the run hold no centre but still count there
             chunk = torch.fft.irfft(centre, n=n_fft, dim=0) * window[:, None]
             span = (b - a - 1) * hop + n_fft
-            removed[a * hop : a * hop + span] += torch.nn.functional.fold(chunk[None], (1, span), (1, n_fft), stride=(1, hop))[0, 0, 0]
+            removed[a * hop : a * hop + span] += torch.nn.functional.fold(
+                chunk[None], (1, span), (1, n_fft), stride=(1, hop)
+            )[0, 0, 0]
         envelope = _window_envelope(window, hop, frames, total)
         centre_wave = (removed / envelope.clamp_min(1e-11))[n_fft // 2 : n_fft // 2 + n]
     out -= centre_wave.numpy()[None]
@@ -175,7 +193,12 @@ def _window_envelope(window, hop: int, frames: int, length: int):
     return blocks.reshape(-1)[:length]
 
 
-def attenuate_speech_spans(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), speech: np.ndarray | None = None) -> np.ndarray:
+def attenuate_speech_spans(
+    audio: np.ndarray,
+    sample_rate: int,
+    params: SpeechRemovalParams = SpeechRemovalParams(),
+    speech: np.ndarray | None = None,
+) -> np.ndarray:
     """Lower the spans where silero-vad hears speech, with short fades at their edges.
 
     ``speech``: the silero-vad probabilities of ``audio`` when already computed.
@@ -210,11 +233,15 @@ def _load_hdemucs(path: str, mtime: float):
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"{path} is not an HDemucs (hdemucs_high, sources {HDEMUCS_SOURCES}) state_dict: {err}") from err
+        raise ValueError(
+            f"{path} is not an HDemucs (hdemucs_high, sources {HDEMUCS_SOURCES}) state_dict: {err}"
+        ) from err
     return model.eval()
 
 
-def separate_with_model(model, audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()) -> np.ndarray:
+def separate_with_model(
+    model, audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams()
+) -> np.ndarray:
     """Run an HDemucs-style separator over overlapping segments; keep all stems but vocals.
 
     ``model(x)`` maps (batch, channels, samples) to (batch, sources, channels, samples); its
@@ -253,7 +280,12 @@ def separate_with_model(model, audio: np.ndarray, sample_rate: int, params: Spee
     return (out / weight.clamp_min(1e-8)).numpy().astype(np.float32)
 
 
-def remove_speech(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), speech: np.ndarray | None = None) -> np.ndarray:
+def remove_speech(
+    audio: np.ndarray,
+    sample_rate: int,
+    params: SpeechRemovalParams = SpeechRemovalParams(),
+    speech: np.ndarray | None = None,
+) -> np.ndarray:
     """Return the background estimate of ``audio`` ((channels, samples) float) with the chosen backend.
 
     ``speech``: the silero-vad probabilities of ``audio`` (:func:`.voice_activity.speech_probabilities`)
@@ -263,7 +295,11 @@ def remove_speech(audio: np.ndarray, sample_rate: int, params: SpeechRemovalPara
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
-    if params.backend in ("center", "vad") and speech is None and (params.speech_gate or params.backend == "vad" or audio.shape[0] != 2):
+    if (
+        params.backend in ("center", "vad")
+        and speech is None
+        and (params.speech_gate or params.backend == "vad" or audio.shape[0] != 2)
+    ):
         speech = speech_probabilities(audio, sample_rate=sample_rate)
     if params.backend == "center":
         if audio.shape[0] == 2:
@@ -283,7 +319,12 @@ class SpeechRemovalResult:
     speech_ratio_after: float
 
 
-def remove_speech_and_measure(audio: np.ndarray, sample_rate: int, params: SpeechRemovalParams = SpeechRemovalParams(), timings: dict[str, float] | None = None) -> SpeechRemovalResult:
+def remove_speech_and_measure(
+    audio: np.ndarray,
+    sample_rate: int,
+    params: SpeechRemovalParams = SpeechRemovalParams(),
+    timings: dict[str, float] | None = None,
+) -> SpeechRemovalResult:
     """:func:`remove_speech` plus the speech ratios before and after, with one VAD pass per signal.
 
     The pass over the input serves both the ratio before and the separator's gate. ``timings``

@@ -146,7 +146,9 @@ class StoryCacheEntry:
         shutil.rmtree(aside, ignore_errors=True)
 
     @classmethod
-    def write(cls, entry: StoryCacheEntry, story: dict, audio_flac: bytes, frames_jpeg: Sequence[bytes]) -> StoryCacheEntry:
+    def write(
+        cls, entry: StoryCacheEntry, story: dict, audio_flac: bytes, frames_jpeg: Sequence[bytes]
+    ) -> StoryCacheEntry:
         """Write an entry atomically (temporary folder, done marker last, one rename).
 
         When another worker finished the same entry first, theirs is kept. The temporary folder
@@ -164,7 +166,9 @@ class StoryCacheEntry:
                 names.append(name)
             write_json_atomic(tmp / STORY_FILE, story)
             names.append(STORY_FILE)
-            write_json_atomic(tmp / DONE_FILE, {"files": {n: [(tmp / n).stat().st_size, _sha256(tmp / n)] for n in names}})
+            write_json_atomic(
+                tmp / DONE_FILE, {"files": {n: [(tmp / n).stat().st_size, _sha256(tmp / n)] for n in names}}
+            )
             try:
                 os.rename(tmp, entry.path)
             except OSError:  # another worker finished the same story first: keep theirs

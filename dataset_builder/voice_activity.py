@@ -139,14 +139,22 @@ def ratio_of(probabilities: np.ndarray, threshold: float = SPEECH_THRESHOLD) -> 
     return float(np.mean(p > threshold)) if p.size else 0.0
 
 
-def speech_ratio(*audios: np.ndarray, sample_rate: int, threshold: float = SPEECH_THRESHOLD, engine: VadEngine = "onnx"):
+def speech_ratio(
+    *audios: np.ndarray, sample_rate: int, threshold: float = SPEECH_THRESHOLD, engine: VadEngine = "onnx"
+):
     """Share of silero-vad windows with speech probability above ``threshold`` (one float per signal)."""
     probs = np.atleast_2d(speech_probabilities(*audios, sample_rate=sample_rate, engine=engine))
     ratios = [ratio_of(p, threshold) for p in probs]
     return ratios[0] if len(audios) == 1 else tuple(ratios)
 
 
-def speech_gate(probabilities: np.ndarray, times: np.ndarray, threshold: float = SPEECH_THRESHOLD, padding_s: float = 0.5, fade_s: float = 0.2) -> np.ndarray:
+def speech_gate(
+    probabilities: np.ndarray,
+    times: np.ndarray,
+    threshold: float = SPEECH_THRESHOLD,
+    padding_s: float = 0.5,
+    fade_s: float = 0.2,
+) -> np.ndarray:
     """A 0..1 weight at each of ``times`` (seconds): 1 where someone speaks, 0 where nobody does.
 
     A window's weight rises from 0 at half the threshold to 1 at the threshold (probabilities of

@@ -119,7 +119,9 @@ class SoSRetrievalConfig(PreTrainedConfig):
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.similarity_chunk_size is not None and self.similarity_chunk_size < 1:
-            raise ValueError(f"similarity_chunk_size must be a positive integer or None, got {self.similarity_chunk_size}")
+            raise ValueError(
+                f"similarity_chunk_size must be a positive integer or None, got {self.similarity_chunk_size}"
+            )
         if self.projection_dim % self.temporal_heads:
             raise ValueError(
                 f"the shared dimension (clip_config.projection_dim = {self.projection_dim}) must be divisible by "

@@ -24,20 +24,30 @@ class ClapRetrievalBaseline(ClapModel):
     cosine matrix, so the SoS evaluation runs on it unchanged. Inputs come from `ClapBaselineProcessor`.
     """
 
-    def get_audio_features(self, input_features: torch.Tensor, is_longer: torch.Tensor | None = None, **kwargs: Any) -> SoSAudioFeatures:
+    def get_audio_features(
+        self, input_features: torch.Tensor, is_longer: torch.Tensor | None = None, **kwargs: Any
+    ) -> SoSAudioFeatures:
         """`(batch, 1, time, mel)`, or `(batch, crops, 1, time, mel)` with several crops: one normalised
         vector per story (the normalised mean of its crops' embeddings)."""
         if input_features.dim() == 4:
             input_features = input_features.unsqueeze(1)
             is_longer = None if is_longer is None else is_longer.unsqueeze(1)
         if input_features.dim() != 5:
-            raise ValueError(f"input_features must have shape (batch, 1, time, mel) or (batch, crops, 1, time, mel), got {tuple(input_features.shape)}")
+            raise ValueError(
+                f"input_features must have shape (batch, 1, time, mel) or (batch, crops, 1, time, mel), got {tuple(input_features.shape)}"
+            )
         batch, crops = input_features.shape[:2]
         flat_longer = None if is_longer is None else is_longer.reshape(batch * crops, 1)
-        embeds = super().get_audio_features(input_features=input_features.flatten(0, 1), is_longer=flat_longer, **kwargs).pooler_output
+        embeds = (
+            super()
+            .get_audio_features(input_features=input_features.flatten(0, 1), is_longer=flat_longer, **kwargs)
+            .pooler_output
+        )
         return SoSAudioFeatures(audio_embeds=F.normalize(embeds.view(batch, crops, -1).mean(dim=1), dim=-1))
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> SoSTextFeatures:
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> SoSTextFeatures:
         """CLAP's normalised text embedding."""
         embeds = super().get_text_features(input_ids=input_ids, attention_mask=attention_mask, **kwargs).pooler_output
         return SoSTextFeatures(text_embeds=embeds, attention_mask=attention_mask)
@@ -49,10 +59,14 @@ class ClapRetrievalBaseline(ClapModel):
         training loop uses one symmetric InfoNCE for every model, so it uses this one for both directions."""
         return self.logit_scale_a.exp()
 
-    def similarity(self, audio_features: SoSAudioFeatures, other_features: SoSTextFeatures, **_: object) -> torch.Tensor:
+    def similarity(
+        self, audio_features: SoSAudioFeatures, other_features: SoSTextFeatures, **_: object
+    ) -> torch.Tensor:
         """Cosine similarity, `(num_audio, num_text)` (block options are accepted and unused)."""
         if not isinstance(other_features, SoSTextFeatures):
-            raise TypeError(f"CLAP is an audio-text model: other_features must be SoSTextFeatures, got {type(other_features).__name__}")
+            raise TypeError(
+                f"CLAP is an audio-text model: other_features must be SoSTextFeatures, got {type(other_features).__name__}"
+            )
         return audio_features.audio_embeds @ other_features.text_embeds.T
 
 
@@ -65,7 +79,9 @@ class ClapBaselineProcessor(ClapProcessor):
         audio_window_seconds (`float`, *optional*, defaults to 10.0): CLAP's input window.
     """
 
-    def __init__(self, feature_extractor=None, tokenizer=None, max_text_length: int = 77, audio_window_seconds: float = 10.0):
+    def __init__(
+        self, feature_extractor=None, tokenizer=None, max_text_length: int = 77, audio_window_seconds: float = 10.0
+    ):
         super().__init__(feature_extractor, tokenizer)
         self.max_text_length = max_text_length
         self.audio_window_seconds = audio_window_seconds
@@ -89,7 +105,9 @@ class ClapBaselineProcessor(ClapProcessor):
         sizes = {}
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
-            tokens = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="np")
+            tokens = self.tokenizer(
+                texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="np"
+            )
             data.update(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
             sizes["text"] = len(texts)
         if audio is not None:
@@ -105,7 +123,9 @@ class ClapBaselineProcessor(ClapProcessor):
                 windows.extend(wave[s : s + window] for s in starts)
             # Windows are at most CLAP's length, so "rand_trunc" never cuts; it also avoids "fusion"'s
             # random `is_longer` flag for batches without long clips.
-            features = self.feature_extractor(windows, sampling_rate=rate, truncation="rand_trunc", return_tensors="np")
+            features = self.feature_extractor(
+                windows, sampling_rate=rate, truncation="rand_trunc", return_tensors="np"
+            )
             input_features, is_longer = np.asarray(features["input_features"]), np.asarray(features["is_longer"])
             if audio_crops > 1:
                 input_features = input_features.reshape(len(clips), audio_crops, *input_features.shape[1:])

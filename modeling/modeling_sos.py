@@ -152,11 +152,15 @@ def masked_mean_pool(frame_embeds: torch.Tensor, frame_mask: torch.Tensor) -> to
     return pooled / pooled.norm(dim=-1, keepdim=True)
 
 
-def clip_frame_embeddings(clip, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def clip_frame_embeddings(
+    clip, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CLIP's projected image embedding of every frame, `(batch, num_frames, dim)`, and the checked mask
     (all ones when `None`). Shared by the retrieval model and the Wav2CLIP baseline."""
     if pixel_values.dim() != 5:
-        raise ValueError(f"pixel_values must have shape (batch, num_frames, channels, height, width), got {tuple(pixel_values.shape)}")
+        raise ValueError(
+            f"pixel_values must have shape (batch, num_frames, channels, height, width), got {tuple(pixel_values.shape)}"
+        )
     batch, num_frames = pixel_values.shape[:2]
     if frame_mask is None:
         frame_mask = torch.ones(batch, num_frames, dtype=torch.long, device=pixel_values.device)
@@ -167,7 +171,9 @@ def clip_frame_embeddings(clip, pixel_values: torch.Tensor, frame_mask: torch.Te
 
 def _check_frame_mask(frame_mask: torch.Tensor, batch: int, num_frames: int, name: str) -> None:
     if tuple(frame_mask.shape) != (batch, num_frames):
-        raise ValueError(f"{name} must have shape (batch, num_frames) = ({batch}, {num_frames}), got {tuple(frame_mask.shape)}")
+        raise ValueError(
+            f"{name} must have shape (batch, num_frames) = ({batch}, {num_frames}), got {tuple(frame_mask.shape)}"
+        )
     empty = (frame_mask.sum(dim=-1) == 0).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"{name}: rows {empty} have no valid entry; every item needs at least one")
@@ -315,15 +321,27 @@ def multi_grained_similarity(
     Returns:
         `(num_audio, num_targets)` similarity, or a `SoSSimilarityOutput`.
     """
-    if audio_embeds.dim() != 2 or audio_token_embeds.dim() != 3 or target_embeds.dim() != 2 or target_token_embeds.dim() != 3:
+    if (
+        audio_embeds.dim() != 2
+        or audio_token_embeds.dim() != 3
+        or target_embeds.dim() != 2
+        or target_token_embeds.dim() != 3
+    ):
         raise ValueError(
             "expected audio_embeds (N, D), audio_token_embeds (N, n, D), target_embeds (M, D), target_token_embeds (M, m, D); got "
             f"{tuple(audio_embeds.shape)}, {tuple(audio_token_embeds.shape)}, {tuple(target_embeds.shape)}, {tuple(target_token_embeds.shape)}"
         )
     num_audio, num_targets = audio_embeds.shape[0], target_embeds.shape[0]
     if audio_token_embeds.shape[0] != num_audio or target_token_embeds.shape[0] != num_targets:
-        raise ValueError("audio_embeds/audio_token_embeds and target_embeds/target_token_embeds must have the same batch size")
-    dims = {audio_embeds.shape[-1], audio_token_embeds.shape[-1], target_embeds.shape[-1], target_token_embeds.shape[-1]}
+        raise ValueError(
+            "audio_embeds/audio_token_embeds and target_embeds/target_token_embeds must have the same batch size"
+        )
+    dims = {
+        audio_embeds.shape[-1],
+        audio_token_embeds.shape[-1],
+        target_embeds.shape[-1],
+        target_token_embeds.shape[-1],
+    }
     if len(dims) != 1:
         raise ValueError(f"all features must share one embedding dimension, got {sorted(dims)}")
     if not temperature > 0:
@@ -345,6 +363,7 @@ def multi_grained_similarity(
     )
     block_fn: Callable[..., torch.Tensor] = _similarity_block
     if needs_grad and len(row_starts) * len(col_starts) > 1:
+
         def block_fn(*args):  # noqa: E306 - recompute each block in the backward pass
             return checkpoint(_similarity_block, *args, use_reentrant=False)
 
@@ -381,7 +400,9 @@ def multi_grained_similarity(
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE (X-CLIP's CrossEn on the logits and their transpose); item i matches item i."""
     if logits.shape[0] != logits.shape[1]:
-        raise ValueError(f"the contrastive loss needs a square logits matrix (paired batch), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"the contrastive loss needs a square logits matrix (paired batch), got {tuple(logits.shape)}"
+        )
     labels = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
@@ -412,7 +433,9 @@ class SoSTemporalEncoder(nn.Module):
     def forward(self, frame_embeds: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         num_frames = frame_embeds.shape[1]
         if num_frames > self.max_frames:
-            raise ValueError(f"got {num_frames} frames per video but the model has max_frames={self.max_frames} frame positions")
+            raise ValueError(
+                f"got {num_frames} frames per video but the model has max_frames={self.max_frames} frame positions"
+            )
         hidden = frame_embeds + self.frame_position_embeddings.weight[:num_frames]
         # Padded frames are never attended to (X-CLIP's key-padding mask).
         key_bias = (1.0 - frame_mask.to(hidden.dtype))[:, None, None, :] * torch.finfo(hidden.dtype).min
@@ -455,7 +478,11 @@ class RetrievalForwardMixin:
         if pixel_values is not None:
             video = self.get_video_features(pixel_values, frame_mask)
             logits = scale * self.similarity(audio, video)
-            output.video_features, output.logits_per_audio_video, output.logits_per_video_audio = video, logits, logits.T
+            output.video_features, output.logits_per_audio_video, output.logits_per_video_audio = (
+                video,
+                logits,
+                logits.T,
+            )
             if return_loss:
                 losses.append(contrastive_loss(logits))
         if input_ids is not None:
@@ -507,7 +534,9 @@ class SoSRetrievalPreTrainedModel(PreTrainedModel):
         try:
             from sound_of_story.cards import build_model_card
         except ImportError as error:
-            raise ImportError("push_to_hub writes its model card with the sound-of-story package; pip install sound-of-story") from error
+            raise ImportError(
+                "push_to_hub writes its model card with the sound-of-story package; pip install sound-of-story"
+            ) from error
         api = HfApi(token=token if isinstance(token, str) else None)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         card = model_card or build_model_card(
@@ -558,16 +587,24 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
 
     # ------------------------------------------------------------------ encoders
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> SoSTextFeatures:
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> SoSTextFeatures:
         """f_s (end token) and f_w (every position), projected by CLIP's text projection and normalised."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         text = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
         sentence = self.clip.text_projection(text.pooler_output)
         words = self.clip.text_projection(text.last_hidden_state)
-        return SoSTextFeatures(text_embeds=F.normalize(sentence, dim=-1), word_embeds=F.normalize(words, dim=-1), attention_mask=attention_mask)
+        return SoSTextFeatures(
+            text_embeds=F.normalize(sentence, dim=-1),
+            word_embeds=F.normalize(words, dim=-1),
+            attention_mask=attention_mask,
+        )
 
-    def get_video_features(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None) -> SoSVideoFeatures:
+    def get_video_features(
+        self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None
+    ) -> SoSVideoFeatures:
         """CLIP on every frame, the temporal encoder, and f_v as the masked mean.
 
         Args:
@@ -646,11 +683,21 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
         `multi_grained_similarity`.
         """
         if isinstance(other_features, SoSVideoFeatures):
-            target, target_tokens, mask = other_features.video_embeds, other_features.frame_embeds, other_features.frame_mask
+            target, target_tokens, mask = (
+                other_features.video_embeds,
+                other_features.frame_embeds,
+                other_features.frame_mask,
+            )
         elif isinstance(other_features, SoSTextFeatures):
-            target, target_tokens, mask = other_features.text_embeds, other_features.word_embeds, other_features.attention_mask
+            target, target_tokens, mask = (
+                other_features.text_embeds,
+                other_features.word_embeds,
+                other_features.attention_mask,
+            )
         else:
-            raise TypeError(f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}")
+            raise TypeError(
+                f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}"
+            )
         return multi_grained_similarity(
             audio_features.audio_embeds,
             audio_features.audio_token_embeds,

@@ -29,7 +29,9 @@ class AudioResNetBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -82,7 +84,11 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
         dim = config.projection_dim
         # Wav2CLIP's "transform" head: a 3-layer MLP into the CLIP space.
         self.audio_projection = nn.Sequential(
-            nn.Linear(self.audio_encoder.output_dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)
+            nn.Linear(self.audio_encoder.output_dim, dim),
+            nn.ReLU(),
+            nn.Linear(dim, dim),
+            nn.ReLU(),
+            nn.Linear(dim, dim),
         )
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         if config.freeze_clip:
@@ -106,7 +112,9 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
         if input_values.dim() == 3:
             input_values = input_values.unsqueeze(1)
         if input_values.dim() != 4:
-            raise ValueError(f"input_values must have shape (batch, time, mel) or (batch, crops, time, mel), got {tuple(input_values.shape)}")
+            raise ValueError(
+                f"input_values must have shape (batch, time, mel) or (batch, crops, time, mel), got {tuple(input_values.shape)}"
+            )
         batch, crops = input_values.shape[:2]
         spectrograms = input_values.flatten(0, 1)
         mean = spectrograms.mean(dim=(1, 2), keepdim=True)
@@ -115,29 +123,44 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
         embeds = F.normalize(embeds, dim=-1).view(batch, crops, -1).mean(dim=1)
         return SoSAudioFeatures(audio_embeds=F.normalize(embeds, dim=-1))
 
-    def get_video_features(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None) -> SoSVideoFeatures:
+    def get_video_features(
+        self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None
+    ) -> SoSVideoFeatures:
         """CLIP image embedding of every frame, normalised; the video is their masked mean, normalised."""
         frames, frame_mask = clip_frame_embeddings(self.clip, pixel_values, frame_mask)
         frames = F.normalize(frames, dim=-1)
-        return SoSVideoFeatures(video_embeds=masked_mean_pool(frames, frame_mask), frame_embeds=frames, frame_mask=frame_mask)
+        return SoSVideoFeatures(
+            video_embeds=masked_mean_pool(frames, frame_mask), frame_embeds=frames, frame_mask=frame_mask
+        )
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> SoSTextFeatures:
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> SoSTextFeatures:
         """CLIP's text embedding (end token, projected), normalised."""
         text = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
-        return SoSTextFeatures(text_embeds=F.normalize(self.clip.text_projection(text.pooler_output), dim=-1), attention_mask=attention_mask)
+        return SoSTextFeatures(
+            text_embeds=F.normalize(self.clip.text_projection(text.pooler_output), dim=-1),
+            attention_mask=attention_mask,
+        )
 
-    def similarity(self, audio_features: SoSAudioFeatures, other_features: SoSVideoFeatures | SoSTextFeatures, **_: object) -> torch.Tensor:
+    def similarity(
+        self, audio_features: SoSAudioFeatures, other_features: SoSVideoFeatures | SoSTextFeatures, **_: object
+    ) -> torch.Tensor:
         """Cosine similarity of the global embeddings, `(num_audio, num_other)` (block options are accepted and unused)."""
         if isinstance(other_features, SoSVideoFeatures):
             other = other_features.video_embeds
         elif isinstance(other_features, SoSTextFeatures):
             other = other_features.text_embeds
         else:
-            raise TypeError(f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}")
+            raise TypeError(
+                f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}"
+            )
         return audio_features.audio_embeds @ other.T
 
     @classmethod
-    def from_encoders(cls, clip: str = "openai/clip-vit-base-patch32", **config_kwargs: object) -> "Wav2CLIPBaselineModel":
+    def from_encoders(
+        cls, clip: str = "openai/clip-vit-base-patch32", **config_kwargs: object
+    ) -> "Wav2CLIPBaselineModel":
         """The baseline around a pretrained CLIP (Hub id or folder); the audio encoder is new."""
         clip_model = CLIPModel.from_pretrained(clip)
         model = cls(Wav2CLIPBaselineConfig(clip_config=clip_model.config, **config_kwargs))

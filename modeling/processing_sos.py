@@ -79,7 +79,9 @@ def select_audio_windows(
     if num_windows < 1:
         raise ValueError(f"audio_crops must be a positive integer, got {num_windows}")
     if num_windows > 1 and mode == "random":
-        raise ValueError("audio_crops > 1 spreads the windows evenly over the story; use audio_crop='energetic' (the default) with it")
+        raise ValueError(
+            "audio_crops > 1 spreads the windows evenly over the story; use audio_crop='energetic' (the default) with it"
+        )
     last = len(waveform) - window
     if last <= 0:
         return [0] * num_windows
@@ -133,7 +135,9 @@ def _is_single_story_frames(frames: Any) -> bool:
             return True
         if frames.ndim == 5:
             return False
-        raise ValueError(f"frames as an array must be (num_frames, ...) 4-D or (batch, num_frames, ...) 5-D, got shape {tuple(frames.shape)}")
+        raise ValueError(
+            f"frames as an array must be (num_frames, ...) 4-D or (batch, num_frames, ...) 5-D, got shape {tuple(frames.shape)}"
+        )
     if not isinstance(frames, Sequence) or isinstance(frames, (str, bytes)) or len(frames) == 0:
         raise ValueError("frames must be a non-empty list of images (one story) or a list of such lists (a batch)")
     first = frames[0]
@@ -146,7 +150,9 @@ def _is_single_audio(audio: Any) -> bool:
     if isinstance(audio, (list, tuple)):
         return False
     if isinstance(audio, (np.ndarray, torch.Tensor)) and audio.ndim > 2:
-        raise ValueError(f"audio arrays must be (samples,) or (channels, samples); for a batch pass a list, got shape {tuple(audio.shape)}")
+        raise ValueError(
+            f"audio arrays must be (samples,) or (channels, samples); for a batch pass a list, got shape {tuple(audio.shape)}"
+        )
     return True
 
 
@@ -194,7 +200,10 @@ class SoSRetrievalProcessor(ProcessorMixin):
 
     @classmethod
     def from_encoders(
-        cls, clip: str = "openai/clip-vit-base-patch32", audio: str = "MIT/ast-finetuned-audioset-10-10-0.4593", **kwargs: Any
+        cls,
+        clip: str = "openai/clip-vit-base-patch32",
+        audio: str = "MIT/ast-finetuned-audioset-10-10-0.4593",
+        **kwargs: Any,
     ) -> SoSRetrievalProcessor:
         """The processor of `SoSRetrievalModel.from_encoders(clip, audio)` (Hub ids or local folders)."""
         return cls(
@@ -251,7 +260,9 @@ class SoSRetrievalProcessor(ProcessorMixin):
             texts = [text] if isinstance(text, str) else list(text)
             if not all(isinstance(t, str) for t in texts):
                 raise ValueError("text must be a string or a list of strings")
-            tokens = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="np")
+            tokens = self.tokenizer(
+                texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="np"
+            )
             data.update(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
             sizes["text"] = len(texts)
         if frames is not None:
@@ -259,7 +270,9 @@ class SoSRetrievalProcessor(ProcessorMixin):
             pixel_values = []
             for story in stories:
                 picked = [story[i] for i in sample_frame_indices(len(story), self.num_frames)]
-                pixel_values.append(np.asarray(self.image_processor(images=picked, return_tensors="pt")["pixel_values"]))
+                pixel_values.append(
+                    np.asarray(self.image_processor(images=picked, return_tensors="pt")["pixel_values"])
+                )
             data["pixel_values"] = np.stack(pixel_values)
             data["frame_mask"] = np.ones((len(stories), self.num_frames), dtype=np.int64)
             sizes["frames"] = len(stories)
@@ -272,12 +285,22 @@ class SoSRetrievalProcessor(ProcessorMixin):
                     audio_crop=audio_crop, audio_crops=audio_crops, generator=generator,
                 )  # fmt: skip
                 windows.extend(wave[s : s + self.window_samples] for s in starts)
-            values = self.feature_extractor(windows, sampling_rate=self.sampling_rate, return_tensors="np")["input_values"]
-            data["input_values"] = values if audio_crops == 1 else values.reshape(len(clips), audio_crops, *values.shape[1:])
+            values = self.feature_extractor(windows, sampling_rate=self.sampling_rate, return_tensors="np")[
+                "input_values"
+            ]
+            data["input_values"] = (
+                values if audio_crops == 1 else values.reshape(len(clips), audio_crops, *values.shape[1:])
+            )
             sizes["audio"] = len(clips)
         if len(set(sizes.values())) > 1:
             raise ValueError(f"text, frames and audio must describe the same stories; got batch sizes {sizes}")
         return BatchFeature(data, tensor_type=return_tensors)
 
 
-__all__ = ["SoSRetrievalProcessor", "audio_windows", "prepare_waveform", "sample_frame_indices", "select_audio_windows"]
+__all__ = [
+    "SoSRetrievalProcessor",
+    "audio_windows",
+    "prepare_waveform",
+    "sample_frame_indices",
+    "select_audio_windows",
+]

@@ -73,7 +73,12 @@ def tiny_ast_config_dict() -> dict[str, Any]:
 
 def tiny_retrieval_config(**overrides: Any) -> SoSRetrievalConfig:
     """A `SoSRetrievalConfig` of tiny random encoders (2 temporal layers, 40 frame positions)."""
-    settings = {"clip_config": tiny_clip_config_dict(), "audio_config": tiny_ast_config_dict(), "temporal_num_layers": 2, "max_frames": 40}
+    settings = {
+        "clip_config": tiny_clip_config_dict(),
+        "audio_config": tiny_ast_config_dict(),
+        "temporal_num_layers": 2,
+        "max_frames": 40,
+    }
     settings.update(overrides)
     return SoSRetrievalConfig(**settings)
 
@@ -93,8 +98,15 @@ def tiny_wav2clip_config(**overrides: Any) -> Wav2CLIPBaselineConfig:
 
 def tiny_retrieval_processor(**kwargs: Any) -> SoSRetrievalProcessor:
     """The real processor with the tiny tokenizer and 32 px frames; `kwargs` go to `SoSRetrievalProcessor`."""
-    image_processor = CLIPImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
-    return SoSRetrievalProcessor(image_processor=image_processor, feature_extractor=ASTFeatureExtractor(), tokenizer=tiny_clip_tokenizer(), **kwargs)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    )
+    return SoSRetrievalProcessor(
+        image_processor=image_processor,
+        feature_extractor=ASTFeatureExtractor(),
+        tokenizer=tiny_clip_tokenizer(),
+        **kwargs,
+    )
 
 
 def tiny_random_inputs(batch: int = 3, frames: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:

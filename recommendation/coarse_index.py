@@ -137,13 +137,21 @@ class CoarseIndex:
         elif self.kind == "hnsw":
             self.index.hnsw.efSearch = self.settings.ef_search
 
-    def set_search(self, *, nprobe: int | None = None, ef_search: int | None = None, refine_factor: int | None = None) -> None:
+    def set_search(
+        self, *, nprobe: int | None = None, ef_search: int | None = None, refine_factor: int | None = None
+    ) -> None:
         """Change the search-time settings (they are not part of what the index holds)."""
-        changes = {k: v for k, v in {"nprobe": nprobe, "ef_search": ef_search, "refine_factor": refine_factor}.items() if v is not None}
+        changes = {
+            k: v
+            for k, v in {"nprobe": nprobe, "ef_search": ef_search, "refine_factor": refine_factor}.items()
+            if v is not None
+        }
         self.settings = dataclasses.replace(self.settings, **changes)
         self._apply_search_settings()
 
-    def search(self, queries: np.ndarray, k: int, exact_rows: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, exact_rows: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` rows of largest inner product with each query: (scores, rows), both ``(num_queries, k)``,
         rows -1 where fewer exist. Approximate kinds fetch ``refine_factor * k`` and re-score them with
         ``exact_rows(rows) -> float32 vectors`` when given."""
@@ -171,4 +179,12 @@ class CoarseIndex:
         return cls(faiss.read_index(str(path)), settings, kind, trained_on)
 
 
-__all__ = ["AUTO_FLAT_MAX", "INDEX_TYPES", "CoarseIndex", "CoarseIndexSettings", "IndexType", "ivfpq_shape", "resolve_index_type"]
+__all__ = [
+    "AUTO_FLAT_MAX",
+    "INDEX_TYPES",
+    "CoarseIndex",
+    "CoarseIndexSettings",
+    "IndexType",
+    "ivfpq_shape",
+    "resolve_index_type",
+]

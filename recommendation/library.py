@@ -66,9 +66,13 @@ def library_source(location: str | os.PathLike, config: DatasetConfig = "stories
 
 def _file_clips(root: Path) -> Iterator[LibraryClip]:
     extensions = audio_file_extensions()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")):
+    for path in sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
+    ):
         stat = path.stat()
-        yield LibraryClip(path.relative_to(root).as_posix(), str(path), path.read_bytes, (stat.st_size, stat.st_mtime_ns))
+        yield LibraryClip(
+            path.relative_to(root).as_posix(), str(path), path.read_bytes, (stat.st_size, stat.st_mtime_ns)
+        )
 
 
 def _dataset_clips(source: LibrarySource) -> Iterator[LibraryClip]:
@@ -95,4 +99,13 @@ def decode_clip(clip: LibraryClip, data: bytes) -> tuple:
     return read_audio_file(data, clip.path)
 
 
-__all__ = ["DATASET_CONFIGS", "LibraryClip", "LibrarySource", "content_hash", "decode_clip", "is_built_dataset", "iter_library", "library_source"]
+__all__ = [
+    "DATASET_CONFIGS",
+    "LibraryClip",
+    "LibrarySource",
+    "content_hash",
+    "decode_clip",
+    "is_built_dataset",
+    "iter_library",
+    "library_source",
+]

@@ -106,7 +106,11 @@ class EmbeddingSettings:
 
 def model_fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 of the model's configuration and weights: tells two checkpoints apart whatever their names."""
-    settings = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k not in ("transformers_version", "auto_map")}
+    settings = {
+        k: v
+        for k, v in model.config.to_dict().items()
+        if not k.startswith("_") and k not in ("transformers_version", "auto_map")
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
@@ -149,7 +153,9 @@ def _check_file(folder: Path, record: dict, what: str) -> Path:
     if not path.is_file():
         raise CorruptIndexError(f"index {folder}: {what} file {record['name']} is missing (partly written index?)")
     if path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
-        raise CorruptIndexError(f"index {folder}: {what} file {record['name']} does not match its checksum (corrupted or partly written)")
+        raise CorruptIndexError(
+            f"index {folder}: {what} file {record['name']} does not match its checksum (corrupted or partly written)"
+        )
     return path
 
 
@@ -167,8 +173,23 @@ class SoundLibraryIndex:
     ```
     """
 
-    def __init__(self, folder: Path, config: dict, manifest: list[dict], coarse: CoarseIndex, store: RerankStore, model=None, processor=None):
-        self.folder, self.config, self.manifest, self.coarse, self.store = Path(folder), config, manifest, coarse, store
+    def __init__(
+        self,
+        folder: Path,
+        config: dict,
+        manifest: list[dict],
+        coarse: CoarseIndex,
+        store: RerankStore,
+        model=None,
+        processor=None,
+    ):
+        self.folder, self.config, self.manifest, self.coarse, self.store = (
+            Path(folder),
+            config,
+            manifest,
+            coarse,
+            store,
+        )
         self.embedding = EmbeddingSettings(**config["embedding"])
         self._model, self._processor = model, processor
 
@@ -202,10 +223,17 @@ class SoundLibraryIndex:
                 f"({getattr(model, 'name_or_path', '?')!r}, weights {fingerprint[:12]}) is a different one: rebuild the index with it"
             )
         expected = dataclasses.asdict(self.embedding)
-        got = dataclasses.asdict(_embedding_settings(model, processor, self.embedding.store_dtype, self.embedding.store_tokens, self.embedding.audio_crops))
+        got = dataclasses.asdict(
+            _embedding_settings(
+                model, processor, self.embedding.store_dtype, self.embedding.store_tokens, self.embedding.audio_crops
+            )
+        )
         differ = {k: (expected[k], got[k]) for k in expected if expected[k] != got[k]}
         if differ:
-            raise ValueError(f"index {self.folder} was built with other embedding settings: " + ", ".join(f"{k}: index {a!r}, now {b!r}" for k, (a, b) in differ.items()))
+            raise ValueError(
+                f"index {self.folder} was built with other embedding settings: "
+                + ", ".join(f"{k}: index {a!r}, now {b!r}" for k, (a, b) in differ.items())
+            )
 
     # ------------------------------------------------------------------- building
 
@@ -248,20 +276,32 @@ class SoundLibraryIndex:
             if coarse_settings is not None or index_type != "auto":
                 wanted = coarse_settings or CoarseIndexSettings(index_type=index_type)
                 if dataclasses.asdict(wanted) != dataclasses.asdict(index.coarse.settings):
-                    raise ValueError(f"index {out} was built with coarse settings {dataclasses.asdict(index.coarse.settings)}; got {dataclasses.asdict(wanted)}")
-            if store_dtype != index.embedding.store_dtype or store_tokens != index.embedding.store_tokens or audio_crops != index.embedding.audio_crops:
+                    raise ValueError(
+                        f"index {out} was built with coarse settings {dataclasses.asdict(index.coarse.settings)}; got {dataclasses.asdict(wanted)}"
+                    )
+            if (
+                store_dtype != index.embedding.store_dtype
+                or store_tokens != index.embedding.store_tokens
+                or audio_crops != index.embedding.audio_crops
+            ):
                 raise ValueError(
                     f"index {out} was built with store_dtype={index.embedding.store_dtype}, store_tokens={index.embedding.store_tokens}, "
                     f"audio_crops={index.embedding.audio_crops}; got {store_dtype}, {store_tokens}, {audio_crops}"
                 )
             return index, index.add(library, dataset_config=dataset_config, batch_size=batch_size, progress=progress)
         if out.exists() and any(out.iterdir()):
-            raise ValueError(f"--out {out} exists and is not an index folder (no {CONFIG_NAME}); give a new or empty folder")
+            raise ValueError(
+                f"--out {out} exists and is not an index folder (no {CONFIG_NAME}); give a new or empty folder"
+            )
         settings = _embedding_settings(model, processor, store_dtype, store_tokens, audio_crops)
         config = {
             "format_version": FORMAT_VERSION,
             "generation": 0,
-            "model": {"id": model_id, "revision": hub_revision(model_id, revision), "fingerprint": model_fingerprint(model)},
+            "model": {
+                "id": model_id,
+                "revision": hub_revision(model_id, revision),
+                "fingerprint": model_fingerprint(model),
+            },
             "embedding": dataclasses.asdict(settings),
             "library": source.to_dict(),
             "coarse": {"settings": dataclasses.asdict(coarse_settings or CoarseIndexSettings(index_type=index_type))},
@@ -272,7 +312,14 @@ class SoundLibraryIndex:
         report = index.add(library, dataset_config=dataset_config, batch_size=batch_size, progress=progress)
         return index, report
 
-    def add(self, library: str | os.PathLike, *, dataset_config: DatasetConfig = "stories", batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True) -> AddReport:
+    def add(
+        self,
+        library: str | os.PathLike,
+        *,
+        dataset_config: DatasetConfig = "stories",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = True,
+    ) -> AddReport:
         """Bring the index up to date with ``library``: encode only clips that are new or whose content
         changed, deactivate clips that are gone, then `save`. Raises ValueError when the library (after
         skipping unreadable clips) has no clip at all."""
@@ -318,13 +365,25 @@ class SoundLibraryIndex:
                 globals_.append(g)
                 tokens.append(pool_tokens(t, self.embedding.store_tokens))
                 for clip, digest in batch:
-                    new_rows.append({"clip_id": clip.clip_id, "path": clip.path, "sha256": digest, "stat": list(clip.stat) if clip.stat else None, "active": True})
+                    new_rows.append(
+                        {
+                            "clip_id": clip.clip_id,
+                            "path": clip.path,
+                            "sha256": digest,
+                            "stat": list(clip.stat) if clip.stat else None,
+                            "active": True,
+                        }
+                    )
                     added.append(clip.clip_id)
             bar.update(len(pending[start : start + batch_size]))
         bar.close()
         write_jsonl_atomic(self.folder / FAILURES_NAME, failures)
         if not added and not self.num_clips:
-            what = f"{len(failures)} unreadable clip(s), e.g. {failures[0]['path']}: {failures[0]['reason']}" if failures else "no audio clips"
+            what = (
+                f"{len(failures)} unreadable clip(s), e.g. {failures[0]['path']}: {failures[0]['reason']}"
+                if failures
+                else "no audio clips"
+            )
             raise ValueError(f"library {source.location!r} is empty: {what}")
         if added:
             name = f"{len(self.store.shards):06d}"
@@ -345,12 +404,18 @@ class SoundLibraryIndex:
             settings = CoarseIndexSettings(**self.config["coarse"]["settings"])
             self.coarse = CoarseIndex.build(self.store.global_view(), settings, progress=progress)
         elif num_added:
-            self.coarse.add(self.store.global_rows(np.arange(self.coarse.ntotal, self.store.num_rows)), progress=progress)
+            self.coarse.add(
+                self.store.global_rows(np.arange(self.coarse.ntotal, self.store.num_rows)), progress=progress
+            )
 
     @torch.inference_mode()
     def _encode_audio(self, waves: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
         """f_a and f_as of decoded clips with the model's evaluation crop (the processor's deterministic window)."""
-        inputs = self.processor(audio=[{"array": a, "sampling_rate": r} for a, r in waves], audio_crop="energetic", audio_crops=self.embedding.audio_crops)
+        inputs = self.processor(
+            audio=[{"array": a, "sampling_rate": r} for a, r in waves],
+            audio_crop="energetic",
+            audio_crops=self.embedding.audio_crops,
+        )
         features = self.model.get_audio_features(inputs["input_values"])
         return features.audio_embeds.float().numpy(), features.audio_token_embeds.float().numpy()
 
@@ -368,9 +433,19 @@ class SoundLibraryIndex:
         body.update(
             generation=generation,
             manifest={**_file_record(manifest_path), "num_rows": len(self.manifest), "num_active": self.num_clips},
-            store={"dtype": self.store.dtype, "num_tokens": self.store.num_tokens, "dim": self.store.dim, "shards": [s.to_dict() for s in self.store.shards]},
+            store={
+                "dtype": self.store.dtype,
+                "num_tokens": self.store.num_tokens,
+                "dim": self.store.dim,
+                "shards": [s.to_dict() for s in self.store.shards],
+            },
         )
-        body["coarse"] = {"settings": dataclasses.asdict(self.coarse.settings), "kind": self.coarse.kind, "trained_on": self.coarse.trained_on, **_file_record(coarse_path)}
+        body["coarse"] = {
+            "settings": dataclasses.asdict(self.coarse.settings),
+            "kind": self.coarse.kind,
+            "trained_on": self.coarse.trained_on,
+            **_file_record(coarse_path),
+        }
         write_json_atomic(self.folder / CONFIG_NAME, {"index": body, "sha256": _sha256_json(body)})
         self.config = body
         keep = {CONFIG_NAME, FAILURES_NAME, STORE_FOLDER, manifest_path.name, coarse_path.name}
@@ -404,7 +479,9 @@ class SoundLibraryIndex:
             folder = Path(snapshot_download(str(location), repo_type="dataset", revision=revision))
         config_path = folder / CONFIG_NAME
         if not config_path.is_file():
-            raise CorruptIndexError(f"{folder} is not a sound library index, or was not completely written: no {CONFIG_NAME}")
+            raise CorruptIndexError(
+                f"{folder} is not a sound library index, or was not completely written: no {CONFIG_NAME}"
+            )
         try:
             stored = json.loads(config_path.read_text(encoding="utf-8"))
             body = stored["index"]
@@ -414,16 +491,27 @@ class SoundLibraryIndex:
         if not ok:
             raise CorruptIndexError(f"{config_path} is corrupted (does not match its checksum)")
         if body.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{config_path}: index format {body.get('format_version')} is not supported (this version reads {FORMAT_VERSION})")
+            raise ValueError(
+                f"{config_path}: index format {body.get('format_version')} is not supported (this version reads {FORMAT_VERSION})"
+            )
         manifest_path = _check_file(folder, body["manifest"], "manifest")
         manifest = [json.loads(line) for line in manifest_path.read_text(encoding="utf-8").splitlines() if line]
         coarse_path = _check_file(folder, body["coarse"], "coarse index")
-        coarse = CoarseIndex.load(coarse_path, CoarseIndexSettings(**body["coarse"]["settings"]), body["coarse"]["kind"], body["coarse"]["trained_on"])
+        coarse = CoarseIndex.load(
+            coarse_path,
+            CoarseIndexSettings(**body["coarse"]["settings"]),
+            body["coarse"]["kind"],
+            body["coarse"]["trained_on"],
+        )
         info = body["store"]
-        store = RerankStore(folder / STORE_FOLDER, [Shard(**s) for s in info["shards"]], info["dtype"], info["num_tokens"], info["dim"])
+        store = RerankStore(
+            folder / STORE_FOLDER, [Shard(**s) for s in info["shards"]], info["dtype"], info["num_tokens"], info["dim"]
+        )
         store.check_files(full=verify)
         if not (len(manifest) == store.num_rows == coarse.ntotal == body["manifest"]["num_rows"]):
-            raise CorruptIndexError(f"index {folder}: manifest ({len(manifest)}), store ({store.num_rows}) and coarse index ({coarse.ntotal}) disagree on the number of clips")
+            raise CorruptIndexError(
+                f"index {folder}: manifest ({len(manifest)}), store ({store.num_rows}) and coarse index ({coarse.ntotal}) disagree on the number of clips"
+            )
         index = cls(folder, body, manifest, coarse, store)
         if isinstance(model, (str, os.PathLike)):
             model, processor = load_model(str(model), None)
@@ -434,7 +522,9 @@ class SoundLibraryIndex:
             index._model, index._processor = model, processor
         return index
 
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None, revision: str | None = None) -> str:
+    def push_to_hub(
+        self, repo_id: str, *, private: bool = False, token: str | None = None, revision: str | None = None
+    ) -> str:
         """Upload the index folder as a Hub dataset repo; `load(repo_id)` downloads it. Returns the commit URL."""
         from huggingface_hub import HfApi
 
@@ -449,7 +539,9 @@ class SoundLibraryIndex:
     # ------------------------------------------------------------------- queries
 
     @torch.inference_mode()
-    def encode_query(self, *, frames: Sequence[Any] | None = None, text: str | None = None, batch: bool = False) -> SoSVideoFeatures | SoSTextFeatures:
+    def encode_query(
+        self, *, frames: Sequence[Any] | None = None, text: str | None = None, batch: bool = False
+    ) -> SoSVideoFeatures | SoSTextFeatures:
         """Video features of ``frames`` (one scene's images in time order; with ``batch``, a list of scenes), or text features."""
         if (frames is None) == (text is None):
             raise ValueError("give exactly one query: frames or text")
@@ -467,7 +559,9 @@ class SoundLibraryIndex:
     def candidates(self, query_embeds: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1: the ``count`` active rows with the largest global inner product, best first (rows, scores)."""
         inactive = len(self.manifest) - self.num_clips
-        scores, rows = self.coarse.search(query_embeds[None], min(count + inactive, len(self.manifest)), exact_rows=self.store.global_rows)
+        scores, rows = self.coarse.search(
+            query_embeds[None], min(count + inactive, len(self.manifest)), exact_rows=self.store.global_rows
+        )
         keep = [(r, s) for r, s in zip(rows[0], scores[0]) if r >= 0 and self.manifest[r]["active"]][:count]
         return np.array([r for r, _ in keep], dtype=np.int64), np.array([s for _, s in keep], dtype=np.float32)
 
@@ -475,17 +569,35 @@ class SoundLibraryIndex:
     def rerank_scores(self, rows: np.ndarray, query: SoSVideoFeatures | SoSTextFeatures) -> np.ndarray:
         """Stage 2: the model's multi-grained similarity of the stored clips ``rows`` with every item of ``query``, ``(rows, items)``."""
         global_embeds, token_embeds = self.store.rows(rows)
-        audio = SoSAudioFeatures(audio_embeds=torch.from_numpy(global_embeds), audio_token_embeds=torch.from_numpy(token_embeds))
+        audio = SoSAudioFeatures(
+            audio_embeds=torch.from_numpy(global_embeds), audio_token_embeds=torch.from_numpy(token_embeds)
+        )
         return self.model.similarity(audio, query).float().numpy()
 
-    def _ranked(self, rows: np.ndarray, coarse_scores: np.ndarray, scores: np.ndarray, top_k: int) -> list[Recommendation]:
+    def _ranked(
+        self, rows: np.ndarray, coarse_scores: np.ndarray, scores: np.ndarray, top_k: int
+    ) -> list[Recommendation]:
         order = np.lexsort((rows, -scores))[:top_k]  # ties: the earlier indexed clip first
         return [
-            Recommendation(rank + 1, self.manifest[rows[i]]["clip_id"], self.manifest[rows[i]]["path"], float(scores[i]), float(coarse_scores[i]), int(rows[i]))
+            Recommendation(
+                rank + 1,
+                self.manifest[rows[i]]["clip_id"],
+                self.manifest[rows[i]]["path"],
+                float(scores[i]),
+                float(coarse_scores[i]),
+                int(rows[i]),
+            )
             for rank, i in enumerate(order)
         ]
 
-    def recommend(self, *, frames: Sequence[Any] | None = None, text: str | None = None, top_k: int = DEFAULT_TOP_K, rerank: int = DEFAULT_RERANK) -> list[Recommendation]:
+    def recommend(
+        self,
+        *,
+        frames: Sequence[Any] | None = None,
+        text: str | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        rerank: int = DEFAULT_RERANK,
+    ) -> list[Recommendation]:
         """The ``top_k`` best clips for a scene's frames (PIL images or arrays, in time order) or a text.
 
         Stage 1 takes the ``rerank`` nearest by the global embedding; stage 2 orders them by the model's
@@ -494,7 +606,9 @@ class SoundLibraryIndex:
         if top_k < 1 or rerank < 1:
             raise ValueError(f"top_k and rerank must be >= 1, got {top_k} and {rerank}")
         query = self.encode_query(frames=frames, text=text)
-        query_embeds = (query.video_embeds if isinstance(query, SoSVideoFeatures) else query.text_embeds)[0].float().numpy()
+        query_embeds = (
+            (query.video_embeds if isinstance(query, SoSVideoFeatures) else query.text_embeds)[0].float().numpy()
+        )
         rows, coarse_scores = self.candidates(query_embeds, max(rerank, top_k))
         return self._ranked(rows, coarse_scores, self.rerank_scores(rows, query)[:, 0], top_k)
 
@@ -516,7 +630,9 @@ class SoundLibraryIndex:
         if len(frames) != len(frame_times):
             raise ValueError(f"got {len(frames)} frames but {len(frame_times)} frame times")
         if not allow_repeats and len(spans) > self.num_clips:
-            raise ValueError(f"the story has {len(spans)} scenes but the library only {self.num_clips} clips: allow repeats")
+            raise ValueError(
+                f"the story has {len(spans)} scenes but the library only {self.num_clips} clips: allow repeats"
+            )
         scenes = [[frames[i] for i in span.frame_indices] for span in spans]
         query = self.encode_query(frames=scenes, batch=True)
         # Enough candidates per scene that distinct clips can always be assigned.
@@ -524,18 +640,32 @@ class SoundLibraryIndex:
         per_scene = []
         for s in range(len(spans)):
             rows, coarse_scores = self.candidates(query.video_embeds[s].float().numpy(), count)
-            single = SoSVideoFeatures(video_embeds=query.video_embeds[s : s + 1], frame_embeds=query.frame_embeds[s : s + 1], frame_mask=query.frame_mask[s : s + 1])
+            single = SoSVideoFeatures(
+                video_embeds=query.video_embeds[s : s + 1],
+                frame_embeds=query.frame_embeds[s : s + 1],
+                frame_mask=query.frame_mask[s : s + 1],
+            )
             per_scene.append(self._ranked(rows, coarse_scores, self.rerank_scores(rows, single)[:, 0], len(rows)))
         return assign_scenes(spans, per_scene, allow_repeats, frame_times)
 
 
-def _embedding_settings(model: SoSRetrievalModel, processor: SoSRetrievalProcessor, store_dtype: StoreDtype, store_tokens: int | None, audio_crops: int) -> EmbeddingSettings:
+def _embedding_settings(
+    model: SoSRetrievalModel,
+    processor: SoSRetrievalProcessor,
+    store_dtype: StoreDtype,
+    store_tokens: int | None,
+    audio_crops: int,
+) -> EmbeddingSettings:
     """The settings a model and processor encode with; the number of audio tokens comes from a silent probe."""
     if store_tokens is not None and store_tokens < 1:
         raise ValueError(f"store_tokens must be >= 1, got {store_tokens}")
     if store_dtype not in ("float16", "float32"):
         raise ValueError(f"store dtype must be float16 or float32, got {store_dtype!r}")
-    probe = processor(audio=np.zeros(processor.window_samples, dtype=np.float32), sampling_rate=processor.sampling_rate, audio_crops=audio_crops)
+    probe = processor(
+        audio=np.zeros(processor.window_samples, dtype=np.float32),
+        sampling_rate=processor.sampling_rate,
+        audio_crops=audio_crops,
+    )
     with torch.inference_mode():
         tokens = model.get_audio_features(probe["input_values"]).audio_token_embeds.shape[1]
     return EmbeddingSettings(
@@ -546,4 +676,13 @@ def _embedding_settings(model: SoSRetrievalModel, processor: SoSRetrievalProcess
     )  # fmt: skip
 
 
-__all__ = ["AddReport", "CorruptIndexError", "EmbeddingSettings", "LibrarySource", "Recommendation", "SoundLibraryIndex", "load_model", "model_fingerprint"]
+__all__ = [
+    "AddReport",
+    "CorruptIndexError",
+    "EmbeddingSettings",
+    "LibrarySource",
+    "Recommendation",
+    "SoundLibraryIndex",
+    "load_model",
+    "model_fingerprint",
+]

@@ -79,7 +79,9 @@ class RerankStore:
     def write_shard(self, name: str, global_embeds: np.ndarray, token_embeds: np.ndarray) -> Shard:
         """Write rows as a new shard named ``name`` (each file atomically) and register it."""
         if token_embeds.shape[1:] != (self.num_tokens, self.dim) or global_embeds.shape[1:] != (self.dim,):
-            raise ValueError(f"features of shape {global_embeds.shape}, {token_embeds.shape} do not fit a store of {self.num_tokens} x {self.dim}")
+            raise ValueError(
+                f"features of shape {global_embeds.shape}, {token_embeds.shape} do not fit a store of {self.num_tokens} x {self.dim}"
+            )
         global_embeds = global_embeds.astype(self.dtype)
         token_embeds = token_embeds.astype(self.dtype)
         crc = np.array([row_crc(g, t) for g, t in zip(global_embeds, token_embeds)], dtype=np.uint32)
@@ -104,14 +106,18 @@ class RerankStore:
                 if not path.is_file():
                     raise CorruptIndexError(f"index file {path} is missing")
                 if path.stat().st_size != info["bytes"]:
-                    raise CorruptIndexError(f"index file {path} has {path.stat().st_size} bytes, the index config says {info['bytes']} (partly written?)")
+                    raise CorruptIndexError(
+                        f"index file {path} has {path.stat().st_size} bytes, the index config says {info['bytes']} (partly written?)"
+                    )
                 if (full or part == "crc") and file_sha256(path) != info["sha256"]:
                     raise CorruptIndexError(f"index file {path} does not match its SHA-256 checksum (corrupted)")
 
     def _map(self, shard_index: int, part: str) -> np.ndarray:
         key = (shard_index, part)
         if key not in self._maps:
-            self._maps[key] = np.load(self.folder / self.shards[shard_index].files[part]["name"], mmap_mode="r", allow_pickle=False)
+            self._maps[key] = np.load(
+                self.folder / self.shards[shard_index].files[part]["name"], mmap_mode="r", allow_pickle=False
+            )
         return self._maps[key]
 
     def _locate(self, rows: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -145,7 +151,9 @@ class RerankStore:
             for i in range(len(order)):
                 if row_crc(g[i], t[i]) != int(crc[i]):
                     name = self.shards[shard].files["tokens"]["name"]
-                    raise CorruptIndexError(f"row {int(rows[positions[order[i]]])} of the re-rank store ({name}) fails its CRC check (corrupted)")
+                    raise CorruptIndexError(
+                        f"row {int(rows[positions[order[i]]])} of the re-rank store ({name}) fails its CRC check (corrupted)"
+                    )
             # torch converts float16 to float32 several times faster than numpy.
             global_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(g)).float().numpy()
             token_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(t)).float().numpy()
@@ -167,4 +175,13 @@ class GlobalEmbeddingsView:
         return self.store.global_rows(rows)
 
 
-__all__ = ["STORE_DTYPES", "CorruptIndexError", "RerankStore", "Shard", "StoreDtype", "file_sha256", "pool_tokens", "row_crc"]
+__all__ = [
+    "STORE_DTYPES",
+    "CorruptIndexError",
+    "RerankStore",
+    "Shard",
+    "StoreDtype",
+    "file_sha256",
+    "pool_tokens",
+    "row_crc",
+]

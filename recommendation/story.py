@@ -65,7 +65,12 @@ def scene_spans(frame_times: Sequence[float], duration: float | None = None) -> 
     return spans
 
 
-def assign_scenes(spans: list[SceneSpan], ranked: list[list[Recommendation]], allow_repeats: bool, frame_times: Sequence[float] | None = None) -> list[SceneRecommendation]:
+def assign_scenes(
+    spans: list[SceneSpan],
+    ranked: list[list[Recommendation]],
+    allow_repeats: bool,
+    frame_times: Sequence[float] | None = None,
+) -> list[SceneRecommendation]:
     """Pick one clip per scene from each scene's ranked candidates: its best, or (no repeats) the
     assignment of distinct clips with the largest total score."""
 
@@ -83,7 +88,9 @@ def assign_scenes(spans: list[SceneSpan], ranked: list[list[Recommendation]], al
             scores[s, column[rec.row]] = rec.score
     scene_rows, clip_columns = linear_sum_assignment(scores, maximize=True)
     if (scores[scene_rows, clip_columns] == NOT_A_CANDIDATE).any():
-        raise ValueError("not enough distinct candidates to give every scene its own clip: raise rerank or allow repeats")
+        raise ValueError(
+            "not enough distinct candidates to give every scene its own clip: raise rerank or allow repeats"
+        )
     by_row = {s: {rec.row: rec for rec in candidates} for s, candidates in enumerate(ranked)}
     return [scene(s, by_row[s][clips[c]]) for s, c in zip(scene_rows, clip_columns)]
 

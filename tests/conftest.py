@@ -13,12 +13,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sos-test-hf-home-")
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 
-import json
-from pathlib import Path
+import json  # noqa: E402 - the environment above must be set before these imports
+from pathlib import Path  # noqa: E402
 
-import pytest
+import pytest  # noqa: E402
 
-from sound_of_story.dataset_builder.samples import generate_samples
+from sound_of_story.dataset_builder.samples import generate_samples  # noqa: E402
 
 SEED = 7
 CMD_CLIPS = 2
@@ -43,7 +43,9 @@ def cmd_samples(tmp_path_factory) -> tuple[Path, list[dict]]:
 def lsmdc_samples(tmp_path_factory) -> tuple[Path, list[dict]]:
     """Five LSMDC-style clips cut from 30 s movies (seed 7)."""
     out = tmp_path_factory.mktemp("lsmdc_samples")
-    paths = generate_samples(out, num_clips=LSMDC_CLIPS, seed=SEED, duration_s=LSMDC_DURATION, style="lsmdc", progress=False)
+    paths = generate_samples(
+        out, num_clips=LSMDC_CLIPS, seed=SEED, duration_s=LSMDC_DURATION, style="lsmdc", progress=False
+    )
     return out, load_records(paths)
 
 

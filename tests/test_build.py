@@ -47,8 +47,21 @@ def manifest(cmd_samples, lsmdc_samples, tmp_path_factory) -> Path:
     subprocess.run([*ff, "-t", "0.5", str(bad / "short.mp4")], check=True)
     rows = [
         {"id": "story_a", "video": str(src), "description": cmd[0]["description"], "movie": "movie_a"},
-        {"id": "story_b", "video": str(cmd_dir / cmd[1]["files"]["video"]), "description": cmd[1]["description"], "movie": "movie_b"},
-        *[{"movie": r["movie"], "clip_index": r["clip_index"], "video": str(lsmdc_dir / r["files"]["video"]), "caption": r["caption"]} for r in lsmdc],
+        {
+            "id": "story_b",
+            "video": str(cmd_dir / cmd[1]["files"]["video"]),
+            "description": cmd[1]["description"],
+            "movie": "movie_b",
+        },
+        *[
+            {
+                "movie": r["movie"],
+                "clip_index": r["clip_index"],
+                "video": str(lsmdc_dir / r["files"]["video"]),
+                "caption": r["caption"],
+            }
+            for r in lsmdc
+        ],
         {"id": "missing", "video": "nowhere.mp4", "description": "A story."},
         {"id": "empty", "video": "bad/empty.mp4", "description": "A story."},
         {"id": "truncated", "video": "bad/truncated.mp4", "description": "A story."},
@@ -116,12 +129,35 @@ print(json.dumps({{
 }}))
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["ours"] == []
-    assert got["features"] == ["id", "movie", "source", "text", "audio", "frames", "frame_times", "duration", "speech_ratio_before", "speech_ratio_after"]
-    assert got["gen_features"] == ["id", "story_id", "text", "audio", "spectrogram", "frames", "frame_times", "start", "end"]
+    assert got["features"] == [
+        "id",
+        "movie",
+        "source",
+        "text",
+        "audio",
+        "frames",
+        "frame_times",
+        "duration",
+        "speech_ratio_before",
+        "speech_ratio_after",
+    ]
+    assert got["gen_features"] == [
+        "id",
+        "story_id",
+        "text",
+        "audio",
+        "spectrogram",
+        "frames",
+        "frame_times",
+        "start",
+        "end",
+    ]
     assert got["splits"]["train"] + got["splits"]["test"] == len(report.succeeded) and got["splits"]["test"] >= 1
     assert got["rate"] == 44_100 and got["shape"][0] == 2
     assert got["frames"] == got["times"] >= 3 and max(got["frame_size"]) <= 512
@@ -166,10 +202,14 @@ def test_generation_slices_follow_the_rules(built):
         by_story.setdefault(r["story_id"], []).append(r)
         assert r["text"] == stories[r["story_id"]]["text"]
         length = r["end"] - r["start"]
-        assert 0 < length <= 15.0 + 1e-4 or not any(r["start"] < t < r["end"] for t in stories[r["story_id"]]["frame_times"])
+        assert 0 < length <= 15.0 + 1e-4 or not any(
+            r["start"] < t < r["end"] for t in stories[r["story_id"]]["frame_times"]
+        )
         assert r["spectrogram"].size == (max(GENERATION_WIDTH, int(np.ceil((1 + length * 100) / 8) * 8)), 512)
         assert r["spectrogram"].getexif().get(11080) is not None  # Riffusion's max value tag
-        assert all(r["start"] - 1e-4 <= t < r["end"] for t in r["frame_times"]) and len(r["frames"]) == len(r["frame_times"])
+        assert all(r["start"] - 1e-4 <= t < r["end"] for t in r["frame_times"]) and len(r["frames"]) == len(
+            r["frame_times"]
+        )
         samples = r["audio"].get_all_samples()
         assert samples.data.shape[1] == pytest.approx(length * 44_100, abs=2)
     for story_id, slices in by_story.items():
@@ -228,7 +268,19 @@ def test_num_proc_2_gives_identical_results(built, manifest, tmp_path):
 
 def test_killed_build_resumes_and_matches_an_uninterrupted_one(built, manifest, tmp_path):
     out, _ = built
-    cmd = [str(CLI), "build", "--manifest", str(manifest), "--out", str(tmp_path), "--test-size", "1", "--lsmdc-target-seconds", str(LSMDC_TARGET), "--quiet"]
+    cmd = [
+        str(CLI),
+        "build",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(tmp_path),
+        "--test-size",
+        "1",
+        "--lsmdc-target-seconds",
+        str(LSMDC_TARGET),
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     cache = tmp_path / "work" / "cache"
     deadline = time.time() + 240
@@ -259,20 +311,50 @@ def test_cluster_shards_merge_into_the_same_dataset(built, manifest, tmp_path):
     assert sorted(report.succeeded) == sorted(built[1].succeeded)
     mine, theirs = _tables(tmp_path), _tables(out)
     assert mine.keys() == theirs.keys() and all(mine[k].equals(theirs[k]) for k in mine)
-    assert sorted((tmp_path / "failures.jsonl").read_text().splitlines()) == sorted((out / "failures.jsonl").read_text().splitlines())
+    assert sorted((tmp_path / "failures.jsonl").read_text().splitlines()) == sorted(
+        (out / "failures.jsonl").read_text().splitlines()
+    )
 
 
 def test_cli_exit_codes(manifest, tmp_path, built):
     out, _ = built
     target = tmp_path / "strict"
     shutil.copytree(out / "work", target / "work")
-    strict = subprocess.run([str(CLI), "build", "--manifest", str(manifest), "--out", str(target), "--test-size", "1", "--lsmdc-target-seconds", str(LSMDC_TARGET), "--strict", "--quiet"], capture_output=True, text=True, timeout=600)
+    strict = subprocess.run(
+        [
+            str(CLI),
+            "build",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(target),
+            "--test-size",
+            "1",
+            "--lsmdc-target-seconds",
+            str(LSMDC_TARGET),
+            "--strict",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert strict.returncode == 1 and "9 failed inputs" in strict.stdout
     only_bad = tmp_path / "bad.jsonl"
     only_bad.write_text(json.dumps({"id": "x", "video": "nowhere.mp4", "description": "A story."}) + "\n")
-    nothing = subprocess.run([str(CLI), "build", "--manifest", str(only_bad), "--out", str(tmp_path / "none"), "--quiet"], capture_output=True, text=True, timeout=300)
+    nothing = subprocess.run(
+        [str(CLI), "build", "--manifest", str(only_bad), "--out", str(tmp_path / "none"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert nothing.returncode == 1 and "nothing was built" in nothing.stdout
-    missing = subprocess.run([str(CLI), "build", "--manifest", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [str(CLI), "build", "--manifest", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "manifest not found" in missing.stderr
 
 
@@ -280,13 +362,17 @@ def test_push_uploads_the_folder_but_not_the_work_files(built):
     out, _ = built
     from huggingface_hub import HfApi
 
-    with mock.patch.object(HfApi, "upload_folder", return_value=mock.Mock(commit_url="https://huggingface.co/datasets/me/sos/commit/1")) as upload:
+    with mock.patch.object(
+        HfApi, "upload_folder", return_value=mock.Mock(commit_url="https://huggingface.co/datasets/me/sos/commit/1")
+    ) as upload:
         from sound_of_story.app.cli import main  # in this process, so that the mock applies
 
         assert main(["push", str(out), "--repo-id", "me/sos", "--no-create-repo"]) == 0
     kwargs = upload.call_args.kwargs
     assert kwargs["folder_path"] == str(out) and kwargs["repo_id"] == "me/sos" and kwargs["repo_type"] == "dataset"
-    assert kwargs["allow_patterns"][0] == "README.md" and not any(p.startswith("work") for p in kwargs["allow_patterns"])
+    assert kwargs["allow_patterns"][0] == "README.md" and not any(
+        p.startswith("work") for p in kwargs["allow_patterns"]
+    )
     assert sorted(kwargs["allow_patterns"][1:]) == sorted(_tables(out))
     with pytest.raises(SystemExit) as exc:
         main(["push", str(out / "work"), "--repo-id", "me/sos", "--no-create-repo"])

@@ -51,7 +51,15 @@ def manifest(cmd_samples, tmp_path_factory) -> Path:
     folder, records = cmd_samples
     d = tmp_path_factory.mktemp("engines")
     (d / "empty.mp4").write_bytes(b"")
-    rows = [{"id": f"story_{i}", "video": str(folder / r["files"]["video"]), "description": r["description"], "movie": f"movie_{i}"} for i, r in enumerate(records)]
+    rows = [
+        {
+            "id": f"story_{i}",
+            "video": str(folder / r["files"]["video"]),
+            "description": r["description"],
+            "movie": f"movie_{i}",
+        }
+        for i, r in enumerate(records)
+    ]
     rows.append({"id": "bad_clip", "video": "empty.mp4", "description": "A story."})
     path = d / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -74,13 +82,21 @@ def test_ray_build_equals_the_local_build_and_resumes_from_its_cache(local_ray, 
         assert mine[name].equals(theirs[name]), name
     # a bad clip lands in failures.jsonl exactly as in a local build
     rows = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["file"].endswith("empty.mp4")) for r in rows] == [("bad_clip", True)] and "empty file (0 bytes)" in rows[0]["reason"]
+    assert [(r["id"], r["file"].endswith("empty.mp4")) for r in rows] == [
+        ("bad_clip", True)
+    ] and "empty file (0 bytes)" in rows[0]["reason"]
     assert (tmp_path / "failures.jsonl").read_text() == (local_build / "failures.jsonl").read_text()
     # a rerun, with either engine, finds every story in the same cache
     stories, _ = read_manifest(manifest)
     for engine in engines.ENGINES:
-        outcomes = process_stories(stories, ProcessingParams(), tmp_path / "work" / "cache", progress=False, engine=engine)
-        assert [(o.story_id, o.from_cache) for o in outcomes] == [("story_0", True), ("story_1", True), ("bad_clip", False)], engine
+        outcomes = process_stories(
+            stories, ProcessingParams(), tmp_path / "work" / "cache", progress=False, engine=engine
+        )
+        assert [(o.story_id, o.from_cache) for o in outcomes] == [
+            ("story_0", True),
+            ("story_1", True),
+            ("bad_clip", False),
+        ], engine
 
 
 def test_ray_retries_a_story_whose_worker_was_killed(local_ray, manifest, local_build, tmp_path):

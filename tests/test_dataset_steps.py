@@ -39,7 +39,13 @@ def test_center_backend_meets_the_quality_targets_on_sample_clips(cmd_samples):
         gain = speech_removal.si_sdr(estimate, bg) - speech_removal.si_sdr(mix, bg)
         assert gain >= 10.0, f"{record['id']}: SI-SDR improved by only {gain:.2f} dB"
         before, after = speech_removal.speech_ratio(mix, estimate, sample_rate=rate)
-        assert (before, after) == pytest.approx((speech_removal.speech_ratio(mix, sample_rate=rate), speech_removal.speech_ratio(estimate, sample_rate=rate)), abs=0.002)
+        assert (before, after) == pytest.approx(
+            (
+                speech_removal.speech_ratio(mix, sample_rate=rate),
+                speech_removal.speech_ratio(estimate, sample_rate=rate),
+            ),
+            abs=0.002,
+        )
         assert before > 0.15  # the clips do hold dialogue
         assert after <= 0.2 * before, f"{record['id']}: speech ratio {before:.3f} -> {after:.3f}"
 
@@ -67,7 +73,9 @@ def test_center_backend_rejects_non_stereo_and_mono_falls_back_to_vad(cmd_sample
     out = speech_removal.remove_speech(mono, rate)
     assert out.shape == mono.shape
     np.testing.assert_allclose(out, speech_removal.attenuate_speech_spans(mono, rate), atol=0)
-    assert speech_removal.speech_ratio(out, sample_rate=rate) < 0.5 * speech_removal.speech_ratio(mono, sample_rate=rate)
+    assert speech_removal.speech_ratio(out, sample_rate=rate) < 0.5 * speech_removal.speech_ratio(
+        mono, sample_rate=rate
+    )
 
 
 def test_vad_backend_attenuates_where_silero_hears_speech(cmd_samples):
@@ -83,7 +91,9 @@ def test_vad_backend_attenuates_where_silero_hears_speech(cmd_samples):
     margin = int((params.vad_padding_s + params.vad_fade_s) * rate) + 2
     for k in np.flatnonzero(heard[:: speech_removal.VAD_WINDOW]):
         a = k * speech_removal.VAD_WINDOW * rate // speech_removal.VAD_SAMPLE_RATE
-        near[max(0, a - margin) : a + speech_removal.VAD_WINDOW * rate // speech_removal.VAD_SAMPLE_RATE + margin] = True
+        near[max(0, a - margin) : a + speech_removal.VAD_WINDOW * rate // speech_removal.VAD_SAMPLE_RATE + margin] = (
+            True
+        )
     np.testing.assert_array_equal(out[:, ~near], mix[:, ~near])
     # Every dialogue line is heard and lowered by tens of dB.
     for line in record["dialogue"]:
@@ -135,7 +145,9 @@ def test_checkpoint_backend_loads_a_local_hdemucs_state_dict(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"weight": torch.zeros(3)}, bad)
     with pytest.raises(ValueError, match="is not an HDemucs"):
-        speech_removal.remove_speech(x, SR, speech_removal.SpeechRemovalParams(backend="checkpoint", checkpoint=str(bad)))
+        speech_removal.remove_speech(
+            x, SR, speech_removal.SpeechRemovalParams(backend="checkpoint", checkpoint=str(bad))
+        )
 
 
 def test_si_sdr_values():
@@ -160,7 +172,9 @@ def test_si_sdr_values():
 def test_every_cut_is_followed_by_a_key_frame_within_one_second(cmd_samples, hash_name):
     folder, records = cmd_samples
     for record in records:
-        frames = key_frames.extract_key_frames(folder / record["files"]["video"], key_frames.KeyFrameParams(hash=hash_name))
+        frames = key_frames.extract_key_frames(
+            folder / record["files"]["video"], key_frames.KeyFrameParams(hash=hash_name)
+        )
         times = [f.time for f in frames]
         assert times[0] == 0.0 and times == sorted(times)
         for cut in record["cuts"]:
@@ -173,7 +187,9 @@ def test_key_frames_are_jpegs_no_larger_than_max_side(cmd_samples):
     from PIL import Image
 
     folder, records = cmd_samples
-    frames = key_frames.extract_key_frames(folder / records[0]["files"]["video"], key_frames.KeyFrameParams(max_side=128, fps=2))
+    frames = key_frames.extract_key_frames(
+        folder / records[0]["files"]["video"], key_frames.KeyFrameParams(max_side=128, fps=2)
+    )
     for f in frames:
         image = Image.open(io.BytesIO(f.jpeg))
         assert image.format == "JPEG" and max(image.size) == 128
@@ -253,7 +269,11 @@ def test_slicing_edge_cases():
     assert slicing.slice_story(n, sr, [10.0, 10.0, 55.0, -1.0]) == slicing.slice_story(n, sr, [10.0])
     # exactly 15.0 s fits in one slice; one sample more does not
     frames = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0]
-    assert [(s.start, s.end) for s in slicing.slice_story(n, sr, frames)] == [(0, 15 * sr), (15 * sr, 30 * sr), (30 * sr, n)]
+    assert [(s.start, s.end) for s in slicing.slice_story(n, sr, frames)] == [
+        (0, 15 * sr),
+        (15 * sr, 30 * sr),
+        (30 * sr, n),
+    ]
     tiny = 1 / sr
     got = slicing.slice_story(n, sr, [5.0, 10.0, 15.0 + tiny, 20.0])
     assert [(s.start, s.end) for s in got][:2] == [(0, 10 * sr), (10 * sr, 20 * sr)]
@@ -335,7 +355,10 @@ def test_lsmdc_clips_are_joined_in_order_up_to_the_target(tmp_path):
         return 5.0
 
     stories, failures = manifest.read_manifest(path, lsmdc_target_s=10.0, clip_duration=duration)
-    assert [(s.id, s.text) for s in stories] == [("m_000", "Caption 0. Caption 1."), ("m_001", "Caption 2. Caption 3."), ("m_002", "Caption 4.")]
+    assert [(s.id, s.text) for s in stories] == [
+        ("m_000", "Caption 0. Caption 1."),
+        ("m_001", "Caption 2. Caption 3."),
+        ("m_002", "Caption 4."),
+    ]
     assert [Path(v).name for v in stories[0].videos] == ["0.mp4", "1.mp4"]
     assert [(f.id, f.reason) for f in failures] == [("n_clip_0", "cannot read clip: cannot be decoded")]
-

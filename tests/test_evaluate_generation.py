@@ -91,7 +91,7 @@ class CountingPipeline:
         return self.inner.generate(text, duration_s, seed, frames, frame_times)
 
 
-def test_killed_run_resumes_and_writes_each_slice_once(sos_eval_dataset, tiny_pipelines, tmp_path):  # noqa: F811
+def test_killed_run_resumes_and_writes_each_slice_once(sos_eval_dataset, tiny_pipelines, tmp_path):
     """...and gives the same files as an uninterrupted run."""
     slices = load_generation_split(str(sos_eval_dataset), SPLIT, limit=3)
     assert len(slices) == 3
@@ -116,7 +116,7 @@ def test_killed_run_resumes_and_writes_each_slice_once(sos_eval_dataset, tiny_pi
     )  # nothing left to do
 
 
-def test_musicgen_baseline_generates_through_the_same_harness(sos_eval_dataset, tiny_pipelines, tmp_path):  # noqa: F811
+def test_musicgen_baseline_generates_through_the_same_harness(sos_eval_dataset, tiny_pipelines, tmp_path):
     slices = load_generation_split(str(sos_eval_dataset), SPLIT, limit=1)
     pipeline = load_slice_pipeline(str(tiny_pipelines["musicgen"]), device="cpu")
     assert not pipeline.takes_frames
@@ -127,7 +127,7 @@ def test_musicgen_baseline_generates_through_the_same_harness(sos_eval_dataset, 
         generate_slices(pipeline, slices, tmp_path, with_frames=True, progress=False)
 
 
-def test_table3_equals_direct_scores_and_names_bad_clips(sos_eval_dataset, tiny_pipelines, tmp_path, capsys):  # noqa: F811
+def test_table3_equals_direct_scores_and_names_bad_clips(sos_eval_dataset, tiny_pipelines, tmp_path, capsys):
     out = tmp_path / "out"
     slices = load_generation_split(str(sos_eval_dataset), SPLIT, limit=4)
     ids = list(slices["id"])

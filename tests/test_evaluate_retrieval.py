@@ -20,7 +20,7 @@ DIRECTIONS = {"sos": ("A2V", "V2A", "A2T", "T2A"), "wav2clip": ("A2V", "V2A", "A
 
 
 @pytest.fixture(scope="module")
-def table(sos_eval_dataset, tiny_retrieval_models, tmp_path_factory):  # noqa: F811
+def table(sos_eval_dataset, tiny_retrieval_models, tmp_path_factory):
     """One command: SoS and CLAP, compared with the Wav2CLIP baseline, plus the random baseline."""
     root = tmp_path_factory.mktemp("table2")
     models = tiny_retrieval_models
@@ -31,7 +31,7 @@ def table(sos_eval_dataset, tiny_retrieval_models, tmp_path_factory):  # noqa: F
     return root / "out", root / "cache"
 
 
-def test_table_equals_the_similarity_command_on_the_saved_matrices(table, sos_eval_dataset, tmp_path):  # noqa: F811
+def test_table_equals_the_similarity_command_on_the_saved_matrices(table, sos_eval_dataset, tmp_path):
     out, _ = table
     figures = json.loads((out / "table2.json").read_text())
     num_stories = len(load_stories_split(str(sos_eval_dataset), "test"))
@@ -68,8 +68,8 @@ def test_table_equals_the_similarity_command_on_the_saved_matrices(table, sos_ev
 
 def test_encode_stories_equals_the_plain_processor_path_and_the_cache_reads_back(
     table,
-    sos_eval_dataset,  # noqa: F811
-    tiny_retrieval_models,  # noqa: F811
+    sos_eval_dataset,
+    tiny_retrieval_models,
 ):
     out, cache = table
     model, processor, kind = load_retrieval_model(str(tiny_retrieval_models["sos"]), "cpu")
@@ -123,7 +123,7 @@ def test_random_baseline_and_comparison_files(table):
     assert set(comparison["sos - clap"]) == {"A2T", "T2A"}  # only the directions both models have
 
 
-def test_bad_inputs_exit_2(sos_eval_dataset, tiny_retrieval_models, tmp_path, capsys):  # noqa: F811
+def test_bad_inputs_exit_2(sos_eval_dataset, tiny_retrieval_models, tmp_path, capsys):
     base = ["evaluate", "retrieval", "--dataset", str(sos_eval_dataset), "--quiet", "--bootstrap", "0"]
     cases = {
         "cannot be evaluated in ['A2V']": [

@@ -3,15 +3,14 @@ with the same feature / similarity interface as SoSRetrievalModel."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_remote_code_reproduces
 from torchcodec.decoders import AudioDecoder
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
-from conftest import assert_remote_code_reproduces
 from sound_of_story.modeling import (
     ClapBaselineProcessor,
     ClapRetrievalBaseline,
@@ -37,13 +36,19 @@ def test_wav2clip_features_live_in_the_clip_image_space(wav2clip):
     with torch.no_grad():
         video = wav2clip.get_video_features(batch["pixel_values"])
         text = wav2clip.get_text_features(batch["input_ids"], batch["attention_mask"])
-        frames = wav2clip.clip.get_image_features(pixel_values=batch["pixel_values"].flatten(0, 1)).pooler_output.view(3, 5, -1)
-        sentence = wav2clip.clip.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
+        frames = wav2clip.clip.get_image_features(pixel_values=batch["pixel_values"].flatten(0, 1)).pooler_output.view(
+            3, 5, -1
+        )
+        sentence = wav2clip.clip.get_text_features(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).pooler_output
         audio = wav2clip.get_audio_features(batch["input_values"])
         out = wav2clip(**batch)
     torch.testing.assert_close(video.video_embeds, F.normalize(F.normalize(frames, dim=-1).mean(dim=1), dim=-1))
     torch.testing.assert_close(text.text_embeds, F.normalize(sentence, dim=-1))
-    torch.testing.assert_close(out.logits_per_audio_video, wav2clip.scale() * audio.audio_embeds @ video.video_embeds.T)
+    torch.testing.assert_close(
+        out.logits_per_audio_video, wav2clip.scale() * audio.audio_embeds @ video.video_embeds.T
+    )
     torch.testing.assert_close(out.logits_per_audio_text, wav2clip.scale() * audio.audio_embeds @ text.text_embeds.T)
     assert audio.audio_token_embeds is None and audio.audio_embeds.shape == (3, 16)
 
@@ -130,7 +135,9 @@ def clap_processor() -> ClapBaselineProcessor:
 @pytest.fixture(scope="module")
 def clip_audio(cmd_samples):
     folder, records = cmd_samples
-    return [AudioDecoder(str(folder / r["files"]["video"])).get_all_samples() for r in records], [r["description"] for r in records]
+    return [AudioDecoder(str(folder / r["files"]["video"])).get_all_samples() for r in records], [
+        r["description"] for r in records
+    ]
 
 
 def test_clap_similarity_is_clap_models_own_logits(clap, clap_processor, clip_audio):
@@ -153,13 +160,18 @@ def test_clap_processor_crops_like_the_sos_processor_at_48k(clap, clap_processor
     (start,) = select_audio_windows(wave, 480_000, hop=480)
     energies = [np.sum(wave[s : s + 480_000].astype(np.float64) ** 2) for s in range(0, len(wave) - 480_000 + 1, 480)]
     assert np.sum(wave[start : start + 480_000].astype(np.float64) ** 2) >= max(energies) * (1 - 1e-9)
-    expected = clap_processor.feature_extractor(wave[start : start + 480_000], sampling_rate=48_000, truncation="rand_trunc", return_tensors="pt")
+    expected = clap_processor.feature_extractor(
+        wave[start : start + 480_000], sampling_rate=48_000, truncation="rand_trunc", return_tensors="pt"
+    )
     torch.testing.assert_close(clap_processor(audio=audio)["input_features"], expected["input_features"])
     crops = clap_processor(audio=audio, audio_crops=2)
     assert crops["input_features"].shape == (1, 2, 1, 1001, 64)
     with torch.no_grad():
         joint = clap.get_audio_features(crops["input_features"], crops["is_longer"]).audio_embeds
-        single = [clap.get_audio_features(crops["input_features"][:, k], crops["is_longer"][:, k]).audio_embeds for k in range(2)]
+        single = [
+            clap.get_audio_features(crops["input_features"][:, k], crops["is_longer"][:, k]).audio_embeds
+            for k in range(2)
+        ]
     torch.testing.assert_close(joint, F.normalize(single[0] + single[1], dim=-1))
 
 

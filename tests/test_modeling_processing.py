@@ -31,7 +31,15 @@ def clips(cmd_samples):
         decoder = VideoDecoder(path)
         sparse = decoder.get_frames_played_at([float(t) for t in np.arange(0.5, record["duration"], 1.0)]).data
         dense = decoder.get_frames_played_at([float(t) for t in np.arange(0.05, record["duration"], 0.1)]).data
-        out.append({"sparse": sparse, "dense": dense, "audio": AudioDecoder(path).get_all_samples(), "record": record, "folder": folder})
+        out.append(
+            {
+                "sparse": sparse,
+                "dense": dense,
+                "audio": AudioDecoder(path).get_all_samples(),
+                "record": record,
+                "folder": folder,
+            }
+        )
     return out
 
 
@@ -122,7 +130,9 @@ def test_evaluation_crop_is_the_most_energetic_window_by_brute_force(processor, 
         assert energies.max() > 1.05 * np.median(energies)  # the choice matters on these clips
         # The processor's input_values are AST's features of exactly that window, every time.
         values = processor(audio=clip["audio"])["input_values"][0]
-        expected = processor.feature_extractor(wave[start : start + WINDOW], sampling_rate=16_000, return_tensors="pt")["input_values"][0]
+        expected = processor.feature_extractor(
+            wave[start : start + WINDOW], sampling_rate=16_000, return_tensors="pt"
+        )["input_values"][0]
         torch.testing.assert_close(values, expected)
         torch.testing.assert_close(processor(audio=clip["audio"])["input_values"][0], values)
 
@@ -130,12 +140,22 @@ def test_evaluation_crop_is_the_most_energetic_window_by_brute_force(processor, 
 def test_training_crop_is_random_reproducible_and_inside_the_audio(processor, clips):
     clip = clips[0]
     wave = prepare_waveform(clip["audio"])
-    run = lambda seed: processor(audio=clip["audio"], audio_crop="random", generator=torch.Generator().manual_seed(seed))["input_values"][0]  # noqa: E731
+
+    def run(seed):
+        return processor(audio=clip["audio"], audio_crop="random", generator=torch.Generator().manual_seed(seed))[
+            "input_values"
+        ][0]
+
     torch.testing.assert_close(run(3), run(3))
-    starts = {select_audio_windows(wave, WINDOW, mode="random", generator=torch.Generator().manual_seed(s))[0] for s in range(20)}
+    starts = {
+        select_audio_windows(wave, WINDOW, mode="random", generator=torch.Generator().manual_seed(s))[0]
+        for s in range(20)
+    }
     assert len(starts) >= 15 and min(starts) >= 0 and max(starts) <= len(wave) - WINDOW
     (start,) = select_audio_windows(wave, WINDOW, mode="random", generator=torch.Generator().manual_seed(3))
-    expected = processor.feature_extractor(wave[start : start + WINDOW], sampling_rate=16_000, return_tensors="pt")["input_values"][0]
+    expected = processor.feature_extractor(wave[start : start + WINDOW], sampling_rate=16_000, return_tensors="pt")[
+        "input_values"
+    ][0]
     torch.testing.assert_close(run(3), expected)
 
 
@@ -147,7 +167,9 @@ def test_several_crops_cover_the_whole_story(processor, clips):
     starts = select_audio_windows(wave, WINDOW, num_windows=3)
     assert starts[0] == 0 and starts[-1] == len(wave) - WINDOW and np.all(np.diff(starts) <= WINDOW)
     for k, start in enumerate(starts):
-        expected = processor.feature_extractor(wave[start : start + WINDOW], sampling_rate=16_000, return_tensors="pt")["input_values"][0]
+        expected = processor.feature_extractor(
+            wave[start : start + WINDOW], sampling_rate=16_000, return_tensors="pt"
+        )["input_values"][0]
         torch.testing.assert_close(values[0, k], expected)
     with pytest.raises(ValueError, match="audio_crops > 1"):
         processor(audio=clip["audio"], audio_crops=2, audio_crop="random")
@@ -166,7 +188,9 @@ def test_dataset_row_audio_and_short_audio(processor, clips, tmp_path):
     # A 3 s story: one window from sample 0, padded by the feature extractor.
     short = stereo[: 3 * rate].T
     assert select_audio_windows(prepare_waveform(short, rate), WINDOW) == [0]
-    expected = processor.feature_extractor(prepare_waveform(short, rate), sampling_rate=16_000, return_tensors="pt")["input_values"]
+    expected = processor.feature_extractor(prepare_waveform(short, rate), sampling_rate=16_000, return_tensors="pt")[
+        "input_values"
+    ]
     torch.testing.assert_close(processor(audio=short, sampling_rate=rate)["input_values"], expected)
     with pytest.raises(ValueError, match=r"looks like \(samples, channels\)"):
         processor(audio=stereo, sampling_rate=rate)

@@ -35,7 +35,7 @@ def reference_similarity(audio_cls, audio_seq, video_frames, frame_mask, tempera
         keep = valid if mask_frames else np.ones_like(valid)
         for i in range(len(a)):
             tokens_frames = w[i] @ f[j].T  # (n, m)
-            per_frame = np.array([_softmax_pool(tokens_frames[:, l], temperature) for l in range(f.shape[1])])
+            per_frame = np.array([_softmax_pool(tokens_frames[:, k], temperature) for k in range(f.shape[1])])
             per_token = np.array([_softmax_pool(row[keep], temperature) for row in tokens_frames])
             out[:, i, j] = (
                 a[i] @ v,
@@ -46,7 +46,9 @@ def reference_similarity(audio_cls, audio_seq, video_frames, frame_mask, tempera
     return out
 
 
-def _model_similarity(audio_cls, audio_seq, video_frames, frame_mask, temperature, mask_frames, chunk_size=None, dtype=torch.float64):
+def _model_similarity(
+    audio_cls, audio_seq, video_frames, frame_mask, temperature, mask_frames, chunk_size=None, dtype=torch.float64
+):
     t = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype)  # noqa: E731
     a = torch.nn.functional.normalize(t(audio_cls), dim=-1)
     w = torch.nn.functional.normalize(t(audio_seq), dim=-1)
@@ -54,7 +56,14 @@ def _model_similarity(audio_cls, audio_seq, video_frames, frame_mask, temperatur
     mask = torch.as_tensor(frame_mask)
     v = masked_mean_pool(f, mask)
     return multi_grained_similarity(
-        a, w, v, f, mask if mask_frames else None, temperature=temperature, chunk_size=chunk_size, return_components=True
+        a,
+        w,
+        v,
+        f,
+        mask if mask_frames else None,
+        temperature=temperature,
+        chunk_size=chunk_size,
+        return_components=True,
     )
 
 
@@ -82,22 +91,47 @@ def padded_case():
 
 
 def test_float64_matches_golden_sim_and_every_component(golden):
-    out = _model_similarity(golden["audio_cls"], golden["audio_seq"], golden["video_frames"], golden["frame_mask"], float(golden["temperature"]), False)
+    out = _model_similarity(
+        golden["audio_cls"],
+        golden["audio_seq"],
+        golden["video_frames"],
+        golden["frame_mask"],
+        float(golden["temperature"]),
+        False,
+    )
     np.testing.assert_allclose(out.similarity.numpy(), golden["sim"], atol=1e-10, rtol=0)
     for name in COMPONENTS:
         np.testing.assert_allclose(out[name].numpy(), golden[name], atol=1e-10, rtol=0, err_msg=name)
     # Sim is exactly the mean of the four terms (eq. 11 with S_a,v).
-    np.testing.assert_allclose(out.similarity.numpy(), np.mean([golden[n] for n in COMPONENTS], axis=0), atol=1e-12, rtol=0)
+    np.testing.assert_allclose(
+        out.similarity.numpy(), np.mean([golden[n] for n in COMPONENTS], axis=0), atol=1e-12, rtol=0
+    )
 
 
 def test_float32_end_to_end_within_golden_tolerance(golden):
-    out = _model_similarity(golden["audio_cls"], golden["audio_seq"], golden["video_frames"], golden["frame_mask"], 0.01, False, dtype=torch.float32)
+    out = _model_similarity(
+        golden["audio_cls"],
+        golden["audio_seq"],
+        golden["video_frames"],
+        golden["frame_mask"],
+        0.01,
+        False,
+        dtype=torch.float32,
+    )
     for name in ("similarity",) + COMPONENTS:
-        np.testing.assert_allclose(out[name].double().numpy(), golden["sim" if name == "similarity" else name], atol=1e-5, rtol=0, err_msg=name)
+        np.testing.assert_allclose(
+            out[name].double().numpy(),
+            golden["sim" if name == "similarity" else name],
+            atol=1e-5,
+            rtol=0,
+            err_msg=name,
+        )
 
 
 def test_mask_respecting_variant_matches_golden_alt_arrays(golden):
-    out = _model_similarity(golden["audio_cls"], golden["audio_seq"], golden["video_frames"], golden["frame_mask"], 0.01, True)
+    out = _model_similarity(
+        golden["audio_cls"], golden["audio_seq"], golden["video_frames"], golden["frame_mask"], 0.01, True
+    )
     np.testing.assert_allclose(out.similarity.numpy(), golden["alt_masked_sim"], atol=1e-10, rtol=0)
     np.testing.assert_allclose(out.s_a_f.numpy(), golden["alt_masked_s_a_f"], atol=1e-10, rtol=0)
     np.testing.assert_allclose(out.s_as_f.numpy(), golden["alt_masked_s_as_f"], atol=1e-10, rtol=0)
@@ -105,7 +139,9 @@ def test_mask_respecting_variant_matches_golden_alt_arrays(golden):
 
 def test_independent_reference_reproduces_golden(golden):
     # Validates the per-pair reference used for the padded cases below.
-    ref = reference_similarity(golden["audio_cls"], golden["audio_seq"], golden["video_frames"], golden["frame_mask"], 0.01, False)
+    ref = reference_similarity(
+        golden["audio_cls"], golden["audio_seq"], golden["video_frames"], golden["frame_mask"], 0.01, False
+    )
     for k, name in enumerate(COMPONENTS):
         np.testing.assert_allclose(ref[k], golden[name], atol=1e-10, rtol=0, err_msg=name)
 
@@ -149,7 +185,11 @@ def test_default_chunking_bounds_the_block(monkeypatch, padded_case):
     monkeypatch.setattr(modeling_sos, "SIMILARITY_BLOCK_BYTES", 6 * 7 * 8)
     seen = []
     original = modeling_sos._similarity_block
-    monkeypatch.setattr(modeling_sos, "_similarity_block", lambda *args: seen.append(args[1].shape[0] * args[3].shape[0]) or original(*args))
+    monkeypatch.setattr(
+        modeling_sos,
+        "_similarity_block",
+        lambda *args: seen.append(args[1].shape[0] * args[3].shape[0]) or original(*args),
+    )
     auto = _model_similarity(*padded_case, 0.01, False)
     assert max(seen) == 1 and len(seen) == 4 * 5
     torch.testing.assert_close(auto.similarity, full.similarity, atol=1e-13, rtol=0)
@@ -163,7 +203,14 @@ def test_gradients_through_checkpointed_blocks_equal_unchunked(padded_case):
         a, w, f = (torch.from_numpy(x).requires_grad_() for x in (audio_cls, audio_seq, frames))
         n = torch.nn.functional.normalize
         fn = n(f, dim=-1)
-        sim = multi_grained_similarity(n(a, dim=-1), n(w, dim=-1), masked_mean_pool(fn, torch.from_numpy(mask)), fn, torch.from_numpy(mask), chunk_size=chunk_size)
+        sim = multi_grained_similarity(
+            n(a, dim=-1),
+            n(w, dim=-1),
+            masked_mean_pool(fn, torch.from_numpy(mask)),
+            fn,
+            torch.from_numpy(mask),
+            chunk_size=chunk_size,
+        )
         (sim * weights).sum().backward()
         grads.append([a.grad, w.grad, f.grad])
     for full, chunked in zip(*grads):
@@ -196,7 +243,9 @@ def test_inference_path_equals_the_differentiable_path(padded_case):
         a, w, f = (torch.tensor(x, dtype=dtype, requires_grad=True) for x in (audio_cls, audio_seq, frames))
         n = torch.nn.functional.normalize
         fn = n(f, dim=-1)
-        exact = multi_grained_similarity(n(a, dim=-1), n(w, dim=-1), masked_mean_pool(fn, torch.from_numpy(ones)), fn, return_components=True)
+        exact = multi_grained_similarity(
+            n(a, dim=-1), n(w, dim=-1), masked_mean_pool(fn, torch.from_numpy(ones)), fn, return_components=True
+        )
         for name in ("similarity",) + COMPONENTS:
             torch.testing.assert_close(fast[name], exact[name].detach(), atol=tolerance, rtol=0)
 
@@ -211,7 +260,11 @@ def test_float32_underflow_falls_back_to_the_exact_path():
     tokens = np.stack([np.eye(dim)[0], -np.eye(dim)[0], np.eye(dim)[1]]) + 0.01 * rng.standard_normal((3, dim))
     audio_seq, audio_cls = np.stack([tokens, tokens[::-1]]), rng.standard_normal((2, dim))
     mask = np.ones((2, 3), dtype=np.int64)
-    logits = torch.from_numpy(_normalize(audio_seq[:1]) @ _normalize(frames).reshape(-1, dim).T / 0.01).float().view(1, 3, 2, 3)
+    logits = (
+        torch.from_numpy(_normalize(audio_seq[:1]) @ _normalize(frames).reshape(-1, dim).T / 0.01)
+        .float()
+        .view(1, 3, 2, 3)
+    )
     assert _shared_exponential_pools(logits) is None and _shared_exponential_pools(logits.double()) is not None
     ref = reference_similarity(audio_cls, audio_seq, frames, mask, 0.01, False)
     with torch.no_grad():

@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import assert_remote_code_reproduces
+
 from sound_of_story.modeling import SoSRetrievalConfig, SoSRetrievalModel, multi_grained_similarity
-from sound_of_story.modeling.tiny_random import tiny_ast_config_dict, tiny_clip_config_dict, tiny_random_inputs as toy_batch, tiny_retrieval_config
+from sound_of_story.modeling.tiny_random import tiny_ast_config_dict, tiny_clip_config_dict, tiny_retrieval_config
+from sound_of_story.modeling.tiny_random import tiny_random_inputs as toy_batch
 
 BATCH, FRAMES = 3, 5
 
@@ -30,8 +31,12 @@ def test_forward_logits_are_scaled_multi_grained_similarity(model):
         video = model.get_video_features(batch["pixel_values"], batch["frame_mask"])
         text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
     scale = math.exp(tiny_retrieval_config().clip_config.logit_scale_init_value)
-    expected_av = scale * multi_grained_similarity(audio.audio_embeds, audio.audio_token_embeds, video.video_embeds, video.frame_embeds)
-    expected_at = scale * multi_grained_similarity(audio.audio_embeds, audio.audio_token_embeds, text.text_embeds, text.word_embeds)
+    expected_av = scale * multi_grained_similarity(
+        audio.audio_embeds, audio.audio_token_embeds, video.video_embeds, video.frame_embeds
+    )
+    expected_at = scale * multi_grained_similarity(
+        audio.audio_embeds, audio.audio_token_embeds, text.text_embeds, text.word_embeds
+    )
     torch.testing.assert_close(out.logits_per_audio_video, expected_av, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.logits_per_video_audio, expected_av.T, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.logits_per_audio_text, expected_at, rtol=1e-5, atol=1e-5)
@@ -41,7 +46,14 @@ def test_forward_logits_are_scaled_multi_grained_similarity(model):
     # Shapes of every grain: 513 AST tokens (distillation + 8 x 64 patches), 16-d, 77 words.
     assert audio.audio_token_embeds.shape == (BATCH, 513, 16) and video.frame_embeds.shape == (BATCH, FRAMES, 16)
     assert text.word_embeds.shape == (BATCH, 77, 16)
-    for grain in (audio.audio_embeds, audio.audio_token_embeds, video.video_embeds, video.frame_embeds, text.text_embeds, text.word_embeds):
+    for grain in (
+        audio.audio_embeds,
+        audio.audio_token_embeds,
+        video.video_embeds,
+        video.frame_embeds,
+        text.text_embeds,
+        text.word_embeds,
+    ):
         torch.testing.assert_close(grain.norm(dim=-1), torch.ones(grain.shape[:-1]))
 
 
@@ -82,8 +94,12 @@ def test_text_features_are_clips_projected_end_token_and_every_position(model):
     batch = toy_batch()
     with torch.no_grad():
         text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
-        clip_sentence = model.clip.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
-        hidden = model.clip.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        clip_sentence = model.clip.get_text_features(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).pooler_output
+        hidden = model.clip.text_model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
     torch.testing.assert_close(text.text_embeds, F.normalize(clip_sentence, dim=-1))
     torch.testing.assert_close(text.word_embeds, F.normalize(hidden @ model.clip.text_projection.weight.T, dim=-1))
     # The sentence feature is the word feature at the first end token.
@@ -99,7 +115,9 @@ def test_video_features_follow_xclip_pooling_and_the_frame_feature_choice(model)
     with torch.no_grad():
         temporal = model.get_video_features(batch["pixel_values"])
         original = clip_model.get_video_features(batch["pixel_values"])
-        clip_frames = model.clip.get_image_features(pixel_values=batch["pixel_values"].flatten(0, 1)).pooler_output.view(BATCH, FRAMES, -1)
+        clip_frames = model.clip.get_image_features(
+            pixel_values=batch["pixel_values"].flatten(0, 1)
+        ).pooler_output.view(BATCH, FRAMES, -1)
         encoded = model.temporal_encoder(clip_frames, torch.ones(BATCH, FRAMES))
     torch.testing.assert_close(original.frame_embeds, F.normalize(clip_frames, dim=-1))
     torch.testing.assert_close(temporal.frame_embeds, F.normalize(encoded, dim=-1))
@@ -161,7 +179,9 @@ def test_mask_padded_frames_flag_reaches_the_similarity(model):
         video = model.get_video_features(batch["pixel_values"], mask)
         xclip_sim = model.similarity(audio, video)
         masked_sim = masked.similarity(audio, video)
-    expected = multi_grained_similarity(audio.audio_embeds, audio.audio_token_embeds, video.video_embeds, video.frame_embeds, mask)
+    expected = multi_grained_similarity(
+        audio.audio_embeds, audio.audio_token_embeds, video.video_embeds, video.frame_embeds, mask
+    )
     torch.testing.assert_close(masked_sim, expected)
     torch.testing.assert_close(masked_sim[:, :2], xclip_sim[:, :2])  # videos without padding agree
     assert (masked_sim[:, 2] - xclip_sim[:, 2]).abs().max() > 1e-6
@@ -173,7 +193,10 @@ def test_save_load_round_trip_gives_identical_outputs(model, tmp_path):
     assert (tmp_path / "model.safetensors").is_file() and not (tmp_path / "pytorch_model.bin").exists()
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "sos_retrieval"
-    assert config["auto_map"] == {"AutoConfig": "configuration_sos.SoSRetrievalConfig", "AutoModel": "modeling_sos.SoSRetrievalModel"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_sos.SoSRetrievalConfig",
+        "AutoModel": "modeling_sos.SoSRetrievalModel",
+    }
     reloaded = SoSRetrievalModel.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         expected, actual = model(**batch), reloaded(**batch)
@@ -203,7 +226,13 @@ def test_from_encoders_copies_clip_ast_and_initialises_the_temporal_encoder_from
     ast = ASTForAudioClassification(ASTConfig(**tiny_ast_config_dict(), num_labels=3))
     clip.save_pretrained(tmp_path / "clip")
     ast.save_pretrained(tmp_path / "ast")
-    model = SoSRetrievalModel.from_encoders(clip=str(tmp_path / "clip"), audio=str(tmp_path / "ast"), audio_token_pooling="frequency", max_frames=40, temporal_num_layers=2)
+    model = SoSRetrievalModel.from_encoders(
+        clip=str(tmp_path / "clip"),
+        audio=str(tmp_path / "ast"),
+        audio_token_pooling="frequency",
+        max_frames=40,
+        temporal_num_layers=2,
+    )
     assert model.config.audio_token_pooling == "frequency"
     for name, tensor in clip.state_dict().items():
         assert torch.equal(model.clip.state_dict()[name], tensor), name
@@ -213,18 +242,35 @@ def test_from_encoders_copies_clip_ast_and_initialises_the_temporal_encoder_from
     for target, source in zip(model.temporal_encoder.layers, clip.text_model.encoder.layers):
         for (name, a), (_, b) in zip(target.state_dict().items(), source.state_dict().items()):
             assert torch.equal(a, b), name
-    assert torch.equal(model.temporal_encoder.frame_position_embeddings.weight, clip.text_model.embeddings.position_embedding.weight[:40])
+    assert torch.equal(
+        model.temporal_encoder.frame_position_embeddings.weight,
+        clip.text_model.embeddings.position_embedding.weight[:40],
+    )
 
 
 def test_config_round_trips_and_rejects_bad_values(tmp_path):
-    config = tiny_retrieval_config(frame_features="clip", mask_padded_frames=True, temperature=0.02, similarity_chunk_size=8)
+    config = tiny_retrieval_config(
+        frame_features="clip", mask_padded_frames=True, temperature=0.02, similarity_chunk_size=8
+    )
     config.save_pretrained(tmp_path)
     loaded = SoSRetrievalConfig.from_pretrained(tmp_path)
-    for key in ("frame_features", "mask_padded_frames", "temperature", "similarity_chunk_size", "temporal_num_layers", "max_frames"):
+    for key in (
+        "frame_features",
+        "mask_padded_frames",
+        "temperature",
+        "similarity_chunk_size",
+        "temporal_num_layers",
+        "max_frames",
+    ):
         assert getattr(loaded, key) == getattr(config, key), key
     assert loaded.projection_dim == 16 and loaded.audio_config.time_stride == 16
     defaults = SoSRetrievalConfig()
-    assert (defaults.temporal_num_layers, defaults.temperature, defaults.projection_dim, defaults.temporal_heads) == (4, 0.01, 512, 8)
+    assert (defaults.temporal_num_layers, defaults.temperature, defaults.projection_dim, defaults.temporal_heads) == (
+        4,
+        0.01,
+        512,
+        8,
+    )
     with pytest.raises(Exception, match="frame_features"):
         SoSRetrievalConfig(frame_features="temporal_encoder")
     with pytest.raises(Exception, match="temperature must be > 0"):

@@ -12,7 +12,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("audio", "cards", "dataset_builder", "modeling", "pipelines", "metrics", "training", "evaluation", "recommendation", "app")
+SUBPACKAGES = (
+    "audio",
+    "cards",
+    "dataset_builder",
+    "modeling",
+    "pipelines",
+    "metrics",
+    "training",
+    "evaluation",
+    "recommendation",
+    "app",
+)
 CLI = Path(sys.executable).with_name("sound-of-story")
 
 
@@ -25,7 +36,7 @@ def test_subpackage_imports_from_its_top_level_folder(name):
 
 def test_no_generic_top_level_names_are_installed():
     # ARCHITECTURE.md: only the `sound_of_story` namespace, never `modeling`, `metrics`, ...
-    code = "import importlib.util, sys; sys.path.remove(''); print([n for n in %r if importlib.util.find_spec(n)])" % (SUBPACKAGES,)
+    code = f"import importlib.util, sys; sys.path.remove(''); print([n for n in {SUBPACKAGES!r} if importlib.util.find_spec(n)])"
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -49,7 +60,10 @@ def test_console_script_help_lists_subcommands():
         assert sub in result.stdout
 
 
-@pytest.mark.parametrize("sub,options", [("samples", ("--out", "--num-clips", "--seed", "--duration", "--style")), ("demo", ("--out", "--seed"))])
+@pytest.mark.parametrize(
+    "sub,options",
+    [("samples", ("--out", "--num-clips", "--seed", "--duration", "--style")), ("demo", ("--out", "--seed"))],
+)
 def test_every_subcommand_has_help(sub, options):
     result = _run_cli(sub, "--help")
     assert result.returncode == 0, result.stderr
@@ -97,9 +111,16 @@ def test_regular_wheel_install_layout(tmp_path):
         assert f"sound_of_story/{name}/__init__.py" in names
     assert "sound_of_story/dataset_builder/samples/__init__.py" in names and "sound_of_story/app/cli.py" in names
     # the evaluate modules ship with their module cards
-    for module in ("metrics/fad/fad.py", "metrics/fad/README.md", "metrics/sos_retrieval/sos_retrieval.py", "metrics/sos_retrieval/README.md"):
+    for module in (
+        "metrics/fad/fad.py",
+        "metrics/fad/README.md",
+        "metrics/sos_retrieval/sos_retrieval.py",
+        "metrics/sos_retrieval/README.md",
+    ):
         assert f"sound_of_story/{module}" in names
-    assert not any(n.startswith(("tests/", "train/", "benchmarks/", "modeling/", "sound_of_story/__init__.py")) for n in names)
+    assert not any(
+        n.startswith(("tests/", "train/", "benchmarks/", "modeling/", "sound_of_story/__init__.py")) for n in names
+    )
     assert "sound-of-story = sound_of_story.app.cli:main" in entry_points
     # Import from the unpacked wheel, with the editable install's finder taken out of the way.
     code = (

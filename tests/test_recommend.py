@@ -61,12 +61,25 @@ def story(cmd_samples) -> tuple[Path, list, list[float], float]:
     folder, records = cmd_samples
     video = next(folder.glob("*.mp4"))
     key_frames = extract_key_frames(video)
-    return video, [Image.open(io.BytesIO(k.jpeg)).convert("RGB") for k in key_frames], [k.time for k in key_frames], float(records[0]["duration"])
+    return (
+        video,
+        [Image.open(io.BytesIO(k.jpeg)).convert("RGB") for k in key_frames],
+        [k.time for k in key_frames],
+        float(records[0]["duration"]),
+    )
 
 
 @pytest.fixture(scope="module")
 def exact_index(tmp_path_factory, library, model_dir) -> SoundLibraryIndex:
-    index, report = SoundLibraryIndex.build(library, model_dir, tmp_path_factory.mktemp("idx") / "exact", index_type="flat", store_dtype="float32", batch_size=4, progress=False)
+    index, report = SoundLibraryIndex.build(
+        library,
+        model_dir,
+        tmp_path_factory.mktemp("idx") / "exact",
+        index_type="flat",
+        store_dtype="float32",
+        batch_size=4,
+        progress=False,
+    )
     assert not report.failures and len(report.added) == 14
     return index
 
@@ -77,7 +90,9 @@ def _brute_force(index: SoundLibraryIndex, query) -> np.ndarray:
     processor, model = index.processor, index.model
     waves = [read_audio_file(path) for path in files]
     with torch.inference_mode():
-        audio = model.get_audio_features(processor(audio=[{"array": a, "sampling_rate": r} for a, r in waves])["input_values"])
+        audio = model.get_audio_features(
+            processor(audio=[{"array": a, "sampling_rate": r} for a, r in waves])["input_values"]
+        )
         return model.similarity(audio, query)[:, 0].numpy()
 
 
@@ -93,10 +108,14 @@ def test_flat_with_full_rerank_equals_brute_force_ranking(exact_index, story):
         features = exact_index.encode_query(**query)
         scores = _brute_force(exact_index, features)
         assert [r.row for r in recommendations] == _expected_order(scores)
-        np.testing.assert_allclose([r.score for r in recommendations], scores[[r.row for r in recommendations]], atol=1e-5)
+        np.testing.assert_allclose(
+            [r.score for r in recommendations], scores[[r.row for r in recommendations]], atol=1e-5
+        )
         target = features.video_embeds if "frames" in query else features.text_embeds
         global_embeds, _ = exact_index.store.rows(np.array([r.row for r in recommendations]))
-        np.testing.assert_allclose([r.coarse_score for r in recommendations], global_embeds @ target[0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            [r.coarse_score for r in recommendations], global_embeds @ target[0].numpy(), atol=1e-5
+        )
         assert len({r.score for r in recommendations}) == n  # no ties: the order is a real test
 
 
@@ -107,7 +126,14 @@ def test_default_float16_store_and_approximate_indexes(tmp_path, library, model_
     reference = exact_index.recommend(frames=frames[:3], top_k=n, rerank=n)
     by_id = {r.clip_id: r.score for r in reference}
     for index_type, folder in (("auto", library), ("ivfpq", library / "cmd"), ("hnsw", library / "cmd")):
-        index, _ = SoundLibraryIndex.build(folder, exact_index.model, tmp_path / index_type, processor=exact_index.processor, index_type=index_type, progress=False)
+        index, _ = SoundLibraryIndex.build(
+            folder,
+            exact_index.model,
+            tmp_path / index_type,
+            processor=exact_index.processor,
+            index_type=index_type,
+            progress=False,
+        )
         assert index.coarse.kind == ("flat" if index_type == "auto" else index_type)
         got = index.recommend(frames=frames[:3], top_k=n, rerank=n)
         assert len(got) == index.num_clips == len(list(folder.rglob("*.wav")))
@@ -158,7 +184,9 @@ def test_incremental_add_encodes_only_new_or_changed_files(tmp_path, library, mo
         return original(self, waves)
 
     with mock.patch.object(SoundLibraryIndex, "_encode_audio", counting):
-        index, report = SoundLibraryIndex.build(lib, model_dir, tmp_path / "idx", store_dtype="float32", progress=False)
+        index, report = SoundLibraryIndex.build(
+            lib, model_dir, tmp_path / "idx", store_dtype="float32", progress=False
+        )
     assert sum(encoded) == 3 and len(report.added) == 3 and report.unchanged == 2
     assert sorted(report.removed) == sorted(p.relative_to(lib).as_posix() for p in (changed, gone))
     assert index.num_clips == 5 and len(index.manifest) == 7 and len(index.store.shards) == 2
@@ -189,8 +217,12 @@ def test_corrupted_or_partly_written_index_is_detected(tmp_path, exact_index, mo
     assert exit_info.value.code == 2
 
     cases = {
-        "truncated store": lambda f: (f / "store" / exact_index.store.shards[0].files["global"]["name"]).write_bytes(b"\x93NUMPY"),
-        "edited config": lambda f: (f / "index.json").write_text((f / "index.json").read_text().replace('"num_active": 14', '"num_active": 15')),
+        "truncated store": lambda f: (f / "store" / exact_index.store.shards[0].files["global"]["name"]).write_bytes(
+            b"\x93NUMPY"
+        ),
+        "edited config": lambda f: (f / "index.json").write_text(
+            (f / "index.json").read_text().replace('"num_active": 14', '"num_active": 15')
+        ),
         "no config (partly written)": lambda f: (f / "index.json").unlink(),
         "corrupted coarse index": lambda f: next(f.glob("coarse-*.faiss")).write_bytes(b"junk"),
     }
@@ -213,7 +245,18 @@ def test_index_built_with_another_model_or_settings_is_refused(tmp_path, exact_i
     shutil.copytree(exact_index.folder, copy)
     for argv in (
         ["index", "--library", str(library), "--model", str(other), "--out", str(copy), "--quiet"],
-        ["index", "--library", str(library), "--model", exact_index.config["model"]["id"], "--out", str(copy), "--store-dtype", "float16", "--quiet"],
+        [
+            "index",
+            "--library",
+            str(library),
+            "--model",
+            exact_index.config["model"]["id"],
+            "--out",
+            str(copy),
+            "--store-dtype",
+            "float16",
+            "--quiet",
+        ],
         ["recommend", "--index", str(copy), "--model", str(other), "--text", "wind"],
     ):
         with pytest.raises(SystemExit) as exit_info:
@@ -232,7 +275,18 @@ def test_bad_library_and_queries_exit_2(tmp_path, library, model_dir, capsys):
     (broken / "noise.wav").write_bytes(b"RIFF....not a wav")
     for folder in (empty, broken):
         with pytest.raises(SystemExit) as exit_info:
-            main(["index", "--library", str(folder), "--model", str(model_dir), "--out", str(tmp_path / f"idx-{folder.name}"), "--quiet"])
+            main(
+                [
+                    "index",
+                    "--library",
+                    str(folder),
+                    "--model",
+                    str(model_dir),
+                    "--out",
+                    str(tmp_path / f"idx-{folder.name}"),
+                    "--quiet",
+                ]
+            )
         assert exit_info.value.code == 2
         assert "is empty" in capsys.readouterr().err
     mixed = tmp_path / "mixed"
@@ -243,7 +297,9 @@ def test_bad_library_and_queries_exit_2(tmp_path, library, model_dir, capsys):
     err = capsys.readouterr().err
     assert "broken.flac" in err and "the rest is indexed" in err
     assert SoundLibraryIndex.load(out).num_clips == 4
-    assert [json.loads(line)["clip_id"] for line in (out / "failures.jsonl").read_text().splitlines()] == ["broken.flac"]
+    assert [json.loads(line)["clip_id"] for line in (out / "failures.jsonl").read_text().splitlines()] == [
+        "broken.flac"
+    ]
 
     no_frames = tmp_path / "no_frames"
     no_frames.mkdir()
@@ -266,14 +322,21 @@ def test_story_mode_one_distinct_sound_per_scene(exact_index, story):
     scenes = exact_index.recommend_story(frames, times, duration=duration)
     spans = scene_spans(times, duration)
     assert [(s.start, s.end) for s in scenes] == [(sp.start, sp.end) for sp in spans]
-    assert scenes[0].start == 0.0 and scenes[-1].end == duration and all(a.end == b.start for a, b in zip(scenes, scenes[1:]))
+    assert (
+        scenes[0].start == 0.0
+        and scenes[-1].end == duration
+        and all(a.end == b.start for a, b in zip(scenes, scenes[1:]))
+    )
     assert [s.start for s in scenes[1:]] == sorted(set(times))[1:]  # switches only at key frames (scene cuts)
     chosen = [s.recommendation.row for s in scenes]
     assert len(set(chosen)) == len(chosen)
     # The assignment maximises the story's total similarity over every choice of distinct clips.
     query = exact_index.encode_query(frames=[[frames[i] for i in sp.frame_indices] for sp in spans], batch=True)
     scores = exact_index.rerank_scores(np.arange(exact_index.num_clips), query).T  # scenes x clips
-    best = max(sum(scores[s, c] for s, c in enumerate(choice)) for choice in itertools.permutations(range(scores.shape[1]), len(spans)))
+    best = max(
+        sum(scores[s, c] for s, c in enumerate(choice))
+        for choice in itertools.permutations(range(scores.shape[1]), len(spans))
+    )
     assert sum(scores[s, c] for s, c in enumerate(chosen)) == pytest.approx(best, abs=1e-5)
     repeated = exact_index.recommend_story(frames, times, duration=duration, allow_repeats=True)
     assert [s.recommendation.row for s in repeated] == [int(np.argmax(row)) for row in scores]
@@ -284,7 +347,22 @@ def test_story_mode_one_distinct_sound_per_scene(exact_index, story):
 def test_recommend_cli_video_story_mode_writes_json(tmp_path, exact_index, story):
     video, _, times, _ = story
     out = tmp_path / "rec.json"
-    assert main(["recommend", "--index", str(exact_index.folder), "--video", str(video), "--top-k", "3", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                "--index",
+                str(exact_index.folder),
+                "--video",
+                str(video),
+                "--top-k",
+                "3",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     payload = json.loads(out.read_text())
     assert len(payload["recommendations"]) == 3 and payload["recommendations"][0]["rank"] == 1
     assert {"clip_id", "path", "score", "coarse_score"} <= set(payload["recommendations"][0])
@@ -296,7 +374,10 @@ def test_recommend_cli_video_story_mode_writes_json(tmp_path, exact_index, story
 def test_push_to_hub_and_load_from_hub(tmp_path, exact_index):
     from huggingface_hub import HfApi
 
-    with mock.patch.object(HfApi, "create_repo") as create, mock.patch.object(HfApi, "upload_folder", return_value=mock.Mock(commit_url="https://hf.co/c/1")) as upload:
+    with (
+        mock.patch.object(HfApi, "create_repo") as create,
+        mock.patch.object(HfApi, "upload_folder", return_value=mock.Mock(commit_url="https://hf.co/c/1")) as upload,
+    ):
         assert exact_index.push_to_hub("me/sounds") == "https://hf.co/c/1"
     assert create.call_args.kwargs["repo_type"] == "dataset" and upload.call_args.kwargs["repo_type"] == "dataset"
     assert upload.call_args.kwargs["folder_path"] == str(exact_index.folder)
@@ -327,11 +408,24 @@ def test_library_from_a_built_sos_dataset(tmp_path, library, exact_index):
     rows = {"id": [w.stem for w in wavs], "audio": [{"bytes": w.read_bytes(), "path": w.name} for w in wavs]}
     folder = tmp_path / "sos"
     (folder / "stories").mkdir(parents=True)
-    Dataset.from_dict(rows, features=Features({"id": Value("string"), "audio": Audio()})).to_parquet(str(folder / "stories" / "test-00000-of-00001.parquet"))
-    (folder / "README.md").write_text("---\nconfigs:\n- config_name: stories\n  data_files:\n  - split: test\n    path: stories/test-*.parquet\n---\n")
-    index, report = SoundLibraryIndex.build(folder, exact_index.model, tmp_path / "idx", processor=exact_index.processor, store_dtype="float32", progress=False)
+    Dataset.from_dict(rows, features=Features({"id": Value("string"), "audio": Audio()})).to_parquet(
+        str(folder / "stories" / "test-00000-of-00001.parquet")
+    )
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: stories\n  data_files:\n  - split: test\n    path: stories/test-*.parquet\n---\n"
+    )
+    index, report = SoundLibraryIndex.build(
+        folder,
+        exact_index.model,
+        tmp_path / "idx",
+        processor=exact_index.processor,
+        store_dtype="float32",
+        progress=False,
+    )
     assert report.added == [f"stories/test/{w.stem}" for w in wavs] and index.config["library"]["kind"] == "dataset"
     # Same audio, same features: the dataset rows score as the folder's files do.
     by_id = {r.clip_id: r.score for r in exact_index.recommend(text="a car passes", top_k=14, rerank=14)}
     got = index.recommend(text="a car passes", top_k=2)
-    np.testing.assert_allclose([r.score for r in got], [by_id["cmd/" + r.clip_id.split("/")[-1] + ".wav"] for r in got], atol=1e-5)
+    np.testing.assert_allclose(
+        [r.score for r in got], [by_id["cmd/" + r.clip_id.split("/")[-1] + ".wav"] for r in got], atol=1e-5
+    )

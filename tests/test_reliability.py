@@ -41,7 +41,23 @@ LATIN1_E = b"\xe9"  # "é" in Latin-1: not UTF-8
 
 def _cut(src: Path, dst: Path, seconds: float = CUT_SECONDS) -> Path:
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(dst)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            str(dst),
+        ],
         check=True,
     )
     return dst
@@ -73,7 +89,9 @@ def clips(cmd_samples, tmp_path_factory) -> dict[str, Path]:
 def short_story(clips) -> StorySource:
     """A 2 s story, for the tests that process one story several times."""
     _cut(clips["a"], clips["dir"] / "short.mp4", seconds=2.0)
-    stories, _ = read_manifest(_write_manifest(clips["dir"] / "short.jsonl", [{"id": "x", "video": "short.mp4", "description": "A story."}]))
+    stories, _ = read_manifest(
+        _write_manifest(clips["dir"] / "short.jsonl", [{"id": "x", "video": "short.mp4", "description": "A story."}])
+    )
     return stories[0]
 
 
@@ -120,7 +138,10 @@ def test_a_generated_lsmdc_id_equal_to_a_cmd_id_is_one_failure_naming_both(manif
     from datasets import load_dataset
 
     rows = [r for split in load_dataset(str(out)).values() for r in split]
-    assert sorted((r["id"], r["text"]) for r in rows) == [("m_000", "A man walks into a bar."), ("story_b", "A car drives through the city.")]
+    assert sorted((r["id"], r["text"]) for r in rows) == [
+        ("m_000", "A man walks into a bar."),
+        ("story_b", "A car drives through the city."),
+    ]
     assert "duplicate id" in _failures(out)["m_000"]["reason"]
 
 
@@ -128,7 +149,11 @@ def test_results_are_keyed_by_position_not_by_id(short_story, tmp_path):
     """Two stories with equal ids (possible for callers of process_stories) get two slots."""
     twice = [short_story, short_story]
     outcomes = build_module.process_stories(twice, ProcessingParams(), tmp_path, progress=False)
-    assert [o.index for o in outcomes] == [0, 1] and all(o.ok for o in outcomes) and [o.from_cache for o in outcomes] == [False, True]
+    assert (
+        [o.index for o in outcomes] == [0, 1]
+        and all(o.ok for o in outcomes)
+        and [o.from_cache for o in outcomes] == [False, True]
+    )
 
 
 def test_non_utf8_id_movie_or_path_is_one_failure_and_the_rest_builds(built, tmp_path):
@@ -138,7 +163,10 @@ def test_non_utf8_id_movie_or_path_is_one_failure_and_the_rest_builds(built, tmp
     failures = _failures(out)
     assert "id is not valid UTF-8" in failures["caf\\xe9"]["reason"]
     assert "movie is not valid UTF-8" in failures["bad_movie"]["reason"]
-    assert "video path is not valid UTF-8" in failures["bad_path"]["reason"] and failures["bad_path"]["file"] == "caf\\xe9.mp4"
+    assert (
+        "video path is not valid UTF-8" in failures["bad_path"]["reason"]
+        and failures["bad_path"]["file"] == "caf\\xe9.mp4"
+    )
     assert len(report.succeeded) == 2
     leftovers = [p.name for p in out.iterdir() if p.name.startswith((".staging-", "sos-build-"))]
     leftovers += [p.name for p in (out / "work" / "cache").iterdir() if p.name.startswith(".tmp-")]
@@ -180,7 +208,10 @@ def test_the_final_write_never_mixes_two_builds(built, manifest, tmp_path):
             raise KeyboardInterrupt("killed")
         return original(self, *args, **kwargs)
 
-    with mock.patch.object(builder_module.SoSDatasetBuilder, "download_and_prepare", dies_on_generation), pytest.raises(KeyboardInterrupt):
+    with (
+        mock.patch.object(builder_module.SoSDatasetBuilder, "download_and_prepare", dies_on_generation),
+        pytest.raises(KeyboardInterrupt),
+    ):
         build_dataset(manifest, target, test_size=0, lsmdc_target_s=1.0, generation_split="story", progress=False)
     # the old dataset is whole: same card, same tables, and load_dataset reads it
     assert (target / "README.md").read_text() == card_before
@@ -215,7 +246,9 @@ def test_a_damaged_cache_entry_is_recomputed(short_story, tmp_path):
         damage()
         assert not entry.is_complete()
         again, cached = process_story(short_story, params, tmp_path)
-        assert not cached and again.path == entry.path and again.is_complete() and again.audio_path.read_bytes() == audio
+        assert (
+            not cached and again.path == entry.path and again.is_complete() and again.audio_path.read_bytes() == audio
+        )
     assert process_story(short_story, params, tmp_path)[1] is True
 
 
@@ -231,7 +264,12 @@ def test_the_cache_key_hashes_the_separator_checkpoint_content(short_story, tmp_
     copy = tmp_path / "elsewhere" / "same.pt"
     copy.parent.mkdir()
     shutil.copy(checkpoint, copy)  # same content, other path: same key
-    assert cache_key(short_story, ProcessingParams(separation=SpeechRemovalParams(backend="checkpoint", checkpoint=str(copy)))) == second
+    assert (
+        cache_key(
+            short_story, ProcessingParams(separation=SpeechRemovalParams(backend="checkpoint", checkpoint=str(copy)))
+        )
+        == second
+    )
     assert str(tmp_path) not in json.dumps(params.public_json())
 
 
@@ -250,10 +288,22 @@ def test_merge_reads_the_shards_parameters_and_refuses_a_mismatch(built, manifes
     report = merge_shards(moved, test_size=1)
     assert sorted(report.succeeded) == ["m_000", "story_b"]
     card = (moved / "README.md").read_text()
-    assert "accumulated up to 10 s" in card and '"slice_seconds": 10.0' in card  # the shards' parameters, not the defaults
+    assert (
+        "accumulated up to 10 s" in card and '"slice_seconds": 10.0' in card
+    )  # the shards' parameters, not the defaults
     # one shard rebuilt with another slice length: refused, naming the parameter
-    build_dataset(manifest, moved, params=ProcessingParams(slice_seconds=12.0), lsmdc_target_s=1.0, shard_index=1, num_shards=2, progress=False)
-    with pytest.raises(ValueError, match=r"params\.slice_seconds is 10\.0 in shard-00000-of-00002\.json but 12\.0 in shard-00001"):
+    build_dataset(
+        manifest,
+        moved,
+        params=ProcessingParams(slice_seconds=12.0),
+        lsmdc_target_s=1.0,
+        shard_index=1,
+        num_shards=2,
+        progress=False,
+    )
+    with pytest.raises(
+        ValueError, match=r"params\.slice_seconds is 10\.0 in shard-00000-of-00002\.json but 12\.0 in shard-00001"
+    ):
         merge_shards(moved, test_size=1)
 
 
@@ -278,7 +328,11 @@ def test_push_uploads_exactly_the_dataset_and_nothing_private(built, tmp_path):
         assert main(["push", str(target), "--repo-id", "me/sos", "--no-create-repo"]) == 0
     kwargs = upload.call_args.kwargs
     everything = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-    uploaded = sorted(filter_repo_objects(everything, allow_patterns=kwargs["allow_patterns"], ignore_patterns=kwargs.get("ignore_patterns")))
+    uploaded = sorted(
+        filter_repo_objects(
+            everything, allow_patterns=kwargs["allow_patterns"], ignore_patterns=kwargs.get("ignore_patterns")
+        )
+    )
     assert uploaded == sorted(["README.md", *live_data_files(target)])
     assert {p.split("/")[0] for p in uploaded} == {"README.md", "stories", "generation"}
     private = [str(target).encode(), str(out).encode(), str(Path.home()).encode() + b"/", b"/tmp/"]
@@ -368,14 +422,28 @@ def test_every_build_ends_with_a_summary_line(built, manifest, tmp_path, capsys)
     shutil.copytree(out / "work", target / "work")
     from sound_of_story.app.cli import main
 
-    args = ["build", "--manifest", str(manifest), "--out", str(target), "--test-size", "1", "--lsmdc-target-seconds", "1", "--quiet"]
+    args = [
+        "build",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(target),
+        "--test-size",
+        "1",
+        "--lsmdc-target-seconds",
+        "1",
+        "--quiet",
+    ]
     assert main(args) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("build summary: 2 stories built, 2 from the cache, 4 failed (duplicate id: 1,")
 
 
 def test_failure_categories_leave_out_files_and_details():
-    assert Failure("x", "/d/a.mp4", "/d/a.mp4: cannot be decoded (truncated or corrupt?): moov").category == "cannot be decoded"
+    assert (
+        Failure("x", "/d/a.mp4", "/d/a.mp4: cannot be decoded (truncated or corrupt?): moov").category
+        == "cannot be decoded"
+    )
     assert Failure("x", "m.jsonl", "line 3 is not valid JSON: Expecting value").category == "is not valid JSON"
     assert Failure("x", "a.mp4", "clip under 1 s (0.50 s)").category == "clip under 1 s"
 
@@ -394,9 +462,13 @@ def test_the_worker_returns_a_typed_picklable_outcome_with_step_timings(built, s
     entry = StoryCacheEntry(Path(outcome.entry))
     assert set(entry.timings) == set(TIMED_STEPS) and all(t > 0 for t in entry.timings.values())
     assert entry.story["id"] == "x" and len(entry.frame_paths()) == len(entry.story["frame_times"]) >= 1
-    bad = run_story_job(StoryJob(3, StorySource("y", "m", "cmd", "t", ("/nowhere.mp4",)), ProcessingParams(), str(out)))
+    bad = run_story_job(
+        StoryJob(3, StorySource("y", "m", "cmd", "t", ("/nowhere.mp4",)), ProcessingParams(), str(out))
+    )
     assert bad.index == 3 and not bad.ok and "file not found" in bad.failure.reason
-    assert set(report.assembly_seconds) == {"spectrograms", "flac_encoding"} and all(t > 0 for t in report.assembly_seconds.values())
+    assert set(report.assembly_seconds) == {"spectrograms", "flac_encoding"} and all(
+        t > 0 for t in report.assembly_seconds.values()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,13 +491,24 @@ def test_generation_split_story_inherits_the_story_split(built):
 def test_generation_split_random_draws_test_slices_over_slices(built, manifest, tmp_path):
     out, _ = built
     shutil.copytree(out / "work", tmp_path / "work")
-    build_dataset(manifest, tmp_path, configs=("generation",), test_size=1, lsmdc_target_s=1.0, generation_split="random", generation_test_size=1, progress=False)
+    build_dataset(
+        manifest,
+        tmp_path,
+        configs=("generation",),
+        test_size=1,
+        lsmdc_target_s=1.0,
+        generation_split="random",
+        generation_test_size=1,
+        progress=False,
+    )
     from datasets import load_dataset
 
     gen = load_dataset(str(tmp_path), "generation")
     ids = {name: sorted(r["id"] for r in ds) for name, ds in gen.items()}
     assert len(ids["test"]) == 1 and len(ids["train"]) >= 1
-    assert split_slices_at_random(ids["train"] + ids["test"], 1) == {i: name for name, part in ids.items() for i in part}
+    assert split_slices_at_random(ids["train"] + ids["test"], 1) == {
+        i: name for name, part in ids.items() for i in part
+    }
     card = yaml.safe_load((tmp_path / "README.md").read_text().split("---\n")[1])
     assert [c["config_name"] for c in card["configs"]] == ["generation"]
     assert "at random over slices, as the paper" in (tmp_path / "README.md").read_text()

@@ -60,7 +60,17 @@ def text_args(tmp_path: Path, *extra: str) -> list[str]:
 
 def controlnet_args(tmp_path: Path, *extra: str, image_only: bool = False) -> list[str]:
     model = model_folder(tmp_path, "SoSgenControlNetPipeline", image_only=image_only)
-    return ["--model", str(model), "--out", str(tmp_path / "out.wav"), "--frames", str(frames_folder(tmp_path)), "--duration", "2", *extra]
+    return [
+        "--model",
+        str(model),
+        "--out",
+        str(tmp_path / "out.wav"),
+        "--frames",
+        str(frames_folder(tmp_path)),
+        "--duration",
+        "2",
+        *extra,
+    ]
 
 
 def test_duration_has_an_upper_bound_naming_the_option(tmp_path, capsys, no_loading):
@@ -80,7 +90,9 @@ def test_guidance_must_be_finite(tmp_path, capsys, no_loading, value):
 
 def test_empty_text_is_an_error_unless_image_only(tmp_path, capsys, no_loading):
     for text in ("", "   "):
-        code, err = exit_code_and_error(["--model", str(model_folder(tmp_path)), "--out", str(tmp_path / "o.wav"), "--text", text], capsys)
+        code, err = exit_code_and_error(
+            ["--model", str(model_folder(tmp_path)), "--out", str(tmp_path / "o.wav"), "--text", text], capsys
+        )
         assert code == 2 and "--text is empty" in err
     code, err = exit_code_and_error(["--model", str(model_folder(tmp_path)), "--out", str(tmp_path / "o.wav")], capsys)
     assert code == 2 and "--text is required" in err
@@ -91,7 +103,9 @@ def test_empty_text_is_an_error_unless_image_only(tmp_path, capsys, no_loading):
         main(["generate", *controlnet_args(tmp_path, image_only=True)])
     code, err = exit_code_and_error(controlnet_args(tmp_path, "--image-only", "--text", "rain"), capsys)
     assert code == 2 and "drop --text" in err
-    code, err = exit_code_and_error(["--model", str(model_folder(tmp_path)), "--out", str(tmp_path / "o.wav"), "--image-only"], capsys)
+    code, err = exit_code_and_error(
+        ["--model", str(model_folder(tmp_path)), "--out", str(tmp_path / "o.wav"), "--image-only"], capsys
+    )
     assert code == 2 and "--image-only needs the story's frames" in err
 
 
@@ -135,7 +149,20 @@ def test_wav_and_png_are_written_atomically(tmp_path, monkeypatch, capsys):
     pipe = tiny_sosgen()
     monkeypatch.setattr(SoSgenPipeline, "from_pretrained", lambda *args, **kwargs: pipe)
     out = tmp_path / "story.wav"
-    argv = ["generate", "--model", str(model_folder(tmp_path)), "--text", "rain", "--duration", "0.5", "--steps", "1", "--out", str(out), "--quiet"]
+    argv = [
+        "generate",
+        "--model",
+        str(model_folder(tmp_path)),
+        "--text",
+        "rain",
+        "--duration",
+        "0.5",
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     first_audio, first_png = out.read_bytes(), out.with_suffix(".png").read_bytes()
     assert soundfile.info(str(out)).frames == 4000 and Image.open(out.with_suffix(".png")).size[1] == 32

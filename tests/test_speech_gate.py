@@ -39,7 +39,9 @@ def test_onnx_vad_equals_silero_torchscript(sample_mix, panned_mix):
         assert onnx.shape == reference.shape and onnx.size == -(-audio.shape[1] * 16_000 // rate // 512)
         assert np.max(np.abs(onnx - reference)) < 1e-3
         assert voice_activity.ratio_of(onnx) == pytest.approx(voice_activity.ratio_of(reference), abs=RATIO_TOLERANCE)
-    assert voice_activity.ratio_of(voice_activity.speech_probabilities(sample_mix[0], sample_rate=sample_mix[1])) > 0.15  # the clip has dialogue
+    assert (
+        voice_activity.ratio_of(voice_activity.speech_probabilities(sample_mix[0], sample_rate=sample_mix[1])) > 0.15
+    )  # the clip has dialogue
     with pytest.raises(ValueError, match="VAD engine must be one of"):
         voice_activity.speech_probabilities(sample_mix[0], sample_rate=sample_mix[1], engine="jit")
 
@@ -64,10 +66,15 @@ def test_gated_centre_meets_the_targets_on_real_music(panned_mix):
     assert 0.35 <= m.speech_share <= 0.45
     reference = m.music.mean(axis=0)
     separated = speech_removal.remove_speech_and_measure(m.mix, m.sample_rate)
-    gain = speech_removal.si_sdr(separated.background.mean(axis=0), reference) - speech_removal.si_sdr(m.mix.mean(axis=0), reference)
+    gain = speech_removal.si_sdr(separated.background.mean(axis=0), reference) - speech_removal.si_sdr(
+        m.mix.mean(axis=0), reference
+    )
     assert gain >= 6.0, f"SI-SDR gain {gain:.2f} dB"
     assert separated.speech_ratio_before > 0.3
-    assert separated.speech_ratio_after <= 0.10 * separated.speech_ratio_before, (separated.speech_ratio_before, separated.speech_ratio_after)
+    assert separated.speech_ratio_after <= 0.10 * separated.speech_ratio_before, (
+        separated.speech_ratio_before,
+        separated.speech_ratio_after,
+    )
 
 
 def test_centred_music_where_nobody_speaks_is_kept(centred_mix):
@@ -84,7 +91,10 @@ def test_centred_music_where_nobody_speaks_is_kept(centred_mix):
     np.testing.assert_allclose(gated[:, shut], m.mix[:, shut], atol=1e-5)
     # without the gate a centred instrument is taken for dialogue and removed everywhere
     reference = m.music.mean(axis=0)
-    assert speech_removal.si_sdr(gated.mean(axis=0), reference) > speech_removal.si_sdr(ungated.mean(axis=0), reference) + 30
+    assert (
+        speech_removal.si_sdr(gated.mean(axis=0), reference)
+        > speech_removal.si_sdr(ungated.mean(axis=0), reference) + 30
+    )
 
 
 def _dense_gated_centre(audio, rate, params, gate):
@@ -93,14 +103,28 @@ def _dense_gated_centre(audio, rate, params, gate):
     window = torch.hann_window(params.n_fft)
     spec = torch.stft(x, params.n_fft, params.hop, window=window, center=True, pad_mode="reflect", return_complex=True)
     left, right = spec[0], spec[1]
-    smooth = lambda v: torch.nn.functional.avg_pool1d(v[:, None], params.smoothing_frames, 1, params.smoothing_frames // 2, count_include_pad=False)[:, 0]  # noqa: E731
+
+    def smooth(v):
+        return torch.nn.functional.avg_pool1d(
+            v[:, None], params.smoothing_frames, 1, params.smoothing_frames // 2, count_include_pad=False
+        )[:, 0]
+
     cross = smooth((left * right.conj()).real)
     mid = 0.5 * (left + right)
-    gain = (cross / smooth(mid.abs().square()).clamp_min(1e-20)).clamp(0, 1) ** params.gain_exponent * torch.from_numpy(gate.astype(np.float32))
+    gain = (cross / smooth(mid.abs().square()).clamp_min(1e-20)).clamp(
+        0, 1
+    ) ** params.gain_exponent * torch.from_numpy(gate.astype(np.float32))
     freqs = torch.fft.rfftfreq(params.n_fft, 1.0 / rate)
     gain[(freqs < params.speech_band_hz[0]) | (freqs > params.speech_band_hz[1])] = 0
     centre = gain * mid
-    return torch.istft(torch.stack([left - centre, right - centre]), params.n_fft, params.hop, window=window, center=True, length=audio.shape[1]).numpy()
+    return torch.istft(
+        torch.stack([left - centre, right - centre]),
+        params.n_fft,
+        params.hop,
+        window=window,
+        center=True,
+        length=audio.shape[1],
+    ).numpy()
 
 
 def test_centre_computed_on_gated_runs_equals_the_dense_definition(sample_mix):
@@ -109,12 +133,18 @@ def test_centre_computed_on_gated_runs_equals_the_dense_definition(sample_mix):
     params = speech_removal.SpeechRemovalParams()
     probs = voice_activity.speech_probabilities(audio, sample_rate=rate)
     frames = 1 + audio.shape[1] // params.hop
-    gate = voice_activity.speech_gate(probs, np.arange(frames) * params.hop / rate, params.vad_threshold, params.gate_padding_s, params.gate_fade_s)
+    gate = voice_activity.speech_gate(
+        probs, np.arange(frames) * params.hop / rate, params.vad_threshold, params.gate_padding_s, params.gate_fade_s
+    )
     assert 0.1 < (gate > 0).mean() < 0.95  # several runs, and gaps between them
     expected = _dense_gated_centre(audio, rate, params, gate)
     np.testing.assert_allclose(speech_removal.remove_center(audio, rate, params, probs), expected, atol=2e-5)
     ungated = speech_removal.SpeechRemovalParams(speech_gate=False)
-    np.testing.assert_allclose(speech_removal.remove_center(audio, rate, ungated), _dense_gated_centre(audio, rate, ungated, np.ones(frames)), atol=2e-5)
+    np.testing.assert_allclose(
+        speech_removal.remove_center(audio, rate, ungated),
+        _dense_gated_centre(audio, rate, ungated, np.ones(frames)),
+        atol=2e-5,
+    )
 
 
 def test_remove_speech_and_measure_records_both_ratios_and_times(sample_mix):

@@ -14,7 +14,18 @@ from training_fixtures import accelerate_launch, launch_env, script, sos_trainin
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
 
-FAST = ["--gradient_accumulation_steps", "1", "--report_to", "none", "--learning_rate", "1e-3", "--lr_warmup_steps", "0", "--seed", "2"]
+FAST = [
+    "--gradient_accumulation_steps",
+    "1",
+    "--report_to",
+    "none",
+    "--learning_rate",
+    "1e-3",
+    "--lr_warmup_steps",
+    "0",
+    "--seed",
+    "2",
+]
 
 
 def _run(argv: list[str]):
@@ -34,7 +45,9 @@ def _max_difference(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
-def test_text_mode_under_two_processes_writes_a_loadable_pipeline_with_validation_and_card(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+def test_text_mode_under_two_processes_writes_a_loadable_pipeline_with_validation_and_card(
+    sos_training_dataset, tiny_sosgen_dir, tmp_path
+):
     from sound_of_story.pipelines import SoSgenPipeline
 
     out = tmp_path / "out"
@@ -54,14 +67,24 @@ def test_text_mode_under_two_processes_writes_a_loadable_pipeline_with_validatio
     assert "library_name: diffusers" in card and "type: fad" in card and "FAD (VGGish) random weights" in card
 
 
-def test_resume_matches_an_uninterrupted_run(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+def test_resume_matches_an_uninterrupted_run(sos_training_dataset, tiny_sosgen_dir, tmp_path):
     from sound_of_story.pipelines import SoSgenPipeline
 
     common = ["--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"), "--validation_split", "none",
               "--checkpointing_steps", "1", *FAST]  # fmt: skip
     _run([*common, "--output_dir", str(tmp_path / "full"), "--max_train_steps", "3"])
     _run([*common, "--output_dir", str(tmp_path / "part"), "--max_train_steps", "1"])
-    resumed = _run([*common, "--output_dir", str(tmp_path / "part"), "--max_train_steps", "3", "--resume_from_checkpoint", "latest"])
+    resumed = _run(
+        [
+            *common,
+            "--output_dir",
+            str(tmp_path / "part"),
+            "--max_train_steps",
+            "3",
+            "--resume_from_checkpoint",
+            "latest",
+        ]
+    )
     assert resumed.global_step == 3 and len(resumed.losses) == 3
     full, part = SoSgenPipeline.from_pretrained(tmp_path / "full"), SoSgenPipeline.from_pretrained(tmp_path / "part")
     assert _max_difference(_state(full.unet), _state(part.unet)) == 0.0
@@ -70,7 +93,7 @@ def test_resume_matches_an_uninterrupted_run(sos_training_dataset, tiny_sosgen_d
     assert losses[0] == losses[1] and len(losses[0]) == 3
 
 
-def test_image_mode_trains_a_new_controlnet_on_the_frozen_text_model(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+def test_image_mode_trains_a_new_controlnet_on_the_frozen_text_model(sos_training_dataset, tiny_sosgen_dir, tmp_path):
     from sound_of_story.pipelines import SoSgenControlNetPipeline, SoSgenPipeline
 
     out = tmp_path / "image"
@@ -86,7 +109,7 @@ def test_image_mode_trains_a_new_controlnet_on_the_frozen_text_model(sos_trainin
     assert _max_difference(_state(trained.controlnet), _state(fresh)) == 0.0
 
 
-def test_lora_adapters_load_with_load_lora_weights(sos_training_dataset, tiny_sosgen_dir, tmp_path):  # noqa: F811
+def test_lora_adapters_load_with_load_lora_weights(sos_training_dataset, tiny_sosgen_dir, tmp_path):
     from sound_of_story.pipelines import SoSgenPipeline
 
     out = tmp_path / "lora"
@@ -94,20 +117,26 @@ def test_lora_adapters_load_with_load_lora_weights(sos_training_dataset, tiny_so
           "--max_train_steps", "1", "--validation_split", "none", *FAST])  # fmt: skip
     assert (out / "pytorch_lora_weights.safetensors").exists()
     pipe = SoSgenPipeline.from_pretrained(tiny_sosgen_dir / "text")
-    sample, t, context = torch.randn(1, 4, 4, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([10]), torch.randn(1, 16, 8)
+    sample, t, context = (
+        torch.randn(1, 4, 4, 16, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([10]),
+        torch.randn(1, 16, 8),
+    )
     before = pipe.unet(sample, t, encoder_hidden_states=context).sample
     pipe.load_lora_weights(out)
     after = pipe.unet(sample, t, encoder_hidden_states=context).sample
     assert float((after - before).abs().max()) > 0
 
 
-def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_sosgen_dir, tmp_path, capsys):  # noqa: F811
+def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_sosgen_dir, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("train_gen", script("gen.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     no_unet = tmp_path / "no_unet"
     no_unet.mkdir()
-    (no_unet / "model_index.json").write_text(json.dumps({"_class_name": "SoSgenPipeline", "vae": ["diffusers", "AutoencoderKL"]}))
+    (no_unet / "model_index.json").write_text(
+        json.dumps({"_class_name": "SoSgenPipeline", "vae": ["diffusers", "AutoencoderKL"]})
+    )
     base = ["--dataset", str(sos_training_dataset), "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
     text = ["--pretrained_model", str(tiny_sosgen_dir / "text")]
     cases = {

@@ -7,14 +7,27 @@ from sound_of_story.cards import build_model_card
 
 def test_model_card_round_trips_metadata_and_results(tmp_path):
     results = [
-        EvalResult(task_type="audio-retrieval", dataset_type="sos", dataset_name="SoS", dataset_split="test",
-                   metric_type="recall@1", metric_name="A2V R@1", metric_value=12.5),
+        EvalResult(
+            task_type="audio-retrieval",
+            dataset_type="sos",
+            dataset_name="SoS",
+            dataset_split="test",
+            metric_type="recall@1",
+            metric_name="A2V R@1",
+            metric_value=12.5,
+        ),
     ]
     card = build_model_card(
-        library_name="transformers", base_models=["openai/clip-vit-base-patch32", "MIT/ast"], dataset="user/sos",
-        pipeline_tag="feature-extraction", tags=["retrieval"], command="accelerate launch train/retrieval.py --x 1",
-        training_settings={"learning_rate": 1e-4, "pairs": ["audio", "video"]}, eval_results=results,
-        model_name="sos-retrieval", description="A test model.",
+        library_name="transformers",
+        base_models=["openai/clip-vit-base-patch32", "MIT/ast"],
+        dataset="user/sos",
+        pipeline_tag="feature-extraction",
+        tags=["retrieval"],
+        command="accelerate launch train/retrieval.py --x 1",
+        training_settings={"learning_rate": 1e-4, "pairs": ["audio", "video"]},
+        eval_results=results,
+        model_name="sos-retrieval",
+        description="A test model.",
     )
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")

@@ -73,7 +73,11 @@ def test_grad_cache_gives_the_full_batch_gradients():
     model.zero_grad(set_to_none=True)
     cached_loss = grad_cached_backward(encoder, model, batch, "audio-video", chunk_size=1)
     cached = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    assert cached.keys() == full.keys() and "clip.logit_scale" in full and "temporal_encoder.frame_position_embeddings.weight" in full
+    assert (
+        cached.keys() == full.keys()
+        and "clip.logit_scale" in full
+        and "temporal_encoder.frame_position_embeddings.weight" in full
+    )
     torch.testing.assert_close(cached_loss, loss.detach(), rtol=1e-12, atol=1e-12)
     for name in full:
         torch.testing.assert_close(cached[name], full[name], rtol=1e-9, atol=1e-12, msg=name)
@@ -94,14 +98,43 @@ def test_loss_falls_on_a_repeated_batch():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_two_processes_give_the_one_process_loss_and_weights(sos_training_dataset, tiny_retrieval_dir, tmp_path):  # noqa: F811
+def test_two_processes_give_the_one_process_loss_and_weights(sos_training_dataset, tiny_retrieval_dir, tmp_path):
     """accelerate launch with 2 processes x batch 2 == one process x batch 4: same per-step loss, same weights; the
     checkpoint and the final model load, and the total limit keeps one checkpoint."""
-    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--max_train_steps", "2",
-              "--checkpointing_steps", "1", "--checkpoints_total_limit", "1", "--eval_split", "none", "--report_to", "none",
-              "--seed", "5", "--learning_rate", "1e-3", "--encoder_learning_rate", "1e-4", "--lr_warmup_steps", "0"]
+    common = [
+        "--dataset",
+        str(sos_training_dataset),
+        "--init_from",
+        str(tiny_retrieval_dir),
+        "--max_train_steps",
+        "2",
+        "--checkpointing_steps",
+        "1",
+        "--checkpoints_total_limit",
+        "1",
+        "--eval_split",
+        "none",
+        "--report_to",
+        "none",
+        "--seed",
+        "5",
+        "--learning_rate",
+        "1e-3",
+        "--encoder_learning_rate",
+        "1e-4",
+        "--lr_warmup_steps",
+        "0",
+    ]
     two = tmp_path / "two"
-    cmd = [*accelerate_launch(2), str(script("retrieval.py")), *common, "--output_dir", str(two), "--train_batch_size", "2"]
+    cmd = [
+        *accelerate_launch(2),
+        str(script("retrieval.py")),
+        *common,
+        "--output_dir",
+        str(two),
+        "--train_batch_size",
+        "2",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=launch_env())
     assert done.returncode == 0, done.stderr[-4000:]
     one = tmp_path / "one"
@@ -116,9 +149,27 @@ def test_two_processes_give_the_one_process_loss_and_weights(sos_training_datase
     assert (two / "checkpoint-2" / "model.safetensors").exists()
 
 
-def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(sos_training_dataset, tiny_retrieval_dir, tmp_path):  # noqa: F811
-    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--train_batch_size", "2",
-              "--checkpointing_steps", "1", "--report_to", "none", "--seed", "3", "--learning_rate", "1e-3", "--lr_warmup_steps", "1"]
+def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(
+    sos_training_dataset, tiny_retrieval_dir, tmp_path
+):
+    common = [
+        "--dataset",
+        str(sos_training_dataset),
+        "--init_from",
+        str(tiny_retrieval_dir),
+        "--train_batch_size",
+        "2",
+        "--checkpointing_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--seed",
+        "3",
+        "--learning_rate",
+        "1e-3",
+        "--lr_warmup_steps",
+        "1",
+    ]
     full = tmp_path / "full"
     result = _run([*common, "--output_dir", str(full), "--max_train_steps", "3"])
     assert result.global_step == 3 and len(result.losses) == 3
@@ -126,7 +177,9 @@ def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(sos_train
     # from the checkpoint and its shape from the new --max_train_steps, as in diffusers' examples.
     part = tmp_path / "part"
     _run([*common, "--output_dir", str(part), "--max_train_steps", "1", "--eval_split", "none"])
-    resumed = _run([*common, "--output_dir", str(part), "--max_train_steps", "3", "--resume_from_checkpoint", "latest"])
+    resumed = _run(
+        [*common, "--output_dir", str(part), "--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    )
     assert resumed.losses == pytest.approx(result.losses, rel=1e-6)
     _assert_same_weights(_weights(part), _weights(full), atol=1e-7)
     # Every epoch was evaluated in both directions; the card carries the last figures as model-index.
@@ -151,16 +204,34 @@ def _parquet_dataset(folder: Path, rows: dict[str, list], split: str = "train") 
     return folder
 
 
-def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_retrieval_dir, tmp_path, capsys):  # noqa: F811
+def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_retrieval_dir, tmp_path, capsys):
     main = _load_script("retrieval").main
     base = ["--init_from", str(tiny_retrieval_dir), "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
     cases = {
         "no split 'validation'": ["--dataset", str(sos_training_dataset), "--eval_split", "validation"],
-        "no column(s) ['audio', 'frames']": ["--dataset", str(_parquet_dataset(tmp_path / "textonly", {"id": ["a", "b"], "text": ["x", "y"]}))],
-        "a split is empty": ["--dataset", str(_parquet_dataset(tmp_path / "empty", {"id": [], "audio": [], "frames": []})), "--eval_split", "none"],
-        "does not exist": ["--dataset", str(sos_training_dataset), "--resume_from_checkpoint", str(tmp_path / "checkpoint-9")],
+        "no column(s) ['audio', 'frames']": [
+            "--dataset",
+            str(_parquet_dataset(tmp_path / "textonly", {"id": ["a", "b"], "text": ["x", "y"]})),
+        ],
+        "a split is empty": [
+            "--dataset",
+            str(_parquet_dataset(tmp_path / "empty", {"id": [], "audio": [], "frames": []})),
+            "--eval_split",
+            "none",
+        ],
+        "does not exist": [
+            "--dataset",
+            str(sos_training_dataset),
+            "--resume_from_checkpoint",
+            str(tmp_path / "checkpoint-9"),
+        ],
         "is an audio-text model": ["--dataset", str(sos_training_dataset), "--model", "clap"],
-        "cannot load the sos model": ["--dataset", str(sos_training_dataset), "--init_from", str(tmp_path / "no_model")],
+        "cannot load the sos model": [
+            "--dataset",
+            str(sos_training_dataset),
+            "--init_from",
+            str(tmp_path / "no_model"),
+        ],
     }
     for message, argv in cases.items():
         _reset_accelerate()
@@ -170,10 +241,12 @@ def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_re
 
 
 def _fresh_interpreter(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
-def test_saved_model_loads_with_auto_model_in_a_fresh_interpreter_without_the_package(tiny_retrieval_dir, tmp_path):  # noqa: F811
+def test_saved_model_loads_with_auto_model_in_a_fresh_interpreter_without_the_package(tiny_retrieval_dir, tmp_path):
     done = _fresh_interpreter(
         f"""
         import sys
@@ -188,7 +261,7 @@ def test_saved_model_loads_with_auto_model_in_a_fresh_interpreter_without_the_pa
     assert done.stdout.split() == ["SoSRetrievalModel", "transformers_modules"]
 
 
-def test_saved_processor_loads_with_auto_processor_in_a_fresh_interpreter(tiny_retrieval_dir, tmp_path):  # noqa: F811
+def test_saved_processor_loads_with_auto_processor_in_a_fresh_interpreter(tiny_retrieval_dir, tmp_path):
     done = _fresh_interpreter(
         f"""
         import numpy
@@ -203,7 +276,7 @@ def test_saved_processor_loads_with_auto_processor_in_a_fresh_interpreter(tiny_r
     assert done.stdout.split() == ["SoSRetrievalProcessor", "(1,", "40,", "3,", "32,", "32)", "40"]
 
 
-def test_saved_processor_remote_code_names_the_package_it_needs(tiny_retrieval_dir, tmp_path):  # noqa: F811
+def test_saved_processor_remote_code_names_the_package_it_needs(tiny_retrieval_dir, tmp_path):
     """The model's remote code is self-contained; the processor's imports `sound_of_story.audio` (the package's
     one waveform layout and resampler), so where the package is missing, loading says what to install."""
     done = _fresh_interpreter(
@@ -223,10 +296,12 @@ def test_saved_processor_remote_code_names_the_package_it_needs(tiny_retrieval_d
         tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "ImportError:" in done.stdout and "sound_of_story" in done.stdout and "pip install" in done.stdout, done.stdout
+    assert "ImportError:" in done.stdout and "sound_of_story" in done.stdout and "pip install" in done.stdout, (
+        done.stdout
+    )
 
 
-def test_push_to_hub_uploads_weights_processor_and_card(tiny_retrieval_dir):  # noqa: F811
+def test_push_to_hub_uploads_weights_processor_and_card(tiny_retrieval_dir):
     from sound_of_story.modeling import SoSRetrievalProcessor
 
     model = SoSRetrievalModel.from_pretrained(tiny_retrieval_dir)
@@ -239,13 +314,32 @@ def test_push_to_hub_uploads_weights_processor_and_card(tiny_retrieval_dir):  # 
         return "url"
 
     repo = mock.Mock(repo_id="user/sos-tiny")
-    with mock.patch("huggingface_hub.HfApi.create_repo", return_value=repo), mock.patch("huggingface_hub.HfApi.upload_folder", upload_folder):
-        assert model.push_to_hub("user/sos-tiny", processor=processor, base_models=["openai/clip-vit-base-patch32"]) == "url"
-    assert {"README.md", "config.json", "model.safetensors", "modeling_sos.py", "processor_config.json", "processing_sos.py"} <= set(seen["files"])
-    assert "library_name: transformers" in seen["card"] and "openai/clip-vit-base-patch32" in seen["card"] and "# sos-tiny" in seen["card"]
+    with (
+        mock.patch("huggingface_hub.HfApi.create_repo", return_value=repo),
+        mock.patch("huggingface_hub.HfApi.upload_folder", upload_folder),
+    ):
+        assert (
+            model.push_to_hub("user/sos-tiny", processor=processor, base_models=["openai/clip-vit-base-patch32"])
+            == "url"
+        )
+    assert {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "modeling_sos.py",
+        "processor_config.json",
+        "processing_sos.py",
+    } <= set(seen["files"])
+    assert (
+        "library_name: transformers" in seen["card"]
+        and "openai/clip-vit-base-patch32" in seen["card"]
+        and "# sos-tiny" in seen["card"]
+    )
 
 
-def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(sos_training_dataset, tiny_retrieval_dir, tmp_path):  # noqa: F811
+def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(
+    sos_training_dataset, tiny_retrieval_dir, tmp_path
+):
     cache = tmp_path / "features"
     common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--train_batch_size", "4", "--max_train_steps", "1",
               "--eval_split", "none", "--report_to", "none", "--learning_rate", "1e-3", "--freeze_encoders", "--feature_cache", str(cache)]  # fmt: skip
@@ -253,7 +347,9 @@ def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(s
     (stored,) = cache.glob("features-*.pt")
     written = stored.stat().st_mtime_ns
     _run([*common, "--output_dir", str(tmp_path / "b")])
-    assert [p.name for p in cache.glob("features-*")] == [stored.name] and stored.stat().st_mtime_ns == written  # read, not recomputed
+    assert [p.name for p in cache.glob("features-*")] == [
+        stored.name
+    ] and stored.stat().st_mtime_ns == written  # read, not recomputed
     before, after = _weights(tiny_retrieval_dir), _weights(tmp_path / "b")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert {k.split(".")[0] for k in changed} == {"temporal_encoder", "audio_projection", "clip"}

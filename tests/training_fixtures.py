@@ -27,8 +27,22 @@ def accelerate_launch(num_processes: int) -> list[str]:
     """`accelerate launch` of `num_processes` CPU processes (gloo). accelerate 1.15's `--cpu --num_processes N` starts
     ONE process unless an mpirun hostfile is configured, so the processes are started by the torchrun launcher
     (`--multi_gpu`) and kept on the CPU by ACCELERATE_USE_CPU=1 (`launch_env`)."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    ]
 
 
 def launch_env() -> dict[str, str]:
@@ -49,7 +63,9 @@ def sos_training_dataset(tmp_path_factory) -> Path:
         from sound_of_story.dataset_builder.build import build_dataset
         from sound_of_story.dataset_builder.samples import generate_samples
 
-        generate_samples(root / "clips", num_clips=NUM_CLIPS, seed=TRAIN_SEED, duration_s=CLIP_SECONDS, style="cmd", progress=False)
+        generate_samples(
+            root / "clips", num_clips=NUM_CLIPS, seed=TRAIN_SEED, duration_s=CLIP_SECONDS, style="cmd", progress=False
+        )
         build_dataset(root / "clips" / "manifest.jsonl", root / "sos", test_size=TEST_STORIES, progress=False)
         return root / "sos"
 

@@ -53,9 +53,13 @@ def resolve_resume_checkpoint(output_dir: str | Path, resume_from_checkpoint: st
     if not path.is_absolute() and not path.exists():
         path = Path(output_dir) / path
     if not path.is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist (nor under {output_dir})")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist (nor under {output_dir})"
+        )
     if not (path / COMPLETE_MARKER).exists():
-        raise FileNotFoundError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {COMPLETE_MARKER}; the save was interrupted)")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {COMPLETE_MARKER}; the save was interrupted)"
+        )
     checkpoint_step(path)
     return path
 
@@ -110,4 +114,14 @@ def write_history(accelerator, output_dir: str | Path, history: list[dict]) -> N
         os.replace(tmp, path)
 
 
-__all__ = ["HISTORY_FILE", "apply_schedule_after_resume", "read_history", "write_history", "CHECKPOINT_PREFIX", "checkpoint_step", "list_checkpoints", "resolve_resume_checkpoint", "save_checkpoint"]
+__all__ = [
+    "HISTORY_FILE",
+    "apply_schedule_after_resume",
+    "read_history",
+    "write_history",
+    "CHECKPOINT_PREFIX",
+    "checkpoint_step",
+    "list_checkpoints",
+    "resolve_resume_checkpoint",
+    "save_checkpoint",
+]

@@ -116,14 +116,35 @@ def build_retrieval_parser() -> argparse.ArgumentParser:
         "--encoder_learning_rate", type=float, default=ENCODER_LR,
         help="learning rate of the pretrained CLIP/AST/CLAP encoders (X-CLIP: lr x coef_lr); --learning_rate is the new layers'",
     )  # fmt: skip
-    g.add_argument("--weight_decay", type=float, default=WEIGHT_DECAY, help="AdamW weight decay (X-CLIP's), not on biases and norms")
-    g.add_argument("--grad_cache", action="store_true", help="gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks")
+    g.add_argument(
+        "--weight_decay",
+        type=float,
+        default=WEIGHT_DECAY,
+        help="AdamW weight decay (X-CLIP's), not on biases and norms",
+    )
+    g.add_argument(
+        "--grad_cache",
+        action="store_true",
+        help="gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks",
+    )
     g.add_argument("--grad_cache_chunk_size", type=int, default=16, help="stories encoded at once with --grad_cache")
-    g.add_argument("--freeze_encoders", action="store_true", help="freeze CLIP and AST; train the temporal encoder, audio projection, scale")
-    g.add_argument("--feature_cache", default=None, help="with --freeze_encoders (sos): compute CLIP/AST outputs once into this folder")
+    g.add_argument(
+        "--freeze_encoders",
+        action="store_true",
+        help="freeze CLIP and AST; train the temporal encoder, audio projection, scale",
+    )
+    g.add_argument(
+        "--feature_cache",
+        default=None,
+        help="with --freeze_encoders (sos): compute CLIP/AST outputs once into this folder",
+    )
     g.add_argument("--eval_batch_size", type=int, default=8, help="stories per forward pass in the evaluation")
     g.add_argument("--eval_cache_dir", default=None, help="evaluation embedding cache (default: none)")
-    g.add_argument("--best_metric", default=None, help="'DIRECTION/FIGURE' that picks the best epoch (default: A2V/R@1 or A2T/R@1)")
+    g.add_argument(
+        "--best_metric",
+        default=None,
+        help="'DIRECTION/FIGURE' that picks the best epoch (default: A2V/R@1 or A2T/R@1)",
+    )
     add_common_arguments(
         parser, train_batch_size=0, num_train_epochs=PAPER_EPOCHS, gradient_accumulation_steps=1,
         learning_rate=NEW_LAYERS_LR, lr_scheduler="cosine", checkpointing_steps=500,
@@ -149,24 +170,32 @@ def _check_retrieval_args(args: argparse.Namespace, num_processes: int) -> None:
     if args.model == "clap" and args.pair != "audio-text":
         raise ValueError("--model clap is an audio-text model: use --pair audio-text")
     if args.feature_cache and not args.freeze_encoders:
-        raise ValueError("--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)")
+        raise ValueError(
+            "--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)"
+        )
     if args.feature_cache and args.model != "sos":
         raise ValueError("--feature_cache is implemented for --model sos only")
     if args.feature_cache and args.grad_cache:
-        raise ValueError("--feature_cache and --grad_cache do not combine: cached features already make large batches cheap")
+        raise ValueError(
+            "--feature_cache and --grad_cache do not combine: cached features already make large batches cheap"
+        )
     if args.grad_cache_chunk_size < 1:
         raise ValueError(f"--grad_cache_chunk_size must be >= 1, got {args.grad_cache_chunk_size}")
     if args.best_metric is None:
         args.best_metric = f"{PAIR_DIRECTIONS[args.pair][0]}/R@1"
     direction, _, figure = args.best_metric.partition("/")
     if direction not in PAIR_DIRECTIONS[args.pair] or figure not in ("R@1", "R@5", "R@10", "MdR", "MnR"):
-        raise ValueError(f"--best_metric must be DIRECTION/FIGURE with a direction of {args.pair} {PAIR_DIRECTIONS[args.pair]}, got {args.best_metric!r}")
+        raise ValueError(
+            f"--best_metric must be DIRECTION/FIGURE with a direction of {args.pair} {PAIR_DIRECTIONS[args.pair]}, got {args.best_metric!r}"
+        )
 
 
 # --------------------------------------------------------------------------- data
 
 
-def load_retrieval_splits(dataset: str, pair: str, train_split: str, eval_split: str | None, config: str | None = None):
+def load_retrieval_splits(
+    dataset: str, pair: str, train_split: str, eval_split: str | None, config: str | None = None
+):
     """The training and evaluation splits of a built SoS dataset, checked for the pair's columns.
 
     Raises:
@@ -178,9 +207,13 @@ def load_retrieval_splits(dataset: str, pair: str, train_split: str, eval_split:
     try:
         splits = datasets.load_dataset(dataset, config) if config else datasets.load_dataset(dataset)
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
-        raise FileNotFoundError(f"--dataset {dataset}: not a built SoS folder or a reachable Hub dataset ({error})") from error
+        raise FileNotFoundError(
+            f"--dataset {dataset}: not a built SoS folder or a reachable Hub dataset ({error})"
+        ) from error
     except ValueError as error:  # e.g. `Instruction "train" corresponds to no data!` for a split with no rows
-        raise ValueError(f"--dataset {dataset} could not be loaded ({error}): a split is empty or the config is unknown") from error
+        raise ValueError(
+            f"--dataset {dataset} could not be loaded ({error}): a split is empty or the config is unknown"
+        ) from error
     wanted = [train_split] + ([eval_split] if eval_split else [])
     result = []
     for name in wanted:
@@ -196,7 +229,9 @@ def load_retrieval_splits(dataset: str, pair: str, train_split: str, eval_split:
         if len(split) == 0:
             raise ValueError(f"--dataset {dataset} split {name!r} is empty")
         if name == train_split and len(split) < 2:
-            raise ValueError(f"--dataset {dataset} split {name!r} has {len(split)} story: contrastive training needs at least 2")
+            raise ValueError(
+                f"--dataset {dataset} split {name!r} has {len(split)} story: contrastive training needs at least 2"
+            )
         result.append(split.select_columns(["id", *PAIR_COLUMNS[pair]]))
     return result[0], (result[1] if eval_split else None)
 
@@ -235,7 +270,9 @@ class StoryCollator:
         other = PAIR_COLUMNS[self.pair][1]
         batch = dict(self.processor(**{other: [row[other] for _, row in items]}))
         per_story = [
-            self.processor(audio=row["audio"], audio_crop="random", generator=crop_generator(self.seed, self.epoch, index))
+            self.processor(
+                audio=row["audio"], audio_crop="random", generator=crop_generator(self.seed, self.epoch, index)
+            )
             for index, row in items
         ]
         for key in per_story[0]:
@@ -301,7 +338,11 @@ def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool) -> None:
     trainable parameter gets a gradient in every step (DDP requires it), and the encoders with --freeze_encoders."""
     clip = getattr(model, "clip", None)
     if clip is not None:
-        unused = [clip.text_model, clip.text_projection] if pair == "audio-video" else [clip.vision_model, clip.visual_projection]
+        unused = (
+            [clip.text_model, clip.text_projection]
+            if pair == "audio-video"
+            else [clip.vision_model, clip.visual_projection]
+        )
         for module in unused:
             module.requires_grad_(False)
     if pair == "audio-text" and hasattr(model, "temporal_encoder"):
@@ -312,7 +353,9 @@ def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool) -> None:
                 parameter.requires_grad_(False)
 
 
-def optimizer_groups(model: nn.Module, learning_rate: float, encoder_learning_rate: float, weight_decay: float) -> list[dict]:
+def optimizer_groups(
+    model: nn.Module, learning_rate: float, encoder_learning_rate: float, weight_decay: float
+) -> list[dict]:
     """AdamW groups as X-CLIP: pretrained encoders at the lower rate, new layers at the base rate; no weight decay on
     biases, norms, embeddings and the logit scale."""
     groups: dict[tuple[bool, bool], list] = {}
@@ -323,7 +366,11 @@ def optimizer_groups(model: nn.Module, learning_rate: float, encoder_learning_ra
         no_decay = parameter.ndim < 2 or "norm" in name.lower() or "embedding" in name or name.endswith("logit_scale")
         groups.setdefault((encoder, no_decay), []).append(parameter)
     return [
-        {"params": params, "lr": encoder_learning_rate if encoder else learning_rate, "weight_decay": 0.0 if no_decay else weight_decay}
+        {
+            "params": params,
+            "lr": encoder_learning_rate if encoder else learning_rate,
+            "weight_decay": 0.0 if no_decay else weight_decay,
+        }
         for (encoder, no_decay), params in sorted(groups.items())
     ]
 
@@ -332,11 +379,16 @@ def optimizer_groups(model: nn.Module, learning_rate: float, encoder_learning_ra
 
 
 AUDIO_KEYS = ("audio_embeds", "audio_token_embeds")
-OTHER_KEYS = {"audio-video": ("video_embeds", "frame_embeds", "frame_mask"), "audio-text": ("text_embeds", "word_embeds", "attention_mask")}
+OTHER_KEYS = {
+    "audio-video": ("video_embeds", "frame_embeds", "frame_mask"),
+    "audio-text": ("text_embeds", "word_embeds", "attention_mask"),
+}
 OTHER_CLASS = {"audio-video": SoSVideoFeatures, "audio-text": SoSTextFeatures}
 
 
-def features_to_tensors(audio: SoSAudioFeatures, other: SoSVideoFeatures | SoSTextFeatures, pair: str) -> dict[str, torch.Tensor]:
+def features_to_tensors(
+    audio: SoSAudioFeatures, other: SoSVideoFeatures | SoSTextFeatures, pair: str
+) -> dict[str, torch.Tensor]:
     """The feature grains as a flat dict of tensors (absent grains left out): what is gathered and grad-cached."""
     out = {k: getattr(audio, k) for k in AUDIO_KEYS if getattr(audio, k) is not None}
     out.update({k: getattr(other, k) for k in OTHER_KEYS[pair] if getattr(other, k, None) is not None})
@@ -366,7 +418,11 @@ class RetrievalEncoder(nn.Module):
             if self.pair == "audio-video":
                 other = model.video_features_from_clip_frames(batch["clip_frames"], batch["frame_mask"])
             else:
-                other = SoSTextFeatures(text_embeds=batch["text_embeds"], word_embeds=batch["word_embeds"], attention_mask=batch["attention_mask"])
+                other = SoSTextFeatures(
+                    text_embeds=batch["text_embeds"],
+                    word_embeds=batch["word_embeds"],
+                    attention_mask=batch["attention_mask"],
+                )
         else:
             audio = model.get_audio_features(**{k: batch[k] for k in AUDIO_INPUTS if k in batch})
             if self.pair == "audio-video":
@@ -465,7 +521,7 @@ def grad_cached_backward(
     (loss * loss_scale).backward()
     for i, start in enumerate(starts):
         last = i == len(starts) - 1
-        with (nullcontext() if last or no_sync is None else no_sync(encoder)), states[i]:
+        with nullcontext() if last or no_sync is None else no_sync(encoder), states[i]:
             out = encoder(**_chunk(batch, start, chunk_size))
             tensors = [out[k] for k, v in leaves.items() if v.grad is not None]
             grads = [v.grad[start : start + chunk_size] for v in leaves.values() if v.grad is not None]
@@ -489,7 +545,9 @@ def _encoder_fingerprint(model: SoSRetrievalModel) -> str:
 
 
 @torch.no_grad()
-def frozen_encoder_features(model: SoSRetrievalModel, processor, stories, pair: str, cache_dir: str | Path, batch_size: int = 8) -> dict:
+def frozen_encoder_features(
+    model: SoSRetrievalModel, processor, stories, pair: str, cache_dir: str | Path, batch_size: int = 8
+) -> dict:
     """CLIP and AST outputs of every story (evaluation crop: the most energetic window), computed once and stored in
     `cache_dir` under a key of the frozen weights, the processor, the pair and the stories' fingerprint."""
     key = hashlib.sha256(
@@ -511,10 +569,14 @@ def frozen_encoder_features(model: SoSRetrievalModel, processor, stories, pair: 
         if pair == "audio-video":
             from sound_of_story.modeling.modeling_sos import clip_frame_embeddings
 
-            values["clip_frames"], values["frame_mask"] = clip_frame_embeddings(model.clip, inputs["pixel_values"], inputs["frame_mask"])
+            values["clip_frames"], values["frame_mask"] = clip_frame_embeddings(
+                model.clip, inputs["pixel_values"], inputs["frame_mask"]
+            )
         else:
             text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-            values.update(text_embeds=text.text_embeds, word_embeds=text.word_embeds, attention_mask=text.attention_mask)
+            values.update(
+                text_embeds=text.text_embeds, word_embeds=text.word_embeds, attention_mask=text.attention_mask
+            )
         for name, value in values.items():
             parts.setdefault(name, []).append(value.cpu())
     model.train(was_training)
@@ -542,15 +604,24 @@ class CachedFeatureStories(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------- evaluation and outputs
 
 
-def evaluate_retrieval(model, processor, stories, pair: str, batch_size: int, cache_dir: str | None) -> dict[str, dict[str, Any]]:
+def evaluate_retrieval(
+    model, processor, stories, pair: str, batch_size: int, cache_dir: str | None
+) -> dict[str, dict[str, Any]]:
     """Table 2's figures of the pair's directions on `stories` (the section-4.1.2 evaluation protocol)."""
-    embeddings = encode_stories(model, processor, stories, pair=pair, batch_size=batch_size, cache_dir=cache_dir, progress=False)
+    embeddings = encode_stories(
+        model, processor, stories, pair=pair, batch_size=batch_size, cache_dir=cache_dir, progress=False
+    )
     return retrieval_figures(model, embeddings)
 
 
 def flat_figures(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
     """`{"A2V/R@1": 12.5, ...}` for the tracker."""
-    return {f"{d}/{k}": float(v) for d, fig in figures.items() for k, v in fig.items() if k in ("R@1", "R@5", "R@10", "MdR", "MnR")}
+    return {
+        f"{d}/{k}": float(v)
+        for d, fig in figures.items()
+        for k, v in fig.items()
+        if k in ("R@1", "R@5", "R@10", "MdR", "MnR")
+    }
 
 
 def eval_results(figures: dict[str, float], dataset: str, split: str) -> list:
@@ -559,14 +630,22 @@ def eval_results(figures: dict[str, float], dataset: str, split: str) -> list:
 
     return [
         EvalResult(
-            task_type="audio-retrieval", task_name="Story audio retrieval", dataset_type=dataset, dataset_name=dataset,
-            dataset_split=split, metric_type=name.split("/")[1].lower(), metric_name=name, metric_value=value,
+            task_type="audio-retrieval",
+            task_name="Story audio retrieval",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=split,
+            metric_type=name.split("/")[1].lower(),
+            metric_name=name,
+            metric_value=value,
         )  # fmt: skip
         for name, value in sorted(figures.items())
     ]
 
 
-def save_retrieval_model(model, processor, out_dir: str | Path, args: argparse.Namespace, figures: dict[str, float] | None) -> None:
+def save_retrieval_model(
+    model, processor, out_dir: str | Path, args: argparse.Namespace, figures: dict[str, float] | None
+) -> None:
     """`save_pretrained` of the model and processor, and the model card (README.md), into `out_dir`."""
     from sound_of_story.cards import build_model_card
 
@@ -620,13 +699,19 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             mixed_precision=args.mixed_precision,
             log_with=None if args.report_to == "none" else args.report_to,
-            project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)),
+            project_config=ProjectConfiguration(
+                project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)
+            ),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
     _check_retrieval_args(args, accelerator.num_processes)
     resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     train_stories, eval_stories = load_retrieval_splits(
-        args.dataset, args.pair, args.train_split, None if args.eval_split == "none" else args.eval_split, args.dataset_config
+        args.dataset,
+        args.pair,
+        args.train_split,
+        None if args.eval_split == "none" else args.eval_split,
+        args.dataset_config,
     )
     set_seed(args.seed)
     model, processor = load_retrieval_model(args)
@@ -637,7 +722,9 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
     cached = bool(args.feature_cache)
     if cached:
         with accelerator.main_process_first():
-            features = frozen_encoder_features(model, processor, train_stories, args.pair, args.feature_cache, args.eval_batch_size)
+            features = frozen_encoder_features(
+                model, processor, train_stories, args.pair, args.feature_cache, args.eval_batch_size
+            )
         train_data, collate = CachedFeatureStories(features), torch.utils.data.default_collate
         collator = None
     else:
@@ -652,16 +739,25 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
         optimizer_groups(model, args.learning_rate, args.encoder_learning_rate, args.weight_decay),
         betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
     )  # fmt: skip
-    updates_per_epoch = math.ceil(math.ceil(len(train_data) / (args.train_batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
+    updates_per_epoch = math.ceil(
+        math.ceil(len(train_data) / (args.train_batch_size * accelerator.num_processes))
+        / args.gradient_accumulation_steps
+    )
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
     scheduler = get_scheduler(
-        args.lr_scheduler, optimizer, num_warmup_steps=warmup * accelerator.num_processes, num_training_steps=max_steps * accelerator.num_processes
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=warmup * accelerator.num_processes,
+        num_training_steps=max_steps * accelerator.num_processes,
     )
     encoder, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
     if accelerator.log_with:
-        accelerator.init_trackers("sos-retrieval", config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers(
+            "sos-retrieval",
+            config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))},
+        )
 
     global_step, first_epoch, skip_batches = 0, 0, 0
     if resume_path is not None:
@@ -682,7 +778,9 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
         if collator is not None:
             collator.epoch = epoch
         loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch and skip_batches else loader
+        batches = (
+            accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch and skip_batches else loader
+        )
         for batch in batches:
             with accelerator.accumulate(encoder):
                 if args.grad_cache:
@@ -694,7 +792,9 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
                     loss = global_contrastive_loss(unwrapped, encoder(**batch), args.pair)
                     accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_([p for p in encoder.parameters() if p.requires_grad], args.max_grad_norm)
+                    accelerator.clip_grad_norm_(
+                        [p for p in encoder.parameters() if p.requires_grad], args.max_grad_norm
+                    )
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -716,7 +816,9 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
                 break
         if eval_stories is not None:
             result.figures = _evaluate_on_main(accelerator, unwrapped, processor, eval_stories, args, global_step)
-            if accelerator.is_main_process and _is_better(result.figures[args.best_metric], best_value, args.best_metric):
+            if accelerator.is_main_process and _is_better(
+                result.figures[args.best_metric], best_value, args.best_metric
+            ):
                 best_value = result.figures[args.best_metric]
                 result.best = dict(result.figures)
                 save_retrieval_model(unwrapped, processor, Path(args.output_dir) / "best", args, result.figures)
@@ -739,14 +841,14 @@ def _evaluate_on_main(accelerator, model, processor, stories, args, global_step:
     """Evaluation on the main process (the others wait); returns the flat figures on every process."""
     figures = [None]
     if accelerator.is_main_process:
-        figures[0] = flat_figures(evaluate_retrieval(model, processor, stories, args.pair, args.eval_batch_size, args.eval_cache_dir))
+        figures[0] = flat_figures(
+            evaluate_retrieval(model, processor, stories, args.pair, args.eval_batch_size, args.eval_cache_dir)
+        )
         accelerator.log({f"eval/{k}": v for k, v in figures[0].items()}, step=global_step)
         accelerator.print(f"step {global_step}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures[0].items()))
     if accelerator.num_processes > 1:
         dist.broadcast_object_list(figures, src=0)
     return figures[0]
-
-
 
 
 def push_output_dir(args: argparse.Namespace) -> str:

@@ -55,7 +55,11 @@ DEFAULT_IMAGE_ENCODER = "openai/clip-vit-base-patch32"
 PAPER_BATCH_SIZE = 1
 PAPER_ACCUMULATION = 16
 PAPER_LR = 1e-6
-GENERATION_COLUMNS = {"text": ("audio", "text"), "controlnet": ("audio", "text", "frames", "frame_times", "start"), "image": ("audio", "frames", "frame_times", "start")}
+GENERATION_COLUMNS = {
+    "text": ("audio", "text"),
+    "controlnet": ("audio", "text", "frames", "frame_times", "start"),
+    "image": ("audio", "frames", "frame_times", "start"),
+}
 # ControlNet hint-encoder widths (ControlNet's own for an 8x VAE), cut to the VAE's downsampling.
 CONDITIONING_CHANNELS = (16, 32, 96, 256)
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -74,28 +78,70 @@ def build_sosgen_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     g = parser.add_argument_group("generation")
-    g.add_argument("--mode", choices=GEN_MODES, default="text", help="text: UNet + text encoder; controlnet: frames; image: frames, text 'Audio'")
-    g.add_argument("--pretrained_model", default=DEFAULT_PRETRAINED, help="a SoSgen/Riffusion pipeline folder or Hub id (a `text` output for controlnet)")
-    g.add_argument("--image_encoder", default=DEFAULT_IMAGE_ENCODER, help="CLIP vision model of a new ControlNet's frame tokens")
+    g.add_argument(
+        "--mode",
+        choices=GEN_MODES,
+        default="text",
+        help="text: UNet + text encoder; controlnet: frames; image: frames, text 'Audio'",
+    )
+    g.add_argument(
+        "--pretrained_model",
+        default=DEFAULT_PRETRAINED,
+        help="a SoSgen/Riffusion pipeline folder or Hub id (a `text` output for controlnet)",
+    )
+    g.add_argument(
+        "--image_encoder", default=DEFAULT_IMAGE_ENCODER, help="CLIP vision model of a new ControlNet's frame tokens"
+    )
     g.add_argument("--dataset", required=True, help="a built SoS folder (`sound-of-story build`) or a Hub dataset id")
     g.add_argument("--dataset_config", default="generation", help="dataset config with 15 s slices")
     g.add_argument("--train_split", default="train", help="split to train on")
-    g.add_argument("--validation_split", default="test", help="held-out slices: validation prompts/frames and FAD references ('none': no validation)")
-    g.add_argument("--validation_steps", type=int, default=500, help="validate every N optimizer steps (and at the end)")
-    g.add_argument("--num_validation_samples", type=int, default=4, help="held-out slices generated at each validation")
-    g.add_argument("--validation_inference_steps", type=int, default=25, help="denoising steps of the validation generations")
+    g.add_argument(
+        "--validation_split",
+        default="test",
+        help="held-out slices: validation prompts/frames and FAD references ('none': no validation)",
+    )
+    g.add_argument(
+        "--validation_steps", type=int, default=500, help="validate every N optimizer steps (and at the end)"
+    )
+    g.add_argument(
+        "--num_validation_samples", type=int, default=4, help="held-out slices generated at each validation"
+    )
+    g.add_argument(
+        "--validation_inference_steps", type=int, default=25, help="denoising steps of the validation generations"
+    )
     g.add_argument(
         "--validation_fad_checkpoint", default=None,
         help="VGGish .pth for the validation FAD (default: torchvggish's, downloaded); 'random' = random weights (offline tests only)",
     )  # fmt: skip
-    g.add_argument("--no_validation_fad", action="store_true", help="skip the FAD at validation (audio and images are still logged)")
-    g.add_argument("--freeze_text_encoder", action="store_true", help="text mode: train the UNet only (the paper trains both)")
-    g.add_argument("--gradient_checkpointing", action="store_true", help="recompute activations in the backward pass (less memory)")
-    g.add_argument("--use_ema", action="store_true", help="keep an exponential moving average of the trained weights and save it")
+    g.add_argument(
+        "--no_validation_fad",
+        action="store_true",
+        help="skip the FAD at validation (audio and images are still logged)",
+    )
+    g.add_argument(
+        "--freeze_text_encoder", action="store_true", help="text mode: train the UNet only (the paper trains both)"
+    )
+    g.add_argument(
+        "--gradient_checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (less memory)",
+    )
+    g.add_argument(
+        "--use_ema", action="store_true", help="keep an exponential moving average of the trained weights and save it"
+    )
     g.add_argument("--ema_decay", type=float, default=0.9999, help="EMA decay")
-    g.add_argument("--snr_gamma", type=float, default=None, help="Min-SNR loss weighting gamma (Hang et al. 2023; 5.0 recommended)")
+    g.add_argument(
+        "--snr_gamma",
+        type=float,
+        default=None,
+        help="Min-SNR loss weighting gamma (Hang et al. 2023; 5.0 recommended)",
+    )
     g.add_argument("--noise_offset", type=float, default=0.0, help="noise offset (0 = none)")
-    g.add_argument("--use_lora", action="store_true", help="text mode: train LoRA adapters of the UNet and text encoder (peft) instead")
+    g.add_argument(
+        "--use_lora",
+        action="store_true",
+        help="text mode: train LoRA adapters of the UNet and text encoder (peft) instead",
+    )
     g.add_argument("--lora_rank", type=int, default=4, help="LoRA rank")
     g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay")
     add_common_arguments(
@@ -133,19 +179,29 @@ def load_generation_splits(args: argparse.Namespace):
     try:
         splits = datasets.load_dataset(args.dataset, args.dataset_config)
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
-        raise FileNotFoundError(f"--dataset {args.dataset}: not a built SoS folder or a reachable Hub dataset ({error})") from error
-    except ValueError as error:  # an unknown config, or `Instruction "train" corresponds to no data!` for an empty split
-        raise ValueError(f"--dataset {args.dataset} config {args.dataset_config!r} could not be loaded ({error}): unknown config or a split is empty") from error
+        raise FileNotFoundError(
+            f"--dataset {args.dataset}: not a built SoS folder or a reachable Hub dataset ({error})"
+        ) from error
+    except (
+        ValueError
+    ) as error:  # an unknown config, or `Instruction "train" corresponds to no data!` for an empty split
+        raise ValueError(
+            f"--dataset {args.dataset} config {args.dataset_config!r} could not be loaded ({error}): unknown config or a split is empty"
+        ) from error
     columns = GENERATION_COLUMNS[args.mode]
     names = [args.train_split] + ([] if args.validation_split == "none" else [args.validation_split])
     out = []
     for name in names:
         if name not in splits:
-            raise ValueError(f"--dataset {args.dataset} ({args.dataset_config}) has no split {name!r} (it has {sorted(splits)})")
+            raise ValueError(
+                f"--dataset {args.dataset} ({args.dataset_config}) has no split {name!r} (it has {sorted(splits)})"
+            )
         split = splits[name]
         missing = [c for c in columns if c not in split.column_names]
         if missing:
-            raise ValueError(f"--dataset {args.dataset} split {name!r} has no column(s) {missing} for --mode {args.mode}; it has {split.column_names}")
+            raise ValueError(
+                f"--dataset {args.dataset} split {name!r} has no column(s) {missing} for --mode {args.mode}; it has {split.column_names}"
+            )
         if len(split) == 0:
             raise ValueError(f"--dataset {args.dataset} split {name!r} is empty")
         out.append(split)
@@ -198,18 +254,35 @@ class SliceCollator:
         for index, row in items:
             image = slice_spectrogram(row["audio"], self.params)
             width = image.shape[-1]
-            start = int(_window_generator(self.seed, self.epoch, index).integers(0, max(1, width - self.window_width + 1)))
+            start = int(
+                _window_generator(self.seed, self.epoch, index).integers(0, max(1, width - self.window_width + 1))
+            )
             window = image[..., start : start + self.window_width]
             window = F.pad(window, (0, self.window_width - window.shape[-1]), value=255)
             images.append(window)
             starts.append(start)
             texts.append(IMAGE_ONLY_PROMPT if self.mode == "image" else row["text"])
             if self.mode != "text":
-                frames.append([torch.from_numpy(np.array(f.convert("RGB"))).permute(2, 0, 1).float() / 255 for f in row["frames"]])
+                frames.append(
+                    [
+                        torch.from_numpy(np.array(f.convert("RGB"))).permute(2, 0, 1).float() / 255
+                        for f in row["frames"]
+                    ]
+                )
                 times.append([max(0.0, t - row["start"]) for t in row["frame_times"]])
-        tokens = self.tokenizer(texts, max_length=self.tokenizer.model_max_length, padding="max_length", truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(
+            texts,
+            max_length=self.tokenizer.model_max_length,
+            padding="max_length",
+            truncation=True,
+            return_tensors="pt",
+        )
         # uint8 [0, 255] -> [-1, 1], the VAE's input range (the pipeline maps decoded images back with x / 2 + 0.5).
-        batch = {"pixel_values": torch.stack(images).float() / 127.5 - 1.0, "input_ids": tokens.input_ids, "window_start": torch.tensor(starts)}
+        batch = {
+            "pixel_values": torch.stack(images).float() / 127.5 - 1.0,
+            "input_ids": tokens.input_ids,
+            "window_start": torch.tensor(starts),
+        }
         if self.mode != "text":
             batch["frames"], batch["frame_times"] = frames, times
         return batch
@@ -241,7 +314,11 @@ def load_generation_pipeline(args: argparse.Namespace):
     if source.exists() and not (source / "model_index.json").exists():
         raise FileNotFoundError(f"--pretrained_model {source}: no model_index.json (not a diffusers pipeline folder)")
     if source.exists() and not (source / "unet").is_dir():
-        what = "a text-to-audio base with a UNet to condition" if args.mode != "text" else "a pipeline with a UNet to fine-tune"
+        what = (
+            "a text-to-audio base with a UNet to condition"
+            if args.mode != "text"
+            else "a pipeline with a UNet to fine-tune"
+        )
         raise ValueError(f"--mode {args.mode} needs {what}; {source} has no unet/ folder")
     try:
         index = json.loads((source / "model_index.json").read_text()) if source.exists() else {}
@@ -250,9 +327,13 @@ def load_generation_pipeline(args: argparse.Namespace):
     try:
         base = SoSgenPipeline.from_pretrained(args.pretrained_model)
     except OSError as error:  # a Hub id that cannot be reached, or a folder missing a component's files
-        raise FileNotFoundError(f"--pretrained_model {args.pretrained_model}: cannot load the pipeline ({error})") from error
+        raise FileNotFoundError(
+            f"--pretrained_model {args.pretrained_model}: cannot load the pipeline ({error})"
+        ) from error
     if getattr(base, "unet", None) is None or not isinstance(base.unet, UNet2DConditionModel):
-        raise ValueError(f"--pretrained_model {args.pretrained_model} has no UNet: it cannot be trained or conditioned")
+        raise ValueError(
+            f"--pretrained_model {args.pretrained_model} has no UNet: it cannot be trained or conditioned"
+        )
     if args.mode == "text":
         return base
     components = {k: getattr(base, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
@@ -265,8 +346,14 @@ def load_generation_pipeline(args: argparse.Namespace):
         components["feature_extractor"] = CLIPImageProcessor.from_pretrained(args.image_encoder)
         # The hint encoder downsamples as much as the VAE: log2(vae_scale_factor) + 1 stages (4 for Riffusion's 8x).
         stages = int(math.log2(base.vae_scale_factor)) + 1
-        components["controlnet"] = controlnet_from_unet(base.unet, components["image_encoder"], CONDITIONING_CHANNELS[:stages])
-    config = {k: v for k, v in base.config.items() if not k.startswith("_") and k != "image_only" and not isinstance(v, (list, tuple))}
+        components["controlnet"] = controlnet_from_unet(
+            base.unet, components["image_encoder"], CONDITIONING_CHANNELS[:stages]
+        )
+    config = {
+        k: v
+        for k, v in base.config.items()
+        if not k.startswith("_") and k != "image_only" and not isinstance(v, (list, tuple))
+    }
     return SoSgenControlNetPipeline(**components, **config, image_only=args.mode == "image")
 
 
@@ -287,7 +374,9 @@ class DenoisingModel(nn.Module):
         self.controlnet = getattr(pipe, "controlnet", None) if mode != "text" else None
         self._pipe = [pipe]  # not a submodule: the frozen image encoder and VAE stay out of DDP
 
-    def forward(self, noisy_latents, timesteps, input_ids, frames=None, frame_times=None, window_start=None) -> torch.Tensor:
+    def forward(
+        self, noisy_latents, timesteps, input_ids, frames=None, frame_times=None, window_start=None
+    ) -> torch.Tensor:
         text_states = self.text_encoder(input_ids, return_dict=False)[0]
         if self.mode == "text":
             return self.unet(noisy_latents, timesteps, encoder_hidden_states=text_states, return_dict=False)[0]
@@ -315,7 +404,9 @@ def frame_residuals(pipe, controlnet, latents, timesteps, frames, frame_times, w
         story_times = [min(t, (num_samples - 1) / params.sample_rate) for t in frame_times[k]]
         with torch.no_grad():
             condition = pipe._frame_condition([frames[k]], [story_times], full_width, 1, num_samples, latents.device)
-        window = pipe._window_condition(condition, GenerationWindow(start=start, width=width, overlap=0), latents.device)
+        window = pipe._window_condition(
+            condition, GenerationWindow(start=start, width=width, overlap=0), latents.device
+        )
         down, mid = controlnet(
             latents[k : k + 1], timesteps[k : k + 1], encoder_hidden_states=window.contexts[0][None],
             controlnet_cond=window.hint.to(latents.dtype), return_dict=False,
@@ -336,7 +427,9 @@ class GenerationResult:
     output_dir: str = ""
 
 
-def save_generation_output(pipe, trained: DenoisingModel, args: argparse.Namespace, fad: float | None, ema=None) -> None:
+def save_generation_output(
+    pipe, trained: DenoisingModel, args: argparse.Namespace, fad: float | None, ema=None
+) -> None:
     """The trained pipeline (or the LoRA adapters) with its model card into `--output_dir`."""
     from sound_of_story.cards import build_model_card
 
@@ -347,7 +440,11 @@ def save_generation_output(pipe, trained: DenoisingModel, args: argparse.Namespa
         from peft.utils import get_peft_model_state_dict
 
         unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(trained.unet))
-        text_layers = None if args.freeze_text_encoder else convert_state_dict_to_diffusers(get_peft_model_state_dict(trained.text_encoder))
+        text_layers = (
+            None
+            if args.freeze_text_encoder
+            else convert_state_dict_to_diffusers(get_peft_model_state_dict(trained.text_encoder))
+        )
         type(pipe).save_lora_weights(out, unet_lora_layers=unet_layers, text_encoder_lora_layers=text_layers)
     else:
         saved = pipe
@@ -362,9 +459,17 @@ def save_generation_output(pipe, trained: DenoisingModel, args: argparse.Namespa
 
     results = None
     if fad is not None:
-        results = [EvalResult(task_type="text-to-audio", dataset_type=args.dataset, dataset_name=args.dataset, dataset_split=args.validation_split,
-                              metric_type="fad", metric_name="FAD (VGGish)" + (" random weights" if args.validation_fad_checkpoint == "random" else ""),
-                              metric_value=fad)]
+        results = [
+            EvalResult(
+                task_type="text-to-audio",
+                dataset_type=args.dataset,
+                dataset_name=args.dataset,
+                dataset_split=args.validation_split,
+                metric_type="fad",
+                metric_name="FAD (VGGish)" + (" random weights" if args.validation_fad_checkpoint == "random" else ""),
+                metric_value=fad,
+            )
+        ]
     card = build_model_card(
         library_name="diffusers", base_models=[args.pretrained_model] + ([args.image_encoder] if _new_controlnet(args) else []),
         dataset=args.dataset, pipeline_tag="text-to-audio", tags=["sosgen", f"sosgen-{args.mode}", "riffusion"] + (["lora"] if args.use_lora else []),
@@ -410,8 +515,12 @@ def run_validation(pipe, slices, args, accelerator, global_step: int) -> float |
         references.append(_mono_audio(row["audio"]))
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
-                tracker.writer.add_audio(f"validation/{i}", torch.from_numpy(mono), global_step, sample_rate=result.sample_rate)
-                tracker.writer.add_image(f"validation/{i}", np.array(result.spectrograms[0].convert("RGB")), global_step, dataformats="HWC")
+                tracker.writer.add_audio(
+                    f"validation/{i}", torch.from_numpy(mono), global_step, sample_rate=result.sample_rate
+                )
+                tracker.writer.add_image(
+                    f"validation/{i}", np.array(result.spectrograms[0].convert("RGB")), global_step, dataformats="HWC"
+                )
     if args.no_validation_fad:
         return None
     from sound_of_story.metrics.fad import VGGishEmbedder, compute_fad
@@ -422,7 +531,9 @@ def run_validation(pipe, slices, args, accelerator, global_step: int) -> float |
         else VGGishEmbedder.from_checkpoint(args.validation_fad_checkpoint, pad_short_clips=True)
     )
     rates = [r for _, r in references]
-    fad = compute_fad(generated, [a for a, _ in references], embedder, sample_rate=params.sample_rate, reference_sample_rate=rates).fad
+    fad = compute_fad(
+        generated, [a for a, _ in references], embedder, sample_rate=params.sample_rate, reference_sample_rate=rates
+    ).fad
     accelerator.log({"validation/fad": fad}, step=global_step)
     return float(fad)
 
@@ -447,7 +558,9 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             mixed_precision=args.mixed_precision,
             log_with=None if args.report_to == "none" else args.report_to,
-            project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)),
+            project_config=ProjectConfiguration(
+                project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)
+            ),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
     resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
@@ -465,9 +578,23 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
 
             pipe.unet.requires_grad_(False)
             pipe.text_encoder.requires_grad_(False)
-            pipe.unet.add_adapter(LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            pipe.unet.add_adapter(
+                LoraConfig(
+                    r=args.lora_rank,
+                    lora_alpha=args.lora_rank,
+                    init_lora_weights="gaussian",
+                    target_modules=LORA_TARGETS,
+                )
+            )
             if not args.freeze_text_encoder:
-                pipe.text_encoder.add_adapter(LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, init_lora_weights="gaussian", target_modules=TEXT_LORA_TARGETS))
+                pipe.text_encoder.add_adapter(
+                    LoraConfig(
+                        r=args.lora_rank,
+                        lora_alpha=args.lora_rank,
+                        init_lora_weights="gaussian",
+                        target_modules=TEXT_LORA_TARGETS,
+                    )
+                )
     else:
         for module in (pipe.unet, pipe.text_encoder, pipe.image_encoder):
             module.requires_grad_(False)
@@ -485,20 +612,39 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
         ema = EMAModel(target.parameters(), decay=args.ema_decay)
         accelerator.register_for_checkpointing(ema)
 
-    collator = SliceCollator(pipe.spectrogram_params, int(pipe.config.window_width), pipe.tokenizer, args.mode, args.seed)
+    collator = SliceCollator(
+        pipe.spectrogram_params, int(pipe.config.window_width), pipe.tokenizer, args.mode, args.seed
+    )
     loader = torch.utils.data.DataLoader(
         IndexedSlices(train_slices), batch_size=args.train_batch_size, shuffle=True, collate_fn=collator,
         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed),
     )  # fmt: skip
-    optimizer = torch.optim.AdamW(params_to_train, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.weight_decay, eps=args.adam_epsilon)
-    updates_per_epoch = math.ceil(math.ceil(len(train_slices) / (args.train_batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
+    optimizer = torch.optim.AdamW(
+        params_to_train,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.weight_decay,
+        eps=args.adam_epsilon,
+    )
+    updates_per_epoch = math.ceil(
+        math.ceil(len(train_slices) / (args.train_batch_size * accelerator.num_processes))
+        / args.gradient_accumulation_steps
+    )
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=warmup * accelerator.num_processes, num_training_steps=max_steps * accelerator.num_processes)
+    scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=warmup * accelerator.num_processes,
+        num_training_steps=max_steps * accelerator.num_processes,
+    )
     trained, optimizer, loader, scheduler = accelerator.prepare(trained, optimizer, loader, scheduler)
     if accelerator.log_with:
-        accelerator.init_trackers("sosgen", config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers(
+            "sosgen",
+            config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))},
+        )
 
     global_step, first_epoch, skip = 0, 0, 0
     if resume_path is not None:
@@ -522,24 +668,54 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
         batches = accelerator.skip_first_batches(loader, skip) if epoch == first_epoch and skip else loader
         for batch_index, batch in enumerate(batches, start=skip if epoch == first_epoch else 0):
             # The noise and timesteps of a batch depend only on (seed, epoch, batch, process): resume reproduces them.
-            noise_generator.manual_seed(hash((args.seed, epoch, batch_index, accelerator.process_index)) & ((1 << 62) - 1))
+            noise_generator.manual_seed(
+                hash((args.seed, epoch, batch_index, accelerator.process_index)) & ((1 << 62) - 1)
+            )
             with accelerator.accumulate(trained):
                 with torch.no_grad():
-                    latents = vae.encode(batch["pixel_values"].to(vae.dtype)).latent_dist.sample(noise_generator) * vae.config.scaling_factor
-                noise = torch.randn(latents.shape, generator=noise_generator, device=latents.device, dtype=latents.dtype)
+                    latents = (
+                        vae.encode(batch["pixel_values"].to(vae.dtype)).latent_dist.sample(noise_generator)
+                        * vae.config.scaling_factor
+                    )
+                noise = torch.randn(
+                    latents.shape, generator=noise_generator, device=latents.device, dtype=latents.dtype
+                )
                 if args.noise_offset:
-                    noise += args.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=noise_generator, device=latents.device)
-                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=noise_generator, device=latents.device)
+                    noise += args.noise_offset * torch.randn(
+                        (*latents.shape[:2], 1, 1), generator=noise_generator, device=latents.device
+                    )
+                timesteps = torch.randint(
+                    0,
+                    noise_scheduler.config.num_train_timesteps,
+                    (latents.shape[0],),
+                    generator=noise_generator,
+                    device=latents.device,
+                )
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-                target = noise if noise_scheduler.config.prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
-                pred = trained(noisy, timesteps, batch["input_ids"], batch.get("frames"), batch.get("frame_times"), batch["window_start"])
+                target = (
+                    noise
+                    if noise_scheduler.config.prediction_type == "epsilon"
+                    else noise_scheduler.get_velocity(latents, noise, timesteps)
+                )
+                pred = trained(
+                    noisy,
+                    timesteps,
+                    batch["input_ids"],
+                    batch.get("frames"),
+                    batch.get("frame_times"),
+                    batch["window_start"],
+                )
                 if args.snr_gamma is None:
                     loss = F.mse_loss(pred.float(), target.float())
                 else:
                     snr = compute_snr(noise_scheduler, timesteps)
                     weights = torch.stack([snr, args.snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
-                    weights = weights / snr if noise_scheduler.config.prediction_type == "epsilon" else weights / (snr + 1)
-                    loss = (F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
+                    weights = (
+                        weights / snr if noise_scheduler.config.prediction_type == "epsilon" else weights / (snr + 1)
+                    )
+                    loss = (
+                        F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights
+                    ).mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params_to_train, args.max_grad_norm)
@@ -601,6 +777,11 @@ def _validate(pipe, slices, args, accelerator, global_step: int) -> float | None
     return fad[0]
 
 
-
-
-__all__ = ["GEN_MODES", "GenMode", "build_sosgen_parser", "load_generation_pipeline", "parse_sosgen_args", "train_sosgen"]
+__all__ = [
+    "GEN_MODES",
+    "GenMode",
+    "build_sosgen_parser",
+    "load_generation_pipeline",
+    "parse_sosgen_args",
+    "train_sosgen",
+]
