@@ -129,6 +129,7 @@ class DemoPlan:
     sosgen_lr: float
     eval_slices: int
     inference_steps: int
+    generation_seconds: float | None
     bootstrap: int
 
     @classmethod
@@ -157,6 +158,7 @@ class DemoPlan:
             sosgen_lr=1e-3,
             eval_slices=scaled(24, 3),
             inference_steps=10 if scale >= 0.5 else 4,
+            generation_seconds=None if scale >= 0.5 else 5.0,  # None: each held-out slice's own length (15 s)
             bootstrap=1000,
         )
 
@@ -384,7 +386,7 @@ def generation_table(paths: DemoPaths, plan: DemoPlan, pipelines: list[Path], pr
 
     table = run_table3(
         [str(p) for p in pipelines], str(paths.sos), out=paths.generated, limit=plan.eval_slices, seed=0,
-        num_inference_steps=plan.inference_steps, embedder=make_embedder(random_weights=True), bootstrap=plan.bootstrap,
+        num_inference_steps=plan.inference_steps, duration_s=plan.generation_seconds, embedder=make_embedder(random_weights=True), bootstrap=plan.bootstrap,
         cache_dir=paths.work / "vggish", progress=progress,
     )  # fmt: skip
     return json.loads((paths.generated / "table3.json").read_text()) if table else {}
@@ -431,7 +433,7 @@ def recommend_for_stories(paths: DemoPaths, stories: Any, slices: Any, progress:
 
 def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: bool = False, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Run every stage into ``out_dir`` and write the report; returns the report's data (``report.json``)."""
-    from sound_of_story.app.report import write_report
+    from .report import write_report
 
     plan = DemoPlan.for_minutes(minutes)
     paths = DemoPaths(Path(out_dir))
@@ -480,7 +482,7 @@ def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: 
 
 def build_report(data: dict[str, Any], built: dict[str, Any], paths: DemoPaths):
     """The report's sections from the run's figures and media."""
-    from sound_of_story.app.report import Image, Paragraph, Report, Table, curves_png
+    from .report import Image, Paragraph, Report, Table, curves_png
 
     report = Report("Sound of Story: the demo", data=data)
     settings = data["settings"]
@@ -541,14 +543,15 @@ def _decoded(value: Any) -> tuple[Any, int]:
 
 
 def _clip_block(audio: Any, rate: int, caption: str, name: str):
-    from sound_of_story.app.report import AudioClip, spectrogram_png, wav_bytes
+    from .report import AudioClip, spectrogram_png, wav_bytes
 
     return AudioClip(wav_bytes(audio, rate), caption, name, spectrogram_png(audio, rate))
 
 
 def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
-    from sound_of_story.app.report import Gallery, Image, Paragraph, Table, curves_png
     from sound_of_story.audio import read_audio_file
+
+    from .report import Gallery, Image, Paragraph, Table, curves_png
 
     section = report.section("Generation (Table 3)")
     table3 = data["table3"]
@@ -582,8 +585,9 @@ def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any]
 
 
 def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
-    from sound_of_story.app.report import Gallery, Image, Paragraph, Table, frames_png
     from sound_of_story.audio import read_audio_file
+
+    from .report import Gallery, Image, Paragraph, Table, frames_png
 
     section = report.section("Recommendation")
     info = data["recommendation"]

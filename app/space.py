@@ -59,6 +59,7 @@ class SpaceSettings:
     @classmethod
     def from_demo(cls, demo_dir: str | Path = DEFAULT_DEMO_DIR, **overrides: str | None) -> SpaceSettings:
         """The models, library and index that ``sound-of-story demo --out demo_dir`` wrote; ``overrides`` replace any."""
+        # Absolute, not relative: a Space runs this file as a script (`python space.py`).
         from sound_of_story.app.demo import DemoPaths
 
         paths = DemoPaths(Path(demo_dir))

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sound_of_story.app.help_formatter import HelpFormatter
+from .help_formatter import HelpFormatter
 
 
 def add_space_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``space`` subcommand to ``subparsers``."""
-    from sound_of_story.app.space import DEFAULT_DEMO_DIR, DEFAULT_PORT
+    from .space import DEFAULT_DEMO_DIR, DEFAULT_PORT
 
     parser = subparsers.add_parser(
         "space",
@@ -39,7 +39,7 @@ def add_space_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_space(args: argparse.Namespace) -> int:
-    from sound_of_story.app.space import SpaceSettings, launch_space
+    from .space import SpaceSettings, launch_space
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")

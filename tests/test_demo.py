@@ -72,3 +72,89 @@ def test_report_is_self_contained_and_markdown_links_the_same_media(tmp_path):
     assert len(set(linked)) == 5  # two clips named "tone" get distinct files
     assert {(tmp_path / p).read_bytes() for p in linked if p.endswith(".wav")} == {wav}
     assert json.loads(paths["json"].read_text()) == report.data
+
+
+# --------------------------------------------------------------------------- the reduced demo run
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    from demo_fixtures import run_quick_demo
+
+    cwd, result = run_quick_demo(tmp_path_factory)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return cwd / "demo_quick", result
+
+
+def test_plan_holds_out_24_stories_in_15_minutes_and_rejects_a_bad_budget(tmp_path):
+    from sound_of_story.app.demo import DemoPlan
+
+    full, quick = DemoPlan.for_minutes(15), DemoPlan.for_minutes(1)
+    assert full.test_stories >= 24 and full.cmd_clips % 2 == 0
+    assert quick.test_stories < full.test_stories and quick.retrieval_epochs < full.retrieval_epochs
+    result = subprocess.run([str(CLI), "demo", "--out", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--minutes must be at least" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
+    from datasets import load_dataset
+
+    from sound_of_story.app.demo import FIGURES, PAPER_DIRECTIONS, DemoPaths, DemoPlan
+    from sound_of_story.evaluation.retrieval import encode_stories, random_baseline_figures, retrieval_figures
+    from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
+
+    out, result = quick_demo
+    paths, plan = DemoPaths(out), DemoPlan.for_minutes(1)
+    assert "report: demo_quick/report.html (self-contained), demo_quick/report.md, demo_quick/report.json" in result.stdout
+    data = json.loads((out / "report.json").read_text())
+    stories, slices = load_dataset(str(paths.sos)), load_dataset(str(paths.sos), "generation")
+    # Data: what the report counts is what load_dataset reads back.
+    assert data["dataset"]["sample_clips"] == {"cmd": plan.cmd_clips, "lsmdc": plan.lsmdc_clips}
+    for split, stats in data["dataset"]["splits"].items():
+        assert stats["stories"] == len(stories[split]) and stats["generation_slices"] == len(slices[split])
+    n = len(stories["test"])
+    assert n >= plan.test_stories
+    # Table 2: the layout, intervals around values, and the trained A2V figures recomputed from the saved model.
+    table2 = data["table2"]
+    for row in ("trained", "untrained", "random"):
+        assert set(table2[row]) == set(PAPER_DIRECTIONS)
+        for direction in PAPER_DIRECTIONS:
+            entry = table2[row][direction]
+            assert set(entry) == set(FIGURES)
+            assert entry["R@1"]["ci_low"] <= entry["R@1"]["value"] + 1e-9 <= entry["R@1"]["ci_high"] + 2e-9
+            assert 0 <= entry["R@1"]["value"] <= entry["R@5"]["value"] <= 100 and 1 <= entry["MdR"]["value"] <= n
+    model = SoSRetrievalModel.from_pretrained(paths.retrieval_model).eval()
+    processor = SoSRetrievalProcessor.from_pretrained(paths.retrieval_model)
+    figures = retrieval_figures(model, encode_stories(model, processor, stories["test"], pair="audio-video", progress=False))
+    for direction in ("A2V", "V2A"):
+        for name in FIGURES:
+            assert table2["trained"][direction][name]["value"] == pytest.approx(figures[direction][name])
+    assert table2["random"]["A2V"]["R@1"]["value"] == pytest.approx(random_baseline_figures(n)["A2V"]["R@1"])
+    assert data["table2_beats_random"] == (table2["trained"]["A2V"]["R@1"]["ci_low"] > table2["random"]["A2V"]["R@1"]["ci_high"])
+    # Training ran the planned steps with the package's loops.
+    assert len(data["retrieval_training"]["audio-video"]["losses"]) == data["retrieval_training"]["audio-video"]["steps"] > 0
+    assert data["sosgen_training"]["text"]["steps"] == plan.sosgen_steps
+    assert data["sosgen_training"]["controlnet"]["steps"] == plan.controlnet_steps
+    # Table 3: before and after training, every held-out slice generated and scored.
+    table3 = data["table3"]
+    assert set(table3) == {"sosgen-untrained", "sosgen", "sosgen-controlnet"}
+    for row in table3.values():
+        assert row["num_generated"] + len(row["excluded"]) == min(plan.eval_slices, len(slices["test"]))
+        assert row["FAD"] >= 0 and row["KAD"] == row["KAD"] and row["random_weights"] is True
+    # Recommendation: three held-out stories, five library sounds each, best first, from the training slices.
+    library = {p.stem for p in paths.library.iterdir()}
+    assert library == set(slices["train"]["id"])
+    queries = data["recommendation"]["queries"]
+    assert len(queries) == min(3, n) and {q["story"] for q in queries} <= set(stories["test"]["id"])
+    for query in queries:
+        scores = [r["score"] for r in query["recommendations"]]
+        assert len(scores) == min(5, len(library)) and scores == sorted(scores, reverse=True)
+        assert {Path(r["path"]).stem for r in query["recommendations"]} <= library
+    # The page: self-contained, random weights labelled, one player per real, generated and recommended clip.
+    page = (out / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    assert page.count("RANDOM weights") >= 2 and "VGGish with random weights" in page
+    players = len(_data_uris(page, "audio/wav"))
+    assert players == min(2, len(slices["test"])) * (1 + len(table3)) + min(5, len(library)) * len(queries)
+    a2v = table2["trained"]["A2V"]["R@1"]
+    assert f"{a2v['value']:.1f} [{a2v['ci_low']:.1f}, {a2v['ci_high']:.1f}]" in page
