@@ -436,6 +436,11 @@ def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: 
     from .report import write_report
 
     plan = DemoPlan.for_minutes(minutes)
+    if pretrained:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise ValueError("--pretrained downloads CLIP, AST and Riffusion from the Hub, but HF_HUB_OFFLINE is set: drop --pretrained")
     paths = DemoPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     stages = ["sample clips", "build SoS", "retrieval training", "Table 2", "SoSgen training", "Table 3", "recommendation", "report"]
