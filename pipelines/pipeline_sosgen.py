@@ -100,10 +100,11 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             15.36 s, what SoSgen is trained on; 512 for riffusion-model-v1). Wider requests are
             generated as overlapping windows.
         window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
-        griffin_lim_method (`"fast"` or `"exact"`, defaults to `"fast"`): how the spectrogram becomes audio
+        griffin_lim_method (`"exact"` or `"fast"`, defaults to `"exact"`): how the spectrogram becomes audio
             (:meth:`~sound_of_story.pipelines.spectrogram.SpectrogramConverter.griffin_lim`): ``"exact"`` is
-            Riffusion's inverse, ``"fast"`` 1.5 times the iterations, mostly on the window-length FFT (about 3x
-            faster and closer to the spectrogram; ``benchmarks/generation.py`` measures both).
+            Riffusion's inverse, ``"fast"`` 1.5 times the iterations, mostly on the window-length FFT (about 3-4x
+            faster than Riffusion's steps; closer to case A's spectrogram but 3% further from the benchmark's clips,
+            so not the default; ``benchmarks/generation.py`` measures both).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -136,7 +137,7 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
-        griffin_lim_method: GriffinLimMethod = "fast",
+        griffin_lim_method: GriffinLimMethod = "exact",
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)

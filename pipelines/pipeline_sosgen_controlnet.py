@@ -172,7 +172,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
-        griffin_lim_method: GriffinLimMethod = "fast",
+        griffin_lim_method: GriffinLimMethod = "exact",
         image_only: bool = False,
     ):
         super().__init__(

@@ -155,7 +155,7 @@ def test_golden_riffusion_inverse():
 
 @pytest.mark.parametrize("seed", [3])  # the exact method's best seed: the hardest comparison; seed 0 gives 0.063 vs 0.078
 def test_fast_griffin_lim_converges_at_least_as_well_as_exact_on_case_a(seed):
-    """The pipelines' default inverse (method="fast") on caseA.png: mel spectral convergence (the benchmark's SC) at
+    """The fast inverse (method="fast", opt-in in the pipelines) on caseA.png: mel spectral convergence (the benchmark's SC) at
     least as good as the exact method's with the same seed. The exact method's figures are the golden seed spread:
     it is Riffusion's inverse, which test_golden_riffusion_inverse reproduces for a seed (seed 3 is the exact
     method's best of seeds 0-4). On the linear 0-10 kHz bins the fast method is better for seed 0 (0.090 against
