@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sound_of_story.app.help_formatter import HelpFormatter
+from .help_formatter import HelpFormatter
 
 if TYPE_CHECKING:
     import PIL.Image
