@@ -335,7 +335,7 @@ def test_manifest_formats_and_bad_rows(tmp_path):
     assert stories[1].frame_times == (1.5, 62.0)
     assert stories[0].videos == (str(tmp_path / "a.mp4"),)
     reasons = {f.id: f.reason for f in failures}
-    assert reasons["c1"].startswith("duplicate id (line 2; first at line 1)")
+    assert reasons["c1"] == "duplicate id: line 2 (a.mp4) has the id of line 1 (a.mp4)"
     assert reasons["c2"] == "empty description"
     assert reasons["c3"] == "description is not valid UTF-8"
     assert "encodes no timestamp" in reasons["m3_000006"]
