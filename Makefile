@@ -4,7 +4,7 @@ SHELL := /bin/bash
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv
+.PHONY: demo test lint venv
 
 venv:
 	@bash .ci/bootstrap.sh
@@ -19,3 +19,8 @@ test:
 	export HF_HUB_OFFLINE=1 HF_HOME=$$(mktemp -d -t sos-hf-home.XXXXXX); \
 	trap 'rm -rf "$$HF_HOME"' EXIT; \
 	"$$venv/bin/python" -m pytest $(PYTEST_ARGS)
+
+# ruff (pinned in the dev extra; configured in pyproject.toml, line length 119). CI runs it first.
+lint:
+	@set -e; venv=$$(bash .ci/bootstrap.sh); \
+	"$$venv/bin/ruff" check . && "$$venv/bin/ruff" format --check .

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
 
-from sound_of_story.app.build_command import add_build_parser
-from sound_of_story.app.evaluate_command import add_evaluate_parser
-from sound_of_story.app.generate_command import add_generate_parser
-from sound_of_story.app.help_formatter import HelpFormatter
-from sound_of_story.app.recommend_command import add_recommend_parsers
-from sound_of_story.app.space_command import add_space_parser
 from sound_of_story.dataset_builder.sample_options import SampleGenerationError
 
+from .build_command import add_build_parser
+from .evaluate_command import add_evaluate_parser
+from .generate_command import add_generate_parser
+from .help_formatter import HelpFormatter
+from .recommend_command import add_recommend_parsers
 from .samples_command import add_samples_parser
+from .space_command import add_space_parser
 
 
 def _version() -> str:
@@ -31,7 +31,7 @@ def _version() -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from sound_of_story.app.demo import run_demo
+    from .demo import run_demo
 
     run_demo(args.out, minutes=args.minutes, pretrained=args.pretrained, seed=args.seed, progress=not args.quiet)
     return 0
@@ -60,8 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
-    p.add_argument("--minutes", type=float, default=15.0, help="time budget on 2 CPU cores: scales the data and the training (15 gives 24+ held-out stories)")
-    p.add_argument("--pretrained", action="store_true", help="start from the paper's CLIP, AST and Riffusion checkpoints (needs the Hub)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=15.0,
+        help="time budget on 2 CPU cores: scales the data and the training (15 gives 24+ held-out stories)",
+    )
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from the paper's CLIP, AST and Riffusion checkpoints (needs the Hub)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the sample clips and the training")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)

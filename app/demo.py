@@ -209,7 +209,11 @@ def _combined_manifest(samples_dir: Path) -> Path:
 def _generate_style(out_dir: str, num_clips: int, seed: int, duration_s: float, style: str, progress: bool) -> int:
     from sound_of_story.dataset_builder.samples import generate_samples
 
-    return len(generate_samples(out_dir, num_clips=num_clips, seed=seed, duration_s=duration_s, style=style, progress=progress))
+    return len(
+        generate_samples(
+            out_dir, num_clips=num_clips, seed=seed, duration_s=duration_s, style=style, progress=progress
+        )
+    )
 
 
 def make_samples(paths: DemoPaths, plan: DemoPlan, seed: int, progress: bool) -> dict[str, int]:
@@ -249,7 +253,9 @@ def dataset_statistics(stories: Any, slices: Any, failures: int) -> dict[str, An
 
     stats: dict[str, Any] = {"failed_inputs": failures, "splits": {}}
     for split, rows in stories.items():
-        table = rows.select_columns(["source", "duration", "frame_times", "speech_ratio_before", "speech_ratio_after"]).to_pandas()
+        table = rows.select_columns(
+            ["source", "duration", "frame_times", "speech_ratio_before", "speech_ratio_after"]
+        ).to_pandas()
         frames = table["frame_times"].map(len)
         stats["splits"][split] = {
             "stories": len(rows),
@@ -304,7 +310,9 @@ def table2_entry(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def train_retrieval_pair(paths: DemoPaths, plan: DemoPlan, pair: str, init: str, out_dir: Path, seed: int) -> dict[str, Any]:
+def train_retrieval_pair(
+    paths: DemoPaths, plan: DemoPlan, pair: str, init: str, out_dir: Path, seed: int
+) -> dict[str, Any]:
     """`train_retrieval` on the built stories; frozen encoders with cached features unless ``--pretrained``
     (the tiny encoders' random features are fixed, which is what makes a few minutes enough)."""
     from sound_of_story.training.retrieval import parse_retrieval_args, train_retrieval
@@ -319,7 +327,9 @@ def train_retrieval_pair(paths: DemoPaths, plan: DemoPlan, pair: str, init: str,
     return {"steps": result.global_step, "losses": result.losses}
 
 
-def evaluate_retrieval_models(models: dict[str, Path], stories: Any, plan: DemoPlan, paths: DemoPaths, progress: bool) -> dict[str, Any]:
+def evaluate_retrieval_models(
+    models: dict[str, Path], stories: Any, plan: DemoPlan, paths: DemoPaths, progress: bool
+) -> dict[str, Any]:
     """Table 2 on the held-out stories: every model's pair directions with bootstrap intervals, and the random baseline."""
     from sound_of_story.evaluation.retrieval import encode_stories, random_baseline_figures, retrieval_figures
     from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
@@ -331,7 +341,9 @@ def evaluate_retrieval_models(models: dict[str, Path], stories: Any, plan: DemoP
         for pair, folder in by_pair.items():
             model = SoSRetrievalModel.from_pretrained(folder).eval()
             processor = SoSRetrievalProcessor.from_pretrained(folder)
-            embeddings = encode_stories(model, processor, test, pair=pair, cache_dir=paths.work / "embeddings", progress=progress)
+            embeddings = encode_stories(
+                model, processor, test, pair=pair, cache_dir=paths.work / "embeddings", progress=progress
+            )
             for direction, figures in retrieval_figures(model, embeddings, bootstrap=plan.bootstrap).items():
                 table[row_name][direction] = table2_entry(figures)
     random = random_baseline_figures(len(test), bootstrap=plan.bootstrap)
@@ -364,7 +376,9 @@ def save_initial_pipelines(paths: DemoPaths, pretrained: bool) -> tuple[str, str
     return str(paths.init_sosgen), str(paths.init_image_encoder)
 
 
-def train_sosgen_mode(paths: DemoPaths, plan: DemoPlan, mode: str, base: str, image_encoder: str, out_dir: Path, steps: int, seed: int) -> dict[str, Any]:
+def train_sosgen_mode(
+    paths: DemoPaths, plan: DemoPlan, mode: str, base: str, image_encoder: str, out_dir: Path, steps: int, seed: int
+) -> dict[str, Any]:
     """`train_sosgen` on the generation slices: ``text`` fine-tunes the UNet and text encoder, ``controlnet``
     trains a ControlNet on the frames over the trained text model (the paper's eqs. 12 and 13)."""
     from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
@@ -419,7 +433,9 @@ def recommend_for_stories(paths: DemoPaths, stories: Any, slices: Any, progress:
     size = write_library(paths, slices)
     if paths.library_index.exists():  # an index of an earlier run's model: the model is new, so is the index
         shutil.rmtree(paths.library_index)
-    index, _ = SoundLibraryIndex.build(paths.library, str(paths.retrieval_model), paths.library_index, progress=progress)
+    index, _ = SoundLibraryIndex.build(
+        paths.library, str(paths.retrieval_model), paths.library_index, progress=progress
+    )
     test = stories["test"].sort("id")
     queries = []
     for row in test.select(range(min(NUM_RECOMMENDATION_STORIES, len(test)))):
@@ -431,7 +447,13 @@ def recommend_for_stories(paths: DemoPaths, stories: Any, slices: Any, progress:
 # --------------------------------------------------------------------------- orchestration
 
 
-def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: bool = False, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out_dir: str | Path,
+    minutes: float = DEFAULT_MINUTES,
+    pretrained: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run every stage into ``out_dir`` and write the report; returns the report's data (``report.json``)."""
     from .report import write_report
 
@@ -440,16 +462,30 @@ def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: 
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            raise ValueError("--pretrained downloads CLIP, AST and Riffusion from the Hub, but HF_HUB_OFFLINE is set: drop --pretrained")
+            raise ValueError(
+                "--pretrained downloads CLIP, AST and Riffusion from the Hub, but HF_HUB_OFFLINE is set: drop --pretrained"
+            )
     paths = DemoPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    stages = ["sample clips", "build SoS", "retrieval training", "Table 2", "SoSgen training", "Table 3", "recommendation", "report"]
+    stages = [
+        "sample clips",
+        "build SoS",
+        "retrieval training",
+        "Table 2",
+        "SoSgen training",
+        "Table 3",
+        "recommendation",
+        "report",
+    ]
     clock = StageClock(stages, plan.minutes, progress)
     data: dict[str, Any] = {"settings": {**asdict(plan), "seed": seed, "pretrained": pretrained}}
 
     counts = clock.run("sample clips", lambda: make_samples(paths, plan, seed, progress))
     built = clock.run("build SoS", lambda: build_sos(paths, plan, progress))
-    data["dataset"] = {"sample_clips": counts, **dataset_statistics(built["stories"], built["slices"], len(built["report"].failures))}
+    data["dataset"] = {
+        "sample_clips": counts,
+        **dataset_statistics(built["stories"], built["slices"], len(built["report"].failures)),
+    }
 
     def retrieval_training() -> dict[str, Any]:
         init = save_initial_retrieval_model(paths, pretrained, seed)
@@ -462,20 +498,38 @@ def run_demo(out_dir: str | Path, minutes: float = DEFAULT_MINUTES, pretrained: 
     trained = {"audio-video": paths.retrieval_model, "audio-text": paths.retrieval_text_model}
     untrained = {"audio-video": paths.init_retrieval, "audio-text": paths.init_retrieval}
     data["table2"] = clock.run(
-        "Table 2", lambda: evaluate_retrieval_models({"trained": trained, "untrained": untrained}, built["stories"], plan, paths, progress)
+        "Table 2",
+        lambda: evaluate_retrieval_models(
+            {"trained": trained, "untrained": untrained}, built["stories"], plan, paths, progress
+        ),
     )
     data["table2_beats_random"] = beats_random(data["table2"])
 
     def sosgen_training() -> dict[str, Any]:
         base, image_encoder = save_initial_pipelines(paths, pretrained)
         text = train_sosgen_mode(paths, plan, "text", base, image_encoder, paths.sosgen_text, plan.sosgen_steps, seed)
-        controlnet = train_sosgen_mode(paths, plan, "controlnet", str(paths.sosgen_text), image_encoder, paths.sosgen_controlnet, plan.controlnet_steps, seed)
+        controlnet = train_sosgen_mode(
+            paths,
+            plan,
+            "controlnet",
+            str(paths.sosgen_text),
+            image_encoder,
+            paths.sosgen_controlnet,
+            plan.controlnet_steps,
+            seed,
+        )
         return {"text": text, "controlnet": controlnet}
 
     data["sosgen_training"] = clock.run("SoSgen training", sosgen_training)
-    pipelines = [paths.init_sosgen, paths.sosgen_text, paths.sosgen_controlnet] if not pretrained else [paths.sosgen_text, paths.sosgen_controlnet]
+    pipelines = (
+        [paths.init_sosgen, paths.sosgen_text, paths.sosgen_controlnet]
+        if not pretrained
+        else [paths.sosgen_text, paths.sosgen_controlnet]
+    )
     data["table3"] = clock.run("Table 3", lambda: generation_table(paths, plan, pipelines, progress))
-    data["recommendation"] = clock.run("recommendation", lambda: recommend_for_stories(paths, built["stories"], built["slices"], progress))
+    data["recommendation"] = clock.run(
+        "recommendation", lambda: recommend_for_stories(paths, built["stories"], built["slices"], progress)
+    )
     clock.run("report", lambda: None)
     data["seconds"] = {**clock.seconds, "total": clock.elapsed_s}
     clock.close()
@@ -491,7 +545,11 @@ def build_report(data: dict[str, Any], built: dict[str, Any], paths: DemoPaths):
 
     report = Report("Sound of Story: the demo", data=data)
     settings = data["settings"]
-    weights = "the paper's CLIP and AST (--pretrained)" if settings["pretrained"] else "tiny encoders initialised in code with RANDOM weights, then trained here"
+    weights = (
+        "the paper's CLIP and AST (--pretrained)"
+        if settings["pretrained"]
+        else "tiny encoders initialised in code with RANDOM weights, then trained here"
+    )
     report.section("This run").add(
         Paragraph(
             f"Everything below was computed in this run ({data['seconds']['total'] / 60:.1f} min, budget {settings['minutes']:g} min) "
@@ -515,22 +573,40 @@ def build_report(data: dict[str, Any], built: dict[str, Any], paths: DemoPaths):
     table2 = data["table2"]
     head = ["model"] + [f"{d} {f}" for d in PAPER_DIRECTIONS for f in ("R@1", "R@5", "MdR")]
     table_rows = []
-    for name, label in (("random", "random baseline (mean of 5)"), ("untrained", f"SoS, {RANDOM_LABEL} (before training)"), ("trained", "SoS, trained here")):
+    for name, label in (
+        ("random", "random baseline (mean of 5)"),
+        ("untrained", f"SoS, {RANDOM_LABEL} (before training)"),
+        ("trained", "SoS, trained here"),
+    ):
         cells = [label]
         for direction in PAPER_DIRECTIONS:
             for figure in ("R@1", "R@5", "MdR"):
                 entry = table2[name].get(direction, {}).get(figure)
-                cells.append("n/a" if entry is None else f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]")
+                cells.append(
+                    "n/a" if entry is None else f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]"
+                )
         table_rows.append(cells)
     a2v = table2["trained"]["A2V"]["R@1"]
     rand = table2["random"]["A2V"]["R@1"]
     verdict = "lies above" if data["table2_beats_random"] else "does NOT lie above"
     section = report.section("Retrieval (Table 2)")
     section.add(
-        Table(head, table_rows, caption=f"Retrieval on {stats['splits']['test']['stories']} held-out stories: value [95% bootstrap interval]"),
-        Paragraph(f"The trained model's A2V R@1 interval [{a2v['ci_low']:.1f}, {a2v['ci_high']:.1f}] {verdict} the random baseline's [{rand['ci_low']:.1f}, {rand['ci_high']:.1f}]."),
+        Table(
+            head,
+            table_rows,
+            caption=f"Retrieval on {stats['splits']['test']['stories']} held-out stories: value [95% bootstrap interval]",
+        ),
+        Paragraph(
+            f"The trained model's A2V R@1 interval [{a2v['ci_low']:.1f}, {a2v['ci_high']:.1f}] {verdict} the random baseline's [{rand['ci_low']:.1f}, {rand['ci_high']:.1f}]."
+        ),
     )
-    section.add(Image(curves_png(_loss_curves(data["retrieval_training"]), "step", "contrastive loss", "Retrieval training"), "Training loss per step", "retrieval_loss"))
+    section.add(
+        Image(
+            curves_png(_loss_curves(data["retrieval_training"]), "step", "contrastive loss", "Retrieval training"),
+            "Training loss per step",
+            "retrieval_loss",
+        )
+    )
     _generation_section(report, data, built, paths)
     _recommendation_section(report, data, built, paths)
     return report
@@ -585,7 +661,9 @@ def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any]
             wav = paths.generated / name / "audio" / f"{row['id']}.wav"
             if wav.is_file():
                 generated, generated_rate = read_audio_file(wav)
-                items.append(_clip_block(generated, generated_rate, f"{labels.get(name, name)}", f"{name}_{row['id']}"))
+                items.append(
+                    _clip_block(generated, generated_rate, f"{labels.get(name, name)}", f"{name}_{row['id']}")
+                )
         section.add(Gallery(items, caption=f"Held-out slice {row['id']}: “{row['text'][:160]}”"))
 
 
@@ -596,14 +674,26 @@ def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, 
 
     section = report.section("Recommendation")
     info = data["recommendation"]
-    section.add(Paragraph(f"Library: the {info['library_clips']} training slices; model: the audio-video retrieval model trained above."))
+    section.add(
+        Paragraph(
+            f"Library: the {info['library_clips']} training slices; model: the audio-video retrieval model trained above."
+        )
+    )
     stories = built["stories"]["test"]
     positions = {sid: i for i, sid in enumerate(stories["id"])}
     for query in info["queries"]:
         row = stories[positions[query["story"]]]
         section.add(
-            Image(frames_png(row["frames"]), f"Held-out story {query['story']}: its key frames (the query)", f"query_{query['story']}"),
-            Table(["rank", "library clip", "score"], [[r["rank"], r["clip_id"], r["score"]] for r in query["recommendations"]], digits=3),
+            Image(
+                frames_png(row["frames"]),
+                f"Held-out story {query['story']}: its key frames (the query)",
+                f"query_{query['story']}",
+            ),
+            Table(
+                ["rank", "library clip", "score"],
+                [[r["rank"], r["clip_id"], r["score"]] for r in query["recommendations"]],
+                digits=3,
+            ),
         )
         clips = []
         for r in query["recommendations"]:
@@ -612,4 +702,13 @@ def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, 
         section.add(Gallery(clips))
 
 
-__all__ = ["DEFAULT_MINUTES", "DemoPaths", "DemoPlan", "beats_random", "build_report", "dataset_statistics", "run_demo", "table2_entry"]
+__all__ = [
+    "DEFAULT_MINUTES",
+    "DemoPaths",
+    "DemoPlan",
+    "beats_random",
+    "build_report",
+    "dataset_statistics",
+    "run_demo",
+    "table2_entry",
+]

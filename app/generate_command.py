@@ -40,23 +40,45 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--model", required=True, help="pipeline folder or Hub id")
     parser.add_argument("--text", help="the description (required unless --image-only)")
     parser.add_argument("--negative-text", help="what to steer away from")
-    parser.add_argument("--frames", type=Path, help=f"folder of the story's frames ({', '.join(FRAME_SUFFIXES)}), in file-name order; needs a {CONTROLNET_PIPELINE}")
-    parser.add_argument("--frame-times", help="comma-separated time in seconds of each frame, non-decreasing, below --duration (default: evenly spaced)")
+    parser.add_argument(
+        "--frames",
+        type=Path,
+        help=f"folder of the story's frames ({', '.join(FRAME_SUFFIXES)}), in file-name order; needs a {CONTROLNET_PIPELINE}",
+    )
+    parser.add_argument(
+        "--frame-times",
+        help="comma-separated time in seconds of each frame, non-decreasing, below --duration (default: evenly spaced)",
+    )
     parser.add_argument(
         "--image-only",
         action="store_true",
         help="generate from the frames alone (the text is the fixed prompt 'Audio', as SoSgen_image was trained); implied by an image-only model",
     )
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of audio")
-    parser.add_argument("--max-duration", type=float, default=MAX_DURATION_S, help="the longest --duration accepted (memory grows with it)")
-    parser.add_argument("--out", type=Path, required=True, help="output WAV file; the spectrogram goes to the same name with .png")
-    parser.add_argument("--window-width", type=int, help="widest image generated in one go, in pixels (default: the model's; 512 for riffusion-model-v1)")
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        default=MAX_DURATION_S,
+        help="the longest --duration accepted (memory grows with it)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output WAV file; the spectrogram goes to the same name with .png"
+    )
+    parser.add_argument(
+        "--window-width",
+        type=int,
+        help="widest image generated in one go, in pixels (default: the model's; 512 for riffusion-model-v1)",
+    )
     parser.add_argument("--steps", type=int, default=50, help="denoising steps")
     parser.add_argument("--guidance", type=float, default=7.0, help="classifier-free guidance scale")
-    parser.add_argument("--controlnet-scale", type=float, default=1.0, help="ControlNet conditioning scale (with --frames)")
+    parser.add_argument(
+        "--controlnet-scale", type=float, default=1.0, help="ControlNet conditioning scale (with --frames)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (fixes the audio)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype; auto = float16 on CUDA, else float32")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="auto", help="model dtype; auto = float16 on CUDA, else float32"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_generate)
     return parser

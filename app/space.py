@@ -80,7 +80,9 @@ class SpaceSettings:
     def from_environment(cls, environ: dict[str, str] | None = None) -> SpaceSettings:
         environ = os.environ if environ is None else environ
         demo_dir = environ.get("SOS_DEMO_DIR", str(DEFAULT_DEMO_DIR))
-        return cls.from_demo(demo_dir, **{field: environ.get(variable) for field, variable in SPACE_ENVIRONMENT.items()})
+        return cls.from_demo(
+            demo_dir, **{field: environ.get(variable) for field, variable in SPACE_ENVIRONMENT.items()}
+        )
 
 
 def _pipeline_class_name(model: str) -> str:
@@ -109,7 +111,10 @@ def read_images(files: Sequence[Any] | None) -> list:
     """Uploaded files (paths, or objects with ``.name`` / ``.path``) as RGB images, in file-name order."""
     from PIL import Image
 
-    paths = sorted(os.fspath(f) if isinstance(f, (str, os.PathLike)) else str(getattr(f, "path", None) or f.name) for f in (files or []))
+    paths = sorted(
+        os.fspath(f) if isinstance(f, (str, os.PathLike)) else str(getattr(f, "path", None) or f.name)
+        for f in (files or [])
+    )
     images = []
     for path in paths:
         try:
@@ -152,7 +157,11 @@ class SoundOfStoryApp:
 
     def pipeline(self, with_frames: bool):
         """The pipeline for a request: the ControlNet one for frames, the text one (or the ControlNet one) otherwise."""
-        names = [self.settings.controlnet_model, self.settings.model] if with_frames else [self.settings.model, self.settings.controlnet_model]
+        names = (
+            [self.settings.controlnet_model, self.settings.model]
+            if with_frames
+            else [self.settings.model, self.settings.controlnet_model]
+        )
         for name in filter(None, names):
             with self._lock:
                 if name not in self._pipelines:
@@ -160,7 +169,11 @@ class SoundOfStoryApp:
             pipe = self._pipelines[name]
             if not with_frames or type(pipe).__name__ == CONTROLNET_PIPELINE:
                 return pipe
-        raise ValueError("no SoSgen ControlNet pipeline is configured for frames" if with_frames else "no SoSgen pipeline is configured")
+        raise ValueError(
+            "no SoSgen ControlNet pipeline is configured for frames"
+            if with_frames
+            else "no SoSgen pipeline is configured"
+        )
 
     def index(self):
         """The sound library index (built from the library with the retrieval model on first use when missing)."""
@@ -170,7 +183,9 @@ class SoundOfStoryApp:
             if self._index is None:
                 s = self.settings
                 if not s.index or not s.retrieval_model:
-                    raise ValueError("retrieval needs a retrieval model and a sound library index (or a library to index)")
+                    raise ValueError(
+                        "retrieval needs a retrieval model and a sound library index (or a library to index)"
+                    )
                 if (Path(s.index) / "index.json").exists() or not s.library:
                     self._index = SoundLibraryIndex.load(s.index, model=s.retrieval_model)
                 else:
@@ -198,7 +213,15 @@ class SoundOfStoryApp:
 
     # ------------------------------------------------------------------ handlers
 
-    def generate(self, text: str | None, frame_files: Sequence[Any] | None, frame_times: str | None, duration: float, steps: int, seed: int):
+    def generate(
+        self,
+        text: str | None,
+        frame_files: Sequence[Any] | None,
+        frame_times: str | None,
+        duration: float,
+        steps: int,
+        seed: int,
+    ):
         """Sound for ``text`` and/or frames: ``((rate, samples), spectrogram image, note)``."""
         import torch
 
@@ -212,7 +235,9 @@ class SoundOfStoryApp:
         if not 0 < duration <= 60:
             raise ValueError(f"duration must be between 0 and 60 s, got {duration}")
         pipe = self.pipeline(with_frames=bool(frames))
-        kwargs: dict[str, Any] = dict(duration_s=duration, num_inference_steps=int(steps), generator=torch.Generator().manual_seed(int(seed)))
+        kwargs: dict[str, Any] = dict(
+            duration_s=duration, num_inference_steps=int(steps), generator=torch.Generator().manual_seed(int(seed))
+        )
         if frames:
             times = parse_times(frame_times, len(frames)) or [duration * i / len(frames) for i in range(len(frames))]
             if times[-1] >= duration:
@@ -245,7 +270,10 @@ class SoundOfStoryApp:
             raise ValueError("upload the story's key frames (one per shot, in time order)")
         times = parse_times(frame_times, len(frames)) or [float(i) * 3.0 for i in range(len(frames))]
         scenes = self.index().recommend_story(frames, times, duration=float(duration) if duration else None)
-        rows = [[i + 1, s.start, s.end, s.recommendation.clip_id, round(s.recommendation.score, 4)] for i, s in enumerate(scenes)]
+        rows = [
+            [i + 1, s.start, s.end, s.recommendation.clip_id, round(s.recommendation.score, 4)]
+            for i, s in enumerate(scenes)
+        ]
         return rows, self.clip_audio(scenes[0].recommendation.path)
 
 
@@ -279,8 +307,15 @@ def build_space(settings: SpaceSettings):
             with gr.Row():
                 with gr.Column():
                     text = gr.Textbox(label="Description", lines=3, elem_id="generate-text")
-                    frames = gr.File(label="Frames (optional)", file_count="multiple", file_types=["image"], elem_id="generate-frames")
-                    times = gr.Textbox(label="Frame times in seconds (optional, comma-separated)", elem_id="generate-times")
+                    frames = gr.File(
+                        label="Frames (optional)",
+                        file_count="multiple",
+                        file_types=["image"],
+                        elem_id="generate-frames",
+                    )
+                    times = gr.Textbox(
+                        label="Frame times in seconds (optional, comma-separated)", elem_id="generate-times"
+                    )
                     duration = gr.Slider(1, 30, value=DEFAULT_DURATION_S, step=0.5, label="Duration (s)")
                     steps = gr.Slider(1, 100, value=DEFAULT_STEPS, step=1, label="Denoising steps")
                     seed = gr.Number(value=0, precision=0, label="Seed")
@@ -289,7 +324,11 @@ def build_space(settings: SpaceSettings):
                     audio = gr.Audio(label="Generated sound", type="numpy", elem_id="generate-audio")
                     spectrogram = gr.Image(label="Spectrogram", type="pil")
                     note = gr.Textbox(label="How it was made", interactive=False, elem_id="generate-note")
-            button.click(_errors_as_messages(app.generate), [text, frames, times, duration, steps, seed], [audio, spectrogram, note])
+            button.click(
+                _errors_as_messages(app.generate),
+                [text, frames, times, duration, steps, seed],
+                [audio, spectrogram, note],
+            )
         with gr.Tab("Retrieve"):
             with gr.Row():
                 with gr.Column():
@@ -298,7 +337,11 @@ def build_space(settings: SpaceSettings):
                     top_k = gr.Slider(1, TOP_K, value=TOP_K, step=1, label="How many")
                     find = gr.Button("Find sounds", variant="primary", elem_id="retrieve-button")
                 with gr.Column():
-                    table = gr.Dataframe(headers=["rank", "clip", "score", "coarse score"], label="Closest sounds", elem_id="retrieve-table")
+                    table = gr.Dataframe(
+                        headers=["rank", "clip", "score", "coarse score"],
+                        label="Closest sounds",
+                        elem_id="retrieve-table",
+                    )
                     players = [gr.Audio(label=f"#{i + 1}", type="numpy") for i in range(TOP_K)]
 
             def retrieve(text, files, k):
@@ -309,14 +352,20 @@ def build_space(settings: SpaceSettings):
         with gr.Tab("Recommend"):
             with gr.Row():
                 with gr.Column():
-                    story_frames = gr.File(label="The story's key frames, in time order", file_count="multiple", file_types=["image"])
+                    story_frames = gr.File(
+                        label="The story's key frames, in time order", file_count="multiple", file_types=["image"]
+                    )
                     story_times = gr.Textbox(label="Their times in seconds (comma-separated; default every 3 s)")
                     story_duration = gr.Number(label="Story length in seconds (optional)", value=None)
                     recommend = gr.Button("Recommend", variant="primary")
                 with gr.Column():
-                    scenes = gr.Dataframe(headers=["scene", "start", "end", "clip", "score"], label="One sound per scene")
+                    scenes = gr.Dataframe(
+                        headers=["scene", "start", "end", "clip", "score"], label="One sound per scene"
+                    )
                     first = gr.Audio(label="The first scene's sound", type="numpy")
-            recommend.click(_errors_as_messages(app.recommend_story), [story_frames, story_times, story_duration], [scenes, first])
+            recommend.click(
+                _errors_as_messages(app.recommend_story), [story_frames, story_times, story_duration], [scenes, first]
+            )
     blocks.sos_app = app  # the handlers' state, for callers that want to warm the models up
     return blocks
 
@@ -324,13 +373,19 @@ def build_space(settings: SpaceSettings):
 def launch_space(settings: SpaceSettings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, block: bool = True):
     """Build and serve the app; with ``block=False`` return the running ``Blocks`` (call ``.close()``)."""
     blocks = build_space(settings)
-    blocks.queue().launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True, share=False)
+    blocks.queue().launch(
+        server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True, share=False
+    )
     return blocks
 
 
 def main() -> None:
     """Entry point of a Hub Space (``python space.py``): settings from ``SOS_*`` variables."""
-    launch_space(SpaceSettings.from_environment(), host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), port=int(os.environ.get("PORT", DEFAULT_PORT)))
+    launch_space(
+        SpaceSettings.from_environment(),
+        host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        port=int(os.environ.get("PORT", DEFAULT_PORT)),
+    )
 
 
 if __name__ == "__main__":

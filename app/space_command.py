@@ -26,12 +26,30 @@ def add_space_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--demo-dir", type=Path, default=DEFAULT_DEMO_DIR, help="output folder of `sound-of-story demo` to take the defaults from")
-    parser.add_argument("--model", help="SoSgen pipeline (text, or ControlNet) folder or Hub id (default: DEMO_DIR/models/sosgen)")
-    parser.add_argument("--controlnet-model", help="SoSgen ControlNet pipeline for requests with frames (default: DEMO_DIR/models/sosgen-controlnet)")
-    parser.add_argument("--retrieval-model", help="SoS retrieval model folder or Hub id (default: DEMO_DIR/models/retrieval-audio-video)")
-    parser.add_argument("--library", help="sound library: a built SoS folder or a folder of audio files (default: DEMO_DIR/library)")
-    parser.add_argument("--index", help="sound library index folder; built from --library on first use when missing (default: DEMO_DIR/library-index)")
+    parser.add_argument(
+        "--demo-dir",
+        type=Path,
+        default=DEFAULT_DEMO_DIR,
+        help="output folder of `sound-of-story demo` to take the defaults from",
+    )
+    parser.add_argument(
+        "--model", help="SoSgen pipeline (text, or ControlNet) folder or Hub id (default: DEMO_DIR/models/sosgen)"
+    )
+    parser.add_argument(
+        "--controlnet-model",
+        help="SoSgen ControlNet pipeline for requests with frames (default: DEMO_DIR/models/sosgen-controlnet)",
+    )
+    parser.add_argument(
+        "--retrieval-model",
+        help="SoS retrieval model folder or Hub id (default: DEMO_DIR/models/retrieval-audio-video)",
+    )
+    parser.add_argument(
+        "--library", help="sound library: a built SoS folder or a folder of audio files (default: DEMO_DIR/library)"
+    )
+    parser.add_argument(
+        "--index",
+        help="sound library index folder; built from --library on first use when missing (default: DEMO_DIR/library-index)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to serve on")
     parser.set_defaults(func=run_space)

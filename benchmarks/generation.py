@@ -43,7 +43,14 @@ from sound_of_story.pipelines import (
 )
 
 # Spectrogram parameters of the small pipelines: 8 kHz, 100 columns per second, 64 mel bins.
-SMALL_SPECTROGRAM = dict(sample_rate=8000, step_size_ms=10, window_duration_ms=50, padded_duration_ms=100, num_frequencies=64, max_frequency=3500)
+SMALL_SPECTROGRAM = dict(
+    sample_rate=8000,
+    step_size_ms=10,
+    window_duration_ms=50,
+    padded_duration_ms=100,
+    num_frequencies=64,
+    max_frequency=3500,
+)
 
 
 def timed(function, *args, **kwargs):
@@ -80,12 +87,16 @@ def small_components(channels: int, seed: int = 0) -> dict:
 def bench_pipeline_overhead(repeats: int) -> None:
     """Wall time is at the mercy of other processes on a shared machine, so this part runs on one thread and
     compares CPU time (time.process_time) as well."""
-    print("(a) SoSgenPipeline vs StableDiffusionPipeline, same components, DDIM 10 steps, CFG, 64 x 128 px, output_type='latent', 1 thread")
+    print(
+        "(a) SoSgenPipeline vs StableDiffusionPipeline, same components, DDIM 10 steps, CFG, 64 x 128 px, output_type='latent', 1 thread"
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     components = small_components(32)
     sosgen = SoSgenPipeline(**components, **SMALL_SPECTROGRAM)
-    reference = StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    reference = StableDiffusionPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
     for pipe in (sosgen, reference):
         pipe.set_progress_bar_config(disable=True)
     common = dict(prompt="rain on a roof", num_inference_steps=10, guidance_scale=7.0, output_type="latent")
@@ -142,7 +153,10 @@ def riffusion_per_clip(image: Image.Image, params: SpectrogramParams, inverse_me
 
 def spectral_convergence(reference: np.ndarray, estimate: np.ndarray, mel) -> float:
     n = min(reference.shape[-1], estimate.shape[-1])
-    s, s_hat = mel(torch.from_numpy(reference[..., :n])).double(), mel(torch.from_numpy(np.ascontiguousarray(estimate[..., :n]))).double()
+    s, s_hat = (
+        mel(torch.from_numpy(reference[..., :n])).double(),
+        mel(torch.from_numpy(np.ascontiguousarray(estimate[..., :n]))).double(),
+    )
     gain = (s * s_hat).sum() / (s_hat * s_hat).sum()
     return float((s - gain * s_hat).norm() / s.norm())
 
@@ -150,8 +164,13 @@ def spectral_convergence(reference: np.ndarray, estimate: np.ndarray, mel) -> fl
 def bench_image_to_audio(num_clips: int) -> float:
     params = SpectrogramParams()
     width = 1536
-    print(f"(b) image -> audio, {num_clips} clip(s) of {params.num_samples_for_width(width) / params.sample_rate:.2f} s ({width} columns), Riffusion parameters, 32 Griffin-Lim iterations")  # noqa: E501
-    sources = [synthetic_clip(params.num_samples_for_width(width) / params.sample_rate, params.sample_rate, seed) for seed in range(num_clips)]
+    print(
+        f"(b) image -> audio, {num_clips} clip(s) of {params.num_samples_for_width(width) / params.sample_rate:.2f} s ({width} columns), Riffusion parameters, 32 Griffin-Lim iterations"
+    )  # noqa: E501
+    sources = [
+        synthetic_clip(params.num_samples_for_width(width) / params.sample_rate, params.sample_rate, seed)
+        for seed in range(num_clips)
+    ]
     forward = SpectrogramConverter(params)
     images, max_values = forward.audio_to_images(torch.from_numpy(np.stack(sources))[:, None])
     pil_images = images_to_pil(images, params, max_values)
@@ -198,7 +217,9 @@ def bench_image_to_audio(num_clips: int) -> float:
     sc = {name: [spectral_convergence(src, out, mel) for src, out in zip(sources, outputs[name])] for name in runs}
     for name, label in labels.items():
         wall, cpu = clocks[name]
-        print(f"    {label:<57} wall {wall:5.1f} s ({wall / num_clips:.1f} s per clip), CPU {cpu:5.1f} s, SC_mel {np.mean(sc[name]):.4f}")
+        print(
+            f"    {label:<57} wall {wall:5.1f} s ({wall / num_clips:.1f} s per clip), CPU {cpu:5.1f} s, SC_mel {np.mean(sc[name]):.4f}"
+        )
     for name in ("exact", "fast"):
         print(
             f"    {name:>5} / per-clip Riffusion (mean of 2 rounds): time ratio wall {clocks[name][0] / clocks['baseline'][0]:.3f}, "
@@ -206,7 +227,9 @@ def bench_image_to_audio(num_clips: int) -> float:
             f"{clocks['baseline'][1] / clocks[name][1]:.2f}x CPU; SC_mel {np.mean(sc[name]):.4f} vs {np.mean(sc['baseline']):.4f}"
         )
     met = clocks["baseline"][0] / clocks["fast"][0] >= 2 and np.mean(sc["fast"]) <= np.mean(sc["baseline"])
-    print(f"    target: fast >= 2x faster than Riffusion's steps at equal or lower SC_mel: {'met' if met else 'NOT met'}")
+    print(
+        f"    target: fast >= 2x faster than Riffusion's steps at equal or lower SC_mel: {'met' if met else 'NOT met'}"
+    )
     return clocks["fast"][0] / num_clips
 
 
@@ -218,13 +241,21 @@ def bench_tiny_generation(steps: int) -> None:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, norm_num_groups=2, attention_head_dim=2,
     ).eval()  # fmt: skip
     components["vae"] = AutoencoderKL(
-        block_out_channels=[4, 8], down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=2
+        block_out_channels=[4, 8],
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=2,
     ).eval()
     pipe = SoSgenPipeline(**components, **{**SMALL_SPECTROGRAM, "num_frequencies": 32}, window_width=1536)
     pipe.set_progress_bar_config(disable=True)
     pipe("warm up", duration_s=1.0, num_inference_steps=2)
-    seconds, out = timed(pipe, "rain on a roof", duration_s=15.0, num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
-    print(f"    tiny random components (UNet 4/8 ch, 32 x 1504 px, 8 kHz): {seconds:.2f} s for {out.audios.shape[-1] / out.sample_rate:.1f} s -> {seconds / 15:.3f} s per audio second")
+    seconds, out = timed(
+        pipe, "rain on a roof", duration_s=15.0, num_inference_steps=steps, generator=torch.Generator().manual_seed(0)
+    )
+    print(
+        f"    tiny random components (UNet 4/8 ch, 32 x 1504 px, 8 kHz): {seconds:.2f} s for {out.audios.shape[-1] / out.sample_rate:.1f} s -> {seconds / 15:.3f} s per audio second"
+    )
 
 
 def estimate_sd15(steps: int, griffin_lim_seconds: float) -> None:
@@ -273,7 +304,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2, help="15 s clips in (b)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps in (c)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--parts", default="abc", help="which parts to run (c's SD 1.5 estimate uses b's Griffin-Lim time)")
+    parser.add_argument(
+        "--parts", default="abc", help="which parts to run (c's SD 1.5 estimate uses b's Griffin-Lim time)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

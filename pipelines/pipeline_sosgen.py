@@ -82,7 +82,9 @@ class GenerationWindow:
     overlap: int
 
 
-class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin):
+class SoSgenPipeline(
+    DiffusionPipeline, StableDiffusionMixin, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin
+):
     r"""Text-to-audio generation with a Stable Diffusion model of Riffusion spectrogram images.
 
     Args:
@@ -112,7 +114,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
     # What the model card says about this kind of pipeline.
     _card_tags: tuple[str, ...] = ("sosgen", "riffusion", "spectrogram", "text-to-audio")
-    _card_summary = "text to audio (SoSgen_text of the Sound of Story paper, section 4.2) through Riffusion spectrogram images"
+    _card_summary = (
+        "text to audio (SoSgen_text of the Sound of Story paper, section 4.2) through Riffusion spectrogram images"
+    )
     _card_example = 'out = pipe("rain on a tin roof, distant thunder", duration_s=15.0)'
 
     def __init__(
@@ -170,11 +174,16 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         if not isinstance(window_width, int) or window_width <= 0 or window_width % 8:
             raise ValueError(f"window_width must be a positive multiple of 8 pixels, got {window_width!r}")
         if not isinstance(window_overlap, int) or not 0 < window_overlap < window_width or window_overlap % 8:
-            raise ValueError(f"window_overlap must be a multiple of 8 pixels between 0 and window_width ({window_width}), got {window_overlap!r}")
+            raise ValueError(
+                f"window_overlap must be a multiple of 8 pixels between 0 and window_width ({window_width}), got {window_overlap!r}"
+            )
         if griffin_lim_method not in GRIFFIN_LIM_METHODS:
             raise ValueError(f"griffin_lim_method must be one of {GRIFFIN_LIM_METHODS}, got {griffin_lim_method!r}")
         self.register_to_config(
-            **params.to_dict(), window_width=window_width, window_overlap=window_overlap, griffin_lim_method=griffin_lim_method
+            **params.to_dict(),
+            window_width=window_width,
+            window_overlap=window_overlap,
+            griffin_lim_method=griffin_lim_method,
         )
 
     # ------------------------------------------------------------------------ saving and the Hub
@@ -185,7 +194,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         model is the Hub id it was loaded from (never a local path, which would publish private names).
         """
         source = str(self.name_or_path or "")
-        base_models = [source] if source.count("/") == 1 and not os.path.isabs(source) and not os.path.exists(source) else []
+        base_models = (
+            [source] if source.count("/") == 1 and not os.path.isabs(source) and not os.path.exists(source) else []
+        )
         params = self.spectrogram_params
         class_name = type(self).__name__
         description = (
@@ -225,16 +236,24 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         ``create_pr`` as in diffusers).
         """
         model_name = kwargs.pop("model_name", None) or os.path.basename(os.path.abspath(save_directory))
-        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size)
+        super().save_pretrained(
+            save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
+        )
         card_path = os.path.join(save_directory, "README.md")
         self.model_card(model_name).save(card_path + ".partial")
         os.replace(card_path + ".partial", card_path)
         if push_to_hub:
             token = kwargs.pop("token", None)
             repo_id = kwargs.pop("repo_id", None) or model_name
-            repo_id = hub_utils.create_repo(repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True).repo_id
+            repo_id = hub_utils.create_repo(
+                repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True
+            ).repo_id
             self._upload_folder(
-                save_directory, repo_id, token=token, commit_message=kwargs.pop("commit_message", None), create_pr=kwargs.pop("create_pr", False)
+                save_directory,
+                repo_id,
+                token=token,
+                commit_message=kwargs.pop("commit_message", None),
+                create_pr=kwargs.pop("create_pr", False),
             )
 
     def push_to_hub(
@@ -251,7 +270,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         repo_id = hub_utils.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant, model_name=repo_id)
-            return self._upload_folder(folder, repo_id, token=token, commit_message=commit_message, create_pr=create_pr)
+            return self._upload_folder(
+                folder, repo_id, token=token, commit_message=commit_message, create_pr=create_pr
+            )
 
     # Diffusers' own implementations, so that prompts, latents and scheduler kwargs are exactly
     # StableDiffusionPipeline's (the equivalence test relies on it).
@@ -345,7 +366,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             raise ValueError(f"Pass `duration_s` or `width`, not both (got duration_s={duration_s}, width={width})")
         if width is not None and (not isinstance(width, (int, np.integer)) or width <= 0 or width % 8):
             raise ValueError(f"`width` has to be a positive integer divisible by 8, got {width!r}")
-        if duration_s is not None and not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
+        if duration_s is not None and not (
+            isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0
+        ):
             raise ValueError(f"`duration_s` has to be a positive number of seconds, got {duration_s!r}")
         if not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps <= 0:
             raise ValueError(f"`num_inference_steps` has to be a positive integer, got {num_inference_steps!r}")
@@ -353,7 +376,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             raise ValueError(f"`num_images_per_prompt` has to be a positive integer, got {num_images_per_prompt!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` has to be one of {OUTPUT_TYPES}, got {output_type!r}")
-        if callback_on_step_end_tensor_inputs is not None and not all(k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs):
+        if callback_on_step_end_tensor_inputs is not None and not all(
+            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
+        ):
             raise ValueError(
                 f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
                 f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
@@ -362,11 +387,20 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             raise ValueError("Pass `prompt` or `prompt_embeds`, not both")
         if prompt is None and prompt_embeds is None:
             raise ValueError("Provide either `prompt` or `prompt_embeds`")
-        if prompt is not None and not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))):
-            raise ValueError(f"`prompt` has to be a string or a non-empty list of strings, got {type(prompt).__name__}")
+        if prompt is not None and not (
+            isinstance(prompt, str)
+            or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))
+        ):
+            raise ValueError(
+                f"`prompt` has to be a string or a non-empty list of strings, got {type(prompt).__name__}"
+            )
         if negative_prompt is not None and negative_prompt_embeds is not None:
             raise ValueError("Pass `negative_prompt` or `negative_prompt_embeds`, not both")
-        if prompt_embeds is not None and negative_prompt_embeds is not None and prompt_embeds.shape != negative_prompt_embeds.shape:
+        if (
+            prompt_embeds is not None
+            and negative_prompt_embeds is not None
+            and prompt_embeds.shape != negative_prompt_embeds.shape
+        ):
             raise ValueError(
                 f"`prompt_embeds` {tuple(prompt_embeds.shape)} and `negative_prompt_embeds` {tuple(negative_prompt_embeds.shape)} must have the same shape"
             )
@@ -403,7 +437,10 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         cross_attention_kwargs: dict[str, Any] | None = None,
         clip_skip: int | None = None,
         num_griffin_lim_iters: int | None = None,
-        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> SoSgenPipelineOutput | tuple:
         r"""Generate audio for text prompts.
@@ -462,7 +499,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         device = self._execution_device
 
         # 2. Encode the prompt
-        lora_scale = self.cross_attention_kwargs.get("scale", None) if self.cross_attention_kwargs is not None else None
+        lora_scale = (
+            self.cross_attention_kwargs.get("scale", None) if self.cross_attention_kwargs is not None else None
+        )
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt,
             device,
@@ -484,10 +523,19 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         step = 0  # the callback's step index counts on across windows
         with self.progress_bar(total=num_inference_steps * len(windows)) as progress_bar:
             for window in windows:
-                window_timesteps, window_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
+                window_timesteps, window_steps = retrieve_timesteps(
+                    self.scheduler, num_inference_steps, device, timesteps, sigmas
+                )
                 self._num_timesteps = len(window_timesteps)
                 current = self.prepare_latents(
-                    batch_size * num_images_per_prompt, self.unet.config.in_channels, height, window.width, prompt_embeds.dtype, device, generator, latents
+                    batch_size * num_images_per_prompt,
+                    self.unet.config.in_channels,
+                    height,
+                    window.width,
+                    prompt_embeds.dtype,
+                    device,
+                    generator,
+                    latents,
                 )
                 known = self._known_overlap(window, window_latents, generator)
                 num_warmup_steps = len(window_timesteps) - window_steps * self.scheduler.order
@@ -501,19 +549,29 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
                         noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                         noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
                         if self.guidance_rescale > 0.0:
-                            noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale)
+                            noise_pred = rescale_noise_cfg(
+                                noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
+                            )
                     current = self.scheduler.step(noise_pred, t, current, **extra_step_kwargs, return_dict=False)[0]
                     if known is not None:
                         current = self._paste_known(current, known, window_timesteps, i)
 
                     if callback_on_step_end is not None:
-                        tensors = {"latents": current, "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
-                        callback_outputs = callback_on_step_end(self, step, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
+                        tensors = {
+                            "latents": current,
+                            "prompt_embeds": prompt_embeds,
+                            "negative_prompt_embeds": negative_prompt_embeds,
+                        }
+                        callback_outputs = callback_on_step_end(
+                            self, step, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
+                        )
                         current = callback_outputs.pop("latents", current)
                         prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
                         negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
                     step += 1
-                    if i == len(window_timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                    if i == len(window_timesteps) - 1 or (
+                        (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
+                    ):
                         progress_bar.update()
                 window_latents.append(current)
 
@@ -523,7 +581,10 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             return self._output(None, stitched, output_type, return_dict)
 
         # 4. Decode each window and crossfade the overlaps
-        decoded = [self.vae.decode(w / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0] for w in window_latents]
+        decoded = [
+            self.vae.decode(w / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
+            for w in window_latents
+        ]
         images = (self._stitch_images(decoded, windows)[..., :width].float() / 2 + 0.5).clamp(0, 1)
         self.maybe_free_model_hooks()
 
@@ -556,27 +617,39 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         )[0]
 
     # -------------------------------------------------------------------------- steps of __call__
-    def _guidance_scale_condition(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    def _guidance_scale_condition(
+        self, batch_size: int, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor | None:
         """The guidance-scale embedding of guidance-distilled UNets (``time_cond_proj_dim``), else None."""
         if self.unet.config.time_cond_proj_dim is None:
             return None
         guidance_scale_tensor = torch.tensor(self.guidance_scale - 1).repeat(batch_size)
-        embedding = self.get_guidance_scale_embedding(guidance_scale_tensor, embedding_dim=self.unet.config.time_cond_proj_dim)
+        embedding = self.get_guidance_scale_embedding(
+            guidance_scale_tensor, embedding_dim=self.unet.config.time_cond_proj_dim
+        )
         return embedding.to(device=device, dtype=dtype)
 
     def _known_overlap(
-        self, window: GenerationWindow, window_latents: list[torch.Tensor], generator: torch.Generator | list[torch.Generator] | None
+        self,
+        window: GenerationWindow,
+        window_latents: list[torch.Tensor],
+        generator: torch.Generator | list[torch.Generator] | None,
     ) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """The previous window's tail that ``window`` inpaints over its overlap, with the noise to re-noise it; None for the first."""
         if not window.overlap:
             return None
         overlap = window.overlap // self.vae_scale_factor
         known_latents = window_latents[-1][..., -overlap:]
-        known_noise = randn_tensor(known_latents.shape, generator=generator, device=known_latents.device, dtype=known_latents.dtype)
+        known_noise = randn_tensor(
+            known_latents.shape, generator=generator, device=known_latents.device, dtype=known_latents.dtype
+        )
         return known_latents, known_noise, overlap
 
     def spectrogram_to_audio(
-        self, images: torch.Tensor, num_griffin_lim_iters: int | None = None, generator: torch.Generator | list[torch.Generator] | None = None
+        self,
+        images: torch.Tensor,
+        num_griffin_lim_iters: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> torch.Tensor:
         """Audio ``(batch, channels, hop * (width - 1))`` of images ``(batch, 3, height, width)`` in [0, 1], peak-normalised as Riffusion's.
 
@@ -585,7 +658,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         device = self._execution_device
         converter = self.converter
         num_iters = num_griffin_lim_iters if num_griffin_lim_iters is not None else self.config.num_griffin_lim_iters
-        with self.progress_bar(total=converter.num_griffin_lim_steps(num_iters, self.config.griffin_lim_method)) as progress_bar:
+        with self.progress_bar(
+            total=converter.num_griffin_lim_steps(num_iters, self.config.griffin_lim_method)
+        ) as progress_bar:
             audio = converter.mel_to_audio(
                 converter.images_to_mel(images.to(device)),
                 num_iters=num_iters,
@@ -612,7 +687,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
             return audios, sample_rate, spectrograms
         return SoSgenPipelineOutput(audios=audios, sample_rate=sample_rate, spectrograms=spectrograms)
 
-    def _paste_known(self, latents: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor, int], timesteps: torch.Tensor, i: int) -> torch.Tensor:
+    def _paste_known(
+        self, latents: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor, int], timesteps: torch.Tensor, i: int
+    ) -> torch.Tensor:
         """Replace the overlap by the previous window's latents, noised to the level of the next step."""
         known_latents, known_noise, overlap = known
         if i < len(timesteps) - 1:
@@ -634,7 +711,9 @@ class SoSgenPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLo
         return canvas
 
 
-def _griffin_lim_generator(generator: torch.Generator | list[torch.Generator] | None, device: torch.device) -> torch.Generator | None:
+def _griffin_lim_generator(
+    generator: torch.Generator | list[torch.Generator] | None, device: torch.device
+) -> torch.Generator | None:
     """A generator for Griffin-Lim's initial phases, seeded from the user's generator (so a seed fixes the audio)."""
     if generator is None:
         return None

@@ -68,7 +68,9 @@ def filmstrip(frames: torch.Tensor, spans: Sequence[tuple[int, int]], height: in
         h, w = frame.shape[-2:]
         scale = max(height / h, span / w)
         size = (max(height, math.ceil(h * scale)), max(span, math.ceil(w * scale)))
-        resized = F.interpolate(frame[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        resized = F.interpolate(frame[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[
+            0
+        ]
         top, left = (size[0] - height) // 2, (size[1] - span) // 2
         canvas[:, :, start:end] = resized[:, top : top + height, left : left + span].clamp(0, 1)
     return canvas
@@ -82,9 +84,13 @@ def frame_context(image_embeds: torch.Tensor, positions: torch.Tensor, controlne
     one (``encoder_hid_dim`` = the CLIP projection width), else the widths must already agree.
     """
     projection = controlnet.encoder_hid_proj
-    tokens = projection(image_embeds.to(controlnet.dtype)) if projection is not None else image_embeds.to(controlnet.dtype)
+    tokens = (
+        projection(image_embeds.to(controlnet.dtype)) if projection is not None else image_embeds.to(controlnet.dtype)
+    )
     dim = tokens.shape[-1]
-    position_embeds = get_timestep_embedding(positions.reshape(-1).float(), dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+    position_embeds = get_timestep_embedding(
+        positions.reshape(-1).float(), dim, flip_sin_to_cos=True, downscale_freq_shift=0
+    )
     return tokens + position_embeds.reshape(*positions.shape, dim).to(device=tokens.device, dtype=tokens.dtype)
 
 
@@ -99,7 +105,9 @@ def controlnet_from_unet(
     gets ``encoder_hid_dim`` = that width, i.e. a trainable ``encoder_hid_proj`` Linear that
     :func:`frame_context` applies.
     """
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=conditioning_embedding_out_channels)
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=conditioning_embedding_out_channels
+    )
     embed_dim = image_encoder.config.projection_dim
     if embed_dim == controlnet.config.cross_attention_dim:
         return controlnet
@@ -145,7 +153,9 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         "a story's frames (and text) to audio (SoSgen_text+image / SoSgen_image of the Sound of Story paper, section 4.2): "
         "a ControlNet conditioned on the frames' CLIP embeddings and a time-aligned filmstrip"
     )
-    _card_example = 'out = pipe("rain on a tin roof", frames=[frame0, frame1], frame_times=[0.0, 7.5], duration_s=15.0)'
+    _card_example = (
+        'out = pipe("rain on a tin roof", frames=[frame0, frame1], frame_times=[0.0, 7.5], duration_s=15.0)'
+    )
 
     def __init__(
         self,
@@ -207,7 +217,11 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
     def _check_components(self) -> None:
         if self.controlnet is None or self.image_encoder is None:
             return
-        context_dim = self.controlnet.config.encoder_hid_dim if self.controlnet.encoder_hid_proj is not None else self.controlnet.config.cross_attention_dim
+        context_dim = (
+            self.controlnet.config.encoder_hid_dim
+            if self.controlnet.encoder_hid_proj is not None
+            else self.controlnet.config.cross_attention_dim
+        )
         if self.image_encoder.config.projection_dim != context_dim:
             raise ValueError(
                 f"image_encoder.config.projection_dim ({self.image_encoder.config.projection_dim}) must equal the ControlNet's frame input width "
@@ -223,7 +237,9 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
     # --------------------------------------------------------------------------- frames
     def encode_frames(self, frames: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         """CLIP ``image_embeds`` ``(N, D)`` of frames given as ``(3, h, w)`` tensors in [0, 1]."""
-        pixel_values = self.feature_extractor(images=[f.cpu() for f in frames], do_rescale=False, return_tensors="pt").pixel_values
+        pixel_values = self.feature_extractor(
+            images=[f.cpu() for f in frames], do_rescale=False, return_tensors="pt"
+        ).pixel_values
         return self.image_encoder(pixel_values.to(device=device, dtype=self.image_encoder.dtype)).image_embeds
 
     def _frame_condition(
@@ -239,18 +255,27 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         params = self.spectrogram_params
         num_prompts = batch_size // self._num_images_per_prompt
         if len(stories) not in (1, num_prompts):
-            raise ValueError(f"`frames` holds {len(stories)} stories but there are {num_prompts} prompts: give one story, or one per prompt")
+            raise ValueError(
+                f"`frames` holds {len(stories)} stories but there are {num_prompts} prompts: give one story, or one per prompt"
+            )
         duration = num_samples / params.sample_rate
         times = times if times is not None else [_even_times(len(story), duration) for story in stories]
         spans = []
         for k, story_times in enumerate(times):
             last = story_times[-1] if story_times else 0.0
             if last >= duration:
-                raise ValueError(f"`frame_times` of story {k} reach {last:g} s, beyond the {duration:g} s being generated")
+                raise ValueError(
+                    f"`frame_times` of story {k} reach {last:g} s, beyond the {duration:g} s being generated"
+                )
             spans.append(frame_spans(story_times, width, params.columns_per_second))
         flat = [frame for story in stories for frame in story]
         embeds = self.encode_frames(flat, device).split([len(story) for story in stories])
-        hints = torch.stack([filmstrip(torch.stack(story), story_spans, params.num_frequencies, width) for story, story_spans in zip(stories, spans)])
+        hints = torch.stack(
+            [
+                filmstrip(torch.stack(story), story_spans, params.num_frequencies, width)
+                for story, story_spans in zip(stories, spans)
+            ]
+        )
         repeat = batch_size // len(stories)  # one story for all prompts, then num_images_per_prompt copies
         order = [k for k in range(len(stories)) for _ in range(repeat)]
         return _FrameCondition(
@@ -259,16 +284,21 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
             spans=[spans[k] for k in order],
         )
 
-    def _window_condition(self, condition: _FrameCondition, window: GenerationWindow, device: torch.device) -> _WindowCondition:
+    def _window_condition(
+        self, condition: _FrameCondition, window: GenerationWindow, device: torch.device
+    ) -> _WindowCondition:
         """The hint columns and the frame tokens of ``window``."""
         end = window.start + window.width
         hint = condition.hints[..., window.start : end]
         hint = F.pad(hint, (0, window.width - hint.shape[-1]))  # the last window may reach past the requested width
         contexts = []
         for embeds, spans in zip(condition.embeds, condition.spans):
-            inside = [i for i, (s, e) in enumerate(spans) if s < end and (e > window.start or (s == e and s >= window.start))]
+            inside = [
+                i for i, (s, e) in enumerate(spans) if s < end and (e > window.start or (s == e and s >= window.start))
+            ]
             centres = torch.tensor(
-                [(max(spans[i][0], window.start) + min(spans[i][1], end)) / 2 - window.start for i in inside], device=device
+                [(max(spans[i][0], window.start) + min(spans[i][1], end)) / 2 - window.start for i in inside],
+                device=device,
             )
             contexts.append(frame_context(embeds[inside], centres, self.controlnet))
         return _WindowCondition(hint=hint, contexts=contexts)
@@ -278,11 +308,16 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         if window not in self._window_conditions:  # built once per call and window, at its first step
             device = latent_model_input.device
             if self._frames is None:
-                self._frames = self._frame_condition(self._stories, self._story_times, self._width, self._batch_size, self._num_samples, device)
+                self._frames = self._frame_condition(
+                    self._stories, self._story_times, self._width, self._batch_size, self._num_samples, device
+                )
             self._window_conditions[window] = self._window_condition(self._frames, window, device)
         condition = self._window_conditions[window]
         num_steps = self.num_timesteps
-        keep = 1.0 - float(step_index / num_steps < self._control_guidance_start or (step_index + 1) / num_steps > self._control_guidance_end)
+        keep = 1.0 - float(
+            step_index / num_steps < self._control_guidance_start
+            or (step_index + 1) / num_steps > self._control_guidance_end
+        )
         scale = self._controlnet_conditioning_scale * keep
         contexts, hint = condition.contexts, condition.hint
         cond_only = self._guess_mode and self.do_classifier_free_guidance
@@ -362,16 +397,24 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         """
         if self.config.image_only:
             if prompt_embeds is not None or (prompt is not None and prompt != IMAGE_ONLY_PROMPT):
-                raise ValueError(f"this pipeline is image-only (its text is always {IMAGE_ONLY_PROMPT!r}): pass no `prompt` or `prompt_embeds`")
+                raise ValueError(
+                    f"this pipeline is image-only (its text is always {IMAGE_ONLY_PROMPT!r}): pass no `prompt` or `prompt_embeds`"
+                )
             self._stories = _as_stories(frames)
             prompt = [IMAGE_ONLY_PROMPT] * len(self._stories)
         elif prompt is None and prompt_embeds is None:
-            raise ValueError("Provide `prompt` (or `prompt_embeds`): this pipeline conditions on text and frames (image_only is False)")
+            raise ValueError(
+                "Provide `prompt` (or `prompt_embeds`): this pipeline conditions on text and frames (image_only is False)"
+            )
         else:
             self._stories = _as_stories(frames)
         self._story_times = _as_story_times(frame_times, self._stories)
-        if not isinstance(controlnet_conditioning_scale, (int, float)) or not math.isfinite(controlnet_conditioning_scale):
-            raise ValueError(f"`controlnet_conditioning_scale` has to be a finite number, got {controlnet_conditioning_scale!r}")
+        if not isinstance(controlnet_conditioning_scale, (int, float)) or not math.isfinite(
+            controlnet_conditioning_scale
+        ):
+            raise ValueError(
+                f"`controlnet_conditioning_scale` has to be a finite number, got {controlnet_conditioning_scale!r}"
+            )
         if not 0.0 <= control_guidance_start < control_guidance_end <= 1.0:
             raise ValueError(
                 f"need 0 <= control_guidance_start < control_guidance_end <= 1, got {control_guidance_start} and {control_guidance_end}"
@@ -399,7 +442,9 @@ def _as_frame(frame: FrameInput, where: str) -> torch.Tensor:
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise ValueError(f"{where}: a tensor frame must be (3, height, width), got shape {tuple(frame.shape)}")
         return frame.detach().float().cpu()
-    raise ValueError(f"{where}: a frame must be a PIL image, a numpy array or a torch tensor, got {type(frame).__name__}")
+    raise ValueError(
+        f"{where}: a frame must be a PIL image, a numpy array or a torch tensor, got {type(frame).__name__}"
+    )
 
 
 def _as_stories(frames) -> list[list[torch.Tensor]]:
@@ -407,7 +452,9 @@ def _as_stories(frames) -> list[list[torch.Tensor]]:
         raise ValueError("`frames` is required: the story's frames in time order")
     if isinstance(frames, torch.Tensor):
         if frames.ndim != 4:
-            raise ValueError(f"`frames` as a tensor must be (num_frames, 3, height, width), got shape {tuple(frames.shape)}")
+            raise ValueError(
+                f"`frames` as a tensor must be (num_frames, 3, height, width), got shape {tuple(frames.shape)}"
+            )
         frames = list(frames)
     if not isinstance(frames, (list, tuple)) or len(frames) == 0:
         raise ValueError("`frames` must be a non-empty list of frames (or of stories, one list of frames per prompt)")
@@ -416,7 +463,10 @@ def _as_stories(frames) -> list[list[torch.Tensor]]:
     for k, story in enumerate(stories):
         if not story:
             raise ValueError(f"`frames`: story {k} has no frames")
-    return [[_as_frame(frame, f"`frames` story {k} frame {i}") for i, frame in enumerate(story)] for k, story in enumerate(stories)]
+    return [
+        [_as_frame(frame, f"`frames` story {k} frame {i}") for i, frame in enumerate(story)]
+        for k, story in enumerate(stories)
+    ]
 
 
 def _as_story_times(frame_times, stories: list[list[torch.Tensor]]) -> list[list[float]] | None:
@@ -429,11 +479,15 @@ def _as_story_times(frame_times, stories: list[list[torch.Tensor]]) -> list[list
         raise ValueError(f"`frame_times` has {len(per_story)} stories but `frames` has {len(stories)}")
     for k, (story_times, story) in enumerate(zip(per_story, stories)):
         if len(story_times) != len(story):
-            raise ValueError(f"story {k}: `frames` has {len(story)} frames but `frame_times` has {len(story_times)} times")
+            raise ValueError(
+                f"story {k}: `frames` has {len(story)} frames but `frame_times` has {len(story_times)} times"
+            )
         if any(not math.isfinite(t) or t < 0 for t in story_times):
             raise ValueError(f"story {k}: `frame_times` must be finite and >= 0, got {story_times}")
         if any(b < a for a, b in zip(story_times, story_times[1:])):
-            raise ValueError(f"story {k}: `frame_times` must be non-decreasing (frames in time order), got {story_times}")
+            raise ValueError(
+                f"story {k}: `frame_times` must be non-decreasing (frames in time order), got {story_times}"
+            )
     return per_story
 
 

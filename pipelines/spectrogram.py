@@ -141,7 +141,9 @@ class SpectrogramParams:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"SpectrogramParams.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.num_griffin_lim_iters, (int, np.integer)) or self.num_griffin_lim_iters < 0:
-            raise ValueError(f"SpectrogramParams.num_griffin_lim_iters must be an integer >= 0, got {self.num_griffin_lim_iters!r}")
+            raise ValueError(
+                f"SpectrogramParams.num_griffin_lim_iters must be an integer >= 0, got {self.num_griffin_lim_iters!r}"
+            )
         if not 0 <= self.min_frequency < self.max_frequency <= self.sample_rate / 2:
             raise ValueError(
                 f"SpectrogramParams needs 0 <= min_frequency < max_frequency <= sample_rate / 2, got "
@@ -152,15 +154,21 @@ class SpectrogramParams:
                 f"SpectrogramParams.window_duration_ms ({self.window_duration_ms}) must not exceed padded_duration_ms ({self.padded_duration_ms})"
             )
         if self.hop_length < 1:
-            raise ValueError(f"SpectrogramParams.step_size_ms={self.step_size_ms} gives a hop of 0 samples at {self.sample_rate} Hz")
+            raise ValueError(
+                f"SpectrogramParams.step_size_ms={self.step_size_ms} gives a hop of 0 samples at {self.sample_rate} Hz"
+            )
         if self.mel_scale_type not in ("htk", "slaney"):
-            raise ValueError(f"SpectrogramParams.mel_scale_type must be 'htk' or 'slaney', got {self.mel_scale_type!r}")
+            raise ValueError(
+                f"SpectrogramParams.mel_scale_type must be 'htk' or 'slaney', got {self.mel_scale_type!r}"
+            )
         if self.mel_scale_norm not in (None, "slaney"):
             raise ValueError(f"SpectrogramParams.mel_scale_norm must be None or 'slaney', got {self.mel_scale_norm!r}")
         if not self.power_for_image > 0:
             raise ValueError(f"SpectrogramParams.power_for_image must be > 0, got {self.power_for_image!r}")
         if not 0 <= self.griffin_lim_momentum < 1:
-            raise ValueError(f"SpectrogramParams.griffin_lim_momentum must be in [0, 1), got {self.griffin_lim_momentum!r}")
+            raise ValueError(
+                f"SpectrogramParams.griffin_lim_momentum must be in [0, 1), got {self.griffin_lim_momentum!r}"
+            )
 
     # Riffusion's derivations, int() truncation included.
     @property
@@ -205,7 +213,9 @@ class SpectrogramParams:
         for name, tag in EXIF_TAGS.items():
             if tag in exif:
                 value = exif[tag]
-                kwargs[name] = bool(value) if name == "stereo" else float(value) if name == "power_for_image" else int(value)
+                kwargs[name] = (
+                    bool(value) if name == "stereo" else float(value) if name == "power_for_image" else int(value)
+                )
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,7 +262,11 @@ class SpectrogramConverter(torch.nn.Module):
         # multiplies each bin by a fixed phase: needed only to start Griffin-Lim from torchaudio's phases.
         left = (n_fft - win_length) // 2
         turns = (torch.arange(self.num_bins, dtype=torch.int64) * left % n_fft).double() / n_fft
-        self.register_buffer("frame_phase", torch.polar(torch.ones_like(turns), 2 * math.pi * turns).to(torch.complex64), persistent=False)
+        self.register_buffer(
+            "frame_phase",
+            torch.polar(torch.ones_like(turns), 2 * math.pi * turns).to(torch.complex64),
+            persistent=False,
+        )
         # Samples between a frame's centre and the first sample the window keeps.
         self.lead = n_fft // 2 - left
         # The "fast" method's FFT: n_fft / coarse_stride, the shortest divisor of n_fft that still holds the window.
@@ -282,7 +296,9 @@ class SpectrogramConverter(torch.nn.Module):
         hop, win = self.params.hop_length, self.params.win_length
         num_frames = frames.shape[1]
         length = hop * (num_frames - 1) + win
-        out = torch.nn.functional.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, win), stride=(1, hop))
+        out = torch.nn.functional.fold(
+            frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, win), stride=(1, hop)
+        )
         return out.reshape(frames.shape[0], length)[:, self.lead : self.lead + hop * (num_frames - 1)]
 
     def _istft(self, spectrum: torch.Tensor, envelope: torch.Tensor, stride: int = 1) -> torch.Tensor:
@@ -303,7 +319,9 @@ class SpectrogramConverter(torch.nn.Module):
         """Linear magnitudes ``(n, frames, num_bins)`` of mel amplitudes ``(..., mels, frames)``: least squares, then ReLU."""
         mel = mel.reshape(-1, *mel.shape[-2:]).to(device=self.window.device, dtype=torch.float32)
         if mel.shape[-2] != self.params.num_frequencies:
-            raise ValueError(f"mel amplitudes have {mel.shape[-2]} bins, the parameters say num_frequencies={self.params.num_frequencies}")
+            raise ValueError(
+                f"mel amplitudes have {mel.shape[-2]} bins, the parameters say num_frequencies={self.params.num_frequencies}"
+            )
         return torch.relu(mel.transpose(1, 2) @ self.mel_inverse.T)
 
     def griffin_lim(
@@ -330,11 +348,16 @@ class SpectrogramConverter(torch.nn.Module):
         n, num_frames, _ = magnitude.shape
         envelope = self._overlap_add_envelope(num_frames)
         if bool((envelope.abs() < 1e-11).any()):
-            raise ValueError(f"window of {self.params.win_length} samples with hop {self.params.hop_length} does not overlap-add to a non-zero envelope")
+            raise ValueError(
+                f"window of {self.params.win_length} samples with hop {self.params.hop_length} does not overlap-add to a non-zero envelope"
+            )
         if method == "exact":
             # torchaudio draws uniform complex values for the full one-sided spectrum, (n, freq, frames).
             phases = torch.rand(
-                (n, self.params.n_fft // 2 + 1, num_frames), dtype=torch.complex64, generator=generator, device=magnitude.device
+                (n, self.params.n_fft // 2 + 1, num_frames),
+                dtype=torch.complex64,
+                generator=generator,
+                device=magnitude.device,
             )
             angles = phases[:, : self.num_bins].transpose(1, 2) * self.frame_phase
             del phases
@@ -352,7 +375,9 @@ class SpectrogramConverter(torch.nn.Module):
             return audio
         rebuilt = self._stft(audio)
         angles = rebuilt / rebuilt.abs().add_(1e-16)
-        angles = self._griffin_lim_iterations(magnitude, angles, envelope, range(total - full_grid, total), 1, callback)
+        angles = self._griffin_lim_iterations(
+            magnitude, angles, envelope, range(total - full_grid, total), 1, callback
+        )
         return self._istft(magnitude * angles, envelope)
 
     def num_griffin_lim_steps(self, num_iters: int | None = None, method: GriffinLimMethod = "exact") -> int:
@@ -406,7 +431,9 @@ class SpectrogramConverter(torch.nn.Module):
         max_values = mel.amax(dim=(1, 2, 3))
         # A silent clip has max 0: Riffusion would divide by zero; a white image is the answer.
         scaled = mel / torch.where(max_values > 0, max_values, 1.0)[:, None, None, None]
-        pixels = (255 - 255 * scaled.pow(self.params.power_for_image)).clamp(0, 255).to(torch.uint8)  # truncates, as astype
+        pixels = (
+            (255 - 255 * scaled.pow(self.params.power_for_image)).clamp(0, 255).to(torch.uint8)
+        )  # truncates, as astype
         pixels = pixels.flip(-2)
         if self.params.stereo:
             images = torch.cat([torch.zeros_like(pixels[:, :1]), pixels], dim=1)
@@ -423,7 +450,9 @@ class SpectrogramConverter(torch.nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (batch, 3, height, width), got shape {tuple(images.shape)}")
         if images.shape[2] != self.params.num_frequencies:
-            raise ValueError(f"images are {images.shape[2]} px high, the parameters say num_frequencies={self.params.num_frequencies}")
+            raise ValueError(
+                f"images are {images.shape[2]} px high, the parameters say num_frequencies={self.params.num_frequencies}"
+            )
         images = images.to(self.window.device)
         if images.dtype == torch.uint8:
             darkness = (255 - images.float()) / 255
@@ -459,7 +488,9 @@ class SpectrogramConverter(torch.nn.Module):
 
     def _check_channels(self, channels: int, what: str) -> None:
         if channels != self.params.num_channels:
-            raise ValueError(f"{what} have {channels} channel(s), the parameters say stereo={self.params.stereo} ({self.params.num_channels})")
+            raise ValueError(
+                f"{what} have {channels} channel(s), the parameters say stereo={self.params.stereo} ({self.params.num_channels})"
+            )
 
 
 def _minimum_norm_inverse(filterbank: torch.Tensor) -> torch.Tensor:
@@ -477,7 +508,9 @@ def _cached_converter(params: SpectrogramParams, device: str) -> SpectrogramConv
     return SpectrogramConverter(params).to(device)
 
 
-def get_converter(params: SpectrogramParams | None = None, device: str | torch.device | None = None) -> SpectrogramConverter:
+def get_converter(
+    params: SpectrogramParams | None = None, device: str | torch.device | None = None
+) -> SpectrogramConverter:
     """A converter for ``params`` on ``device`` (CPU by default), built once per process and reused."""
     device = torch.device(device if device is not None else "cpu")
     if device.type == "cuda" and device.index is None:
@@ -493,7 +526,9 @@ def peak_normalize(audio: torch.Tensor, headroom_db: float = RIFFUSION_PEAK_HEAD
 
 
 # ------------------------------------------------------------------------- PIL and files
-def images_to_pil(images: torch.Tensor, params: SpectrogramParams, max_values: torch.Tensor | Sequence[float] | None = None) -> list[Image.Image]:
+def images_to_pil(
+    images: torch.Tensor, params: SpectrogramParams, max_values: torch.Tensor | Sequence[float] | None = None
+) -> list[Image.Image]:
     """RGB PIL images of uint8 images ``(batch, 3, H, W)``, with Riffusion's EXIF (and the max values if given).
 
     ``max_values`` are in float-audio units (as :meth:`SpectrogramConverter.mel_to_images` returns
@@ -599,7 +634,9 @@ def image_to_audio(
     if max_value is None and EXIF_MAX_VALUE in exif:
         max_value = float(exif[EXIF_MAX_VALUE]) / EXIF_MAX_VALUE_SCALE
     converter = get_converter(params, device)
-    audio = converter.images_to_audio(images_from_pil([image]), max_values=max_value, num_iters=num_iters, generator=generator, method=method)
+    audio = converter.images_to_audio(
+        images_from_pil([image]), max_values=max_value, num_iters=num_iters, generator=generator, method=method
+    )
     if max_value is None:
         audio = peak_normalize(audio)
     return audio[0].cpu().numpy(), params.sample_rate

@@ -25,7 +25,13 @@ from .pipeline_sosgen_controlnet import SoSgenControlNetPipeline, controlnet_fro
 
 # 8 kHz, 100 columns per second, 32 mel bins (the image height), 8 Griffin-Lim iterations.
 SPECTROGRAM = dict(
-    sample_rate=8000, step_size_ms=10, window_duration_ms=50, padded_duration_ms=100, num_frequencies=32, max_frequency=3000, num_griffin_lim_iters=8
+    sample_rate=8000,
+    step_size_ms=10,
+    window_duration_ms=50,
+    padded_duration_ms=100,
+    num_frequencies=32,
+    max_frequency=3000,
+    num_griffin_lim_iters=8,
 )
 WINDOWS = dict(window_width=128, window_overlap=32)
 STEPS = 3
@@ -78,18 +84,35 @@ def tiny_components(scheduler: str = "ddim") -> dict:
         "dpm": lambda: DPMSolverMultistepScheduler(**betas),
         "pndm": lambda: PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, **betas),
     }
-    return dict(vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tiny_tokenizer(), unet=unet.eval(), scheduler=schedulers[scheduler]())
+    return dict(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tiny_tokenizer(),
+        unet=unet.eval(),
+        scheduler=schedulers[scheduler](),
+    )
 
 
 def tiny_frame_components(components: dict) -> dict:
     """CLIP vision encoder (projection 12 != cross-attention 8, so the ControlNet gets a frame projection) and a ControlNet."""
     torch.manual_seed(3)
     image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=12)
+        CLIPVisionConfig(
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=12,
+        )
     ).eval()
     controlnet = controlnet_from_unet(components["unet"], image_encoder, conditioning_embedding_out_channels=(16, 32))
     torch.manual_seed(4)
-    for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:  # zero convs start at 0: make them act
+    for block in [
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]:  # zero convs start at 0: make them act
         torch.nn.init.normal_(block.weight, std=0.5)
     feature_extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return dict(controlnet=controlnet.eval(), image_encoder=image_encoder, feature_extractor=feature_extractor)
@@ -103,10 +126,20 @@ def tiny_sosgen(components: dict | None = None, **config) -> SoSgenPipeline:
 
 def tiny_sosgen_controlnet(components: dict | None = None, **config) -> SoSgenControlNetPipeline:
     components = components or tiny_components()
-    pipe = SoSgenControlNetPipeline(**components, **tiny_frame_components(components), **{**SPECTROGRAM, **WINDOWS, **config})
+    pipe = SoSgenControlNetPipeline(
+        **components, **tiny_frame_components(components), **{**SPECTROGRAM, **WINDOWS, **config}
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-
-__all__ = ["SPECTROGRAM", "STEPS", "WINDOWS", "tiny_components", "tiny_frame_components", "tiny_sosgen", "tiny_sosgen_controlnet", "tiny_tokenizer"]
+__all__ = [
+    "SPECTROGRAM",
+    "STEPS",
+    "WINDOWS",
+    "tiny_components",
+    "tiny_frame_components",
+    "tiny_sosgen",
+    "tiny_sosgen_controlnet",
+    "tiny_tokenizer",
+]

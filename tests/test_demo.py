@@ -46,7 +46,10 @@ def test_report_is_self_contained_and_markdown_links_the_same_media(tmp_path):
     assert wav_rate == 16_000 and audio.ndim == 1 and len(audio) == 160_000
     spectrum = np.abs(np.fft.rfft(audio))
     assert abs(np.argmax(spectrum) * wav_rate / len(audio) - 440) < 2
-    report = Report("A <test> report", data={"table2": {"trained": {"A2V": {"R@1": {"value": 50.0, "ci_low": 25.0, "ci_high": 75.0}}}}})
+    report = Report(
+        "A <test> report",
+        data={"table2": {"trained": {"A2V": {"R@1": {"value": 50.0, "ci_low": 25.0, "ci_high": 75.0}}}}},
+    )
     report.section("Numbers").add(
         Paragraph("Some **bold** and `code` with a <tag>."),
         Table(["model", "R@1", "note"], [["trained", 50.0, "a|b"], ["random", float("nan"), ""]], caption="Table"),
@@ -54,7 +57,9 @@ def test_report_is_self_contained_and_markdown_links_the_same_media(tmp_path):
     spectrogram = spectrogram_png(tone, rate, "tone")
     report.section("Media").add(
         Image(curves_png({"loss": ([1, 2, 3], [3.0, 2.0, 1.0])}, "step", "loss"), "curve", "curve"),
-        Gallery([AudioClip(wav, "tone A", "tone", spectrogram), AudioClip(wav, "tone B", "tone")], caption="two players"),
+        Gallery(
+            [AudioClip(wav, "tone A", "tone", spectrogram), AudioClip(wav, "tone B", "tone")], caption="two players"
+        ),
         Image(frames_png([np.full((90, 160, 3), 200, np.uint8)] * 3), "frames", "frames"),
     )
     paths = write_report(report, tmp_path)
@@ -92,8 +97,12 @@ def test_plan_holds_out_24_stories_in_15_minutes_and_rejects_a_bad_budget(tmp_pa
     full, quick = DemoPlan.for_minutes(15), DemoPlan.for_minutes(1)
     assert full.test_stories >= 24 and full.cmd_clips % 2 == 0
     assert quick.test_stories < full.test_stories and quick.retrieval_epochs < full.retrieval_epochs
-    result = subprocess.run([str(CLI), "demo", "--out", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "--minutes must be at least" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [str(CLI), "demo", "--out", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert (
+        result.returncode == 2 and "--minutes must be at least" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
@@ -105,7 +114,10 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
 
     out, result = quick_demo
     paths, plan = DemoPaths(out), DemoPlan.for_minutes(1)
-    assert "report: demo_quick/report.html (self-contained), demo_quick/report.md, demo_quick/report.json" in result.stdout
+    assert (
+        "report: demo_quick/report.html (self-contained), demo_quick/report.md, demo_quick/report.json"
+        in result.stdout
+    )
     data = json.loads((out / "report.json").read_text())
     stories, slices = load_dataset(str(paths.sos)), load_dataset(str(paths.sos), "generation")
     # Data: what the report counts is what load_dataset reads back.
@@ -125,14 +137,22 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
             assert 0 <= entry["R@1"]["value"] <= entry["R@5"]["value"] <= 100 and 1 <= entry["MdR"]["value"] <= n
     model = SoSRetrievalModel.from_pretrained(paths.retrieval_model).eval()
     processor = SoSRetrievalProcessor.from_pretrained(paths.retrieval_model)
-    figures = retrieval_figures(model, encode_stories(model, processor, stories["test"], pair="audio-video", progress=False))
+    figures = retrieval_figures(
+        model, encode_stories(model, processor, stories["test"], pair="audio-video", progress=False)
+    )
     for direction in ("A2V", "V2A"):
         for name in FIGURES:
             assert table2["trained"][direction][name]["value"] == pytest.approx(figures[direction][name])
     assert table2["random"]["A2V"]["R@1"]["value"] == pytest.approx(random_baseline_figures(n)["A2V"]["R@1"])
-    assert data["table2_beats_random"] == (table2["trained"]["A2V"]["R@1"]["ci_low"] > table2["random"]["A2V"]["R@1"]["ci_high"])
+    assert data["table2_beats_random"] == (
+        table2["trained"]["A2V"]["R@1"]["ci_low"] > table2["random"]["A2V"]["R@1"]["ci_high"]
+    )
     # Training ran the planned steps with the package's loops.
-    assert len(data["retrieval_training"]["audio-video"]["losses"]) == data["retrieval_training"]["audio-video"]["steps"] > 0
+    assert (
+        len(data["retrieval_training"]["audio-video"]["losses"])
+        == data["retrieval_training"]["audio-video"]["steps"]
+        > 0
+    )
     assert data["sosgen_training"]["text"]["steps"] == plan.sosgen_steps
     assert data["sosgen_training"]["controlnet"]["steps"] == plan.controlnet_steps
     # Table 3: before and after training, every held-out slice generated and scored.

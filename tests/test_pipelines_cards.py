@@ -38,7 +38,10 @@ def test_push_to_hub_uploads_the_card_and_save_pretrained_writes_it(tmp_path, mo
     assert body.startswith("# someone/sosgen-tiny\n") and "`SoSgenPipeline`" in body
     assert 'SoSgenPipeline.from_pretrained("someone/sosgen-tiny")' in body
     assert "8000 Hz mono, 32 mel bins (0-3000 Hz), 100 columns per second" in body and "(`exact` method)" in body
-    assert "longer than 128 columns is generated as windows overlapping by 32 columns" in body and "@inproceedings{bae2023soundofstory" in body
+    assert (
+        "longer than 128 columns is generated as windows overlapping by 32 columns" in body
+        and "@inproceedings{bae2023soundofstory" in body
+    )
 
     # save_pretrained of a pipeline loaded from a local folder: the card, with no local path in it.
     pipe.save_pretrained(tmp_path / "first")
@@ -53,5 +56,7 @@ def test_push_to_hub_uploads_the_card_and_save_pretrained_writes_it(tmp_path, mo
     controlnet.register_to_config(_name_or_path="riffusion/riffusion-model-v1")
     controlnet.push_to_hub("someone/sosgen-frames")
     metadata, body = card_parts((uploads["someone/sosgen-frames"] / "README.md").read_text())
-    assert metadata["base_model"] == ["riffusion/riffusion-model-v1"] and {"controlnet", "image-to-audio"} <= set(metadata["tags"])
+    assert metadata["base_model"] == ["riffusion/riffusion-model-v1"] and {"controlnet", "image-to-audio"} <= set(
+        metadata["tags"]
+    )
     assert 'SoSgenControlNetPipeline.from_pretrained("someone/sosgen-frames")' in body and "frames=" in body

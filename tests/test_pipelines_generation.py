@@ -31,7 +31,12 @@ from sound_of_story.pipelines import (
     frame_spans,
     load_audio,
 )
-from sound_of_story.pipelines.tiny_random import SPECTROGRAM, STEPS, WINDOWS, tiny_components, tiny_frame_components, tiny_tokenizer
+from sound_of_story.pipelines.tiny_random import (
+    SPECTROGRAM,
+    STEPS,
+    tiny_components,
+    tiny_frame_components,
+)
 from sound_of_story.pipelines.tiny_random import tiny_sosgen as sosgen
 from sound_of_story.pipelines.tiny_random import tiny_sosgen_controlnet as sosgen_controlnet
 
@@ -50,9 +55,18 @@ def seeded(seed: int = 0) -> torch.Generator:
 def test_latents_equal_stable_diffusion(scheduler):
     components = tiny_components(scheduler)
     ours = sosgen(components)
-    reference = StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    reference = StableDiffusionPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
     reference.set_progress_bar_config(disable=True)
-    kwargs = dict(prompt=["rain on a roof", "waves"], negative_prompt=["music", "noise"], num_inference_steps=STEPS, guidance_scale=6.0, num_images_per_prompt=2, output_type="latent")
+    kwargs = dict(
+        prompt=["rain on a roof", "waves"],
+        negative_prompt=["music", "noise"],
+        num_inference_steps=STEPS,
+        guidance_scale=6.0,
+        num_images_per_prompt=2,
+        output_type="latent",
+    )
     expected = reference(height=32, width=96, generator=seeded(5), **kwargs).images
     actual = ours(width=96, generator=seeded(5), **kwargs).spectrograms
     assert actual.shape == expected.shape == (4, 4, 16, 48)
@@ -89,8 +103,19 @@ def test_outputs_sizes_level_and_agreement_between_audio_and_spectrogram():
 
 
 def test_width_for_duration_at_stable_diffusion_size():
-    unet = UNet2DConditionModel(block_out_channels=(4, 4, 8, 8), layers_per_block=1, norm_num_groups=2, cross_attention_dim=8, attention_head_dim=2)
-    vae = AutoencoderKL(block_out_channels=[4, 4, 4, 8], down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=2)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 4, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[4, 4, 4, 8],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        norm_num_groups=2,
+    )
     pipe = SoSgenPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=DDIMScheduler())
     assert pipe.size_alignment == 64 and pipe.width_for_duration(15.0) == 1536 and pipe.width_for_duration(5.0) == 512
     assert pipe.config.window_width == 1536 and pipe.spectrogram_params == SpectrogramParams()
@@ -105,10 +130,19 @@ def test_reproducible_batched_and_output_types():
     as_np = pipe(generator=seeded(1), output_type="np", **kwargs)
     np.testing.assert_array_equal(as_np.audios, first.audios.numpy())
     as_pil = pipe(generator=seeded(1), output_type="pil", **kwargs)
-    np.testing.assert_array_equal(np.asarray(as_pil.spectrograms[0]), np.round(as_np.spectrograms[0] * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        np.asarray(as_pil.spectrograms[0]), np.round(as_np.spectrograms[0] * 255).astype(np.uint8)
+    )
     other = pipe(generator=seeded(2), output_type="pt", **kwargs)
     assert not torch.equal(other.spectrograms, first.spectrograms)
-    batch = pipe(prompt=["forest birds", "city traffic"], width=64, num_inference_steps=STEPS, num_images_per_prompt=2, generator=seeded(1), output_type="pt")
+    batch = pipe(
+        prompt=["forest birds", "city traffic"],
+        width=64,
+        num_inference_steps=STEPS,
+        num_images_per_prompt=2,
+        generator=seeded(1),
+        output_type="pt",
+    )
     assert batch.audios.shape == (4, 1, pipe.spectrogram_params.num_samples_for_width(64))
     audios, sample_rate, spectrograms = pipe(generator=seeded(1), output_type="pt", return_dict=False, **kwargs)
     assert sample_rate == 8000 and torch.equal(audios, first.audios)
@@ -120,9 +154,20 @@ def test_callback_on_step_end_sees_every_step_of_every_window():
 
     def zero_at_last_step(pipeline, step, timestep, tensors):
         seen.append(step)
-        return {"latents": torch.zeros_like(tensors["latents"])} if step == len(seen) - 1 and len(seen) == 3 * STEPS else {}
+        return (
+            {"latents": torch.zeros_like(tensors["latents"])}
+            if step == len(seen) - 1 and len(seen) == 3 * STEPS
+            else {}
+        )
 
-    out = pipe("rain", width=288, num_inference_steps=STEPS, generator=seeded(), output_type="latent", callback_on_step_end=zero_at_last_step)
+    out = pipe(
+        "rain",
+        width=288,
+        num_inference_steps=STEPS,
+        generator=seeded(),
+        output_type="latent",
+        callback_on_step_end=zero_at_last_step,
+    )
     assert seen == list(range(3 * STEPS))  # 288 px = 3 windows of 128 px overlapping by 32
     assert out.spectrograms.shape == (1, 4, 16, 144)  # 64 latent columns, then 48 new ones per window, cut to 144
     assert float(out.spectrograms[..., 112:].abs().max()) == 0.0  # the last window's new columns were zeroed
@@ -138,7 +183,14 @@ def test_long_audio_inpaints_the_overlap_and_joins_without_clicks():
             finals[step // STEPS] = tensors["latents"].clone()
         return {}
 
-    out = pipe("rain on a roof", width=288, num_inference_steps=STEPS, generator=seeded(), output_type="pt", callback_on_step_end=keep_window_results)
+    out = pipe(
+        "rain on a roof",
+        width=288,
+        num_inference_steps=STEPS,
+        generator=seeded(),
+        output_type="pt",
+        callback_on_step_end=keep_window_results,
+    )
     windows = pipe.plan_windows(288)
     assert [(w.start, w.width, w.overlap) for w in windows] == [(0, 128, 0), (96, 128, 32), (192, 128, 32)]
     # Each window's overlap ends as exactly the previous window's tail (16 latent columns = 32 px).
@@ -172,7 +224,10 @@ def test_long_audio_inpaints_the_overlap_and_joins_without_clicks():
 
     converter = pipe.converter
     cuts = [0, 112, 208, 288]
-    pieces = [converter.images_to_audio(out.spectrograms[..., a:b], generator=seeded(k))[0, 0] for k, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+    pieces = [
+        converter.images_to_audio(out.spectrograms[..., a:b], generator=seeded(k))[0, 0]
+        for k, (a, b) in enumerate(zip(cuts, cuts[1:]))
+    ]
     pieces = [p / p.abs().max() for p in pieces]  # per-clip normalisation, as Riffusion's clips
     assert click_ratio(torch.cat(pieces), np.cumsum([len(p) for p in pieces])[:-1].tolist()) > 10
     assert click_ratio(out.audios[0, 0], [c * hop for c in (96, 128, 192, 224)]) < 2
@@ -190,7 +245,12 @@ def test_save_and_load_round_trip_is_bit_identical(tmp_path):
     assert before.audios.shape[1] == 2  # stereo parameters: two channels out of G and B
     pipe.save_pretrained(tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
-    assert index["_class_name"] == "SoSgenPipeline" and index["stereo"] is True and index["power_for_image"] == 0.3 and index["window_width"] == 128
+    assert (
+        index["_class_name"] == "SoSgenPipeline"
+        and index["stereo"] is True
+        and index["power_for_image"] == 0.3
+        and index["window_width"] == 128
+    )
     loaded = SoSgenPipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)
     assert loaded.spectrogram_params == pipe.spectrogram_params
@@ -203,13 +263,24 @@ def test_loads_the_riffusion_model_layout_as_it_is(tmp_path):
     components = tiny_components("pndm")
     safety_checker = StableDiffusionSafetyChecker(
         CLIPConfig(
-            text_config=dict(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, vocab_size=100),
-            vision_config=dict(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, image_size=32, patch_size=8),
+            text_config=dict(
+                hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, vocab_size=100
+            ),
+            vision_config=dict(
+                hidden_size=8,
+                intermediate_size=16,
+                num_attention_heads=2,
+                num_hidden_layers=1,
+                image_size=32,
+                patch_size=8,
+            ),
             projection_dim=8,
         )
     )
     feature_extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    reference = StableDiffusionPipeline(**components, safety_checker=safety_checker, feature_extractor=feature_extractor)
+    reference = StableDiffusionPipeline(
+        **components, safety_checker=safety_checker, feature_extractor=feature_extractor
+    )
     reference.set_progress_bar_config(disable=True)
     folder = tmp_path / "riffusion-model-v1"
     reference.save_pretrained(folder)
@@ -234,29 +305,36 @@ def test_loads_the_riffusion_model_layout_as_it_is(tmp_path):
     pipe = SoSgenPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     assert set(pipe.components) == {"vae", "text_encoder", "tokenizer", "unet", "scheduler"}
-    assert pipe.spectrogram_params == SpectrogramParams() and pipe.config.window_width == 1536  # Riffusion's parameters by default
+    assert (
+        pipe.spectrogram_params == SpectrogramParams() and pipe.config.window_width == 1536
+    )  # Riffusion's parameters by default
     kwargs = dict(prompt="jazzy piano", num_inference_steps=STEPS, guidance_scale=7.0, output_type="latent")
     expected = reference(height=512, width=64, generator=seeded(), **kwargs).images
     torch.testing.assert_close(pipe(width=64, generator=seeded(), **kwargs).spectrograms, expected, atol=1e-6, rtol=0)
 
 
 def test_lora_weights_load(tmp_path):
+    from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
-
-    from diffusers.utils import convert_state_dict_to_diffusers
 
     kwargs = dict(prompt="rain", width=64, num_inference_steps=STEPS, output_type="latent")
     trained = sosgen()
     base = trained(generator=seeded(), **kwargs).spectrograms
-    trained.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    trained.unet.add_adapter(
+        LoraConfig(
+            r=2, lora_alpha=2, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]
+        )
+    )
     torch.manual_seed(6)
     for name, parameter in trained.unet.named_parameters():
         if "lora_B" in name:  # B starts at zero; a trained adapter is not
             torch.nn.init.normal_(parameter, std=0.5)
     adapted = trained(generator=seeded(), **kwargs).spectrograms
     assert float((adapted - base).abs().max()) > 1e-3
-    SoSgenPipeline.save_lora_weights(tmp_path / "lora", unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(trained.unet)))
+    SoSgenPipeline.save_lora_weights(
+        tmp_path / "lora", unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(trained.unet))
+    )
 
     fresh = sosgen()
     fresh.load_lora_weights(tmp_path / "lora")
@@ -279,11 +357,17 @@ def test_push_to_hub_uploads_a_loadable_pipeline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hub_utils, "create_repo", fake_create_repo)
     monkeypatch.setattr(hub_utils, "upload_folder", fake_upload_folder)
-    monkeypatch.setattr(hub_utils, "load_or_create_model_card", lambda repo_id, **kwargs: hub_utils.ModelCard("---\nlicense: apache-2.0\n---\n# SoSgen\n"))
+    monkeypatch.setattr(
+        hub_utils,
+        "load_or_create_model_card",
+        lambda repo_id, **kwargs: hub_utils.ModelCard("---\nlicense: apache-2.0\n---\n# SoSgen\n"),
+    )
     pipe = sosgen()
     pipe.push_to_hub("someone/sosgen-tiny")
     assert calls == {"create_repo": "someone/sosgen-tiny", "upload_folder": "someone/sosgen-tiny"}
-    assert (uploaded / "README.md").exists() and json.loads((uploaded / "model_index.json").read_text())["_class_name"] == "SoSgenPipeline"
+    assert (uploaded / "README.md").exists() and json.loads((uploaded / "model_index.json").read_text())[
+        "_class_name"
+    ] == "SoSgenPipeline"
     loaded = SoSgenPipeline.from_pretrained(uploaded)
     loaded.set_progress_bar_config(disable=True)
     kwargs = dict(prompt="sea", width=64, num_inference_steps=STEPS, output_type="pt")
@@ -367,7 +451,9 @@ def test_frame_context_projects_and_adds_position_embeddings():
     embeds = torch.randn(3, 12, generator=seeded())
     positions = torch.tensor([10.0, 40.0, 100.0])
     context = frame_context(embeds, positions, controlnet)
-    expected = controlnet.encoder_hid_proj(embeds) + get_timestep_embedding(positions, 8, flip_sin_to_cos=True, downscale_freq_shift=0)
+    expected = controlnet.encoder_hid_proj(embeds) + get_timestep_embedding(
+        positions, 8, flip_sin_to_cos=True, downscale_freq_shift=0
+    )
     torch.testing.assert_close(context, expected)
     assert context.shape == (3, controlnet.config.cross_attention_dim)
 
@@ -379,7 +465,9 @@ def test_controlnet_with_scale_zero_equals_sosgen():
     kwargs = dict(prompt="rain on a roof", width=64, num_inference_steps=STEPS, output_type="pt")
     expected = base(generator=seeded(), **kwargs)
     frames = story_frames(3)
-    off = pipe(frames=frames, frame_times=[0.0, 0.2, 0.4], controlnet_conditioning_scale=0.0, generator=seeded(), **kwargs)
+    off = pipe(
+        frames=frames, frame_times=[0.0, 0.2, 0.4], controlnet_conditioning_scale=0.0, generator=seeded(), **kwargs
+    )
     assert torch.equal(off.audios, expected.audios) and torch.equal(off.spectrograms, expected.spectrograms)
     # The ControlNet acts only in its guidance window: a window past the last step is also "off".
     gated = pipe(frames=frames, control_guidance_start=0.9, generator=seeded(), **kwargs)
@@ -398,7 +486,9 @@ def test_controlnet_batch_of_stories_with_different_frame_counts_matches_single_
     pipe = sosgen_controlnet()
     stories, times = [story_frames(3), story_frames(2, seed=1)], [[0.0, 0.2, 0.4], [0.0, 0.3]]
     kwargs = dict(width=64, num_inference_steps=STEPS, output_type="latent")
-    batch = pipe(["rain", "waves"], frames=stories, frame_times=times, generator=[seeded(0), seeded(1)], **kwargs).spectrograms
+    batch = pipe(
+        ["rain", "waves"], frames=stories, frame_times=times, generator=[seeded(0), seeded(1)], **kwargs
+    ).spectrograms
     for k, prompt in enumerate(["rain", "waves"]):
         single = pipe(prompt, frames=stories[k], frame_times=times[k], generator=seeded(k), **kwargs).spectrograms
         torch.testing.assert_close(batch[k : k + 1], single, atol=1e-4, rtol=0)
@@ -418,12 +508,22 @@ def test_image_only_mode_uses_the_text_audio():
 
 def test_controlnet_long_audio_and_save_load_round_trip(tmp_path):
     pipe = sosgen_controlnet()
-    kwargs = dict(prompt="city traffic", frames=story_frames(4), frame_times=[0.0, 0.8, 1.6, 2.4], width=288, num_inference_steps=STEPS, output_type="pt")
+    kwargs = dict(
+        prompt="city traffic",
+        frames=story_frames(4),
+        frame_times=[0.0, 0.8, 1.6, 2.4],
+        width=288,
+        num_inference_steps=STEPS,
+        output_type="pt",
+    )
     before = pipe(generator=seeded(), **kwargs)
     assert before.audios.shape == (1, 1, pipe.spectrogram_params.num_samples_for_width(288))
     pipe.save_pretrained(tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
-    assert index["controlnet"] == ["diffusers", "ControlNetModel"] and index["image_encoder"] == ["transformers", "CLIPVisionModelWithProjection"]
+    assert index["controlnet"] == ["diffusers", "ControlNetModel"] and index["image_encoder"] == [
+        "transformers",
+        "CLIPVisionModelWithProjection",
+    ]
     loaded = SoSgenControlNetPipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)
     assert loaded.controlnet.encoder_hid_proj is not None and loaded.config.image_only is False
@@ -455,11 +555,21 @@ def test_controlnet_component_errors():
     components = tiny_components()
     frame_components = tiny_frame_components(components)
     wrong_width = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, image_size=32, patch_size=8, projection_dim=6)
+        CLIPVisionConfig(
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            image_size=32,
+            patch_size=8,
+            projection_dim=6,
+        )
     )
     with pytest.raises(ValueError, match="projection_dim"):
         SoSgenControlNetPipeline(**components, **{**frame_components, "image_encoder": wrong_width}, **SPECTROGRAM)
-    four_stage = controlnet_from_unet(components["unet"], frame_components["image_encoder"], conditioning_embedding_out_channels=(16, 32, 96, 256))
+    four_stage = controlnet_from_unet(
+        components["unet"], frame_components["image_encoder"], conditioning_embedding_out_channels=(16, 32, 96, 256)
+    )
     with pytest.raises(ValueError, match="downsamples 8x but the VAE 2x"):
         SoSgenControlNetPipeline(**components, **{**frame_components, "controlnet": four_stage}, **SPECTROGRAM)
 
@@ -476,7 +586,19 @@ def test_cli_generate_writes_the_pipeline_output(tmp_path, capsys):
     pipe = sosgen()
     pipe.save_pretrained(tmp_path / "model")
     out = tmp_path / "out" / "rain.wav"
-    argv = ["generate", "--model", str(tmp_path / "model"), "--text", "rain on a roof", "--duration", "2.5", "--steps", "3", "--seed", "4"]
+    argv = [
+        "generate",
+        "--model",
+        str(tmp_path / "model"),
+        "--text",
+        "rain on a roof",
+        "--duration",
+        "2.5",
+        "--steps",
+        "3",
+        "--seed",
+        "4",
+    ]
     assert run_cli(argv + ["--window-width", "64", "--out", str(out), "--quiet"]) == 0
     audio, sample_rate = load_audio(out)
     pipe.register_to_config(window_width=64)  # what --window-width overrides
@@ -485,7 +607,9 @@ def test_cli_generate_writes_the_pipeline_output(tmp_path, capsys):
     np.testing.assert_allclose(audio, expected.audios[0], atol=1.5 / 32768)
     image = Image.open(out.with_suffix(".png"))
     np.testing.assert_array_equal(np.asarray(image), np.asarray(expected.spectrograms[0]))
-    assert {tag: image.getexif()[tag] for tag in pipe.spectrogram_params.to_exif()} == pipe.spectrogram_params.to_exif()
+    assert {
+        tag: image.getexif()[tag] for tag in pipe.spectrogram_params.to_exif()
+    } == pipe.spectrogram_params.to_exif()
     assert "wrote" in capsys.readouterr().out
 
 
@@ -498,15 +622,46 @@ def test_cli_generate_with_frames(tmp_path):
     for k, frame in enumerate(frames):
         Image.fromarray(frame).save(frames_dir / f"{k:03d}.png")
     out = tmp_path / "story.wav"
-    argv = ["generate", "--model", str(tmp_path / "model"), "--text", "sea", "--frames", str(frames_dir), "--frame-times", "0,0.4,0.9", "--duration", "1.2", "--steps", "3", "--out", str(out), "--quiet"]
+    argv = [
+        "generate",
+        "--model",
+        str(tmp_path / "model"),
+        "--text",
+        "sea",
+        "--frames",
+        str(frames_dir),
+        "--frame-times",
+        "0,0.4,0.9",
+        "--duration",
+        "1.2",
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert run_cli(argv) == 0
     audio, _ = load_audio(out)
-    expected = pipe("sea", frames=frames, frame_times=[0, 0.4, 0.9], duration_s=1.2, num_inference_steps=3, generator=seeded(0))
+    expected = pipe(
+        "sea", frames=frames, frame_times=[0, 0.4, 0.9], duration_s=1.2, num_inference_steps=3, generator=seeded(0)
+    )
     np.testing.assert_allclose(audio, expected.audios[0], atol=1.5 / 32768)
     with pytest.raises(ValueError, match="3 images"):
         run_cli(argv[:-1] + ["--frame-times", "0,1", "--quiet"])
     with pytest.raises(ValueError, match="--frames needs a SoSgenControlNetPipeline"):
         sosgen().save_pretrained(tmp_path / "text_model")
-        run_cli(["generate", "--model", str(tmp_path / "text_model"), "--text", "x", "--frames", str(frames_dir), "--out", str(out)])
+        run_cli(
+            [
+                "generate",
+                "--model",
+                str(tmp_path / "text_model"),
+                "--text",
+                "x",
+                "--frames",
+                str(frames_dir),
+                "--out",
+                str(out),
+            ]
+        )
     with pytest.raises(FileNotFoundError, match="--model"):
         run_cli(["generate", "--model", str(tmp_path / "missing"), "--text", "x", "--out", str(out)])

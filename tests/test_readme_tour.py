@@ -23,6 +23,7 @@ REPORT_COMMAND = (
 )
 SPACE_COMMAND = "sound-of-story space --demo-dir demo_quick --port 7860"
 PYTHON_BLOCK = """from sound_of_story.app.space import SoundOfStoryApp, SpaceSettings
+
 app = SoundOfStoryApp(SpaceSettings.from_demo("demo_quick"))
 (rate, audio), spectrogram, note = app.generate("rain on a tin roof", None, "", 5.0, 10, 0)
 print(rate, audio.shape, note)
@@ -47,14 +48,18 @@ def test_readme_holds_the_examples_as_tested():
 
 
 def test_report_command_prints_the_trained_and_random_a2v_r1(tour):
-    result = subprocess.run(REPORT_COMMAND, shell=True, cwd=tour, env=_environment(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        REPORT_COMMAND, shell=True, cwd=tour, env=_environment(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     table2 = json.loads((tour / "demo_quick" / "report.json").read_text())["table2"]
     assert result.stdout.strip() == f"{table2['trained']['A2V']['R@1']} {table2['random']['A2V']['R@1']}"
 
 
 def test_python_block_generates_with_the_demos_sosgen(tour):
-    result = subprocess.run([sys.executable, "-c", PYTHON_BLOCK], cwd=tour, env=_environment(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", PYTHON_BLOCK], cwd=tour, env=_environment(), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rate, length, note = result.stdout.strip().splitlines()[-1].split(" ", 2)
     assert rate == "8000" and length == "(40000,)" and note.startswith("SoSgenPipeline")
@@ -68,7 +73,14 @@ def test_space_command_serves_the_demos_models(tour):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     argv = SPACE_COMMAND.replace("--port 7860", f"--port {port}").split()
-    server = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=tour, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [str(BIN / argv[0]), *argv[1:]],
+        cwd=tour,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, page = time.monotonic() + 240, ""
         while time.monotonic() < deadline and server.poll() is None:

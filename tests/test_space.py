@@ -80,7 +80,9 @@ def test_handlers_generate_from_text_and_frames_and_rank_the_library(space_model
     expected, expected_rate = sf.read(root / "library" / rows[0][1], dtype="float32")
     assert rate == expected_rate and np.allclose(top, expected, atol=1e-4)  # the player gets the library clip itself
     scenes, first = app.recommend_story(frames, "0, 4, 8", 12.0)
-    assert [s[1] for s in scenes] == [0.0, 4.0, 8.0] and len({s[3] for s in scenes}) == 3  # one distinct sound per scene
+    assert [s[1] for s in scenes] == [0.0, 4.0, 8.0] and len(
+        {s[3] for s in scenes}
+    ) == 3  # one distinct sound per scene
     with pytest.raises(ValueError, match="either a description or frames"):
         app.retrieve("", None, 3)
 
@@ -109,11 +111,20 @@ def test_browser_submits_a_generation_request_and_gets_audio(space_models):
         assert "SoSgenPipeline" in note and "seed 0" in note
         # Gradio 6 plays the answer in its waveform player (the <audio> element stays hidden) and links the
         # WAV the server wrote for this request; the player shows its length.
-        source = wait.until(lambda d: next((a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "#generate-audio a[data-testid=download-link]")), None))
+        source = wait.until(
+            lambda d: next(
+                (
+                    a.get_attribute("href")
+                    for a in d.find_elements(By.CSS_SELECTOR, "#generate-audio a[data-testid=download-link]")
+                ),
+                None,
+            )
+        )
         assert source.startswith(f"http://127.0.0.1:{port}/") and source.endswith(".wav")
         assert wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#generate-audio time#duration").text) == "0:05"
         audio = driver.execute_async_script(
-            "const done = arguments[1]; fetch(arguments[0]).then(r => r.arrayBuffer()).then(b => done(Array.from(new Uint8Array(b))));", source
+            "const done = arguments[1]; fetch(arguments[0]).then(r => r.arrayBuffer()).then(b => done(Array.from(new Uint8Array(b))));",
+            source,
         )
         samples, rate = sf.read(__import__("io").BytesIO(bytes(audio)))
         assert rate == 8000 and len(samples) == int(5.0 * rate) and np.abs(samples).max() > 0  # the default 5 s
@@ -124,5 +135,11 @@ def test_browser_submits_a_generation_request_and_gets_audio(space_models):
 
 def test_space_command_says_what_is_missing(tmp_path):
     cli = Path(sys.executable).with_name("sound-of-story")
-    result = subprocess.run([str(cli), "space", "--demo-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "run `sound-of-story demo` first" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [str(cli), "space", "--demo-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120
+    )
+    assert (
+        result.returncode == 2
+        and "run `sound-of-story demo` first" in result.stderr
+        and "Traceback" not in result.stderr
+    )
