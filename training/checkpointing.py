@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT_PREFIX = "checkpoint-"
 # Per-step loss and learning rate of a run (the global loss), kept across resumes.
@@ -125,3 +128,60 @@ __all__ = [
     "resolve_resume_checkpoint",
     "save_checkpoint",
 ]
+
+
+@dataclasses.dataclass
+class Schedule:
+    """How many optimizer updates an epoch holds, the run's length, and its learning-rate scheduler."""
+
+    updates_per_epoch: int
+    max_steps: int
+    num_epochs: int
+    scheduler: Any
+
+
+def plan_schedule(args, optimizer, num_examples: int, num_processes: int) -> Schedule:
+    """``--max_train_steps`` (or epochs x updates per epoch), warm-up (default 10%) and the scheduler.
+
+    The scheduler is stepped once per process by accelerate, hence the factor ``num_processes``.
+    """
+    from diffusers.optimization import get_scheduler
+
+    updates_per_epoch = math.ceil(
+        math.ceil(num_examples / (args.train_batch_size * num_processes)) / args.gradient_accumulation_steps
+    )
+    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
+    scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=warmup * num_processes,
+        num_training_steps=max_steps * num_processes,
+    )
+    return Schedule(updates_per_epoch, max_steps, math.ceil(max_steps / updates_per_epoch), scheduler)
+
+
+@dataclasses.dataclass
+class ResumePoint:
+    """Where a (possibly resumed) run starts: step, epoch, batches of that epoch to skip, loss history so far."""
+
+    global_step: int = 0
+    first_epoch: int = 0
+    skip_batches: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+
+def resume_training(accelerator, scheduler, resume_path: Path | None, args, updates_per_epoch: int) -> ResumePoint:
+    """Load ``resume_path``'s state (model, optimizer, scheduler, RNGs) and say where the run continues."""
+    if resume_path is None:
+        return ResumePoint()
+    accelerator.print(f"resuming from {resume_path}")
+    accelerator.load_state(str(resume_path))
+    apply_schedule_after_resume(scheduler)
+    global_step = checkpoint_step(resume_path)
+    return ResumePoint(
+        global_step=global_step,
+        first_epoch=global_step // updates_per_epoch,
+        skip_batches=(global_step % updates_per_epoch) * args.gradient_accumulation_steps,
+        history=read_history(args.output_dir, global_step),
+    )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import math
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -58,10 +57,9 @@ from sound_of_story.modeling import (
 
 from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
-    apply_schedule_after_resume,
-    checkpoint_step,
-    read_history,
+    plan_schedule,
     resolve_resume_checkpoint,
+    resume_training,
     save_checkpoint,
     write_history,
 )
@@ -692,7 +690,6 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-    from diffusers.optimization import get_scheduler
 
     if accelerator is None:
         accelerator = Accelerator(
@@ -739,19 +736,9 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
         optimizer_groups(model, args.learning_rate, args.encoder_learning_rate, args.weight_decay),
         betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
     )  # fmt: skip
-    updates_per_epoch = math.ceil(
-        math.ceil(len(train_data) / (args.train_batch_size * accelerator.num_processes))
-        / args.gradient_accumulation_steps
-    )
-    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-    num_epochs = math.ceil(max_steps / updates_per_epoch)
-    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
-    scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer,
-        num_warmup_steps=warmup * accelerator.num_processes,
-        num_training_steps=max_steps * accelerator.num_processes,
-    )
+    schedule = plan_schedule(args, optimizer, len(train_data), accelerator.num_processes)
+    updates_per_epoch, max_steps, num_epochs = schedule.updates_per_epoch, schedule.max_steps, schedule.num_epochs
+    scheduler = schedule.scheduler
     encoder, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
     if accelerator.log_with:
         accelerator.init_trackers(
@@ -759,15 +746,13 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
             config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))},
         )
 
-    global_step, first_epoch, skip_batches = 0, 0, 0
-    if resume_path is not None:
-        accelerator.print(f"resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
-        apply_schedule_after_resume(scheduler)
-        global_step = checkpoint_step(resume_path)
-        first_epoch = global_step // updates_per_epoch
-        skip_batches = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
-    history = read_history(args.output_dir, global_step) if resume_path is not None else []
+    start = resume_training(accelerator, scheduler, resume_path, args, updates_per_epoch)
+    global_step, first_epoch, skip_batches, history = (
+        start.global_step,
+        start.first_epoch,
+        start.skip_batches,
+        start.history,
+    )
     result = TrainingResult(global_step=global_step, losses=[h["loss"] for h in history], output_dir=args.output_dir)
     best_value = None
     progress = tqdm(range(max_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)

@@ -37,10 +37,9 @@ from tqdm.auto import tqdm
 
 from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
-    apply_schedule_after_resume,
-    checkpoint_step,
-    read_history,
+    plan_schedule,
     resolve_resume_checkpoint,
+    resume_training,
     save_checkpoint,
     write_history,
 )
@@ -549,7 +548,6 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from diffusers import DDPMScheduler
-    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel, compute_snr
 
     _check_sosgen_args(args)
@@ -626,19 +624,9 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
         weight_decay=args.weight_decay,
         eps=args.adam_epsilon,
     )
-    updates_per_epoch = math.ceil(
-        math.ceil(len(train_slices) / (args.train_batch_size * accelerator.num_processes))
-        / args.gradient_accumulation_steps
-    )
-    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-    num_epochs = math.ceil(max_steps / updates_per_epoch)
-    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
-    scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer,
-        num_warmup_steps=warmup * accelerator.num_processes,
-        num_training_steps=max_steps * accelerator.num_processes,
-    )
+    schedule = plan_schedule(args, optimizer, len(train_slices), accelerator.num_processes)
+    updates_per_epoch, max_steps, num_epochs = schedule.updates_per_epoch, schedule.max_steps, schedule.num_epochs
+    scheduler = schedule.scheduler
     trained, optimizer, loader, scheduler = accelerator.prepare(trained, optimizer, loader, scheduler)
     if accelerator.log_with:
         accelerator.init_trackers(
@@ -646,15 +634,8 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
             config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))},
         )
 
-    global_step, first_epoch, skip = 0, 0, 0
-    if resume_path is not None:
-        accelerator.print(f"resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
-        apply_schedule_after_resume(scheduler)
-        global_step = checkpoint_step(resume_path)
-        first_epoch = global_step // updates_per_epoch
-        skip = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
-    history = read_history(args.output_dir, global_step) if resume_path is not None else []
+    start = resume_training(accelerator, scheduler, resume_path, args, updates_per_epoch)
+    global_step, first_epoch, skip, history = start.global_step, start.first_epoch, start.skip_batches, start.history
     result = GenerationResult(global_step=global_step, losses=[h["loss"] for h in history], output_dir=args.output_dir)
     noise_generator = torch.Generator(device=accelerator.device)
     vae = pipe.vae
