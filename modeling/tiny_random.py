@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from tokenizers.pre_tokenizers import ByteLevel
-from transformers import ASTFeatureExtractor, CLIPImageProcessor, CLIPTokenizer
+from transformers import ASTFeatureExtractor, ClapConfig, CLIPImageProcessor, CLIPTokenizer
 
 from .configuration_sos import SoSRetrievalConfig
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
@@ -94,6 +94,18 @@ def tiny_wav2clip_config(**overrides: Any) -> Wav2CLIPBaselineConfig:
     settings = {"clip_config": clip, "audio_channels": [4, 8], "audio_blocks": [1, 1]}
     settings.update(overrides)
     return Wav2CLIPBaselineConfig(**settings)
+
+
+def tiny_clap_config() -> ClapConfig:
+    """A tiny random ``ClapConfig`` (the CLAP baseline's model) whose text side takes the tiny CLIP tokenizer."""
+    tokenizer = tiny_clip_tokenizer()
+    return ClapConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                     "projection_dim": 16, "max_position_embeddings": 80, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 1},
+        audio_config={"hidden_size": 16, "patch_embeds_hidden_size": 8, "depths": [1, 1], "num_attention_heads": [2, 2], "projection_dim": 16,
+                      "num_hidden_layers": 2, "window_size": 8, "spec_size": 256},
+        projection_dim=16,
+    )  # fmt: skip
 
 
 def tiny_retrieval_processor(**kwargs: Any) -> SoSRetrievalProcessor:

@@ -44,22 +44,6 @@ def sos_eval_dataset(cmd_samples, lsmdc_samples, tmp_path_factory) -> Path:
     return _once("sos_eval_dataset", make, tmp_path_factory)
 
 
-def tiny_clap_config():
-    """A tiny random ``ClapConfig`` whose text side takes the tiny CLIP tokenizer."""
-    from transformers import ClapConfig
-
-    from sound_of_story.modeling.tiny_random import tiny_clip_tokenizer
-
-    tokenizer = tiny_clip_tokenizer()
-    return ClapConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-                     "projection_dim": 16, "max_position_embeddings": 80, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 1},
-        audio_config={"hidden_size": 16, "patch_embeds_hidden_size": 8, "depths": [1, 1], "num_attention_heads": [2, 2], "projection_dim": 16,
-                      "num_hidden_layers": 2, "window_size": 8, "spec_size": 256},
-        projection_dim=16,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def tiny_retrieval_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random SoS, Wav2CLIP-baseline and CLAP models, each saved with its processor."""
@@ -75,6 +59,7 @@ def tiny_retrieval_models(tmp_path_factory) -> dict[str, Path]:
             Wav2CLIPBaselineModel,
         )
         from sound_of_story.modeling.tiny_random import (
+            tiny_clap_config,
             tiny_clip_tokenizer,
             tiny_retrieval_config,
             tiny_retrieval_processor,

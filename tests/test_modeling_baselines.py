@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from conftest import assert_remote_code_reproduces
 from torchcodec.decoders import AudioDecoder
-from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+from transformers import ClapFeatureExtractor, ClapModel
 
 from sound_of_story.modeling import (
     ClapBaselineProcessor,
@@ -21,7 +21,7 @@ from sound_of_story.modeling import (
     prepare_waveform,
     select_audio_windows,
 )
-from sound_of_story.modeling.tiny_random import tiny_clip_tokenizer, tiny_wav2clip_config
+from sound_of_story.modeling.tiny_random import tiny_clap_config, tiny_clip_tokenizer, tiny_wav2clip_config
 from sound_of_story.modeling.tiny_random import tiny_random_inputs as toy_batch
 
 
@@ -108,17 +108,6 @@ def test_wav2clip_from_encoders_keeps_the_clip_weights(tmp_path):
 
 
 # --------------------------------------------------------------------------------------- CLAP
-
-
-def tiny_clap_config() -> ClapConfig:
-    tokenizer = tiny_clip_tokenizer()
-    return ClapConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-                     "projection_dim": 16, "max_position_embeddings": 80, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 1},
-        audio_config={"hidden_size": 16, "patch_embeds_hidden_size": 8, "depths": [1, 1], "num_attention_heads": [2, 2], "projection_dim": 16,
-                      "num_hidden_layers": 2, "window_size": 8, "spec_size": 256},
-        projection_dim=16,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
