@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from sound_of_story.audio import DEFAULT_RESAMPLER, RESAMPLERS
+
 from .help_formatter import HelpFormatter
 
 DIRECTION_CHOICES = ("A2V", "V2A", "A2T", "T2A")
@@ -444,8 +446,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     p.add_argument(
         "--resampler",
-        choices=("resampy", "torchaudio"),
-        default="resampy",
+        choices=RESAMPLERS,
+        default=DEFAULT_RESAMPLER,
         help="resampling to the embedder's rate (resampy: torchvggish's)",
     )
     p.add_argument(
