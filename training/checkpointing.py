@@ -185,3 +185,17 @@ def resume_training(accelerator, scheduler, resume_path: Path | None, args, upda
         skip_batches=(global_step % updates_per_epoch) * args.gradient_accumulation_steps,
         history=read_history(args.output_dir, global_step),
     )
+
+
+def end_run(accelerator) -> None:
+    """Close the trackers, then leave the process group together.
+
+    Without an explicit barrier and ``destroy_process_group``, a CPU (gloo) rank whose peer has already
+    exited can hang at interpreter exit (seen once in a 2-process gen.py run: rank 0 done, rank 1 waiting).
+    """
+    import torch.distributed as dist
+
+    accelerator.end_training()
+    if dist.is_available() and dist.is_initialized():
+        accelerator.wait_for_everyone()
+        dist.destroy_process_group()

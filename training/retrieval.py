@@ -57,6 +57,7 @@ from sound_of_story.modeling import (
 
 from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
+    end_run,
     plan_schedule,
     resolve_resume_checkpoint,
     resume_training,
@@ -818,7 +819,7 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
         save_retrieval_model(unwrapped, processor, args.output_dir, args, result.figures)
         if args.push_to_hub:
             push_output_dir(args)
-    accelerator.end_training()
+    end_run(accelerator)
     return result
 
 

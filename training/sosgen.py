@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
+    end_run,
     plan_schedule,
     resolve_resume_checkpoint,
     resume_training,
@@ -737,7 +738,7 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
             from .retrieval import push_output_dir
 
             push_output_dir(args)
-    accelerator.end_training()
+    end_run(accelerator)
     return result
 
 
