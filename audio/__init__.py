@@ -2,8 +2,9 @@
 
 - :mod:`.layout`: :func:`channels_first`, :func:`to_mono`, :func:`decoded_audio` (``datasets``/torchcodec
   values to samples and rate), :func:`prepare_waveform` (mono at a target rate), :func:`read_audio_file`.
-- :mod:`.resampling`: :func:`resample` (resampy ``kaiser_best`` by default, torchaudio's Kaiser sinc
-  as an option).
+- :mod:`.resampling`: :func:`resample` for numpy arrays and torch tensors, the package's only
+  resampler (resampy ``kaiser_best`` by default; torchaudio's Kaiser sinc, torchaudio's defaults and
+  scipy's polyphase filter as options, each for the callers its docstring names).
 
 This part imports no other part of the package.
 """
@@ -13,7 +14,9 @@ from .resampling import (
     DEFAULT_RESAMPLER,
     RESAMPLER_NAMES,
     RESAMPLERS,
+    RESAMPLING_METHODS,
     Resampler,
+    ResamplingMethod,
     check_resampler,
     resample,
     resampled_length,
@@ -23,7 +26,9 @@ __all__ = [
     "DEFAULT_RESAMPLER",
     "RESAMPLERS",
     "RESAMPLER_NAMES",
+    "RESAMPLING_METHODS",
     "Resampler",
+    "ResamplingMethod",
     "channels_first",
     "check_resampler",
     "decoded_audio",

@@ -93,7 +93,8 @@ def prepare_waveform(
         audio: anything :func:`decoded_audio` accepts, in the ``(channels, samples)`` layout.
         sampling_rate: the rate of a bare array.
         target_sampling_rate: output rate (16 kHz, the rate of VGGish and AST, by default).
-        resampler: ``"resampy"`` (default) or ``"torchaudio"``, see :func:`~sound_of_story.audio.resample`.
+        resampler: one of ``RESAMPLERS`` (``"resampy"``, torchvggish's, by default), see
+            :func:`~sound_of_story.audio.resample`.
         name: how errors name the clip.
     """
     array, rate = decoded_audio(audio, sampling_rate)
