@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
+
+from sound_of_story.audio import resample
 
 VadEngine = Literal["onnx", "torch"]
 VAD_ENGINES: tuple[str, ...] = get_args(VadEngine)
@@ -80,11 +82,10 @@ def vad_input(*audios: np.ndarray, sample_rate: int) -> np.ndarray:
     monos = [m.mean(axis=0) if m.ndim == 2 else m for m in monos]
     if len({m.size for m in monos}) != 1:
         raise ValueError(f"signals scored together must have one length, got {[m.size for m in monos]} samples")
-    g = np.gcd(int(sample_rate), VAD_SAMPLE_RATE)
-    stacked = np.stack(monos)
-    if int(sample_rate) == VAD_SAMPLE_RATE:
-        return stacked
-    return signal.resample_poly(stacked, VAD_SAMPLE_RATE // g, int(sample_rate) // g, axis=1).astype(np.float32)
+    # polyphase: the fastest method on CPU, and the one the speech ratios and their test tolerances
+    # were measured with; equal rates give the stack itself.
+    resampled = resample(np.stack(monos), int(sample_rate), VAD_SAMPLE_RATE, method="polyphase")
+    return resampled.astype(np.float32, copy=False)
 
 
 def _windows_with_context(x: np.ndarray) -> np.ndarray:
