@@ -39,7 +39,9 @@ from .spectrogram import GriffinLimMethod
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",
+    "FrameCondition",
     "SoSgenControlNetPipeline",
+    "WindowCondition",
     "controlnet_from_unet",
     "filmstrip",
     "frame_context",
@@ -120,8 +122,9 @@ def controlnet_from_unet(
 
 
 @dataclass
-class _FrameCondition:
-    """The frames of each item of the effective batch, ready for the windows."""
+class FrameCondition:
+    """The frames of each item of a batch over the whole image, ready for the windows
+    (:meth:`SoSgenControlNetPipeline.frame_condition`)."""
 
     hints: torch.Tensor  # (batch, 3, height, width) in [0, 1]
     embeds: list[torch.Tensor]  # per item (N_i, D) CLIP image embeddings
@@ -129,7 +132,9 @@ class _FrameCondition:
 
 
 @dataclass
-class _WindowCondition:
+class WindowCondition:
+    """What the ControlNet takes for one generation window (:meth:`SoSgenControlNetPipeline.window_condition`)."""
+
     hint: torch.Tensor  # (batch, 3, height, window width)
     contexts: list[torch.Tensor]  # per item (N_i, cross-attention dim)
 
@@ -242,18 +247,39 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         ).pixel_values
         return self.image_encoder(pixel_values.to(device=device, dtype=self.image_encoder.dtype)).image_embeds
 
-    def _frame_condition(
+    # Public so that training conditions the ControlNet exactly as generation does (training/sosgen.py):
+    # frame_condition once per image, then window_condition per generation window.
+    def frame_condition(
         self,
         stories: list[list[torch.Tensor]],
         times: list[list[float]] | None,
         width: int,
-        batch_size: int,
         num_samples: int,
         device: torch.device,
-    ) -> _FrameCondition:
-        """The frames of ``stories`` at ``times`` (None: evenly spaced) for an image ``width`` columns wide and an effective batch."""
+        *,
+        num_prompts: int | None = None,
+        num_images_per_prompt: int = 1,
+    ) -> FrameCondition:
+        """The frame condition of a whole spectrogram image: filmstrip hints, CLIP frame embeddings, column spans.
+
+        Args:
+            stories: per story, its frames as float ``(3, h, w)`` tensors in [0, 1]; one story for all
+                prompts, or one per prompt.
+            times: per story, each frame's time in seconds (non-decreasing, before the end of the audio);
+                None: evenly spaced over the audio.
+            width: the image width in columns (all windows together).
+            num_samples: the length of the audio the image stands for, at ``spectrogram_params.sample_rate``.
+            device: where the embeddings and hints are made.
+            num_prompts: the number of prompts (default: one per story).
+            num_images_per_prompt: images per prompt; the batch is ``num_prompts * num_images_per_prompt``
+                items, each story repeated for its prompt's images.
+
+        Returns:
+            A :class:`FrameCondition` with one entry per batch item, for :meth:`window_condition`.
+        """
         params = self.spectrogram_params
-        num_prompts = batch_size // self._num_images_per_prompt
+        num_prompts = len(stories) if num_prompts is None else num_prompts
+        batch_size = num_prompts * num_images_per_prompt
         if len(stories) not in (1, num_prompts):
             raise ValueError(
                 f"`frames` holds {len(stories)} stories but there are {num_prompts} prompts: give one story, or one per prompt"
@@ -278,16 +304,21 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         )
         repeat = batch_size // len(stories)  # one story for all prompts, then num_images_per_prompt copies
         order = [k for k in range(len(stories)) for _ in range(repeat)]
-        return _FrameCondition(
+        return FrameCondition(
             hints=hints[order].to(device=device, dtype=self.controlnet.dtype),
             embeds=[embeds[k] for k in order],
             spans=[spans[k] for k in order],
         )
 
-    def _window_condition(
-        self, condition: _FrameCondition, window: GenerationWindow, device: torch.device
-    ) -> _WindowCondition:
-        """The hint columns and the frame tokens of ``window``."""
+    def window_condition(
+        self, condition: FrameCondition, window: GenerationWindow, device: torch.device
+    ) -> WindowCondition:
+        """The ControlNet's inputs for one generation ``window`` of the image ``condition`` covers.
+
+        The hint columns of the window (zero-padded where the window reaches past the image) and, per
+        batch item, the frame tokens (:func:`frame_context`) of the frames whose spans overlap it, each
+        placed at the centre of its span's part inside the window.
+        """
         end = window.start + window.width
         hint = condition.hints[..., window.start : end]
         hint = F.pad(hint, (0, window.width - hint.shape[-1]))  # the last window may reach past the requested width
@@ -301,17 +332,23 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
                 device=device,
             )
             contexts.append(frame_context(embeds[inside], centres, self.controlnet))
-        return _WindowCondition(hint=hint, contexts=contexts)
+        return WindowCondition(hint=hint, contexts=contexts)
 
     def predict_noise(self, latent_model_input, t, step_index, prompt_embeds, timestep_cond, window):
         """The UNet's noise prediction with the ControlNet's residuals for the frames of ``window``."""
         if window not in self._window_conditions:  # built once per call and window, at its first step
             device = latent_model_input.device
             if self._frames is None:
-                self._frames = self._frame_condition(
-                    self._stories, self._story_times, self._width, self._batch_size, self._num_samples, device
+                self._frames = self.frame_condition(
+                    self._stories,
+                    self._story_times,
+                    self._width,
+                    self._num_samples,
+                    device,
+                    num_prompts=self._batch_size // self._num_images_per_prompt,
+                    num_images_per_prompt=self._num_images_per_prompt,
                 )
-            self._window_conditions[window] = self._window_condition(self._frames, window, device)
+            self._window_conditions[window] = self.window_condition(self._frames, window, device)
         condition = self._window_conditions[window]
         num_steps = self.num_timesteps
         keep = 1.0 - float(

@@ -395,7 +395,6 @@ def frame_residuals(pipe, controlnet, latents, timesteps, frames, frame_times, w
 
     width = latents.shape[-1] * pipe.vae_scale_factor
     params = pipe.spectrogram_params
-    pipe._num_images_per_prompt = 1
     downs, mids = [], []
     for k in range(latents.shape[0]):
         start = int(window_start[k])
@@ -403,8 +402,8 @@ def frame_residuals(pipe, controlnet, latents, timesteps, frames, frame_times, w
         num_samples = params.num_samples_for_width(full_width)
         story_times = [min(t, (num_samples - 1) / params.sample_rate) for t in frame_times[k]]
         with torch.no_grad():
-            condition = pipe._frame_condition([frames[k]], [story_times], full_width, 1, num_samples, latents.device)
-        window = pipe._window_condition(
+            condition = pipe.frame_condition([frames[k]], [story_times], full_width, num_samples, latents.device)
+        window = pipe.window_condition(
             condition, GenerationWindow(start=start, width=width, overlap=0), latents.device
         )
         down, mid = controlnet(
