@@ -39,7 +39,7 @@ def probe(path: str | Path) -> MediaInfo:
         detail = text.rsplit(str(path), 1)[-1].strip() or type(err).__name__  # ffmpeg's own words
         raise MediaError(f"{path}: cannot be decoded (truncated or corrupt?): {detail}") from err
     try:
-        VideoDecoder(str(path))
+        VideoDecoder(str(path), seek_mode="approximate")  # headers only: "exact" would read the whole file
         has_video = True
     except Exception:  # noqa: BLE001
         has_video = False

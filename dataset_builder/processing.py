@@ -10,16 +10,23 @@ again, redoes only what is missing.
 
 ``run_story_job`` is the worker every engine runs (a local process pool, Ray): it never raises,
 and returns a :class:`StoryOutcome`. The entry records each step's time in its ``timings``.
+
+Decoding: the audio is decoded once (torchcodec); the video once, by the ffmpeg process of
+:func:`.key_frames.scan_video` that samples, downscales and hashes it, plus full-size pictures of
+the kept key frames only. When the worker has two or more threads (torch's thread count, which
+the engines set to its share of the cores) that scan runs in a background thread beside the
+audio work (speech removal, VAD, slicing, FLAC), which itself runs on one thread; with one
+thread the scan runs after it, so N workers of one thread each use N cores, not 2N.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import hashlib
 import io
-import itertools
 import json
 import math
 import time
@@ -29,7 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from .content_filter import ContentFilterParams, check_content
-from .key_frames import KeyFrame, KeyFrameParams, decode_frames, frames_at, sample_times, select_key_frames
+from .key_frames import KeyFrame, KeyFrameParams, VideoScan, frames_at, key_frames_from_scans, scan_video
 from .manifest import Failure, StorySource
 from .media import MediaError, decode_audio, probe
 from .slicing import slice_story
@@ -195,8 +202,23 @@ def _story_audio(source: StorySource, infos) -> tuple[np.ndarray, int, list[floa
     return np.concatenate(parts, axis=1), rate, offsets
 
 
+def _scan_videos(source: StorySource, params: KeyFrameParams, threads: int) -> list[VideoScan]:
+    """Each clip's frame hashes (one ffmpeg pass per clip); a clip that cannot be decoded is the story's fault."""
+    scans = []
+    for video in source.videos:
+        try:
+            scans.append(scan_video(video, params, threads))
+        except ValueError as err:
+            raise StoryError(video, str(err)) from err
+    return scans
+
+
 def _story_frames(
-    source: StorySource, offsets: list[float], durations: list[float], params: KeyFrameParams
+    source: StorySource,
+    offsets: list[float],
+    durations: list[float],
+    params: KeyFrameParams,
+    scans: list[VideoScan] | None,
 ) -> list[KeyFrame]:
     if source.frame_times is not None:  # the released SoS metadata lists its frames
         frames: list[KeyFrame] = []
@@ -204,11 +226,8 @@ def _story_frames(
             times = [t for t in source.frame_times if start <= t < start + length]
             frames.extend(frames_at(video, times, params, offset=start))
         return frames
-    stream = itertools.chain.from_iterable(
-        decode_frames(video, sample_times(length, params.fps), offset=start)
-        for video, start, length in zip(source.videos, offsets, durations)
-    )
-    return select_key_frames(stream, params)
+    assert scans is not None
+    return key_frames_from_scans(scans, params, offsets, durations)
 
 
 def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -248,24 +267,39 @@ def process_story(
         return entry, True
     entry.discard()  # unfinished or damaged: recomputed below
 
+    import torch
+
     timings: dict[str, float] = {}
-    with _timed(timings, "decode"):
-        audio, rate, offsets = _story_audio(source, infos)
-    duration = audio.shape[1] / rate
-    if duration < MIN_STORY_SECONDS:
-        raise StoryError(source.videos[0], f"clip under {MIN_STORY_SECONDS:g} s ({duration:.2f} s)")
-    _check_length(source, duration, params)  # a container may understate its length
-    durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
-    # one VAD pass over the input (ratio before, and the centre separator's gate), one over the result
-    separated = remove_speech_and_measure(audio, rate, params.separation, timings)  # adds "vad" and "separation" times
-    background, ratio_before, ratio_after = (
-        separated.background,
-        separated.speech_ratio_before,
-        separated.speech_ratio_after,
-    )
-    del audio
-    with _timed(timings, "key_frames"):
-        frames = _story_frames(source, offsets, durations, params.key_frames)
+    threads = torch.get_num_threads()  # this worker's share of the cores (the engines set it)
+    scan_here = source.frame_times is None
+    background_scan = scan_here and threads >= 2
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # the video's one decoding pass runs beside the audio work when the worker has a core to spare for it
+        scanning = pool.submit(_scan_videos, source, params.key_frames, threads - 1) if background_scan else None
+        with _timed(timings, "decode"):
+            audio, rate, offsets = _story_audio(source, infos)
+        duration = audio.shape[1] / rate
+        if duration < MIN_STORY_SECONDS:
+            raise StoryError(source.videos[0], f"clip under {MIN_STORY_SECONDS:g} s ({duration:.2f} s)")
+        _check_length(source, duration, params)  # a container may understate its length
+        durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
+        # one VAD pass over the input (ratio before, and the centre separator's gate), one over the result
+        separated = remove_speech_and_measure(audio, rate, params.separation, timings)  # adds "vad", "separation"
+        background, ratio_before, ratio_after = (
+            separated.background,
+            separated.speech_ratio_before,
+            separated.speech_ratio_after,
+        )
+        del audio
+        with _timed(timings, "flac_encoding"):  # before the key frames: more time for a background scan
+            audio_flac = flac_bytes(background, rate)
+        with _timed(timings, "key_frames"):  # with a background scan: the wait for it, and the kept frames' decoding
+            scans = (
+                (scanning.result() if scanning else _scan_videos(source, params.key_frames, 1)) if scan_here else None
+            )
+            frames = _story_frames(source, offsets, durations, params.key_frames, scans)
+        if scans:
+            timings["key_frame_scan"] = sum(scan.seconds for scan in scans)
     frame_times = [f.time for f in frames]
 
     with _timed(timings, "slicing"):
@@ -299,7 +333,5 @@ def process_story(
         "slices": slices,
         "params": params.public_json(),
     }
-    with _timed(timings, "flac_encoding"):
-        audio_flac = flac_bytes(background, rate)
     story["timings"] = timings
     return StoryCacheEntry.write(entry, story, audio_flac, [f.jpeg for f in frames]), False
