@@ -59,10 +59,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
+import scipy.fft
 import soundfile
 import torch
 import torchaudio
 from PIL import Image
+
+from sound_of_story.audio import resample
 
 __all__ = [
     "GRIFFIN_LIM_METHODS",
@@ -109,6 +112,8 @@ GRIFFIN_LIM_METHODS: tuple[str, ...] = get_args(GriffinLimMethod)
 # on the full frequency grid (a polish of the bins in between): about a third of the exact method's time.
 FAST_ITERATION_FACTOR = 1.5
 FAST_FULL_GRID_ITERATIONS = 2
+# Bins per band of the banded forward mel product (fastest of 64-512 on 2 CPU cores for Riffusion's filterbank).
+MEL_BAND_BINS = 256
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,8 @@ class SpectrogramConverter(torch.nn.Module):
         self.num_bins = int(covered.max()) + 1
         band = filterbank[: self.num_bins].double()  # (bins, mels)
         self.register_buffer("mel_filterbank", band.float(), persistent=False)
+        # Each bin feeds at most two adjacent triangles: the forward mel is a banded product, done in bands.
+        self._mel_bands = _banded_blocks(band.float(), MEL_BAND_BINS)
         self.register_buffer("mel_inverse", _minimum_norm_inverse(band).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
         # torch.stft centres the window in the n_fft frame; our frames start at the window, which
@@ -285,7 +292,7 @@ class SpectrogramConverter(torch.nn.Module):
             )
         padded = torch.nn.functional.pad(audio[:, None], (self.lead, win - self.lead), mode="reflect")[:, 0]
         frames = padded.unfold(-1, win, hop) * self.window
-        return torch.fft.rfft(frames, n=self.params.n_fft // stride)[..., : -(-self.num_bins // stride)]
+        return _rfft(frames, self.params.n_fft // stride)[..., : -(-self.num_bins // stride)]
 
     def _overlap_add_envelope(self, num_frames: int) -> torch.Tensor:
         ones = torch.ones(1, num_frames, 1, device=self.window.device, dtype=self.window.dtype)
@@ -303,7 +310,7 @@ class SpectrogramConverter(torch.nn.Module):
 
     def _istft(self, spectrum: torch.Tensor, envelope: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """Inverse of :meth:`_stft` (least-squares overlap-add, as torch.istft): ``(n, hop * (frames - 1))``."""
-        frames = torch.fft.irfft(spectrum, n=self.params.n_fft // stride)[..., : self.params.win_length] * self.window
+        frames = _irfft(spectrum, self.params.n_fft // stride)[..., : self.params.win_length] * self.window
         return self._overlap_add(frames) / envelope
 
     # ------------------------------------------------------------------------ audio <-> mel
@@ -311,9 +318,17 @@ class SpectrogramConverter(torch.nn.Module):
         """Mel amplitudes ``(..., num_frequencies, 1 + samples // hop_length)`` of audio ``(..., samples)``."""
         lead_shape = audio.shape[:-1]
         audio = audio.reshape(-1, audio.shape[-1]).to(device=self.window.device, dtype=torch.float32)
-        magnitude = self._stft(audio).abs()
-        mel = magnitude @ self.mel_filterbank  # (n, frames, mels)
+        magnitude = torch.linalg.vector_norm(torch.view_as_real(self._stft(audio)), dim=-1)  # |X|, faster than abs()
+        mel = self._mel_product(magnitude)  # (n, frames, mels)
         return mel.transpose(1, 2).reshape(*lead_shape, self.params.num_frequencies, -1)
+
+    def _mel_product(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """``magnitude @ mel_filterbank`` for ``(n, frames, num_bins)``, one small product per band of bins."""
+        flat = magnitude.reshape(-1, magnitude.shape[-1])  # 2-D: a batched (3-D) matmul of slices is 10x slower
+        mel = flat.new_zeros(flat.shape[0], self.params.num_frequencies)
+        for start, stop, first_mel, stop_mel in self._mel_bands:
+            mel[:, first_mel:stop_mel].addmm_(flat[:, start:stop], self.mel_filterbank[start:stop, first_mel:stop_mel])
+        return mel.reshape(*magnitude.shape[:-1], -1)
 
     def mel_to_linear(self, mel: torch.Tensor) -> torch.Tensor:
         """Linear magnitudes ``(n, frames, num_bins)`` of mel amplitudes ``(..., mels, frames)``: least squares, then ReLU."""
@@ -493,6 +508,31 @@ class SpectrogramConverter(torch.nn.Module):
             )
 
 
+def _banded_blocks(filterbank: torch.Tensor, rows: int) -> list[tuple[int, int, int, int]]:
+    """``(first_bin, stop_bin, first_mel, stop_mel)`` of each ``rows``-bin band: the mels its non-zero weights reach."""
+    blocks = []
+    for start in range(0, filterbank.shape[0], rows):
+        reached = (filterbank[start : start + rows] != 0).any(dim=0).nonzero()
+        if reached.numel():
+            blocks.append((start, min(start + rows, filterbank.shape[0]), int(reached.min()), int(reached.max()) + 1))
+    return blocks
+
+
+def _rfft(frames: torch.Tensor, n: int) -> torch.Tensor:
+    """``torch.fft.rfft(frames, n=n)``; on CPU through scipy's pocketfft, 2-3x faster than torch's MKL for
+    Riffusion's ``n_fft`` = 17640 (2^3 3^2 5 7^2), with the same values to float precision."""
+    if frames.device.type != "cpu" or frames.requires_grad:
+        return torch.fft.rfft(frames, n=n)
+    return torch.from_numpy(scipy.fft.rfft(frames.numpy(), n=n, workers=torch.get_num_threads()))
+
+
+def _irfft(spectrum: torch.Tensor, n: int) -> torch.Tensor:
+    """``torch.fft.irfft(spectrum, n=n)``, on CPU through scipy (see :func:`_rfft`)."""
+    if spectrum.device.type != "cpu" or spectrum.requires_grad:
+        return torch.fft.irfft(spectrum, n=n)
+    return torch.from_numpy(scipy.fft.irfft(spectrum.numpy(), n=n, workers=torch.get_num_threads()))
+
+
 def _minimum_norm_inverse(filterbank: torch.Tensor) -> torch.Tensor:
     """``P`` with ``P @ mel`` = the minimum-norm solution of ``filterbank.T @ x = mel`` (what LAPACK gels gives)."""
     gram = filterbank.T @ filterbank
@@ -574,7 +614,7 @@ def _as_audio_tensor(audio: np.ndarray | torch.Tensor, sample_rate: int, params:
     elif not params.stereo and audio.shape[0] == 2:
         audio = audio.mean(dim=0, keepdim=True)  # pydub set_channels(1): (L + R) / 2
     if int(sample_rate) != params.sample_rate:
-        audio = torchaudio.functional.resample(audio, int(sample_rate), params.sample_rate)
+        audio = resample(audio, int(sample_rate), params.sample_rate, method="torchaudio_hann")
     return audio
 
 
