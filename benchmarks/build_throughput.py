@@ -4,10 +4,13 @@
    re-encoded at 640x360 (a common size of CMD sources, costlier to decode): the time ffmpeg
    alone needs to decode the clip (audio and video, to null), the per-story processing time
    (default ``center`` separator, both speech ratios recorded), and the whole build of a
-   one-story manifest (processing plus Parquet assembly: spectrograms, FLAC slices). Target:
-   processing <= 2.0x decode on the 640x360 clip (aim 1.5x). A per-step table (decode,
-   separation, VAD, key frames, slicing, FLAC, spectrograms, slice encoding) shows the next
-   bottleneck; the processing steps come from each story's cache entry (``timings``).
+   one-story manifest (that processing, then the Parquet assembly from its cache: spectrograms,
+   FLAC slices). Target: processing <= 2.0x decode on the 640x360 clip (aim 1.5x). A per-step
+   table (decode, separation, VAD, key frames, slicing, FLAC, spectrograms, slice encoding) shows
+   the next bottleneck; the processing steps come from each story's cache entry (``timings``).
+   ``key_frame_scan`` is the ffmpeg pass over the video that runs in a background thread beside
+   the audio steps when the process has 2+ torch threads; ``key_frames`` is the wait for it plus
+   the kept frames' full-size decoding, so the steps add up to more than the processing time.
 2. VAD options on the same story (mix and separated background, as the build scores them):
    silero's TorchScript loop (the previous engine), the stateful ONNX model window by window
    at 16 and 8 kHz, the stateful model over batched segments, the sequence ONNX model (the
@@ -20,7 +23,10 @@
 4. ``--num-proc 2`` vs ``--num-proc 1`` with one torch thread, on 8 stories (copies of one
    clip under different ids): stories per second (target >= 1.6x) and identical output.
 
-Run: python benchmarks/build_throughput.py [--duration 150] [--stories 8] [--repeats 3]
+Run: python benchmarks/build_throughput.py [--duration 150] [--stories 8] [--repeats 1] [--quick]
+About 5-6 minutes on 2 idle cores with the defaults (the sample clip alone takes ~1 min to make);
+``--quick`` leaves out the VAD options (2.) and the speech removal on music (3.) (about 4 min);
+each extra repeat adds about 1 minute. The total runtime is printed at the end.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from sound_of_story.dataset_builder.processing import ProcessingParams
 from sound_of_story.dataset_builder.samples import generate_samples
 from sound_of_story.dataset_builder.story_cache import StoryCacheEntry
 
-STEPS = ("decode", "separation", "vad", "key_frames", "slicing", "flac_encoding")
+STEPS = ("decode", "separation", "vad", "key_frame_scan", "key_frames", "slicing", "flac_encoding")
 ASSEMBLY_STEPS = ("spectrograms", "flac_encoding")
 
 
@@ -97,16 +103,20 @@ def build_vs_decode(tmp: Path, video: Path, description: str, repeats: int) -> d
     decode = statistics.median(_ffmpeg_decode(video) for _ in range(repeats))
     processing, steps, builds, assembly = [], [], [], []
     for r in range(repeats):
+        out = tmp / f"build-{video.stem}-{r}"
         start = time.perf_counter()
-        (outcome,) = process_stories(stories, ProcessingParams(), tmp / f"proc-{video.stem}-{r}", progress=False)
+        # into the build's own cache, so that build_dataset below only assembles
+        (outcome,) = process_stories(stories, ProcessingParams(), out / "work" / "cache", progress=False)
         processing.append(time.perf_counter() - start)
         entry = StoryCacheEntry(Path(outcome.entry))
         assert entry.story["speech_ratio_before"] > 0 and "speech_ratio_after" in entry.story
         steps.append(entry.timings)
         start = time.perf_counter()
-        report = build_dataset(manifest, tmp / f"build-{video.stem}-{r}", test_size=0, progress=False)
-        builds.append(time.perf_counter() - start)
+        report = build_dataset(manifest, out, test_size=0, progress=False)
+        assert report.cached == 1, "the build processed the story again instead of using its cache entry"
+        builds.append(processing[-1] + time.perf_counter() - start)
         assembly.append(report.assembly_seconds)
+        shutil.rmtree(out, ignore_errors=True)
     step_median = {s: statistics.median(t.get(s, 0.0) for t in steps) for s in STEPS}
     assembly_median = {s: statistics.median(a.get(s, 0.0) for a in assembly) for s in ASSEMBLY_STEPS}
     return {
@@ -274,12 +284,29 @@ def parallel(tmp: Path, video: Path, description: str, count: int) -> dict:
     return {"times": times, "identical": files[1] == files[2], "count": count}
 
 
+def vad_and_music_sections(video: Path) -> None:
+    print("\n== 2. VAD options on the story's mix and background ==")
+    rows = vad_options(video)
+    base_t, base_before, base_after = rows[0][1], rows[0][2], rows[0][3]
+    print(f"{'option':<40}{'seconds':>9}{'speed-up':>10}{'ratio before':>14}{'after':>8}{'|delta|':>9}")
+    for name, seconds, before, after in rows:
+        delta = max(abs(before - base_before), abs(after - base_after))
+        print(f"{name:<40}{seconds:>9.2f}{base_t / seconds:>9.1f}x{before:>14.4f}{after:>8.4f}{delta:>9.4f}")
+
+    print("\n== 3. speech removal on real music (gradio's sax.wav) + centred espeak-ng dialogue, 40% at 0 dB ==")
+    print(f"{'case':<32}{'SI-SDR gain (mono)':>20}{'residual speech':>17}{'seconds':>9}   targets: >= +6 dB, <= 10%")
+    for case, gain, residual, seconds in speech_removal_on_music():
+        print(f"{case:<32}{gain:>17.2f} dB{residual * 100:>16.1f}%{seconds:>9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=150.0, help="story length in seconds")
     parser.add_argument("--stories", type=int, default=8, help="stories for the --num-proc comparison")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each build-vs-decode measurement (median)")
+    parser.add_argument("--quick", action="store_true", help="leave out the VAD options (2.) and music (3.) sections")
     args = parser.parse_args()
+    begin = time.perf_counter()
     import datasets
 
     datasets.disable_progress_bars()
@@ -306,20 +333,10 @@ def main() -> None:
         for step in ASSEMBLY_STEPS:
             print(f"{'assembly: ' + step:<28}" + "".join(f"{r['assembly'][step]:>10.2f}" for r in results.values()))
 
-        print("\n== 2. VAD options on the story's mix and background ==")
-        rows = vad_options(small)
-        base_t, base_before, base_after = rows[0][1], rows[0][2], rows[0][3]
-        print(f"{'option':<40}{'seconds':>9}{'speed-up':>10}{'ratio before':>14}{'after':>8}{'|delta|':>9}")
-        for name, seconds, before, after in rows:
-            delta = max(abs(before - base_before), abs(after - base_after))
-            print(f"{name:<40}{seconds:>9.2f}{base_t / seconds:>9.1f}x{before:>14.4f}{after:>8.4f}{delta:>9.4f}")
-
-        print("\n== 3. speech removal on real music (gradio's sax.wav) + centred espeak-ng dialogue, 40% at 0 dB ==")
-        print(
-            f"{'case':<32}{'SI-SDR gain (mono)':>20}{'residual speech':>17}{'seconds':>9}   targets: >= +6 dB, <= 10%"
-        )
-        for case, gain, residual, seconds in speech_removal_on_music():
-            print(f"{case:<32}{gain:>17.2f} dB{residual * 100:>16.1f}%{seconds:>9.2f}")
+        if args.quick:
+            print("\n== 2., 3.: left out (--quick) ==")
+        else:
+            vad_and_music_sections(small)
 
         print(f"\n== 4. --num-proc 2 vs 1 (one torch thread each), {args.stories} stories ==")
         p = parallel(tmp, small, stories[0].text, args.stories)
@@ -334,6 +351,9 @@ def main() -> None:
             f"this machine's ceiling now: 2 processes of pure arithmetic run {cpu_ceiling():.2f}x one (2.0 on two idle cores)"
         )
         shutil.rmtree(tmp / "clips", ignore_errors=True)
+    print(
+        f"\ntotal runtime {time.perf_counter() - begin:.0f} s (--repeats {args.repeats}{', --quick' if args.quick else ''})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ duration, frame_times, speech_ratio_before, speech_ratio_after, slices`` (each s
 
 ``timings`` (the field benchmarks read, e.g. ``benchmarks/build_throughput.py``) maps each
 processing step to the seconds it took when the entry was computed: ``decode``,
-``separation``, ``vad`` (speech ratios before and after), ``key_frames``, ``slicing`` (slices
-and the low-content filter) and ``flac_encoding`` (the background audio to FLAC). An entry loaded from the cache keeps the
-timings of the run that computed it.
+``separation``, ``vad`` (speech ratios before and after), ``key_frame_scan`` (the ffmpeg pass
+over the video, in a background thread beside the audio steps when the worker has 2+ threads),
+``key_frames`` (the wait for that scan, and the kept frames' full-size decoding), ``slicing``
+(slices and the low-content filter) and ``flac_encoding`` (the background audio to FLAC). An
+entry loaded from the cache keeps the timings of the run that computed it.
 
 An entry is written into a temporary folder beside it and renamed into place, with the done
 marker written last, so a killed run leaves a whole entry or none; an entry whose marker is
@@ -43,7 +45,7 @@ STORY_FILE = "story.json"
 AUDIO_FILE = "audio.flac"
 FRAMES_DIR = "frames"
 DONE_FILE = "done.json"
-TIMED_STEPS = ("decode", "separation", "vad", "key_frames", "slicing", "flac_encoding")
+TIMED_STEPS = ("decode", "separation", "vad", "key_frame_scan", "key_frames", "slicing", "flac_encoding")
 _TMP_PREFIX = ".tmp-"
 
 
