@@ -134,3 +134,80 @@ def test_the_repository_stands_alone():
                 if "../shared" in path.read_text(errors="replace"):
                     offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+# The package resamples only through sound_of_story.audio.resample (issue 15: one resampling
+# function); these are the library resamplers it wraps. benchmarks/ may time them directly.
+LIBRARY_RESAMPLERS = {
+    "scipy.signal": {"resample_poly", "resample"},
+    "resampy": {"resample"},
+    "torchaudio.functional": {"resample"},
+    "torchaudio.transforms": {"Resample"},
+}
+
+
+def _library_resampler_uses(path: Path):
+    """(line, what) for every reference to a library resampler in ``path``, through any import alias."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases = {}  # local name -> the module it stands for, e.g. F -> torchaudio.functional
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:  # `import a.b` binds a; `import a.b as c` binds c to a.b
+                module = alias.name if alias.asname else alias.name.split(".")[0]
+                aliases[alias.asname or module] = module
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if alias.name in LIBRARY_RESAMPLERS.get(node.module, ()):
+                    yield node.lineno, f"from {node.module} import {alias.name}"
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+
+    def dotted(node) -> str | None:
+        if isinstance(node, ast.Name):
+            return aliases.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = dotted(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            module = dotted(node.value)
+            if node.attr in LIBRARY_RESAMPLERS.get(module or "", ()):
+                yield node.lineno, f"{module}.{node.attr}"
+
+
+def _resampling_outside_audio(repo: Path = REPO):
+    found = []
+    for part in sorted(set(ALLOWED) - {"audio"}) + ["train"]:
+        for path in _python_files(repo / part):
+            found += [f"{path.relative_to(repo)}:{line} calls {what}" for line, what in _library_resampler_uses(path)]
+    return found
+
+
+def test_only_audio_calls_a_library_resampler():
+    """Every part resamples with sound_of_story.audio.resample (its methods cover numpy and torch)."""
+    assert _resampling_outside_audio() == []
+
+
+def test_the_resampler_check_sees_through_aliases(tmp_path):
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "bad.py").write_text(
+        "import resampy\n"
+        "import scipy.signal\n"
+        "import torchaudio\n"
+        "import torchaudio.functional as F\n"
+        "from scipy import signal\n"
+        "from scipy.signal import resample_poly\n"
+        "from torchaudio.transforms import Resample\n"
+        "a = resampy.resample(x, 2, 1)\n"
+        "b = scipy.signal.resample_poly(x, 1, 2)\n"
+        "c = signal.resample_poly(x, 1, 2)\n"
+        "d = F.resample(x, 2, 1)\n"
+        "e = torchaudio.functional.resample(x, 2, 1)\n"
+        "f = torchaudio.transforms.Resample(2, 1)\n"
+        "g = signal.stft(x)\n"
+    )
+    found = _resampling_outside_audio(tmp_path)
+    assert [f.split(" calls ")[0].rsplit(":", 1)[1] for f in found] == ["6", "7", "8", "9", "10", "11", "12", "13"], (
+        found
+    )
