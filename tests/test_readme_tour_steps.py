@@ -128,6 +128,15 @@ def indexed(built, folder) -> subprocess.CompletedProcess:
     return _succeeded(_run(INDEX_COMMAND, folder))
 
 
+def test_quick_demo_saved_what_the_tour_uses(folder):
+    # Its own test, so that the demo's run (shared with test_demo.py) is not timed against the first step.
+    models = folder / "demo_quick" / "models"
+    for name in ("init/retrieval", "retrieval-audio-video", "sosgen"):
+        assert (models / name / "model_index.json").is_file() or (models / name / "config.json").is_file(), name
+    assert any((folder / "demo_quick" / "library").iterdir())
+    assert (folder / "train" / "retrieval.py").is_file()
+
+
 def test_readme_holds_the_tour_as_tested():
     text = README.read_text()
     for example in EXAMPLES:
