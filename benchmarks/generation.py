@@ -22,9 +22,11 @@ Every figure is measured in this run; ratios compare against a baseline measured
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import string
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,13 +36,17 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from sound_of_story.audio import resample
 from sound_of_story.pipelines import (
+    GRIFFIN_LIM_METHODS,
     SoSgenPipeline,
     SpectrogramConverter,
     SpectrogramParams,
     images_to_pil,
+    load_audio,
     peak_normalize,
 )
+from sound_of_story.pipelines.spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
 
 # Spectrogram parameters of the small pipelines: 8 kHz, 100 columns per second, 64 mel bins.
 SMALL_SPECTROGRAM = dict(
@@ -161,23 +167,36 @@ def spectral_convergence(reference: np.ndarray, estimate: np.ndarray, mel) -> fl
     return float((s - gain * s_hat).norm() / s.norm())
 
 
-def bench_image_to_audio(num_clips: int) -> float:
+def real_recording(seconds: float, sample_rate: int) -> np.ndarray | None:
+    """The first ``seconds`` of a real recording shipped with gradio (a 16 s saxophone solo), or None if absent."""
+    spec = importlib.util.find_spec("gradio")  # found, not imported (slow)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "media_assets" / "audio" / "sax.wav"
+    if not path.is_file():
+        return None
+    audio, rate = load_audio(path)
+    audio = resample(torch.from_numpy(audio).mean(dim=0), rate, sample_rate, method="torchaudio_hann").numpy()
+    num_samples = int(seconds * sample_rate)
+    return audio[:num_samples] if audio.shape[-1] >= num_samples else None
+
+
+def bench_image_to_audio(num_clips: int, rounds: int) -> float:
     params = SpectrogramParams()
     width = 1536
+    seconds = params.num_samples_for_width(width) / params.sample_rate
+    recording = real_recording(seconds, params.sample_rate)
+    sources = ([] if recording is None else [recording.astype(np.float32)])[:num_clips]
+    sources += [synthetic_clip(seconds, params.sample_rate, seed) for seed in range(num_clips - len(sources))]
+    kinds = ["a saxophone recording (gradio's sax.wav)"] * (recording is not None) + ["synthetic"] * num_clips
     print(
-        f"(b) image -> audio, {num_clips} clip(s) of {params.num_samples_for_width(width) / params.sample_rate:.2f} s ({width} columns), Riffusion parameters, 32 Griffin-Lim iterations"
-    )  # noqa: E501
-    sources = [
-        synthetic_clip(params.num_samples_for_width(width) / params.sample_rate, params.sample_rate, seed)
-        for seed in range(num_clips)
-    ]
+        f"(b) image -> audio, {num_clips} clip(s) of {seconds:.2f} s ({width} columns; {', '.join(kinds[:num_clips])}), "
+        f"Riffusion parameters, 32 Griffin-Lim iterations"
+    )
     forward = SpectrogramConverter(params)
     images, max_values = forward.audio_to_images(torch.from_numpy(np.stack(sources))[:, None])
     pil_images = images_to_pil(images, params, max_values)
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=params.sample_rate, n_fft=params.n_fft, win_length=params.win_length, hop_length=params.hop_length,
-        f_min=params.min_frequency, f_max=params.max_frequency, n_mels=params.num_frequencies, power=1.0, norm=None, mel_scale="htk",
-    )  # fmt: skip
+    mel = riffusion_mel(params)
 
     inverse_mel = torchaudio.transforms.InverseMelScale(
         n_stft=params.n_fft // 2 + 1, n_mels=params.num_frequencies, sample_rate=params.sample_rate,
@@ -200,37 +219,112 @@ def bench_image_to_audio(num_clips: int) -> float:
 
         return run
 
-    # Two rounds in A B C C B A order, wall and CPU time, so that load from other processes hits all alike.
-    runs = {"baseline": baseline, "exact": ours("exact"), "fast": ours("fast")}
+    # Rounds in A B C D, D C B A order, wall and CPU time, so that load from other processes hits all alike.
+    runs = {"baseline": baseline, **{method: ours(method) for method in GRIFFIN_LIM_METHODS}}
     clocks = {name: [0.0, 0.0] for name in runs}
     outputs = {}
-    for name in ("baseline", "exact", "fast", "fast", "exact", "baseline"):
-        wall, cpu = time.perf_counter(), time.process_time()
-        outputs[name] = runs[name]()
-        clocks[name][0] += (time.perf_counter() - wall) / 2
-        clocks[name][1] += (time.process_time() - cpu) / 2
+    for round_index in range(rounds):
+        for name in list(runs) if round_index % 2 == 0 else list(runs)[::-1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = runs[name]()
+            clocks[name][0] += (time.perf_counter() - wall) / rounds
+            clocks[name][1] += (time.process_time() - cpu) / rounds
     labels = {
         "baseline": "per-clip Riffusion steps (torchaudio lstsq + GriffinLim)",
-        "exact": "batched SpectrogramConverter, method='exact'",
-        "fast": "batched SpectrogramConverter, method='fast'",
+        **{method: f"batched SpectrogramConverter, method='{method}'" for method in GRIFFIN_LIM_METHODS},
     }
     sc = {name: [spectral_convergence(src, out, mel) for src, out in zip(sources, outputs[name])] for name in runs}
     for name, label in labels.items():
         wall, cpu = clocks[name]
+        per_clip = " ".join(f"{value:.4f}" for value in sc[name])
         print(
-            f"    {label:<57} wall {wall:5.1f} s ({wall / num_clips:.1f} s per clip), CPU {cpu:5.1f} s, SC_mel {np.mean(sc[name]):.4f}"
+            f"    {label:<57} wall {wall:6.1f} s ({wall / num_clips:.1f} s per clip), CPU {cpu:6.1f} s, "
+            f"SC_mel mean {np.mean(sc[name]):.4f} (per clip {per_clip})"
         )
-    for name in ("exact", "fast"):
+    for name in GRIFFIN_LIM_METHODS:
+        speed_up = clocks["baseline"][0] / clocks[name][0]
+        lower = all(ours <= theirs for ours, theirs in zip(sc[name], sc["baseline"]))
         print(
-            f"    {name:>5} / per-clip Riffusion (mean of 2 rounds): time ratio wall {clocks[name][0] / clocks['baseline'][0]:.3f}, "
-            f"CPU {clocks[name][1] / clocks['baseline'][1]:.3f}; speed-up {clocks['baseline'][0] / clocks[name][0]:.2f}x wall, "
-            f"{clocks['baseline'][1] / clocks[name][1]:.2f}x CPU; SC_mel {np.mean(sc[name]):.4f} vs {np.mean(sc['baseline']):.4f}"
+            f"    {name:>7} / per-clip Riffusion (mean of {rounds} round(s)): speed-up {speed_up:.2f}x wall, "
+            f"{clocks['baseline'][1] / clocks[name][1]:.2f}x CPU; SC_mel {np.mean(sc[name]):.4f} vs {np.mean(sc['baseline']):.4f}; "
+            f"issue 13's target (>= 2x wall, SC_mel <= Riffusion's on every clip): {'met' if speed_up >= 2 and lower else 'NOT met'}"
         )
-    met = clocks["baseline"][0] / clocks["fast"][0] >= 2 and np.mean(sc["fast"]) <= np.mean(sc["baseline"])
+    return clocks[DEFAULT_GRIFFIN_LIM_METHOD][0] / num_clips
+
+
+def bench_forward(num_slices: int, rounds: int) -> None:
+    """Audio -> image of 15 s build slices (the dataset builder's ``spectrogram_png`` without the PNG encoding)."""
+    params = SpectrogramParams()
+    width = 1536
     print(
-        f"    target: fast >= 2x faster than Riffusion's steps at equal or lower SC_mel: {'met' if met else 'NOT met'}"
+        f"(d) audio -> image, {num_slices} slice(s) of 15 s at 48 kHz stereo -> {width} columns, one slice per call as the build"
     )
-    return clocks["fast"][0] / num_clips
+    slices = [
+        np.stack([synthetic_clip(15.0, 48000, seed), synthetic_clip(15.0, 48000, seed + 100)])
+        for seed in range(num_slices)
+    ]
+    converter, mel_transform = SpectrogramConverter(params), riffusion_mel(params)
+
+    def previous_converter(audio: torch.Tensor) -> torch.Tensor:
+        """The converter's forward before 2026-11-23: torch's (MKL) FFT, complex abs(), dense filterbank product."""
+        hop, win = params.hop_length, params.win_length
+        padded = torch.nn.functional.pad(audio[:, None], (converter.lead, win - converter.lead), mode="reflect")[:, 0]
+        frames = padded.unfold(-1, win, hop) * converter.window
+        magnitude = torch.fft.rfft(frames, n=params.n_fft)[..., : converter.num_bins].abs()
+        return converter.mel_to_images((magnitude @ converter.mel_filterbank).transpose(1, 2)[:, None])[0]
+
+    def as_mono(audio: np.ndarray) -> torch.Tensor:
+        # what audio_to_image does before the converter: mono mix, resample, pad to the width
+        mono = torch.from_numpy(audio).mean(dim=0, keepdim=True)
+        mono = resample(mono, 48000, params.sample_rate, method="torchaudio_hann")
+        target = params.num_samples_for_width(width)
+        return torch.nn.functional.pad(mono, (0, max(0, target - mono.shape[-1])))[:, :target]
+
+    runs = {
+        "previous": lambda: [previous_converter(as_mono(audio)) for audio in slices],
+        "new": lambda: [converter.audio_to_images(as_mono(audio)[None])[0] for audio in slices],
+        "torchaudio": lambda: [riffusion_forward(as_mono(audio), params, mel_transform) for audio in slices],
+    }
+    clocks = {name: [0.0, 0.0] for name in runs}
+    outputs = {}
+    order = list(runs)
+    for _ in range(rounds):
+        for name in order + order[::-1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = runs[name]()
+            clocks[name][0] += time.perf_counter() - wall
+            clocks[name][1] += time.process_time() - cpu
+    labels = {
+        "torchaudio": "Riffusion's forward (torchaudio MelSpectrogram, full STFT)",
+        "previous": "converter before 2026-11-23 (torch FFT, dense mel product)",
+        "new": "SpectrogramConverter.audio_to_images now",
+    }
+    for name, label in labels.items():
+        wall, cpu = clocks[name]
+        print(
+            f"    {label:<60} {2 * rounds * num_slices / wall:5.2f} slices/s wall, {2 * rounds * num_slices / cpu:5.2f} per CPU s"
+        )
+    for name in ("previous", "torchaudio"):
+        diff = torch.stack([(a.int() - b.int()).abs() for a, b in zip(outputs["new"], outputs[name])])
+        print(
+            f"    new / {name}: speed-up {clocks[name][0] / clocks['new'][0]:.2f}x wall, {clocks[name][1] / clocks['new'][1]:.2f}x CPU; "
+            f"images: max |difference| {int(diff.max())} grey level(s), {float((diff > 0).float().mean()) * 100:.4f}% of pixels differ"
+        )
+
+
+def riffusion_mel(params: SpectrogramParams) -> torchaudio.transforms.MelSpectrogram:
+    """Riffusion's forward transform (magnitude STFT and HTK mel filterbank) as torchaudio modules."""
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=params.sample_rate, n_fft=params.n_fft, win_length=params.win_length, hop_length=params.hop_length,
+        f_min=params.min_frequency, f_max=params.max_frequency, n_mels=params.num_frequencies, power=1.0, norm=None, mel_scale="htk",
+    )  # fmt: skip
+
+
+def riffusion_forward(audio: torch.Tensor, params: SpectrogramParams, mel_transform) -> torch.Tensor:
+    """Riffusion's image of mono audio ``(1, samples)``: torchaudio MelSpectrogram (power 1) and its image steps."""
+    mel = mel_transform(audio)
+    pixels = (255 - 255 * (mel / mel.max()).pow(params.power_for_image)).clamp(0, 255).to(torch.uint8).flip(-2)
+    return pixels.expand(3, -1, -1)
 
 
 def bench_tiny_generation(steps: int) -> None:
@@ -303,9 +397,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed pairs in (a)")
     parser.add_argument("--clips", type=int, default=2, help="15 s clips in (b)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps in (c)")
+    parser.add_argument("--slices", type=int, default=4, help="15 s build slices in (d)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="timed rounds (each in A B C C B A order) in (b) and (d)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument(
-        "--parts", default="abc", help="which parts to run (c's SD 1.5 estimate uses b's Griffin-Lim time)"
+        "--parts", default="abcd", help="which parts to run (c's SD 1.5 estimate uses b's Griffin-Lim time)"
     )
     args = parser.parse_args()
     if args.threads:
@@ -314,11 +412,13 @@ def main() -> None:
     if "a" in args.parts:
         bench_pipeline_overhead(args.repeats)
     if "b" in args.parts:
-        griffin_lim_seconds = bench_image_to_audio(args.clips)
+        griffin_lim_seconds = bench_image_to_audio(args.clips, args.rounds)
     if "c" in args.parts:
         bench_tiny_generation(args.steps)
         if "b" in args.parts:
             estimate_sd15(args.steps, griffin_lim_seconds)
+    if "d" in args.parts:
+        bench_forward(args.slices, args.rounds)
 
 
 if __name__ == "__main__":
