@@ -113,7 +113,7 @@ def build_vs_decode(tmp: Path, video: Path, description: str, repeats: int) -> d
         steps.append(entry.timings)
         start = time.perf_counter()
         report = build_dataset(manifest, out, test_size=0, progress=False)
-        assert report.cached == 1, "the build processed the story again instead of using its cache entry"
+        assert report.from_cache == 1, "the build processed the story again instead of using its cache entry"
         builds.append(processing[-1] + time.perf_counter() - start)
         assembly.append(report.assembly_seconds)
         shutil.rmtree(out, ignore_errors=True)
