@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -191,12 +192,15 @@ def scan_video(path: str | Path, params: KeyFrameParams = KeyFrameParams(), thre
     ]  # fmt: skip
     hash_fn, size = HASHES[params.hash], width * height
     hashes: list[imagehash.ImageHash] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
+    # ffmpeg's messages go to a file: a damaged video can fill a stderr pipe that nobody reads until the end
+    with tempfile.TemporaryFile() as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as proc:
+        assert proc.stdout is not None
         while len(picture := proc.stdout.read(size)) == size:
             hashes.append(hash_fn(Image.frombuffer("L", (width, height), picture), hash_size=params.hash_size))
         proc.stdout.read()  # whatever is left, so that ffmpeg is not stuck writing
-        error = proc.stderr.read().decode(errors="replace").strip()
+        proc.wait()
+        log.seek(0)
+        error = log.read().decode(errors="replace").strip()
     if proc.returncode:
         raise ValueError(f"{path}: ffmpeg could not decode the video for key frames: {error[-500:]}")
     return VideoScan(str(path), params.fps, hashes, float(end), time.perf_counter() - start)
