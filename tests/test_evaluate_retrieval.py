@@ -97,13 +97,26 @@ def test_encode_stories_equals_the_plain_processor_path_and_the_cache_reads_back
 
 def test_random_baseline_r1_is_100_over_n_on_average():
     n, seeds = 40, 20
-    runs = [random_baseline_figures(n, ["A2V", "T2A"], seed=s) for s in range(seeds)]
+    runs = [random_baseline_figures(n, ["A2V", "T2A"], seed=s, runs=5) for s in range(seeds)]
     r1 = np.mean([r["A2V"]["R@1"] for r in runs] + [r["T2A"]["R@1"] for r in runs])
     mean_rank = np.mean([r["A2V"]["MnR"] for r in runs])
     assert abs(r1 - 100 / n) < 1.0  # 8000 random queries: standard error 0.17
     assert abs(mean_rank - (n + 1) / 2) < 1.0
     with_ci = random_baseline_figures(n, ["A2V"], bootstrap=300)["A2V"]
     assert with_ci["ci"]["MnR"][0] <= with_ci["MnR"] <= with_ci["ci"]["MnR"][1]
+
+
+def test_random_baseline_interval_is_that_of_the_expectation():
+    # The demo's case: 25 held-out stories. Five draws gave R@1 8% [4.8, 12]; the default draws hold 100 / N.
+    n = 25
+    figures = random_baseline_figures(n, ["A2V", "V2A"], bootstrap=300)
+    for direction in ("A2V", "V2A"):
+        low, high = figures[direction]["ci"]["R@1"]
+        assert low <= 100 / n <= high and high - low < 1.5, (direction, low, high)
+        assert abs(figures[direction]["MnR"] - (n + 1) / 2) < 0.5
+    assert figures["A2V"]["R@1"] != figures["V2A"]["R@1"]  # each direction draws its own ranks
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        random_baseline_figures(n, runs=0)
 
 
 def test_random_baseline_and_comparison_files(table):
