@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from huggingface_hub.errors import HfHubHTTPError
+
 from sound_of_story.dataset_builder.sample_options import SampleGenerationError
 
 from .build_command import add_build_parser
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"sound-of-story {args.command}: error: {err}\n")
     except SampleGenerationError as err:  # a tool we run failed (ffmpeg, espeak-ng)
         parser.exit(1, f"sound-of-story {args.command}: error: {err}\n")
+    except (ConnectionError, HfHubHTTPError) as err:  # the Hub refused or is out of reach (HF_HUB_OFFLINE included)
+        parser.exit(1, f"sound-of-story {args.command}: error: the Hugging Face Hub: {err}\n")
 
 
 if __name__ == "__main__":

@@ -342,6 +342,23 @@ def test_push_uploads_exactly_the_dataset_and_nothing_private(built, tmp_path):
     assert "work/" not in (target / "README.md").read_text()
 
 
+def test_push_offline_is_a_message_not_a_traceback(built, monkeypatch, capsys):
+    """The suite runs with HF_HUB_OFFLINE=1: huggingface_hub refuses to connect (OfflineModeIsEnabled, a
+    ConnectionError); the command says so in one line and exits 1 (the input was fine, the Hub is out of reach)."""
+    out, _ = built
+    from huggingface_hub import constants
+
+    from sound_of_story.app.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as exited:
+        main(["push", str(out), "--repo-id", "me/sos"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sound-of-story push: error: the Hugging Face Hub:") and "offline" in err.lower()
+    assert "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------------------------
 # Bounded memory and bounded inputs
 # ---------------------------------------------------------------------------------------------
