@@ -1,22 +1,27 @@
 """Generation benchmark: pipeline overhead, image -> audio speed and quality, cost per generated second.
 
-Run: ``python benchmarks/generation.py`` (about 8 minutes on 2 CPU cores; ``--clips 1`` or ``--parts a`` for less).
+Run: ``python benchmarks/generation.py`` (about 25 minutes on 2 busy CPU cores, most of it Riffusion's own inverse in
+(b); ``--parts bd --rounds 1`` for the inversion and forward figures only, about 15 minutes).
 Every figure is measured in this run; ratios compare against a baseline measured in the same run.
 
 (a) SoSgenPipeline against diffusers' StableDiffusionPipeline with the same small components,
     scheduler and steps (``output_type="latent"``, so both run exactly the denoising loop):
     median latency ratio over interleaved runs. Target: at most 1.05.
-(b) 15 s Riffusion spectrogram images (1536 columns, Riffusion's parameters) -> audio: the batched
-    converter (``SpectrogramConverter.images_to_audio``, converter construction included) with both
-    Griffin-Lim methods, ``exact`` (equal to torchaudio's) and ``fast`` (opt-in in the pipelines),
+(b) 15 s Riffusion spectrogram images (1536 columns, Riffusion's parameters) -> audio, on gradio's saxophone
+    recording (``media_assets/audio/sax.wav``, a real recording shipped with the installed gradio) and synthetic
+    clips: the batched converter (``SpectrogramConverter.images_to_audio``, converter construction included) with
+    every Griffin-Lim method (``exact``: equal to torchaudio's; ``fast``; ``refined``: the pipelines' default)
     against a straightforward per-clip implementation of Riffusion's inverse (numpy image steps,
     ``torchaudio.transforms.InverseMelScale`` least squares and ``GriffinLim``, 32 iterations):
-    time ratios (two rounds, A B C C B A) and spectral convergence of each against the source audio.
-    Target (issue 13): ``fast`` at least 2x faster than Riffusion's steps at equal or lower SC_mel.
+    time ratios (rounds in A B C D, D C B A order) and spectral convergence of each against the source audio.
+    Target (issue 13): at least 2x faster than Riffusion's steps at equal or lower SC_mel on every clip.
 (c) Seconds of compute per second of generated audio: measured end to end with tiny random
     components; estimated at Stable Diffusion 1.5 size (see ``estimate_sd15``) as
     FLOPs (counted with ``torch.utils.flop_counter`` on the meta device) / this machine's measured
-    FLOP rate on the real SD 1.5 UNet, plus the Griffin-Lim time measured in (b).
+    FLOP rate on the real SD 1.5 UNet, plus the Griffin-Lim time (pipelines' default method) measured in (b).
+(d) Audio -> image of 15 s build slices (48 kHz stereo, one per call as the dataset builder makes them): slices
+    per second of the converter now, of its previous forward (torch FFT, dense mel product) and of Riffusion's
+    (torchaudio MelSpectrogram), and how many pixels differ from each.
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ SMALL_SPECTROGRAM = dict(
     num_frequencies=64,
     max_frequency=3500,
 )
+
+
+# Spectral convergences this close count as equal in (b)'s target.
+SC_EQUAL_RTOL = 1e-4
 
 
 def timed(function, *args, **kwargs):
@@ -243,11 +252,13 @@ def bench_image_to_audio(num_clips: int, rounds: int) -> float:
         )
     for name in GRIFFIN_LIM_METHODS:
         speed_up = clocks["baseline"][0] / clocks[name][0]
-        lower = all(ours <= theirs for ours, theirs in zip(sc[name], sc["baseline"]))
+        # "equal": to float precision (the exact method gives Riffusion's own output for a seed, up to rounding)
+        lower = all(ours <= theirs * (1 + SC_EQUAL_RTOL) for ours, theirs in zip(sc[name], sc["baseline"]))
         print(
             f"    {name:>7} / per-clip Riffusion (mean of {rounds} round(s)): speed-up {speed_up:.2f}x wall, "
             f"{clocks['baseline'][1] / clocks[name][1]:.2f}x CPU; SC_mel {np.mean(sc[name]):.4f} vs {np.mean(sc['baseline']):.4f}; "
-            f"issue 13's target (>= 2x wall, SC_mel <= Riffusion's on every clip): {'met' if speed_up >= 2 and lower else 'NOT met'}"
+            f"issue 13's target (>= 2x wall, SC_mel <= Riffusion's on every clip, rtol {SC_EQUAL_RTOL:g}): "
+            f"{'met' if speed_up >= 2 and lower else 'NOT met'}"
         )
     return clocks[DEFAULT_GRIFFIN_LIM_METHOD][0] / num_clips
 
@@ -388,7 +399,7 @@ def estimate_sd15(steps: int, griffin_lim_seconds: float) -> None:
         f"    SD 1.5 size estimate (512 x 1536 px, {steps} steps): UNet step {step_flops / 1e12:.2f} TFLOP (CFG batch 2), VAE decode {decode_flops / 1e12:.2f} TFLOP;\n"
         f"      this CPU runs the real SD 1.5 UNet (random weights) on a {probe_shape} latent at {rate / 1e9:.0f} GFLOP/s;\n"
         f"      ({steps} x {step_flops / 1e12:.2f} + {decode_flops / 1e12:.2f}) TFLOP / {rate / 1e9:.0f} GFLOP/s + Griffin-Lim {griffin_lim_seconds:.1f} s (from b) "
-        f"= {total:.0f} s for 15.36 s -> {total / 15.36:.1f} s per audio second on this CPU (Griffin-Lim: the fast method)"
+        f"= {total:.0f} s for 15.36 s -> {total / 15.36:.1f} s per audio second on this CPU (Griffin-Lim: the pipelines' default method)"
     )
 
 
