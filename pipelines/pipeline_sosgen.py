@@ -40,6 +40,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from sound_of_story.cards import build_model_card
 
 from .spectrogram import (
+    DEFAULT_GRIFFIN_LIM_METHOD,
     GRIFFIN_LIM_METHODS,
     GriffinLimMethod,
     SpectrogramConverter,
@@ -102,11 +103,12 @@ class SoSgenPipeline(
             15.36 s, what SoSgen is trained on; 512 for riffusion-model-v1). Wider requests are
             generated as overlapping windows.
         window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
-        griffin_lim_method (`"exact"` or `"fast"`, defaults to `"exact"`): how the spectrogram becomes audio
-            (:meth:`~sound_of_story.pipelines.spectrogram.SpectrogramConverter.griffin_lim`): ``"exact"`` is
-            Riffusion's inverse, ``"fast"`` 1.5 times the iterations, mostly on the window-length FFT (about 3-4x
-            faster than Riffusion's steps; closer to case A's spectrogram but 3% further from the benchmark's clips,
-            so not the default; ``benchmarks/generation.py`` measures both).
+        griffin_lim_method (`"exact"`, `"fast"` or `"refined"`, defaults to `"refined"`): how the spectrogram
+            becomes audio (:meth:`~sound_of_story.pipelines.spectrogram.SpectrogramConverter.griffin_lim`):
+            ``"refined"`` 1.25 times the iterations on the window-length FFT, then 0.375 times on the full grid (3.5x
+            faster than Riffusion's steps with a lower spectral convergence on the benchmark's clips and golden case
+            A), ``"exact"`` Riffusion's own inverse (2.8x faster than its steps, same output for a seed), ``"fast"``
+            the quickest (6.5x, but not always as close); ``benchmarks/generation.py`` measures all three.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -141,7 +143,7 @@ class SoSgenPipeline(
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
-        griffin_lim_method: GriffinLimMethod = "exact",
+        griffin_lim_method: GriffinLimMethod = DEFAULT_GRIFFIN_LIM_METHOD,
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)

@@ -35,7 +35,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput
-from .spectrogram import GriffinLimMethod
+from .spectrogram import DEFAULT_GRIFFIN_LIM_METHOD, GriffinLimMethod
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",
@@ -187,7 +187,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
-        griffin_lim_method: GriffinLimMethod = "exact",
+        griffin_lim_method: GriffinLimMethod = DEFAULT_GRIFFIN_LIM_METHOD,
         image_only: bool = False,
     ):
         super().__init__(

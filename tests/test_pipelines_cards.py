@@ -37,7 +37,7 @@ def test_push_to_hub_uploads_the_card_and_save_pretrained_writes_it(tmp_path, mo
     assert "base_model" not in metadata  # built in code: no Hub id to name
     assert body.startswith("# someone/sosgen-tiny\n") and "`SoSgenPipeline`" in body
     assert 'SoSgenPipeline.from_pretrained("someone/sosgen-tiny")' in body
-    assert "8000 Hz mono, 32 mel bins (0-3000 Hz), 100 columns per second" in body and "(`exact` method)" in body
+    assert "8000 Hz mono, 32 mel bins (0-3000 Hz), 100 columns per second" in body and "(`refined` method)" in body
     assert (
         "longer than 128 columns is generated as windows overlapping by 32 columns" in body
         and "@inproceedings{bae2023soundofstory" in body
