@@ -129,8 +129,10 @@ REFINED_FULL_GRID_FACTOR = 0.375
 DEFAULT_GRIFFIN_LIM_METHOD: GriffinLimMethod = "refined"
 # Bins per band of the banded forward mel product (fastest of 64-512 on 2 CPU cores for Riffusion's filterbank).
 MEL_BAND_BINS = 256
-# Frames per block of the forward transform (fastest of 32-2000 on 2 CPU cores for Riffusion's parameters).
-FORWARD_BLOCK_FRAMES = 128
+# Frames per block of the forward transform: bounds its memory on long audio (108 MB per 15 s at once); a 15 s
+# build slice is one block. Blocks of 128 frames took 10-25% less CPU on one thread but were 3x slower with two
+# threads on a busy machine (each small op waits for the second thread), so blocks stay large.
+FORWARD_BLOCK_FRAMES = 2048
 
 
 @dataclass(frozen=True)
@@ -342,8 +344,7 @@ class SpectrogramConverter(torch.nn.Module):
         """Mel amplitudes ``(..., num_frequencies, 1 + samples // hop_length)`` of audio ``(..., samples)``."""
         lead_shape = audio.shape[:-1]
         audio = audio.reshape(-1, audio.shape[-1]).to(device=self.window.device, dtype=torch.float32)
-        # Frames a block at a time: each block's full FFT (8821 bins of which 4001 are kept) stays in cache;
-        # 10-25% less CPU than one FFT of all frames, and a 15 s clip needs 9 MB at a time instead of 108 MB.
+        # Long audio a block of frames at a time: each block's full FFT has 8821 bins, of which 4001 are kept.
         frames = self._stft_frames(audio)
         mel = torch.cat(
             [
@@ -570,14 +571,14 @@ def _rfft(frames: torch.Tensor, n: int) -> torch.Tensor:
     Riffusion's ``n_fft`` = 17640 (2^3 3^2 5 7^2), with the same values to float precision."""
     if frames.device.type != "cpu" or frames.requires_grad:
         return torch.fft.rfft(frames, n=n)
-    return torch.from_numpy(scipy.fft.rfft(frames.numpy(), n=n, workers=torch.get_num_threads()))
+    return torch.from_numpy(scipy.fft.rfft(frames.numpy(), n=n))
 
 
 def _irfft(spectrum: torch.Tensor, n: int) -> torch.Tensor:
     """``torch.fft.irfft(spectrum, n=n)``, on CPU through scipy (see :func:`_rfft`)."""
     if spectrum.device.type != "cpu" or spectrum.requires_grad:
         return torch.fft.irfft(spectrum, n=n)
-    return torch.from_numpy(scipy.fft.irfft(spectrum.numpy(), n=n, workers=torch.get_num_threads()))
+    return torch.from_numpy(scipy.fft.irfft(spectrum.numpy(), n=n))
 
 
 def _minimum_norm_inverse(filterbank: torch.Tensor) -> torch.Tensor:
