@@ -179,15 +179,12 @@ def _every_nth(xs: np.ndarray, every: int) -> np.ndarray:
 
 def vad_options(video: Path) -> list[tuple[str, float, float, float]]:
     """(option, seconds, ratio before, ratio after) for the mix and its separated background."""
-    from scipy import signal
+    from sound_of_story.audio import resample
 
     mix, rate = decode_audio(video)
     background = speech_removal.remove_speech(mix, rate)
     x16 = voice_activity.vad_input(mix, background, sample_rate=rate)
-    g = np.gcd(rate, 8000)
-    x8 = signal.resample_poly(np.stack([mix.mean(0), background.mean(0)]), 8000 // g, rate // g, axis=1).astype(
-        np.float32
-    )
+    x8 = resample(np.stack([mix.mean(0), background.mean(0)]), rate, 8000, method="polyphase").astype(np.float32)
     options = {
         "TorchScript loop, 16 kHz (previous)": lambda: voice_activity._torch_probabilities(x16),
         "stateful ONNX per window, 16 kHz": lambda: _stateful_onnx(x16, 16_000),

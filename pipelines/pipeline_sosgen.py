@@ -143,7 +143,7 @@ class SoSgenPipeline(
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
-        griffin_lim_method: GriffinLimMethod = DEFAULT_GRIFFIN_LIM_METHOD,
+        griffin_lim_method: str = DEFAULT_GRIFFIN_LIM_METHOD,  # a GriffinLimMethod; `str` because diffusers warns on Literal
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)

@@ -35,7 +35,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput
-from .spectrogram import DEFAULT_GRIFFIN_LIM_METHOD, GriffinLimMethod
+from .spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",
@@ -187,7 +187,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         power_for_image: float = 0.25,
         window_width: int = 1536,
         window_overlap: int = 256,
-        griffin_lim_method: GriffinLimMethod = DEFAULT_GRIFFIN_LIM_METHOD,
+        griffin_lim_method: str = DEFAULT_GRIFFIN_LIM_METHOD,  # a GriffinLimMethod; `str` because diffusers warns on Literal
         image_only: bool = False,
     ):
         super().__init__(
