@@ -24,7 +24,6 @@ removal (:func:`remove_speech_and_measure` does both with two VAD passes in all)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -34,7 +33,15 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .voice_activity import VAD_SAMPLE_RATE, VAD_WINDOW, ratio_of, speech_gate, speech_probabilities, speech_ratio
+from .voice_activity import (
+    VAD_SAMPLE_RATE,
+    VAD_WINDOW,
+    one_torch_thread,
+    ratio_of,
+    speech_gate,
+    speech_probabilities,
+    speech_ratio,
+)
 
 BACKENDS = ("center", "vad", "checkpoint")
 HDEMUCS_SOURCES = ("drums", "bass", "other", "vocals")
@@ -94,25 +101,6 @@ def _smooth_time(x, frames: int):
     ]
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """Run torch on one thread inside the block.
-
-    The separator's tensors are a few MB per speech span: an op takes milliseconds, too little to
-    share between threads, and on a busy machine a second OpenMP thread that is not scheduled
-    makes every op wait for it (measured 2026-11-23, 150 s stereo story on the loaded 2-core
-    machine: 10-12 s with 2 threads, 1.3-1.5 s with 1). The build runs the video scan beside it.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _runs(active: np.ndarray, bridge: int) -> list[tuple[int, int]]:
     """[start, end) of the runs of True in ``active``, runs closer than ``bridge`` joined."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
@@ -163,7 +151,7 @@ def remove_center(
     lo, hi = int(band[0]), int(band[-1]) + 1  # outside the speech band nothing is removed
     window = torch.hann_window(n_fft)
     overlap = n_fft // hop
-    with torch.inference_mode(), _one_torch_thread():
+    with torch.inference_mode(), one_torch_thread():
         x = torch.from_numpy(audio)
         mid_side = torch.stack([x[0] + x[1], x[0] - x[1]]) * 0.5
         # frame f of torch.stft(center=True) is padded[f*hop : f*hop + n_fft]

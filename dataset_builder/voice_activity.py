@@ -20,6 +20,7 @@ ratios:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Sequence
@@ -102,18 +103,32 @@ def _onnx_probabilities(x: np.ndarray) -> np.ndarray:
     return session.run(None, {"input": _windows_with_context(x), "h": state, "c": state.copy()})[0].astype(np.float32)
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run torch on one thread inside the block, then restore the caller's count.
+
+    For the build's small torch ops (silero's TorchScript VAD, the centre separator): each takes
+    milliseconds, too little to share between threads, and on a busy machine a second OpenMP thread
+    that is not scheduled makes every op wait for it (measured 2026-11-23, 150 s stereo story on the
+    loaded 2-core machine: the separator took 10-12 s with 2 threads, 1.3-1.5 s with 1).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _torch_probabilities(xs: np.ndarray) -> np.ndarray:
     import torch
 
     model = _torch_model()
     model.reset_states()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the model is tiny: more threads only add overhead (silero's own default)
-    try:
-        with torch.inference_mode():
-            return model.audio_forward(torch.from_numpy(xs), VAD_SAMPLE_RATE).numpy().astype(np.float32)
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), torch.inference_mode():  # the model is tiny (silero's own default is one thread)
+        return model.audio_forward(torch.from_numpy(xs), VAD_SAMPLE_RATE).numpy().astype(np.float32)
 
 
 def speech_probabilities(*audios: np.ndarray, sample_rate: int, engine: VadEngine = "onnx") -> np.ndarray:

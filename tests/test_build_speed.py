@@ -33,7 +33,7 @@ def test_centre_separator_on_one_thread_equals_torch_default_threads(cmd_samples
     with _torch_threads(2):
         one = speech_removal.remove_speech(audio, rate, speech=speech)
         assert torch.get_num_threads() == 2  # the caller's setting is restored
-        monkeypatch.setattr(speech_removal, "_one_torch_thread", contextlib.nullcontext)
+        monkeypatch.setattr(speech_removal, "one_torch_thread", contextlib.nullcontext)
         two = speech_removal.remove_speech(audio, rate, speech=speech)
     assert np.abs(one).max() > 0.01 and not np.array_equal(one, audio)  # something was removed
     np.testing.assert_array_equal(one, two)  # bit-identical, measured; no tolerance needed
