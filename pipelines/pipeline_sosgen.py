@@ -105,10 +105,10 @@ class SoSgenPipeline(
         window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
         griffin_lim_method (`"exact"`, `"fast"` or `"refined"`, defaults to `"refined"`): how the spectrogram
             becomes audio (:meth:`~sound_of_story.pipelines.spectrogram.SpectrogramConverter.griffin_lim`):
-            ``"refined"`` 1.25 times the iterations on the window-length FFT, then 0.375 times on the full grid (3.5x
+            ``"refined"`` 1.25 times the iterations on the window-length FFT, then 0.25 times on the full grid (2.9x
             faster than Riffusion's steps with a lower spectral convergence on the benchmark's clips and golden case
-            A), ``"exact"`` Riffusion's own inverse (2.8x faster than its steps, same output for a seed), ``"fast"``
-            the quickest (6.5x, but not always as close); ``benchmarks/generation.py`` measures all three.
+            A), ``"exact"`` Riffusion's own inverse (1.9x faster than its steps, same output for a seed), ``"fast"``
+            the quickest (3.7x, but not always as close); ``benchmarks/generation.py`` measures all three.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"

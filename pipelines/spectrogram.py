@@ -37,13 +37,13 @@ functions above it):
 * ``"refined"`` (the pipelines' default, :data:`DEFAULT_GRIFFIN_LIM_METHOD`): 1.25 times the iterations
   (40 for 32) on the STFT whose FFT is the window's own length (4410 instead of 17640 for Riffusion's
   parameters: every 4th frequency bin of the zero-padded frame, the same frames and window), from
-  uniformly random phases, then 0.375 times (12) on the full grid. Zero padding only interpolates the
+  uniformly random phases, then 0.25 times (8) on the full grid. Zero padding only interpolates the
   spectrum of a 4410-sample frame, so the coarse bins carry nearly all of its magnitude constraints at
   about a sixth of the cost per iteration; the full-grid iterations fit the bins in between. Measured
-  (benchmarks/generation.py, 15 s clips): 3.5x the speed of Riffusion's steps with a lower mel spectral
-  convergence on each clip (saxophone recording 0.029 vs 0.044, synthetic 0.082 vs 0.087); below
+  (benchmarks/generation.py, 15 s clips): 2.9x the speed of Riffusion's steps with a lower mel spectral
+  convergence on each clip (saxophone recording 0.031 vs 0.044, synthetic 0.084 vs 0.087); below
   Riffusion's for every golden seed on case A (a test checks it).
-* ``"fast"``: 1.5 times the iterations, all but the last two on the coarse grid: 6.5x Riffusion's speed,
+* ``"fast"``: 1.5 times the iterations, all but the last two on the coarse grid: 3.7x Riffusion's speed,
   but its spectral convergence is not lower on every clip (synthetic: 0.090 vs 0.087).
 
 Everything is batched: audio ``(batch, channels, samples)``, mel amplitudes
@@ -120,11 +120,13 @@ GRIFFIN_LIM_METHODS: tuple[str, ...] = get_args(GriffinLimMethod)
 # on the full frequency grid (a polish of the bins in between): about a third of the exact method's time.
 FAST_ITERATION_FACTOR = 1.5
 FAST_FULL_GRID_ITERATIONS = 2
-# The "refined" method, per iteration asked for: 1.25 coarse ones, then 0.375 on the full grid (40 + 12 for
-# Riffusion's 32): about three quarters of the exact method's time, and a lower mel spectral convergence than
-# the exact method's on benchmarks/generation.py's 15 s clips (a saxophone recording and a synthetic clip).
+# The "refined" method, per iteration asked for: 1.25 coarse ones, then 0.25 on the full grid (40 + 8 for
+# Riffusion's 32): about half of the exact method's time, and a lower mel spectral convergence than the exact
+# method's on benchmarks/generation.py's 15 s clips (a saxophone recording and a synthetic clip). 0.375 (12)
+# had a wider SC margin (sax 0.029 vs 0.031) but was 2.2x Riffusion's speed instead of 2.6x; 0.1875 and fewer
+# coarse iterations (1.0) lost to Riffusion's SC on one clip or both (2026-11-24 experiment, docs/generation.md).
 REFINED_COARSE_FACTOR = 1.25
-REFINED_FULL_GRID_FACTOR = 0.375
+REFINED_FULL_GRID_FACTOR = 0.25
 # The pipelines' method (the converter's own functions default to "exact", Riffusion's output for a seed).
 DEFAULT_GRIFFIN_LIM_METHOD: GriffinLimMethod = "refined"
 # Bins per band of the banded forward mel product (fastest of 64-512 on 2 CPU cores for Riffusion's filterbank).
@@ -387,8 +389,8 @@ class SpectrogramConverter(torch.nn.Module):
         rand_init=True)`` seeded the same way: pass ``generator`` (or seed the global RNG, as Riffusion
         does). ``method="fast"``: 1.5 times the iterations, all but the last two on every
         ``coarse_stride``-th bin with the FFT of length ``n_fft / coarse_stride`` (see the module's
-        docstring). ``method="refined"``: 1.25 times the iterations on that coarse grid, then 0.375 times
-        on the full grid (40 + 12 for 32). Both start from uniformly random phases drawn from ``generator``.
+        docstring). ``method="refined"``: 1.25 times the iterations on that coarse grid, then 0.25 times
+        on the full grid (40 + 8 for 32). Both start from uniformly random phases drawn from ``generator``.
         ``callback(i)`` is called after iteration ``i`` (a progress bar; there are
         :meth:`num_griffin_lim_steps` of them).
         """
@@ -568,17 +570,24 @@ def _banded_blocks(filterbank: torch.Tensor, rows: int) -> list[tuple[int, int, 
 
 def _rfft(frames: torch.Tensor, n: int) -> torch.Tensor:
     """``torch.fft.rfft(frames, n=n)``; on CPU through scipy's pocketfft, 2-3x faster than torch's MKL for
-    Riffusion's ``n_fft`` = 17640 (2^3 3^2 5 7^2), with the same values to float precision."""
+    Riffusion's ``n_fft`` = 17640 (2^3 3^2 5 7^2), with the same values to float precision. It uses as many
+    threads as torch (``torch.get_num_threads()``), so a builder worker pinned to one torch thread stays on one."""
     if frames.device.type != "cpu" or frames.requires_grad:
         return torch.fft.rfft(frames, n=n)
-    return torch.from_numpy(scipy.fft.rfft(frames.numpy(), n=n))
+    return torch.from_numpy(scipy.fft.rfft(frames.numpy(), n=n, workers=_fft_workers(frames)))
 
 
 def _irfft(spectrum: torch.Tensor, n: int) -> torch.Tensor:
     """``torch.fft.irfft(spectrum, n=n)``, on CPU through scipy (see :func:`_rfft`)."""
     if spectrum.device.type != "cpu" or spectrum.requires_grad:
         return torch.fft.irfft(spectrum, n=n)
-    return torch.from_numpy(scipy.fft.irfft(spectrum.numpy(), n=n))
+    return torch.from_numpy(scipy.fft.irfft(spectrum.numpy(), n=n, workers=_fft_workers(spectrum)))
+
+
+def _fft_workers(batch: torch.Tensor) -> int:
+    """scipy's FFT threads: torch's thread count, but never more than the transforms in ``batch``."""
+    transforms = batch.numel() // max(batch.shape[-1], 1) if batch.dim() else 1
+    return max(1, min(torch.get_num_threads(), transforms))
 
 
 def _minimum_norm_inverse(filterbank: torch.Tensor) -> torch.Tensor:
