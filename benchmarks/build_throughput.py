@@ -49,10 +49,10 @@ from sound_of_story.dataset_builder.manifest import read_manifest
 from sound_of_story.dataset_builder.media import decode_audio
 from sound_of_story.dataset_builder.processing import ProcessingParams
 from sound_of_story.dataset_builder.samples import generate_samples
-from sound_of_story.dataset_builder.story_cache import StoryCacheEntry
+from sound_of_story.dataset_builder.story_cache import TIMED_STEPS, StoryCacheEntry
 
-STEPS = ("decode", "separation", "vad", "key_frame_scan", "key_frames", "slicing", "flac_encoding")
-ASSEMBLY_STEPS = ("spectrograms", "flac_encoding")
+STEPS = TIMED_STEPS  # the per-story steps a cache entry records, the slices' spectrograms and FLAC included
+ASSEMBLY_STEPS = ("stories", "generation")  # the Parquet assembly of each config: copying the entries' bytes
 
 
 def _ffmpeg_decode(path: Path) -> float:

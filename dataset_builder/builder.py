@@ -4,8 +4,8 @@ datasets 5 runs no loading scripts, so this builder is not what ``load_dataset``
 command line runs it once to write standard Parquet shards, and the dataset card's YAML
 ``configs:`` make ``load_dataset(DIR)`` / ``load_dataset(DIR, "generation")`` read them with no
 code of ours. It reads the per-story cache entries (:class:`.story_cache.StoryCacheEntry`) that
-:mod:`.processing` wrote. ``step_seconds`` sums the time spent on spectrogram images and FLAC
-encoding of slices, for benchmarks.
+:mod:`.processing` wrote; the slices' FLAC and spectrogram images are in the entries already
+(computed by the workers), so writing the Parquet shards only copies bytes.
 
 * ``stories`` (default): ``id, movie, source, text, audio, frames, frame_times, duration,
   speech_ratio_before, speech_ratio_after`` (audio: the speech-removed background, FLAC).
@@ -18,21 +18,13 @@ encoding of slices, for benchmarks.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import time
-from collections import Counter
 from pathlib import Path
 
 import datasets
 import numpy as np
-import soundfile as sf
 
-from .processing import flac_bytes
 from .story_cache import StoryCacheEntry
-
-GENERATION_WIDTH = 1536  # spectrogram columns of a 15 s slice (100 per second, padded to a multiple of 8)
 
 STORIES_FEATURES = datasets.Features(
     {
@@ -76,19 +68,6 @@ def _image(path) -> dict:
     return {"bytes": path.read_bytes(), "path": None}
 
 
-def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
-    """The Riffusion image of a slice, through the pipelines' converter (the project's only one)."""
-    from sound_of_story.pipelines.spectrogram import SpectrogramParams, audio_to_image
-
-    params = SpectrogramParams()
-    natural = params.width_for_num_samples(round(audio.shape[-1] * params.sample_rate / sample_rate))
-    width = max(GENERATION_WIDTH, -(-natural // 8) * 8)
-    image = audio_to_image(audio, sample_rate, params, width=width)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", exif=image.getexif())
-    return buf.getvalue()
-
-
 class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
     """Writes the SoS configs from cached story results (see the module docstring)."""
 
@@ -100,18 +79,6 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
         ),
     ]
     DEFAULT_CONFIG_NAME = "stories"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.step_seconds: Counter[str] = Counter()
-
-    @contextlib.contextmanager
-    def _timed(self, step: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.step_seconds[step] += time.perf_counter() - start
 
     def _info(self) -> datasets.DatasetInfo:
         features = STORIES_FEATURES if self.config.name == "stories" else GENERATION_FEATURES
@@ -152,28 +119,25 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
                 )
                 continue
             slice_splits = self.config.slice_splits or {}
-            kept = [(sid, piece) for sid, piece in entry.kept_slices() if slice_splits.get(sid, split) == split]
-            if not kept:
-                continue
-            audio, rate = sf.read(entry.audio_path, dtype="float32", always_2d=True)
-            audio = audio.T
+            rate = story["sample_rate"]
             times = np.asarray(story["frame_times"], dtype=np.float64)
-            for slice_id, piece in kept:
+            for kept_index, (slice_id, piece) in enumerate(entry.kept_slices()):
+                if slice_splits.get(slice_id, split) != split:
+                    continue
                 a, b = piece["start_sample"], piece["end_sample"]
                 start, end = a / rate, b / rate
                 inside = [i for i, t in enumerate(times) if round(t * rate) >= a and round(t * rate) < b]
-                with self._timed("flac_encoding"):
-                    flac = flac_bytes(audio[:, a:b], rate)
-                with self._timed("spectrograms"):
-                    png = spectrogram_png(audio[:, a:b], rate)
                 yield (
                     slice_id,
                     {
                         "id": slice_id,
                         "story_id": story["id"],
                         "text": story["text"],
-                        "audio": {"bytes": flac, "path": f"{slice_id}.flac"},
-                        "spectrogram": {"bytes": png, "path": None},
+                        "audio": {
+                            "bytes": entry.slice_audio_path(kept_index).read_bytes(),
+                            "path": f"{slice_id}.flac",
+                        },
+                        "spectrogram": _image(entry.slice_spectrogram_path(kept_index)),
                         "frames": [_image(frame_paths[i]) for i in inside],
                         "frame_times": [float(times[i]) for i in inside],
                         "start": start,

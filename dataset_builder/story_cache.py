@@ -6,6 +6,8 @@ every processing parameter, see :func:`.processing.cache_key`)::
     story.json          the story's fields and processing results (see below)
     audio.flac          the speech-removed background, 16-bit FLAC at the source rate
     frames/NNNN.jpg     the key frames, in time order
+    slices/NNN.flac     each kept generation slice's audio (16-bit FLAC, cut from audio.flac), by kept index
+    slices/NNN.png      its Riffusion spectrogram image (the ``generation`` config's ``spectrogram``)
     done.json           written last: size and SHA-256 of every file above
 
 ``story.json`` holds ``id, movie, source, text, clip_ids, sample_rate, channels, num_samples,
@@ -17,7 +19,8 @@ processing step to the seconds it took when the entry was computed: ``decode``,
 ``separation``, ``vad`` (speech ratios before and after), ``key_frame_scan`` (the ffmpeg pass
 over the video, in a background thread beside the audio steps when the worker has 2+ threads),
 ``key_frames`` (the wait for that scan, and the kept frames' full-size decoding), ``slicing``
-(slices and the low-content filter) and ``flac_encoding`` (the background audio to FLAC). An
+(slices and the low-content filter), ``flac_encoding`` (the background audio to FLAC),
+``slice_flac_encoding`` and ``spectrograms`` (the kept slices' FLAC and spectrogram images). An
 entry loaded from the cache keeps the timings of the run that computed it.
 
 An entry is written into a temporary folder beside it and renamed into place, with the done
@@ -45,7 +48,18 @@ STORY_FILE = "story.json"
 AUDIO_FILE = "audio.flac"
 FRAMES_DIR = "frames"
 DONE_FILE = "done.json"
-TIMED_STEPS = ("decode", "separation", "vad", "key_frame_scan", "key_frames", "slicing", "flac_encoding")
+TIMED_STEPS = (
+    "decode",
+    "separation",
+    "vad",
+    "key_frame_scan",
+    "key_frames",
+    "slicing",
+    "flac_encoding",
+    "slice_flac_encoding",
+    "spectrograms",
+)
+SLICES_DIR = "slices"
 _TMP_PREFIX = ".tmp-"
 
 
@@ -102,6 +116,14 @@ class StoryCacheEntry:
     def frame_paths(self) -> list[Path]:
         return [self.frame_path(i) for i in range(len(self.story["frame_times"]))]
 
+    def slice_audio_path(self, kept_index: int) -> Path:
+        """The FLAC of the ``kept_index``-th kept slice (see :meth:`kept_slices`)."""
+        return self.path / SLICES_DIR / f"{kept_index:03d}.flac"
+
+    def slice_spectrogram_path(self, kept_index: int) -> Path:
+        """The spectrogram PNG of the ``kept_index``-th kept slice."""
+        return self.path / SLICES_DIR / f"{kept_index:03d}.png"
+
     @functools.cached_property
     def story(self) -> dict:
         """The story's fields and processing results (``story.json``)."""
@@ -113,7 +135,8 @@ class StoryCacheEntry:
         return self.story.get("timings", {})
 
     def kept_slices(self) -> list[tuple[str, dict]]:
-        """(slice id, slice) of every generation slice that passed the low-content filter, in time order."""
+        """(slice id, slice) of every generation slice that passed the low-content filter, in time order
+        (a slice's position in this list is its kept index)."""
         kept = [s for s in self.story["slices"] if s["keep"]]
         return [(slice_id(self.story["id"], k), s) for k, s in enumerate(kept)]
 
@@ -149,9 +172,16 @@ class StoryCacheEntry:
 
     @classmethod
     def write(
-        cls, entry: StoryCacheEntry, story: dict, audio_flac: bytes, frames_jpeg: Sequence[bytes]
+        cls,
+        entry: StoryCacheEntry,
+        story: dict,
+        audio_flac: bytes,
+        frames_jpeg: Sequence[bytes],
+        slice_files: Sequence[tuple[bytes, bytes]] = (),
     ) -> StoryCacheEntry:
         """Write an entry atomically (temporary folder, done marker last, one rename).
+
+        ``slice_files``: (FLAC, spectrogram PNG) of each kept slice, in kept order.
 
         When another worker finished the same entry first, theirs is kept. The temporary folder
         is removed on every path, errors included.
@@ -166,6 +196,12 @@ class StoryCacheEntry:
                 name = f"{FRAMES_DIR}/{i:04d}.jpg"
                 (tmp / name).write_bytes(jpeg)
                 names.append(name)
+            if slice_files:
+                (tmp / SLICES_DIR).mkdir()
+            for i, (flac, png) in enumerate(slice_files):
+                for name, data in ((f"{SLICES_DIR}/{i:03d}.flac", flac), (f"{SLICES_DIR}/{i:03d}.png", png)):
+                    (tmp / name).write_bytes(data)
+                    names.append(name)
             write_json_atomic(tmp / STORY_FILE, story)
             names.append(STORY_FILE)
             write_json_atomic(

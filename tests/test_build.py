@@ -3,6 +3,7 @@ resume after a kill, cluster shards, the dataset card, push."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -18,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import yaml
+from PIL import Image
 
 from sound_of_story.dataset_builder.build import build_dataset, merge_shards, split_by_movie
-from sound_of_story.dataset_builder.builder import GENERATION_WIDTH
+from sound_of_story.dataset_builder.processing import GENERATION_WIDTH, spectrogram_png
 
 CLI = Path(sys.executable).with_name("sound-of-story")
 LSMDC_TARGET = 12.0
@@ -221,6 +223,9 @@ def test_generation_slices_follow_the_rules(built):
         part = first["audio"].get_all_samples().data.numpy()
         a = round(first["start"] * 44_100)
         np.testing.assert_allclose(part, story[:, a : a + part.shape[1]], atol=1e-4)
+        # the worker computed the slice's spectrogram from the slice's own audio, as the dataset holds it
+        image = Image.open(io.BytesIO(spectrogram_png(part, 44_100)))
+        np.testing.assert_array_equal(np.asarray(image), np.asarray(first["spectrogram"].convert(image.mode)))
 
 
 def test_split_is_by_movie(built):

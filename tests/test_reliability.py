@@ -485,9 +485,14 @@ def test_the_worker_returns_a_typed_picklable_outcome_with_step_timings(built, s
         StoryJob(3, StorySource("y", "m", "cmd", "t", ("/nowhere.mp4",)), ProcessingParams(), str(out))
     )
     assert bad.index == 3 and not bad.ok and "file not found" in bad.failure.reason
-    assert set(report.assembly_seconds) == {"spectrograms", "flac_encoding"} and all(
+    assert set(report.assembly_seconds) == {"stories", "generation"} and all(
         t > 0 for t in report.assembly_seconds.values()
     )
+    kept = entry.kept_slices()
+    assert kept and all(
+        entry.slice_audio_path(k).is_file() and entry.slice_spectrogram_path(k).is_file() for k in range(len(kept))
+    )
+    assert not entry.slice_audio_path(len(kept)).exists()  # one pair per kept slice, no more
 
 
 # ---------------------------------------------------------------------------------------------
