@@ -140,7 +140,9 @@ def _run_with_helpers(
             return outcomes, lost_here
     for t in feeders:
         t.join()
-    pool.shutdown(wait=True)
+    # every outcome is in: the workers' exit (about a second of interpreter teardown each) need not hold up the
+    # caller, who goes on to the Parquet assembly; the executor reaps them in the background
+    pool.shutdown(wait=False)
     with lock:  # a broken pool stops its feeders: what they had not taken is left in the queue
         lost += list(queue)
     return outcomes, lost
