@@ -230,12 +230,13 @@ def speech_removal_on_music() -> list[tuple[str, float, float, float]]:
 
 
 def _story_files(cache: Path) -> dict[str, object]:
-    """Each entry's outputs (audio bytes, frames, story fields but its timings)."""
+    """Each entry's outputs (audio bytes, frames, slice files, story fields but its timings)."""
     out = {}
     for entry in sorted(p for p in cache.iterdir() if not p.name.startswith(".")):
         story = {k: v for k, v in json.loads((entry / "story.json").read_text()).items() if k != "timings"}
         frames = [f.read_bytes() for f in sorted((entry / "frames").glob("*.jpg"))]
-        out[entry.name] = (story, (entry / "audio.flac").read_bytes(), frames)
+        slices = [f.read_bytes() for f in sorted((entry / "slices").glob("*"))]  # FLAC and spectrogram PNG
+        out[entry.name] = (story, (entry / "audio.flac").read_bytes(), frames, slices)
     return out
 
 
