@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 # Before anything imports huggingface_hub / datasets / transformers: offline, and a cache
@@ -12,6 +13,18 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sos-test-hf-home-")
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+
+# The tests test the checkout they live in, here and in every subprocess they start (the CLI, accelerate
+# launch, Ray workers), whichever clone last ran .ci/bootstrap.sh: the venv is shared between clones and its
+# editable install points at that one. A folder holding a `sound_of_story` link to this checkout goes first on
+# sys.path and PYTHONPATH (the editable install's finder comes after the path).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_PATH = tempfile.mkdtemp(prefix="sos-test-package-")
+os.symlink(REPO_ROOT, os.path.join(_PACKAGE_PATH, "sound_of_story"), target_is_directory=True)
+atexit.register(shutil.rmtree, _PACKAGE_PATH, ignore_errors=True)  # removes the link, never what it points to
+sys.path.insert(0, _PACKAGE_PATH)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PATH, os.environ.get("PYTHONPATH")) if p)
+assert "sound_of_story" not in sys.modules, "conftest must run before anything imports sound_of_story"
 
 import json  # noqa: E402 - the environment above must be set before these imports
 from pathlib import Path  # noqa: E402
