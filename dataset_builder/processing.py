@@ -3,11 +3,11 @@
 ``process_story`` runs, for one story: decoding (audio at the source rate, channels kept),
 speech removal, speech ratios before and after, key frames, generation slices, the
 low-content filter, and each kept slice's FLAC and Riffusion spectrogram image (so that the
-Parquet assembly only copies bytes, and the costly images are spread over the workers). Its result is a :class:`.story_cache.StoryCacheEntry` in
-``<cache_dir>/<story>-<key>/``, where the key hashes the input files' *content* (and the
-separator checkpoint's), the story's text and frame times, and every processing parameter; an
-entry is used only when it is whole (done marker, sizes and hashes), so a killed build, run
-again, redoes only what is missing.
+Parquet assembly only copies bytes, and the costly images are spread over the workers). Its
+result is a :class:`.story_cache.StoryCacheEntry` in ``<cache_dir>/<story>-<key>/``, where the
+key hashes the input files' *content* (and the separator checkpoint's), the story's text and
+frame times, and every processing parameter; an entry is used only when it is whole (done
+marker, sizes and hashes), so a killed build, run again, redoes only what is missing.
 
 ``run_story_job`` is the worker every engine runs (a local process pool, Ray): it never raises,
 and returns a :class:`StoryOutcome`. The entry records each step's time in its ``timings``.

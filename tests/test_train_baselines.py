@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 from evaluation_fixtures import tiny_retrieval_models  # noqa: F401
-from training_fixtures import sos_training_dataset  # noqa: F401
+from training_fixtures import reset_accelerate, sos_training_dataset  # noqa: F401
 
 from sound_of_story.modeling import ClapRetrievalBaseline, Wav2CLIPBaselineModel
 from sound_of_story.training.checkpointing import HISTORY_FILE
@@ -21,10 +21,7 @@ from sound_of_story.training.retrieval import parse_retrieval_args, train_retrie
 
 
 def _train(argv: list[str]):
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)  # each in-process run builds its own Accelerator
-    GradientState._reset_state()
+    reset_accelerate()
     return train_retrieval(parse_retrieval_args(argv))
 
 

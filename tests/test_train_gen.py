@@ -9,7 +9,14 @@ import subprocess
 
 import pytest
 import torch
-from training_fixtures import accelerate_launch, launch_env, script, sos_training_dataset, tiny_sosgen_dir  # noqa: F401
+from training_fixtures import (  # noqa: F401
+    accelerate_launch,
+    launch_env,
+    reset_accelerate,
+    script,
+    sos_training_dataset,
+    tiny_sosgen_dir,
+)
 
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
@@ -29,10 +36,7 @@ FAST = [
 
 
 def _run(argv: list[str]):
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate()
     return train_sosgen(parse_sosgen_args(argv))
 
 

@@ -13,7 +13,14 @@ from unittest import mock
 
 import pytest
 import torch
-from training_fixtures import accelerate_launch, launch_env, script, sos_training_dataset, tiny_retrieval_dir  # noqa: F401
+from training_fixtures import (  # noqa: F401
+    accelerate_launch,
+    launch_env,
+    reset_accelerate,
+    script,
+    sos_training_dataset,
+    tiny_retrieval_dir,
+)
 
 from sound_of_story.modeling import SoSRetrievalModel
 from sound_of_story.modeling.tiny_random import tiny_random_inputs, tiny_retrieval_config
@@ -30,16 +37,8 @@ from sound_of_story.training.retrieval import (
 VIDEO_KEYS = ("input_values", "pixel_values", "frame_mask")
 
 
-def _reset_accelerate() -> None:
-    """Each in-process run builds its own Accelerator; accelerate keeps its state in process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def _run(argv: list[str]):
-    _reset_accelerate()
+    reset_accelerate()
     return train_retrieval(parse_retrieval_args(argv))
 
 
@@ -234,7 +233,7 @@ def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_re
         ],
     }
     for message, argv in cases.items():
-        _reset_accelerate()
+        reset_accelerate()
         assert main([*base, *argv]) == 2, message
         err = capsys.readouterr().err
         assert "error:" in err and message in err and "Traceback" not in err, err

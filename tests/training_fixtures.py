@@ -19,6 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 _made: dict[str, Path] = {}
 
 
+def reset_accelerate() -> None:
+    """Each in-process training run builds its own Accelerator; accelerate keeps its state in process-wide singletons."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 def script(name: str) -> Path:
     return REPO / "train" / name
 
