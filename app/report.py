@@ -161,7 +161,17 @@ def spectrogram_png(
         mono = mono[: int(round(max_seconds * sample_rate))]
     nfft = 512 if sample_rate >= 16_000 else 256
     figure, axes = plt.subplots(figsize=(4.0, 1.8))
-    axes.specgram(mono + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma", scale="dB")
+    # A faint fixed dither keeps every bin's power above zero: silent stretches (a generated clip can be silent)
+    # otherwise give log10(0), a warning and -inf pixels.
+    dither = 1e-9 * np.random.default_rng(0).standard_normal(len(mono))
+    axes.specgram(
+        np.asarray(mono, dtype=np.float64) + dither,
+        NFFT=nfft,
+        Fs=sample_rate,
+        noverlap=nfft // 2,
+        cmap="magma",
+        scale="dB",
+    )
     axes.set_xlabel("s", fontsize=7)
     axes.set_ylabel("Hz", fontsize=7)
     axes.tick_params(labelsize=6)
