@@ -31,6 +31,7 @@ def _cmd_samples(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         style=args.style,
         progress=not args.quiet,
+        first_movie=args.first_movie,
     )
     print(f"wrote {len(paths)} {args.style.upper()}-style sample clips and {Path(args.out) / 'manifest.jsonl'}")
     return 0
@@ -62,6 +63,11 @@ def add_samples_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         default="cmd",
         help="cmd: one long clip per description; lsmdc: runs of 3 to 12 s clips, one caption each",
     )
+    parser.add_argument(
+        "--first-movie", type=int, default=0,
+        help="index of the first movie drawn; movies are independent, so a large set can be made in parts "
+        "(--num-clips 10 --first-movie 10 writes clips 10-19 of a 20-clip run)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_cmd_samples)
     return parser

@@ -21,8 +21,10 @@ class SampleGenerationError(RuntimeError):
     """An external tool (ffmpeg, espeak-ng) failed while making a sample clip."""
 
 
-def check_sample_options(num_clips: int, duration_s: float, style: str) -> None:
+def check_sample_options(num_clips: int, duration_s: float, style: str, first_movie: int = 0) -> None:
     """Raise ``ValueError`` naming the option when a generator argument is out of range."""
+    if not isinstance(first_movie, int) or isinstance(first_movie, bool) or first_movie < 0:
+        raise ValueError(f"first_movie must be a non-negative integer, got {first_movie!r}")
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if not isinstance(num_clips, int) or num_clips < 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import CMD_CLIPS, CMD_DURATION, LSMDC_CLIPS, LSMDC_DURATION, SEED
+from conftest import CMD_CLIPS, CMD_DURATION, LSMDC_CLIPS, LSMDC_DURATION, SEED, load_records
 
 from sound_of_story.dataset_builder import samples
 from sound_of_story.dataset_builder.samples import FPS, SAMPLE_RATE, generate_samples
@@ -71,6 +71,42 @@ def test_a_clip_does_not_depend_on_how_many_are_generated(cmd_samples, tmp_path)
     generate_samples(tmp_path, num_clips=1, seed=SEED, duration_s=CMD_DURATION, progress=False)
     for ext in (".json", ".background.wav", ".speech.wav", ".mp4"):
         assert (tmp_path / f"clip_0000{ext}").read_bytes() == (folder / f"clip_0000{ext}").read_bytes()
+
+
+def test_a_part_from_first_movie_gives_the_same_clips_as_one_run(cmd_samples, tmp_path):
+    """The demo makes a large set in parts (first_movie): CMD clips 1.. and the LSMDC runs of the second movie
+    must be byte for byte those of one run from movie 0."""
+    folder, _ = cmd_samples
+    generate_samples(tmp_path / "cmd", num_clips=1, seed=SEED, duration_s=CMD_DURATION, progress=False, first_movie=1)
+    assert sorted(p.name for p in (tmp_path / "cmd").glob("*.mp4")) == ["clip_0001.mp4"]
+    for ext in (".json", ".background.wav", ".speech.wav", ".mp4"):
+        assert (tmp_path / "cmd" / f"clip_0001{ext}").read_bytes() == (folder / f"clip_0001{ext}").read_bytes()
+    assert json.loads((tmp_path / "cmd" / "clip_0001.json").read_text())["movie"] == "sample_movie_000"
+
+    # LSMDC: 10 s movies cut into 3-12 s clips; one run until the second movie's first clip, then that movie alone.
+    whole = load_records(
+        generate_samples(tmp_path / "whole", num_clips=4, seed=SEED, duration_s=10.0, style="lsmdc", progress=False)
+    )
+    second = [r for r in whole if r["movie"] == "sample_movie_001"]
+    assert second, "four clips of 10 s movies reach the second movie"
+    generate_samples(
+        tmp_path / "part", num_clips=len(second), seed=SEED, duration_s=10.0, style="lsmdc", progress=False,
+        first_movie=1,
+    )  # fmt: skip
+    for record in second:
+        assert (tmp_path / "part" / f"{record['id']}.mp4").read_bytes() == (
+            tmp_path / "whole" / f"{record['id']}.mp4"
+        ).read_bytes()
+
+
+def test_first_movie_must_be_a_non_negative_integer(tmp_path):
+    with pytest.raises(ValueError, match="first_movie must be a non-negative integer, got -1"):
+        generate_samples(tmp_path, num_clips=1, first_movie=-1, progress=False)
+    result = subprocess.run(
+        [str(CLI), "samples", "--out", str(tmp_path), "--first-movie", "-2", "--quiet"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "first_movie must be a non-negative integer" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_another_seed_gives_other_clips(cmd_samples):

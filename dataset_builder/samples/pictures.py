@@ -34,6 +34,7 @@ LIGHT_DRAWS = 200  # lights drawn over the category's own texture before the fal
 # from it, which inverts the previous shot's dhash whatever the category's texture).
 FALLBACK_LIGHT_SHARES = (0.5, 0.75, 1.0)
 FALLBACK_DRAWS = 8  # lights drawn at each share of the fallback
+GRAIN = 5  # film grain: up to this many levels of 255 up or down, per pixel and frame
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: tuple[int, int]) -> np.ndarray:
@@ -206,7 +207,7 @@ class Scene:
         start, end = max(lo, self.start_frame), min(hi, self.end_frame)
         if start >= end:
             return
-        canvas = self.canvas()
+        canvas = _canvas(self)
         motion = np.random.default_rng([self.seed, 2])
         length = self.end_frame - self.start_frame
         direction = motion.uniform(0, 2 * math.pi)
@@ -218,9 +219,20 @@ class Scene:
             dx = int(round(margin + travel * progress * math.cos(direction)))
             dy = int(round(margin + travel * progress * math.sin(direction)))
             frame_rng = np.random.default_rng([self.seed, 3, k])
-            frame = canvas[dy : dy + HEIGHT, dx : dx + WIDTH] * (1 + flicker * frame_rng.standard_normal())
-            frame = frame + frame_rng.normal(0.0, 3.0, size=frame.shape)  # film grain
+            gain = np.float32(1 + flicker * frame_rng.standard_normal())
+            frame = (canvas[dy : dy + HEIGHT, dx : dx + WIDTH] * gain).astype(np.int16)
+            # Film grain: whole levels drawn uniformly in [-GRAIN, GRAIN] (standard deviation ~3.2 levels).
+            # Integer draws are ten times faster than Gaussian floats, which took most of a clip's time.
+            frame += frame_rng.integers(-GRAIN, GRAIN + 1, size=frame.shape, dtype=np.int16)
             yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _canvas(scene: Scene) -> np.ndarray:
+    """The scene's canvas in float32 (read-only), drawn once for all the clips that show the scene."""
+    canvas = scene.canvas().astype(np.float32)
+    canvas.flags.writeable = False
+    return canvas
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,7 +55,7 @@ def _encode_mp4(path: Path, frames: Iterable[np.ndarray], audio: np.ndarray) -> 
                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS), "-i", "-",
                 "-i", str(wav),
                 "-map", "0:v:0", "-map", "1:a:0",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-g", str(2 * FPS), "-threads", "1",
+                "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-g", str(2 * FPS), "-threads", "1",
                 "-c:a", "aac", "-b:a", "192k", "-ar", str(SAMPLE_RATE), "-ac", "2",
                 "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                 "-f", "mp4", str(out),
@@ -165,6 +165,7 @@ def generate_samples(
     duration_s: float = DEFAULT_DURATION_S,
     style: Style = "cmd",
     progress: bool = True,
+    first_movie: int = 0,
 ) -> list[Path]:
     """Write ``num_clips`` sample clips with ground truth into ``out_dir``.
 
@@ -173,16 +174,21 @@ def generate_samples(
     ``style="lsmdc"``: movies of ``duration_s`` seconds are cut into runs of 3 to 12 s
     clips, one caption each, in order, until ``num_clips`` clips exist.
 
+    ``first_movie``: the index of the first movie drawn. Movies are drawn independently from
+    ``(seed, index)``, so a large set can be made in parts, in parallel: with CMD, ``num_clips=n``
+    and ``first_movie=k`` write the same files as clips k to k + n - 1 of one run from 0 (with
+    LSMDC, the runs of movies k onwards).
+
     Returns the paths of the per-clip JSON files, in manifest order; ``manifest.jsonl`` in
     ``out_dir`` lists the clips in the dataset builder's input format (paths relative to it).
     """
-    check_sample_options(num_clips, duration_s, style)
+    check_sample_options(num_clips, duration_s, style, first_movie)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     manifest: list[dict] = []
     bar = tqdm(total=num_clips, desc=f"sample clips ({style})", unit="clip", disable=not progress)
-    movie_index = 0
+    movie_index = first_movie
     while len(records) < num_clips:
         timeline = plan_movie(seed, movie_index, duration_s, style)
         if style == "cmd":

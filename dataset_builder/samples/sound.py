@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from scipy import signal
+from scipy import fft, signal
 
 SAMPLE_RATE = 44_100
 FilterType = Literal["low", "high", "band"]
@@ -35,11 +35,14 @@ def _unit_rms(x: np.ndarray) -> np.ndarray:
 
 def _colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     """Gaussian noise with power spectrum ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1] if n > 1 else 1.0
+    # Drawn at a length whose FFT is fast (scene lengths often have large prime factors, which made
+    # the transform most of a clip's sound time), then cut to n samples.
+    m = fft.next_fast_len(n, real=True)
+    spectrum = fft.rfft(rng.standard_normal(m))
+    freqs = fft.rfftfreq(m)
+    freqs[0] = freqs[1] if m > 1 else 1.0
     spectrum *= freqs ** (-exponent / 2.0)
-    return _unit_rms(np.fft.irfft(spectrum, n))
+    return _unit_rms(fft.irfft(spectrum, m)[:n])
 
 
 def _filter(x: np.ndarray, btype: FilterType, cutoff, order: int = 4) -> np.ndarray:
