@@ -105,6 +105,35 @@ def test_plan_holds_out_24_stories_in_15_minutes_and_rejects_a_bad_budget(tmp_pa
     )
 
 
+def test_spectrogram_of_silence_draws_without_warnings():
+    import warnings
+
+    import numpy as np
+
+    from sound_of_story.app.report import spectrogram_png
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log10(0) on a silent clip used to warn (and draw -inf pixels)
+        png = spectrogram_png(np.zeros((2, 8000), dtype=np.float32), 8000, title="silence")
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_sample_jobs_cover_the_plan_in_parts_of_whole_movie_pairs():
+    from sound_of_story.app.demo import CMD_CLIPS_PER_JOB, DemoPlan, sample_jobs
+
+    for minutes in (1, 15, 45):
+        plan = DemoPlan.for_minutes(minutes)
+        jobs = sample_jobs(plan)
+        assert jobs[0].style == "lsmdc" and jobs[0].num_clips == plan.lsmdc_clips and jobs[0].first_movie == 0
+        cmd = jobs[1:]
+        assert {job.style for job in cmd} == {"cmd"} and len({job.folder for job in jobs}) == len(jobs)
+        # Contiguous movies from 0, every part but the last a whole number of movie pairs.
+        assert [job.first_movie for job in cmd] == [sum(j.num_clips for j in cmd[:k]) for k in range(len(cmd))]
+        assert sum(job.num_clips for job in cmd) == plan.cmd_clips
+        assert all(job.num_clips == CMD_CLIPS_PER_JOB for job in cmd[:-1]) and CMD_CLIPS_PER_JOB % 2 == 0
+    assert len(sample_jobs(DemoPlan.for_minutes(15))) == 1 + DemoPlan.for_minutes(15).cmd_clips // CMD_CLIPS_PER_JOB
+
+
 def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     from datasets import load_dataset
 
