@@ -161,7 +161,7 @@ class DemoPlan:
             lsmdc_story_s=10.0,
             test_stories=scaled(72, 3, data_scale),
             # Full runs at seeds 0, 1, 2: A2V R@1 above random at 0 and 2, not at 1 (5.6 [1.4, 11.1] against
-            # [1.3, 1.5]). Batch 32 at lr 2e-3 for 200 epochs moved which seed fails (0, 1 above; 2 not), 40 s more.
+            # [1.3, 1.5]). Batch 32 at lr 2e-3 for 200 epochs moved which seed fails (0, 1 above; 2 not) and trains longer.
             retrieval_epochs=scaled(100, 3),
             retrieval_batch=16,
             retrieval_lr=1e-3,
