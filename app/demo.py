@@ -150,8 +150,8 @@ class DemoPlan:
         def scaled(full: int, least: int, by: float = scale) -> int:
             return max(least, round(full * by))
 
-        # Retrieval needs about 160 training stories to beat random at every seed: with the 256-wide frozen
-        # encoders, 52 did at seed 0 only, 106 failed at seed 1, and 160-165 held at seeds 0-2 (README).
+        # Retrieval needs many training stories: with the 256-wide frozen encoders, 52 beat random at seed 0
+        # only and 106 failed at seed 1; with 160-165 the full demo runs beat it at seeds 0 and 2 (README).
         return cls(
             minutes=float(minutes),
             cmd_clips=2 * scaled(96, 3, data_scale),  # two clips per movie
@@ -218,8 +218,8 @@ class SampleJob:
 
 def sample_jobs(plan: DemoPlan) -> list[SampleJob]:
     """The clips of a plan as jobs for a process pool, longest first: the LSMDC runs, then the CMD clips in parts
-    of CMD_CLIPS_PER_JOB (whole movie pairs), which hold most of the frames (64 clips of 10 s against 24 LSMDC
-    clips of 3-12 s) and would otherwise keep one process busy long after the other is done."""
+    of CMD_CLIPS_PER_JOB (whole movie pairs), which hold most of the frames (10 s each, against 3-12 s for an
+    LSMDC clip, and more of them) and as one job would keep one process busy long after the other is done."""
     jobs = [SampleJob("lsmdc", "lsmdc", plan.lsmdc_clips, plan.lsmdc_movie_s)]
     for k, first in enumerate(range(0, plan.cmd_clips, CMD_CLIPS_PER_JOB)):
         count = min(CMD_CLIPS_PER_JOB, plan.cmd_clips - first)

@@ -66,7 +66,7 @@ def add_samples_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument(
         "--first-movie", type=int, default=0,
         help="index of the first movie drawn; movies are independent, so a large set can be made in parts "
-        "(--num-clips 10 --first-movie 10 writes clips 10-19 of a 20-clip run)",
+        "(cmd: --num-clips 10 --first-movie 10 writes clips 10-19 of a 20-clip run; lsmdc: the runs of movies 10 onwards)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_cmd_samples)
