@@ -137,7 +137,7 @@ def test_sample_jobs_cover_the_plan_in_parts_of_whole_movie_pairs():
 def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     from datasets import load_dataset
 
-    from sound_of_story.app.demo import FIGURES, PAPER_DIRECTIONS, DemoPaths, DemoPlan
+    from sound_of_story.app.demo import DEMO_SIMILARITY_TEMPERATURE, FIGURES, PAPER_DIRECTIONS, DemoPaths, DemoPlan
     from sound_of_story.evaluation.retrieval import encode_stories, random_baseline_figures, retrieval_figures
     from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
 
@@ -173,6 +173,8 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
         for name in FIGURES:
             assert table2["trained"][direction][name]["value"] == pytest.approx(figures[direction][name])
     assert table2["random"]["A2V"]["R@1"]["value"] == pytest.approx(random_baseline_figures(n)["A2V"]["R@1"])
+    # The models trained here pool the similarity at the demo's temperature, which the report states.
+    assert model.config.temperature == data["settings"]["similarity_temperature"] == DEMO_SIMILARITY_TEMPERATURE
     assert data["table2_beats_random"] == (
         table2["trained"]["A2V"]["R@1"]["ci_low"] > table2["random"]["A2V"]["R@1"]["ci_high"]
     )
@@ -203,6 +205,7 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page
     assert page.count("RANDOM weights") >= 2 and "VGGish with random weights" in page
+    assert f"similarity pooled at temperature {DEMO_SIMILARITY_TEMPERATURE:g} (the paper&#x27;s: 0.01)" in page
     players = len(_data_uris(page, "audio/wav"))
     assert players == min(2, len(slices["test"])) * (1 + len(table3)) + min(5, len(library)) * len(queries)
     a2v = table2["trained"]["A2V"]["R@1"]

@@ -146,13 +146,33 @@ def test_independent_reference_reproduces_golden(golden):
         np.testing.assert_allclose(ref[k], golden[name], atol=1e-10, rtol=0, err_msg=name)
 
 
+@pytest.mark.parametrize("temperature", [0.01, 0.3], ids=["paper", "demo"])
 @pytest.mark.parametrize("mask_frames", [False, True], ids=["xclip", "mask_respecting"])
-def test_padded_frames_match_independent_reference(padded_case, mask_frames):
-    ref = reference_similarity(*padded_case, 0.01, mask_frames)
-    out = _model_similarity(*padded_case, 0.01, mask_frames)
+def test_padded_frames_match_independent_reference(padded_case, mask_frames, temperature):
+    # 0.01 is the paper's (X-CLIP's) temperature; 0.3 is the demo's softer one (app/demo.py).
+    ref = reference_similarity(*padded_case, temperature, mask_frames)
+    out = _model_similarity(*padded_case, temperature, mask_frames)
     for k, name in enumerate(COMPONENTS):
         np.testing.assert_allclose(out[name].numpy(), ref[k], atol=1e-10, rtol=0, err_msg=name)
     np.testing.assert_allclose(out.similarity.numpy(), ref.mean(axis=0), atol=1e-10, rtol=0)
+
+
+def test_high_temperature_aggregations_tend_to_plain_means(padded_case):
+    """As the temperature grows every softmax pooling becomes a mean: S'_a,f the mean of a . f_l over the valid
+    frames (mask-respecting), S'_as,v the mean of w_k . v, S'_as,f the mean of all token-frame cosines."""
+    audio_cls, audio_seq, frames, mask = padded_case
+    out = _model_similarity(audio_cls, audio_seq, frames, mask, 1e6, True)
+    a, w, f = (_normalize(np.asarray(x, dtype=np.float64)) for x in (audio_cls, audio_seq, frames))
+    for j in range(len(f)):
+        valid = mask[j].astype(bool)
+        v = _normalize(f[j][valid].mean(axis=0))
+        for i in range(len(a)):
+            assert out.s_a_f[i, j].item() == pytest.approx((f[j][valid] @ a[i]).mean(), abs=1e-6)
+            assert out.s_as_v[i, j].item() == pytest.approx((w[i] @ v).mean(), abs=1e-6)
+            assert out.s_as_f[i, j].item() == pytest.approx((w[i] @ f[j][valid].T).mean(), abs=1e-6)
+    # ... while at the paper's temperature the poolings sit well above those means (near the maxima).
+    sharp = _model_similarity(audio_cls, audio_seq, frames, mask, 0.01, True)
+    assert (sharp.s_as_f > out.s_as_f + 1e-3).all()
 
 
 def test_padded_frame_features_matter_only_in_xclip_mode(padded_case):
