@@ -188,6 +188,43 @@ def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(
     assert (full / "best" / "model.safetensors").exists() and (full / "best" / "README.md").exists()
 
 
+def test_an_epoch_drops_its_last_partial_batch_as_x_clip(sos_training_dataset, tiny_retrieval_dir, tmp_path):
+    """4 training stories in batches of 3: one update an epoch, never the 1-story rest whose contrastive loss is 0
+    (X-CLIP's training loaders drop_last). A split smaller than one batch is trained on whole, once an epoch."""
+    from datasets import load_dataset
+
+    assert len(load_dataset(str(sos_training_dataset), split="train")) == 4
+    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--num_train_epochs", "3",
+              "--eval_split", "none", "--report_to", "none", "--seed", "0", "--checkpointing_steps", "1000"]  # fmt: skip
+    three = _run([*common, "--output_dir", str(tmp_path / "three"), "--train_batch_size", "3"])
+    assert three.global_step == 3 and len(three.losses) == 3
+    assert min(three.losses) > 0.1, three.losses
+    whole = _run([*common, "--output_dir", str(tmp_path / "whole"), "--train_batch_size", "8"])
+    assert whole.global_step == 3 and min(whole.losses) > 0.1, whole.losses
+
+
+@pytest.mark.parametrize(
+    "examples, batch, processes, accumulation, drop_last, updates",
+    [(161, 16, 1, 1, True, 10), (161, 16, 1, 1, False, 11), (161, 8, 2, 1, True, 10), (161, 8, 2, 1, False, 11),
+     (160, 16, 1, 1, True, 10), (161, 16, 1, 3, True, 4), (161, 16, 1, 3, False, 4), (15, 16, 1, 1, False, 1)],
+)  # fmt: skip
+def test_schedule_counts_the_updates_the_loader_gives(examples, batch, processes, accumulation, drop_last, updates):
+    from types import SimpleNamespace
+
+    from sound_of_story.training.checkpointing import plan_schedule
+
+    args = SimpleNamespace(
+        train_batch_size=batch, gradient_accumulation_steps=accumulation, max_train_steps=None, num_train_epochs=2,
+        lr_warmup_steps=None, lr_scheduler="constant",
+    )  # fmt: skip
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = plan_schedule(args, optimizer, examples, processes, drop_last=drop_last)
+    assert (schedule.updates_per_epoch, schedule.max_steps, schedule.num_epochs) == (updates, 2 * updates, 2)
+    # As many as a loader of global batches gives: accelerate hands each process one share of every global batch.
+    loader = torch.utils.data.DataLoader(range(examples), batch_size=batch * processes, drop_last=drop_last)
+    assert -(-len(loader) // accumulation) == updates
+
+
 def _load_script(name: str):
     spec = importlib.util.spec_from_file_location(f"train_{name}", script(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)

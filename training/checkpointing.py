@@ -140,16 +140,17 @@ class Schedule:
     scheduler: Any
 
 
-def plan_schedule(args, optimizer, num_examples: int, num_processes: int) -> Schedule:
+def plan_schedule(args, optimizer, num_examples: int, num_processes: int, drop_last: bool = False) -> Schedule:
     """``--max_train_steps`` (or epochs x updates per epoch), warm-up (default 10%) and the scheduler.
 
-    The scheduler is stepped once per process by accelerate, hence the factor ``num_processes``.
+    The scheduler is stepped once per process by accelerate, hence the factor ``num_processes``. With ``drop_last``
+    (the loader drops an epoch's last partial global batch) an epoch holds the full global batches only.
     """
     from diffusers.optimization import get_scheduler
 
-    updates_per_epoch = math.ceil(
-        math.ceil(num_examples / (args.train_batch_size * num_processes)) / args.gradient_accumulation_steps
-    )
+    global_batch = args.train_batch_size * num_processes
+    batches = num_examples // global_batch if drop_last else math.ceil(num_examples / global_batch)
+    updates_per_epoch = math.ceil(batches / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
     scheduler = get_scheduler(

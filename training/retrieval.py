@@ -728,16 +728,21 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
     else:
         collator = StoryCollator(processor, args.pair, args.seed)
         train_data, collate = IndexedStories(train_stories), collator
+    # As X-CLIP's training loaders: an epoch's last partial global batch is dropped (a batch of one story has a
+    # contrastive loss of 0 and would still move the weights through AdamW's momentum and weight decay; with several
+    # processes accelerate would fill it with repeated stories, which are false negatives). A train split smaller
+    # than one global batch is trained on whole, one batch an epoch.
+    drop_last = len(train_data) >= args.train_batch_size * accelerator.num_processes
     loader = torch.utils.data.DataLoader(
         train_data, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate, num_workers=args.dataloader_num_workers,
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=torch.Generator().manual_seed(args.seed), drop_last=drop_last,
     )  # fmt: skip
     encoder = RetrievalEncoder(model, args.pair, cached=cached)
     optimizer = torch.optim.AdamW(
         optimizer_groups(model, args.learning_rate, args.encoder_learning_rate, args.weight_decay),
         betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
     )  # fmt: skip
-    schedule = plan_schedule(args, optimizer, len(train_data), accelerator.num_processes)
+    schedule = plan_schedule(args, optimizer, len(train_data), accelerator.num_processes, drop_last=drop_last)
     updates_per_epoch, max_steps, num_epochs = schedule.updates_per_epoch, schedule.max_steps, schedule.num_epochs
     scheduler = schedule.scheduler
     encoder, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
