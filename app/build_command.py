@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from .help_formatter import HelpFormatter
+from sound_of_story.core.help_formatter import HelpFormatter
 
 BUILD_DESCRIPTION = """\
 Build the SoS dataset from your copies of movie clips.

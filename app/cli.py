@@ -14,12 +14,12 @@ from pathlib import Path
 
 from huggingface_hub.errors import HfHubHTTPError
 
+from sound_of_story.core.help_formatter import HelpFormatter
 from sound_of_story.dataset_builder.sample_options import SampleGenerationError
 
 from .build_command import add_build_parser
 from .evaluate_command import add_evaluate_parser
 from .generate_command import add_generate_parser
-from .help_formatter import HelpFormatter
 from .recommend_command import add_recommend_parsers
 from .samples_command import add_samples_parser
 from .space_command import add_space_parser

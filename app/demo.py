@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sound_of_story.dataset_builder.atomic_files import write_jsonl_atomic
+from sound_of_story.core.atomic_files import write_jsonl_atomic
 
 DEFAULT_MINUTES = 15.0
 MIN_MINUTES = 0.5
@@ -509,7 +509,7 @@ def write_library(paths: DemoPaths, slices: Any) -> int:
     """The sound library: every training slice's audio as a file (its encoded bytes, unchanged)."""
     from datasets import Audio
 
-    from sound_of_story.dataset_builder.atomic_files import atomic_path
+    from sound_of_story.core.atomic_files import atomic_path
 
     paths.library.mkdir(parents=True, exist_ok=True)
     rows = slices["train"].select_columns(["id", "audio"]).cast_column("audio", Audio(decode=False))

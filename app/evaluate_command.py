@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from sound_of_story.audio import DEFAULT_RESAMPLER, RESAMPLERS
-
-from .help_formatter import HelpFormatter
+from sound_of_story.core import model_ids
+from sound_of_story.core.help_formatter import HelpFormatter
 
 DIRECTION_CHOICES = ("A2V", "V2A", "A2T", "T2A")
 SIMILARITY_FORMATS = (
@@ -111,7 +111,7 @@ def load_similarity(path: str | Path, key: str | None = None) -> tuple[np.ndarra
 
 def _write_json(path: Path | None, payload: dict) -> None:
     if path is not None:
-        from sound_of_story.dataset_builder.atomic_files import write_json_atomic
+        from sound_of_story.core.atomic_files import write_json_atomic
 
         write_json_atomic(path, payload)
         print(f"wrote {path}")
@@ -312,7 +312,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         default="vggish",
         help="embedding model (clap loads --clap-model from the Hub)",
     )
-    p.add_argument("--clap-model", default="laion/clap-htsat-unfused", help="CLAP checkpoint for --embedder clap")
+    p.add_argument("--clap-model", default=model_ids.CLAP, help="CLAP checkpoint for --embedder clap")
     p.add_argument("--batch-size", type=int, default=64, help="model inputs (0.96 s VGGish examples) per forward pass")
     p.add_argument("--cache-dir", type=Path, help="embedding cache folder, keyed by file content hash")
     p.add_argument("--fad-inf", action="store_true", help="also estimate FAD-infinity (fadtk)")
@@ -441,7 +441,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     p.add_argument(
         "--clap-model",
-        default="laion/clap-htsat-unfused",
+        default=model_ids.CLAP,
         help="CLAP checkpoint for --embedder clap (LAION's; the paper's CLAP is Microsoft's)",
     )
     p.add_argument(

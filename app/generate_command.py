@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .help_formatter import HelpFormatter
+from sound_of_story.core.help_formatter import HelpFormatter
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -193,9 +193,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sound_of_story.dataset_builder.atomic_files import atomic_path
+    from sound_of_story.audio.spectrogram import save_audio
+    from sound_of_story.core.atomic_files import atomic_path
     from sound_of_story.pipelines import IMAGE_ONLY_PROMPT, SoSgenControlNetPipeline, SoSgenPipeline
-    from sound_of_story.pipelines.spectrogram import save_audio
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(args.dtype)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .help_formatter import HelpFormatter
+from sound_of_story.core.help_formatter import HelpFormatter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Defaults repeated here (not imported) so that --help needs neither torch nor faiss; a test checks they agree.
@@ -135,7 +135,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             end = "end" if s.end is None else f"{s.end:.2f}s"
             print(f"  {s.start:7.2f}s - {end:>8}  {s.recommendation.score:>9.4f}  {s.recommendation.clip_id}")
     if args.json is not None:
-        from sound_of_story.dataset_builder.atomic_files import write_json_atomic
+        from sound_of_story.core.atomic_files import write_json_atomic
 
         write_json_atomic(args.json, payload)
         print(f"wrote {args.json}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sound_of_story.dataset_builder.atomic_files import atomic_path, write_json_atomic
+from sound_of_story.core.atomic_files import atomic_path, write_json_atomic
 
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sound_of_story.core.help_formatter import HelpFormatter
 from sound_of_story.dataset_builder.sample_options import (
     DEFAULT_DURATION_S,
     DEFAULT_NUM_CLIPS,
@@ -17,8 +18,6 @@ from sound_of_story.dataset_builder.sample_options import (
     MIN_DURATION_S,
     STYLES,
 )
-
-from .help_formatter import HelpFormatter
 
 
 def _cmd_samples(args: argparse.Namespace) -> int:

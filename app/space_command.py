@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .help_formatter import HelpFormatter
+from sound_of_story.core.help_formatter import HelpFormatter
 
 
 def add_space_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

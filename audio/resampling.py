@@ -11,7 +11,7 @@ Four methods (:data:`RESAMPLING_METHODS`), one per need; every caller in the pac
   ``metrics/fad/README.md``); ``evaluate generation --resampler torchaudio``.
 - ``"torchaudio_hann"``: ``torchaudio.functional.resample`` with torchaudio's own defaults (Hann
   window, width 6, rolloff 0.99): a short filter that runs on the tensor's device. The spectrogram
-  converter (``pipelines/spectrogram.py``) resamples audio tensors, possibly on a GPU, with it.
+  converter (``audio/spectrogram.py``) resamples audio tensors, possibly on a GPU, with it.
 - ``"polyphase"``: ``scipy.signal.resample_poly`` with the rate ratio reduced by their gcd (scipy's
   default Kaiser window, beta 5): the fastest on CPU for the builder's integer ratios. The
   dataset builder uses it: the speech detector's 16 kHz input (``voice_activity.vad_input``: its

@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from sound_of_story.audio import resample
+from sound_of_story.audio.spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
 from sound_of_story.pipelines import (
     GRIFFIN_LIM_METHODS,
     SoSgenPipeline,
@@ -51,7 +52,6 @@ from sound_of_story.pipelines import (
     load_audio,
     peak_normalize,
 )
-from sound_of_story.pipelines.spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
 
 # Spectrogram parameters of the small pipelines: 8 kHz, 100 columns per second, 64 mel bins.
 SMALL_SPECTROGRAM = dict(

@@ -32,7 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
-from .atomic_files import write_json_atomic, write_jsonl_atomic
+from sound_of_story.core.atomic_files import write_json_atomic, write_jsonl_atomic
+from sound_of_story.core.hashing import file_sha256, json_sha256
+
 from .engines import DEFAULT_ENGINE, Engine, run_jobs
 from .manifest import Failure, StorySource, printable, read_manifest
 from .processing import ProcessingParams, StoryJob, StoryOutcome
@@ -174,10 +176,6 @@ def _shard_file(out_dir: Path, index: int, count: int) -> Path:
     return _work(out_dir) / "shards" / f"shard-{index:05d}-of-{count:05d}.json"
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def check_build_options(
     out_dir: Path,
     configs: Sequence[str],
@@ -264,7 +262,7 @@ def build_dataset(
         stories=[IndexedStory(s.id, s.movie, positions[i], os.path.relpath(outcomes[i].entry, out_dir)) for i, s in enumerate(stories) if outcomes[i].ok],
         failures=failures + [outcomes[i].failure for i in range(len(stories)) if outcomes[i].failure],
         params=params.public_json(),
-        inputs={"manifest_sha256": _file_sha256(Path(manifest)), "lsmdc_target_s": lsmdc_target_s},
+        inputs={"manifest_sha256": file_sha256(manifest), "lsmdc_target_s": lsmdc_target_s},
     )  # fmt: skip
     cached = sum(1 for o in outcomes.values() if o.ok and o.from_cache)
     if sharded:
@@ -357,7 +355,7 @@ def _build_id(index: BuildIndex, configs: Sequence[str], splits: dict, slice_spl
         "stories": [(s.id, Path(s.entry).name) for s in sorted(index.stories, key=lambda s: s.position)],
         "configs": list(configs), "splits": splits, "slice_splits": slice_splits, "max_shard_size": str(max_shard_size),
     }  # fmt: skip
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    return json_sha256(payload)[:12]
 
 
 def _assemble(

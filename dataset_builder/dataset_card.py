@@ -11,7 +11,8 @@ import yaml
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .atomic_files import atomic_path
+from sound_of_story.core.atomic_files import atomic_path
+
 from .builder import CITATION
 from .story_cache import StoryCacheEntry
 

@@ -26,15 +26,15 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import io
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from sound_of_story.core.hashing import file_sha256, json_sha256
 
 from .content_filter import ContentFilterParams, check_content
 from .key_frames import KeyFrame, KeyFrameParams, VideoScan, frames_at, key_frames_from_scans, scan_video
@@ -142,14 +142,6 @@ def run_story_job(job: StoryJob) -> StoryOutcome:
     return StoryOutcome(job.index, source.id, None, False, failure)
 
 
-def _file_digest(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _checkpoint_digest(path: str) -> str:
     """SHA-256 of a separator checkpoint, hashed once per file version (it is large, and every story's key needs it)."""
     st = Path(path).stat()
@@ -158,13 +150,13 @@ def _checkpoint_digest(path: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _digest_of_version(path: str, mtime_ns: int, size: int) -> str:
-    return _file_digest(path)
+    return file_sha256(path)
 
 
 def cache_key(source: StorySource, params: ProcessingParams) -> str:
     """Hash of the inputs' content, the story fields and the parameters (the separator checkpoint's content)."""
     payload = {
-        "files": [_file_digest(v) for v in source.videos],
+        "files": [file_sha256(v) for v in source.videos],
         "story": {
             "id": source.id,
             "movie": source.movie,
@@ -174,7 +166,7 @@ def cache_key(source: StorySource, params: ProcessingParams) -> str:
         },
         "params": params.public_json(),  # the separator checkpoint by content: a new file at the same path is a new key
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+    return json_sha256(payload)[:20]
 
 
 def _check_inputs(source: StorySource) -> list:
@@ -243,7 +235,7 @@ def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
     """The Riffusion image of a slice, through the pipelines' converter (the project's only one)."""
-    from sound_of_story.pipelines.spectrogram import SpectrogramParams, audio_to_image
+    from sound_of_story.audio.spectrogram import SpectrogramParams, audio_to_image
 
     params = SpectrogramParams()
     natural = params.width_for_num_samples(round(audio.shape[-1] * params.sample_rate / sample_rate))

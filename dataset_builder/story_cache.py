@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
@@ -42,7 +41,8 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from .atomic_files import write_json_atomic
+from sound_of_story.core.atomic_files import write_json_atomic
+from sound_of_story.core.hashing import file_sha256
 
 STORY_FILE = "story.json"
 AUDIO_FILE = "audio.flac"
@@ -79,14 +79,6 @@ def _is_dead_local(tag: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def slice_id(story_id: str, kept_index: int) -> str:
@@ -155,7 +147,7 @@ class StoryCacheEntry:
                 return f"{name} is missing"
             if path.stat().st_size != size:
                 return f"{name} has {path.stat().st_size} bytes, {size} expected (truncated?)"
-            if _sha256(path) != digest:
+            if file_sha256(path) != digest:
                 return f"{name} does not match its hash"
         return None
 
@@ -205,7 +197,7 @@ class StoryCacheEntry:
             write_json_atomic(tmp / STORY_FILE, story)
             names.append(STORY_FILE)
             write_json_atomic(
-                tmp / DONE_FILE, {"files": {n: [(tmp / n).stat().st_size, _sha256(tmp / n)] for n in names}}
+                tmp / DONE_FILE, {"files": {n: [(tmp / n).stat().st_size, file_sha256(tmp / n)] for n in names}}
             )
             try:
                 os.rename(tmp, entry.path)

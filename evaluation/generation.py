@@ -29,9 +29,11 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from sound_of_story.core import model_ids
+
 GENERATION_CONFIG = "generation"
 RIFFUSION = "riffusion"
-RIFFUSION_ID = "riffusion/riffusion-model-v1"
+RIFFUSION_ID = model_ids.RIFFUSION
 SILENCE_PEAK = 1e-4  # a generated clip whose peak stays below this is silent
 MIN_CLIP_SECONDS = 0.975  # VGGish's shortest input: one 0.96 s example
 FIGURES = ("FAD", "FAD-inf", "KAD")
@@ -193,7 +195,7 @@ def load_generation_split(dataset: str, split: str = "test", limit: int | None =
 def _write_clip(audio_path: Path, png_path: Path, clip: GeneratedClip) -> None:
     import soundfile as sf
 
-    from sound_of_story.dataset_builder.atomic_files import atomic_path
+    from sound_of_story.core.atomic_files import atomic_path
 
     if clip.spectrogram is not None:
         with atomic_path(png_path) as tmp:
@@ -281,7 +283,7 @@ def check_generated_clips(paths: dict[str, Path]) -> ClipCheck:
 
 
 def make_embedder(embedder: EmbedderName = "vggish", *, vggish_checkpoint: str | Path | None = None, random_weights: bool = False,
-                  clap_model: str = "laion/clap-htsat-unfused", resampler: str = "resampy", device: str | None = None) -> Any:  # fmt: skip
+                  clap_model: str = model_ids.CLAP, resampler: str = "resampy", device: str | None = None) -> Any:  # fmt: skip
     """The FAD embedder: VGGish (torchvggish weights, or random weights for smoke tests) or CLAP (``transformers.ClapModel``)."""
     from sound_of_story.metrics.fad import ClapEmbedder, VGGishEmbedder
 
@@ -408,7 +410,7 @@ def run_table3(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Generate with each pipeline and score; writes ``table3.md`` / ``table3.json`` into ``out``."""
-    from sound_of_story.dataset_builder.atomic_files import atomic_path, write_json_atomic
+    from sound_of_story.core.atomic_files import atomic_path, write_json_atomic
 
     if not pipelines:
         raise ValueError("give at least one --pipeline")

@@ -64,7 +64,7 @@ def write_eval_card(
 ) -> Path:
     """Write ``eval_results`` as the ``model-index`` of the card at ``path`` (a README.md), creating it if needed."""
     from sound_of_story.cards import build_model_card
-    from sound_of_story.dataset_builder.atomic_files import atomic_path
+    from sound_of_story.core.atomic_files import atomic_path
 
     path = Path(path)
     if path.is_dir():

@@ -21,9 +21,8 @@ twice, and a changed story or checkpoint never reads a stale entry.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sound_of_story.core.hashing import json_sha256, model_fingerprint
 from sound_of_story.metrics.retrieval import (
     DEFAULT_KS,
     bootstrap_rank_metrics,
@@ -98,23 +98,6 @@ class RetrievalSimilarities:
 # --------------------------------------------------------------------------- fingerprints
 
 
-def _digest_tensors(digest: Any, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-    for name, tensor in tensors:
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 of a model's class, configuration and every weight and buffer."""
-    digest = hashlib.sha256(type(model).__name__.encode())
-    config = getattr(model, "config", None)
-    if config is not None:
-        digest.update(config.to_json_string(use_diff=False).encode())
-    _digest_tensors(digest, model.state_dict().items())
-    return digest.hexdigest()
-
-
 def processor_fingerprint(processor: Any) -> str:
     """SHA-256 of what a processor turns a story into: its sub-processors' settings, the tokenizer's
     vocabulary and the SoS settings (frames, text length, audio window)."""
@@ -131,7 +114,7 @@ def processor_fingerprint(processor: Any) -> str:
             sorted(tokenizer.get_vocab().items()),
             tokenizer.model_max_length,
         ]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(parts)
 
 
 def _raw_value_digest(digest: Any, value: Any) -> None:
@@ -206,7 +189,7 @@ class StoryEmbeddingCache:
     def put(self, story_key: str, tensors: dict[str, torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
-        from sound_of_story.dataset_builder.atomic_files import atomic_path
+        from sound_of_story.core.atomic_files import atomic_path
 
         with atomic_path(self.path(story_key)) as tmp:
             save_file(tensors, str(tmp))
@@ -304,7 +287,7 @@ def encode_stories(
         "model": model_fingerprint(model),
         "processor": processor_fingerprint(processor),
     }
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    key = json_sha256(settings)
     cache = StoryEmbeddingCache(cache_dir, key) if cache_dir is not None else None
     story_key_list = story_keys(dataset, pair) if cache is not None else [""] * len(ids)
     entries: list[dict[str, torch.Tensor] | None] = [
@@ -560,7 +543,6 @@ __all__ = [
     "compare_ranks",
     "encode_stories",
     "figures_from_ranks",
-    "model_fingerprint",
     "processor_fingerprint",
     "random_baseline_figures",
     "random_similarity_matrices",

@@ -17,9 +17,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
+import torch
+
+from sound_of_story.modeling import MODEL_KINDS, ModelKind, load_retrieval_model
 
 from .retrieval import (
     DIRECTION_PAIR,
@@ -34,8 +37,6 @@ from .retrieval import (
     similarity_ranks,
 )
 
-ModelKind = Literal["sos", "wav2clip", "clap"]
-MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 STORIES_CONFIG = "stories"
 RANDOM_NAME = "random"
 FIGURE_KEYS = ("R@1", "R@5", "R@10", "MdR", "MnR")
@@ -49,55 +50,6 @@ class Table2:
     comparison: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     num_stories: int = 0
-
-
-def load_retrieval_model(name_or_path: str, device: str | None = None) -> tuple[Any, Any, ModelKind]:
-    """A saved retrieval model and its processor (Hub id or folder), and its kind.
-
-    ``SoSRetrievalModel`` and ``Wav2CLIPBaselineModel`` come with a ``SoSRetrievalProcessor``; a
-    ``ClapModel`` checkpoint (e.g. ``laion/clap-htsat-unfused``) loads as ``ClapRetrievalBaseline`` with a
-    ``ClapBaselineProcessor``.
-    """
-    import torch
-    from transformers import AutoConfig
-
-    from sound_of_story.modeling import (
-        ClapBaselineProcessor,
-        ClapRetrievalBaseline,
-        SoSRetrievalConfig,
-        SoSRetrievalModel,
-        SoSRetrievalProcessor,
-        Wav2CLIPBaselineConfig,
-        Wav2CLIPBaselineModel,
-    )
-
-    if Path(name_or_path).exists() and not (Path(name_or_path) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"model folder {name_or_path!r} has no config.json (save the model with save_pretrained)"
-        )
-    try:
-        model_type = AutoConfig.from_pretrained(name_or_path).model_type
-    except OSError as err:
-        raise FileNotFoundError(f"cannot load a model config from {name_or_path!r}: {err}") from None
-    kinds = {
-        SoSRetrievalConfig.model_type: ("sos", SoSRetrievalModel, SoSRetrievalProcessor),
-        Wav2CLIPBaselineConfig.model_type: ("wav2clip", Wav2CLIPBaselineModel, SoSRetrievalProcessor),
-        "clap": ("clap", ClapRetrievalBaseline, ClapBaselineProcessor),
-    }
-    if model_type not in kinds:
-        raise ValueError(
-            f"{name_or_path!r} is a {model_type!r} model; evaluate retrieval takes {sorted(kinds)} (SoS, Wav2CLIP baseline, CLAP)"
-        )
-    kind, model_cls, processor_cls = kinds[model_type]
-    try:
-        processor = processor_cls.from_pretrained(name_or_path)
-    except (OSError, ValueError, TypeError) as err:
-        raise FileNotFoundError(
-            f"no usable {processor_cls.__name__} saved with the model in {name_or_path!r}: {err}"
-        ) from None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model_cls.from_pretrained(name_or_path).to(device).eval()
-    return model, processor, kind
 
 
 def model_directions(model: Any, processor: Any) -> list[str]:
@@ -151,7 +103,7 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def _save_matrix(path: Path, matrix: np.ndarray) -> Path:
-    from sound_of_story.dataset_builder.atomic_files import atomic_path
+    from sound_of_story.core.atomic_files import atomic_path
 
     with atomic_path(path) as tmp:
         np.save(tmp, matrix, allow_pickle=False)
@@ -218,8 +170,9 @@ def run_table2(
     table = Table2(num_stories=len(stories))
     all_ranks: dict[str, dict[str, np.ndarray]] = {}
     names = _unique([safe_name(m) for m in models])
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for name, model_id in zip(names, models):
-        model, processor, kind = load_retrieval_model(model_id, device)
+        model, processor, kind = load_retrieval_model(model_id, device=device)
         possible = model_directions(model, processor)
         wanted = [d for d in (directions or possible)]
         impossible = [d for d in wanted if d not in possible]
@@ -258,7 +211,7 @@ def run_table2(
                 all_ranks[first], all_ranks[other], bootstrap=bootstrap or 1000, confidence=confidence, seed=seed
             )
     if out_dir is not None:
-        from sound_of_story.dataset_builder.atomic_files import atomic_path, write_json_atomic
+        from sound_of_story.core.atomic_files import atomic_path, write_json_atomic
 
         write_json_atomic(out_dir / "table2.json", _json_ready(table.figures))
         with atomic_path(out_dir / "table2.md") as tmp:

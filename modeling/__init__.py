@@ -7,6 +7,8 @@ Every model here exposes one retrieval interface, so one evaluation runs on all 
 - ``get_text_features(input_ids, attention_mask=None) -> SoSTextFeatures``
 - ``similarity(audio_features, video_or_text_features) -> (num_audio, num_other)`` tensor, before the logit scale
 
+and loads one way, :func:`load_retrieval_model` (by the saved configuration's ``model_type``).
+
 Importing this package registers ``SoSRetrievalConfig`` / ``SoSRetrievalModel`` with ``AutoConfig`` /
 ``AutoModel``; saved models also carry an ``auto_map``, so ``AutoModel.from_pretrained(repo,
 trust_remote_code=True)`` loads them without this package.
@@ -16,6 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from .configuration_sos import SoSRetrievalConfig
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
+from .loading import MODEL_KINDS, LoadedRetrievalModel, ModelKind, load_retrieval_model, retrieval_model_kind
 from .modeling_clap_baseline import ClapBaselineProcessor, ClapRetrievalBaseline
 from .modeling_sos import (
     SoSAudioFeatures,
@@ -45,6 +48,11 @@ Wav2CLIPBaselineConfig.register_for_auto_class()
 Wav2CLIPBaselineModel.register_for_auto_class("AutoModel")
 
 __all__ = [
+    "MODEL_KINDS",
+    "LoadedRetrievalModel",
+    "ModelKind",
+    "load_retrieval_model",
+    "retrieval_model_kind",
     "ClapBaselineProcessor",
     "ClapRetrievalBaseline",
     "SoSAudioFeatures",

@@ -1,16 +1,11 @@
-"""Sound generation: SoSgenPipeline, SoSgenControlNetPipeline and the spectrogram converter.
+"""Sound generation: SoSgenPipeline (text to audio) and SoSgenControlNetPipeline (text and frames to audio).
 
-``sound_of_story.pipelines.spectrogram`` is the project's one audio <-> Riffusion spectrogram
-image converter (the dataset builder uses it too). The pipelines are imported on first use, so
-that the converter does not pay for importing diffusers and transformers.
+Both turn their generated spectrogram images back into audio with the package's one converter,
+:mod:`sound_of_story.audio.spectrogram` (the dataset builder makes its training images with it too); the
+converter's functions are re-exported here for convenience.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-from .spectrogram import (
+from sound_of_story.audio.spectrogram import (
     GRIFFIN_LIM_METHODS,
     GriffinLimMethod,
     SpectrogramConverter,
@@ -25,24 +20,31 @@ from .spectrogram import (
     save_audio,
 )
 
-_LAZY = {
-    "GenerationWindow": "pipeline_sosgen",
-    "SoSgenPipeline": "pipeline_sosgen",
-    "SoSgenPipelineOutput": "pipeline_sosgen",
-    "IMAGE_ONLY_PROMPT": "pipeline_sosgen_controlnet",
-    "SoSgenControlNetPipeline": "pipeline_sosgen_controlnet",
-    "controlnet_from_unet": "pipeline_sosgen_controlnet",
-    "filmstrip": "pipeline_sosgen_controlnet",
-    "frame_context": "pipeline_sosgen_controlnet",
-    "frame_spans": "pipeline_sosgen_controlnet",
-}
+from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput
+from .pipeline_sosgen_controlnet import (
+    IMAGE_ONLY_PROMPT,
+    SoSgenControlNetPipeline,
+    controlnet_from_unet,
+    filmstrip,
+    frame_context,
+    frame_spans,
+)
 
 __all__ = [
     "GRIFFIN_LIM_METHODS",
+    "GenerationWindow",
     "GriffinLimMethod",
+    "IMAGE_ONLY_PROMPT",
+    "SoSgenControlNetPipeline",
+    "SoSgenPipeline",
+    "SoSgenPipelineOutput",
     "SpectrogramConverter",
     "SpectrogramParams",
     "audio_to_image",
+    "controlnet_from_unet",
+    "filmstrip",
+    "frame_context",
+    "frame_spans",
     "get_converter",
     "image_to_audio",
     "images_from_pil",
@@ -50,13 +52,4 @@ __all__ = [
     "load_audio",
     "peak_normalize",
     "save_audio",
-    *_LAZY,
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,9 +37,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import ModelCard
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from sound_of_story.cards import build_model_card
-
-from .spectrogram import (
+from sound_of_story.audio.spectrogram import (
     DEFAULT_GRIFFIN_LIM_METHOD,
     GRIFFIN_LIM_METHODS,
     GriffinLimMethod,
@@ -49,6 +47,8 @@ from .spectrogram import (
     images_to_pil,
     peak_normalize,
 )
+from sound_of_story.cards import build_model_card
+from sound_of_story.core.atomic_files import atomic_path
 
 __all__ = ["SoSgenPipeline", "SoSgenPipelineOutput", "GenerationWindow"]
 
@@ -97,14 +97,14 @@ class SoSgenPipeline(
         sample_rate, stereo, step_size_ms, window_duration_ms, padded_duration_ms, num_frequencies,
         min_frequency, max_frequency, mel_scale_norm, mel_scale_type, num_griffin_lim_iters,
         griffin_lim_momentum, power_for_image: the spectrogram parameters
-            (:class:`~sound_of_story.pipelines.spectrogram.SpectrogramParams`, Riffusion's defaults),
+            (:class:`~sound_of_story.audio.spectrogram.SpectrogramParams`, Riffusion's defaults),
             saved in ``model_index.json``.
         window_width (`int`, defaults to 1536): the widest image generated in one go (1536 px =
             15.36 s, what SoSgen is trained on; 512 for riffusion-model-v1). Wider requests are
             generated as overlapping windows.
         window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
         griffin_lim_method (`"exact"`, `"fast"` or `"refined"`, defaults to `"refined"`): how the spectrogram
-            becomes audio (:meth:`~sound_of_story.pipelines.spectrogram.SpectrogramConverter.griffin_lim`):
+            becomes audio (:meth:`~sound_of_story.audio.spectrogram.SpectrogramConverter.griffin_lim`):
             ``"refined"`` 1.25 times the iterations on the window-length FFT, then 0.25 times on the full grid (2.9x
             faster than Riffusion's steps with a lower spectral convergence on the benchmark's clips and golden case
             A), ``"exact"`` Riffusion's own inverse (1.9x faster than its steps, same output for a seed), ``"fast"``
@@ -241,9 +241,8 @@ class SoSgenPipeline(
         super().save_pretrained(
             save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
         )
-        card_path = os.path.join(save_directory, "README.md")
-        self.model_card(model_name).save(card_path + ".partial")
-        os.replace(card_path + ".partial", card_path)
+        with atomic_path(os.path.join(save_directory, "README.md")) as card_path:
+            self.model_card(model_name).save(card_path)
         if push_to_hub:
             token = kwargs.pop("token", None)
             repo_id = kwargs.pop("repo_id", None) or model_name

@@ -34,8 +34,9 @@ from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
+from sound_of_story.audio.spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
+
 from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput
-from .spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from sound_of_story.audio import read_audio_file
-from sound_of_story.metrics.fad.audio_input import audio_file_extensions, content_hash
+from sound_of_story.metrics.fad.audio_input import audio_file_extensions
 
 DatasetConfig = Literal["stories", "generation"]
 DATASET_CONFIGS: tuple[DatasetConfig, ...] = ("stories", "generation")
@@ -103,7 +103,6 @@ __all__ = [
     "DATASET_CONFIGS",
     "LibraryClip",
     "LibrarySource",
-    "content_hash",
     "decode_clip",
     "is_built_dataset",
     "iter_library",

@@ -23,7 +23,6 @@ the old or the new index, never a mix; a partly written or corrupted index fails
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -34,13 +33,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sound_of_story.dataset_builder.atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
+from sound_of_story.core.atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
+from sound_of_story.core.hashing import bytes_sha256, file_sha256, json_sha256, model_fingerprint
 from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
 from sound_of_story.modeling.modeling_sos import SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures
 
 from .coarse_index import CoarseIndex, CoarseIndexSettings, IndexType
-from .library import DatasetConfig, LibraryClip, LibrarySource, content_hash, decode_clip, iter_library, library_source
-from .rerank_store import CorruptIndexError, RerankStore, Shard, StoreDtype, file_sha256, pool_tokens
+from .library import DatasetConfig, LibraryClip, LibrarySource, decode_clip, iter_library, library_source
+from .rerank_store import CorruptIndexError, RerankStore, Shard, StoreDtype, pool_tokens
 from .story import SceneRecommendation, assign_scenes, scene_spans
 
 FORMAT_VERSION = 1
@@ -104,20 +104,6 @@ class EmbeddingSettings:
         return self.model_tokens if self.store_tokens is None else min(self.store_tokens, self.model_tokens)
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 of the model's configuration and weights: tells two checkpoints apart whatever their names."""
-    settings = {
-        k: v
-        for k, v in model.config.to_dict().items()
-        if not k.startswith("_") and k not in ("transformers_version", "auto_map")
-    }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def hub_revision(model_id: str, revision: str | None) -> str | None:
     """The commit a Hub model was loaded from (from the local cache), None for a local folder."""
     if Path(model_id).exists():
@@ -138,10 +124,6 @@ def load_model(model_id: str, revision: str | None = None) -> tuple[SoSRetrieval
     except OSError as err:
         raise FileNotFoundError(f"cannot load a SoS retrieval model and processor from {model_id!r}: {err}") from None
     return model, processor
-
-
-def _sha256_json(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _file_record(path: Path) -> dict:
@@ -339,7 +321,7 @@ class SoundLibraryIndex:
             except OSError as err:
                 failures.append({"clip_id": clip.clip_id, "path": clip.path, "reason": f"cannot read: {err}"})
                 continue
-            digest = content_hash(data)
+            digest = bytes_sha256(data)
             if row is not None and row["sha256"] == digest:
                 row["stat"] = list(clip.stat) if clip.stat else None
                 unchanged += 1
@@ -446,7 +428,7 @@ class SoundLibraryIndex:
             "trained_on": self.coarse.trained_on,
             **_file_record(coarse_path),
         }
-        write_json_atomic(self.folder / CONFIG_NAME, {"index": body, "sha256": _sha256_json(body)})
+        write_json_atomic(self.folder / CONFIG_NAME, {"index": body, "sha256": json_sha256(body, ensure_ascii=False)})
         self.config = body
         keep = {CONFIG_NAME, FAILURES_NAME, STORE_FOLDER, manifest_path.name, coarse_path.name}
         for path in self.folder.iterdir():
@@ -485,7 +467,7 @@ class SoundLibraryIndex:
         try:
             stored = json.loads(config_path.read_text(encoding="utf-8"))
             body = stored["index"]
-            ok = _sha256_json(body) == stored["sha256"]
+            ok = json_sha256(body, ensure_ascii=False) == stored["sha256"]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             ok = False
         if not ok:

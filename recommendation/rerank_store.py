@@ -10,7 +10,6 @@ never used; the index config holds each file's size and SHA-256 for a full check
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -18,24 +17,16 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sound_of_story.dataset_builder.atomic_files import atomic_path
+from sound_of_story.core.atomic_files import atomic_path
+from sound_of_story.core.hashing import file_sha256
 
 StoreDtype = Literal["float16", "float32"]
 STORE_DTYPES: tuple[StoreDtype, ...] = ("float16", "float32")
 SHARD_PARTS = ("global", "tokens", "crc")
-HASH_BLOCK = 16 * 2**20
 
 
 class CorruptIndexError(ValueError):
     """An index file is missing, truncated or does not match its checksum."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def row_crc(global_row: np.ndarray, token_row: np.ndarray) -> int:
@@ -181,7 +172,6 @@ __all__ = [
     "RerankStore",
     "Shard",
     "StoreDtype",
-    "file_sha256",
     "pool_tokens",
     "row_crc",
 ]

@@ -13,7 +13,8 @@ from evaluation_fixtures import sos_eval_dataset, tiny_retrieval_models  # noqa:
 
 from sound_of_story.app.cli import main
 from sound_of_story.evaluation.retrieval import encode_stories, random_baseline_figures, retrieval_figures
-from sound_of_story.evaluation.table2 import load_retrieval_model, load_stories_split
+from sound_of_story.evaluation.table2 import load_stories_split
+from sound_of_story.modeling import load_retrieval_model
 
 FIGURES = ("R@1", "R@5", "R@10", "MdR", "MnR")
 DIRECTIONS = {"sos": ("A2V", "V2A", "A2T", "T2A"), "wav2clip": ("A2V", "V2A", "A2T", "T2A"), "clap": ("A2T", "T2A")}
@@ -72,7 +73,7 @@ def test_encode_stories_equals_the_plain_processor_path_and_the_cache_reads_back
     tiny_retrieval_models,
 ):
     out, cache = table
-    model, processor, kind = load_retrieval_model(str(tiny_retrieval_models["sos"]), "cpu")
+    model, processor, kind = load_retrieval_model(str(tiny_retrieval_models["sos"]), device="cpu")
     stories = load_stories_split(str(sos_eval_dataset), "test")
     # The plain path: one processor call over every story, the model's features and similarity.
     batch = processor(text=stories["text"], frames=stories["frames"], audio=list(stories["audio"]))
@@ -160,7 +161,7 @@ def test_bad_inputs_exit_2(sos_eval_dataset, tiny_retrieval_models, tmp_path, ca
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, message
-    model, processor, _ = load_retrieval_model(str(tiny_retrieval_models["sos"]), "cpu")
+    model, processor, _ = load_retrieval_model(str(tiny_retrieval_models["sos"]), device="cpu")
     stories = load_stories_split(str(sos_eval_dataset), "test")
     with pytest.raises(ValueError, match=r"no column\(s\) \['frames'\]"):
         encode_stories(model, processor, stories.remove_columns(["frames"]), pair="audio-video", progress=False)

@@ -12,10 +12,6 @@ MixedPrecision = Literal["no", "fp16", "bf16"]
 Tracker = Literal["tensorboard", "wandb", "comet_ml", "none", "all"]
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after every flag's help; the description keeps its line breaks."""
-
-
 def add_common_arguments(
     parser: argparse.ArgumentParser,
     *,
@@ -120,7 +116,6 @@ def training_settings(args: argparse.Namespace) -> dict:
 
 
 __all__ = [
-    "HelpFormatter",
     "LrScheduler",
     "MixedPrecision",
     "Tracker",

@@ -8,11 +8,12 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from sound_of_story.core.atomic_files import write_json_atomic
 
 CHECKPOINT_PREFIX = "checkpoint-"
 # Per-step loss and learning rate of a run (the global loss), kept across resumes.
@@ -110,11 +111,7 @@ def read_history(output_dir: str | Path, up_to_step: int) -> list[dict]:
 def write_history(accelerator, output_dir: str | Path, history: list[dict]) -> None:
     """Write the per-step history atomically (main process only)."""
     if accelerator.is_main_process:
-        path = Path(output_dir) / HISTORY_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(history))
-        os.replace(tmp, path)
+        write_json_atomic(Path(output_dir) / HISTORY_FILE, history, indent=None)
 
 
 __all__ = [

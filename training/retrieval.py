@@ -23,17 +23,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from sound_of_story.core import model_ids
+from sound_of_story.core.atomic_files import atomic_path
+from sound_of_story.core.hashing import model_fingerprint
+from sound_of_story.core.help_formatter import HelpFormatter
 from sound_of_story.evaluation.retrieval import (
     AUDIO_INPUTS,
     PAIR_COLUMNS,
@@ -48,6 +51,8 @@ from sound_of_story.evaluation.retrieval import (
     retrieval_figures,
 )
 from sound_of_story.modeling import (
+    MODEL_KINDS,
+    ModelKind,
     SoSAudioFeatures,
     SoSRetrievalModel,
     SoSTextFeatures,
@@ -55,7 +60,7 @@ from sound_of_story.modeling import (
     contrastive_loss,
 )
 
-from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
+from .arguments import add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
     end_run,
     plan_schedule,
@@ -67,8 +72,6 @@ from .checkpointing import (
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["sos", "clap", "wav2clip"]
-MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 # Section 4.1.2: batch 128 for audio-video, 256 for audio-text, 100 epochs.
 PAPER_BATCH_SIZE = {"audio-video": 128, "audio-text": 256}
 PAPER_EPOCHS = 100
@@ -76,9 +79,9 @@ PAPER_EPOCHS = 100
 NEW_LAYERS_LR = 1e-4
 ENCODER_LR = 1e-7
 WEIGHT_DECAY = 0.2
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-DEFAULT_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
-DEFAULT_CLAP = "laion/clap-htsat-unfused"
+DEFAULT_CLIP = model_ids.CLIP
+DEFAULT_AST = model_ids.AST
+DEFAULT_CLAP = model_ids.CLAP
 # Parameter-name prefixes of the pretrained encoders (the lower learning rate; frozen by --freeze_encoders).
 # SoS and Wav2CLIP: CLIP and AST (their audio_projection is new); CLAP: every tower and projection.
 SOS_ENCODER_PREFIXES = ("clip.", "audio_model.")
@@ -282,34 +285,27 @@ class StoryCollator:
 # --------------------------------------------------------------------------- model
 
 
-def load_retrieval_model(args: argparse.Namespace):
-    """The model and processor `--model` / `--init_from` / `--clip_model` / `--audio_model` name."""
-    try:
-        return _load_retrieval_model(args)
-    except OSError as error:  # a missing folder, or a Hub id that cannot be reached or has no such files
-        flag = "--init_from" if args.init_from or args.model == "clap" else "--clip_model/--audio_model"
-        raise FileNotFoundError(f"{flag}: cannot load the {args.model} model ({error})") from error
+def build_retrieval_model(args: argparse.Namespace):
+    """The model and processor to train: a saved one (``--init_from``, or CLAP's default checkpoint for
+    ``--model clap``) through the package's one loader, or a new one built from ``--clip_model``/``--audio_model``."""
+    from sound_of_story.modeling import SoSRetrievalProcessor, Wav2CLIPBaselineModel, load_retrieval_model
 
-
-def _load_retrieval_model(args: argparse.Namespace):
-    from sound_of_story.modeling import (
-        ClapBaselineProcessor,
-        ClapRetrievalBaseline,
-        SoSRetrievalProcessor,
-        Wav2CLIPBaselineModel,
-    )
-
-    source = args.init_from
-    if args.model == "clap":
-        source = source or DEFAULT_CLAP
-        return ClapRetrievalBaseline.from_pretrained(source), ClapBaselineProcessor.from_pretrained(source)
+    source = args.init_from or (DEFAULT_CLAP if args.model == "clap" else None)
     if source:
-        model_class = SoSRetrievalModel if args.model == "sos" else Wav2CLIPBaselineModel
-        return model_class.from_pretrained(source), SoSRetrievalProcessor.from_pretrained(source)
-    processor = SoSRetrievalProcessor.from_encoders(clip=args.clip_model, audio=args.audio_model)
-    if args.model == "sos":
-        return SoSRetrievalModel.from_encoders(clip=args.clip_model, audio=args.audio_model), processor
-    return Wav2CLIPBaselineModel.from_encoders(clip=args.clip_model), processor
+        try:
+            loaded = load_retrieval_model(source, expected_kind=args.model, eval_mode=False)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"--init_from: cannot load the {args.model} model ({error})") from error
+        return loaded.model, loaded.processor
+    try:
+        processor = SoSRetrievalProcessor.from_encoders(clip=args.clip_model, audio=args.audio_model)
+        if args.model == "sos":
+            return SoSRetrievalModel.from_encoders(clip=args.clip_model, audio=args.audio_model), processor
+        return Wav2CLIPBaselineModel.from_encoders(clip=args.clip_model), processor
+    except OSError as error:  # a missing folder, or a Hub id that cannot be reached or has no such files
+        raise FileNotFoundError(
+            f"--clip_model/--audio_model: cannot load the {args.model} encoders ({error})"
+        ) from error
 
 
 def base_models(args: argparse.Namespace) -> list[str]:
@@ -534,15 +530,6 @@ def grad_cached_backward(
 # --------------------------------------------------------------------------- frozen-encoder feature cache
 
 
-def _encoder_fingerprint(model: SoSRetrievalModel) -> str:
-    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    for name, tensor in model.state_dict().items():
-        if is_encoder_parameter(model, name):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @torch.no_grad()
 def frozen_encoder_features(
     model: SoSRetrievalModel, processor, stories, pair: str, cache_dir: str | Path, batch_size: int = 8
@@ -550,7 +537,7 @@ def frozen_encoder_features(
     """CLIP and AST outputs of every story (evaluation crop: the most energetic window), computed once and stored in
     `cache_dir` under a key of the frozen weights, the processor, the pair and the stories' fingerprint."""
     key = hashlib.sha256(
-        f"{_encoder_fingerprint(model)}:{processor_fingerprint(processor)}:{pair}:{stories._fingerprint}".encode()
+        f"{model_fingerprint(model, include=lambda name: is_encoder_parameter(model, name))[:16]}:{processor_fingerprint(processor)}:{pair}:{stories._fingerprint}".encode()
     ).hexdigest()[:24]
     path = Path(cache_dir) / f"features-{key}.pt"
     if path.exists():
@@ -580,10 +567,8 @@ def frozen_encoder_features(
             parts.setdefault(name, []).append(value.cpu())
     model.train(was_training)
     features = {name: torch.cat(values) for name, values in parts.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(features, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(features, tmp)
     return features
 
 
@@ -659,9 +644,8 @@ def save_retrieval_model(
         model_name=args.hub_model_id.split("/")[-1] if args.hub_model_id else Path(args.output_dir).name,
         description=f"A {type(model).__name__} trained for {args.pair} retrieval with `train/retrieval.py` (Sound of Story, section 4.1.2).",
     )  # fmt: skip
-    tmp = out_dir / "README.md.tmp"
-    card.save(tmp)
-    os.replace(tmp, out_dir / "README.md")
+    with atomic_path(out_dir / "README.md") as tmp:
+        card.save(tmp)
 
 
 def _is_better(value: float, best: float | None, metric: str) -> bool:
@@ -712,7 +696,7 @@ def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResul
         args.dataset_config,
     )
     set_seed(args.seed)
-    model, processor = load_retrieval_model(args)
+    model, processor = build_retrieval_model(args)
     check_pair(model, processor, train_stories, args.pair)
     freeze_for_pair(model, args.pair, args.freeze_encoders)
     model.to(accelerator.device)
@@ -868,7 +852,7 @@ __all__ = [
     "gather_with_gradient",
     "global_contrastive_loss",
     "grad_cached_backward",
-    "load_retrieval_model",
+    "build_retrieval_model",
     "load_retrieval_splits",
     "parse_retrieval_args",
     "train_retrieval",

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -35,7 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .arguments import HelpFormatter, add_common_arguments, check_common_arguments, command_line, training_settings
+from sound_of_story.core import model_ids
+from sound_of_story.core.atomic_files import atomic_path
+from sound_of_story.core.help_formatter import HelpFormatter
+
+from .arguments import add_common_arguments, check_common_arguments, command_line, training_settings
 from .checkpointing import (
     end_run,
     plan_schedule,
@@ -49,8 +52,8 @@ logger = logging.getLogger(__name__)
 
 GenMode = Literal["text", "controlnet", "image"]
 GEN_MODES: tuple[str, ...] = get_args(GenMode)
-DEFAULT_PRETRAINED = "riffusion/riffusion-model-v1"
-DEFAULT_IMAGE_ENCODER = "openai/clip-vit-base-patch32"
+DEFAULT_PRETRAINED = model_ids.RIFFUSION
+DEFAULT_IMAGE_ENCODER = model_ids.CLIP
 # Section 4.2.2: batch 1, gradient accumulation 16, lr 1e-6, cosine schedule.
 PAPER_BATCH_SIZE = 1
 PAPER_ACCUMULATION = 16
@@ -229,7 +232,7 @@ def _mono_audio(audio: Any) -> tuple[np.ndarray, int]:
 
 def slice_spectrogram(audio: Any, params) -> torch.Tensor:
     """The slice's Riffusion image `(3, num_frequencies, width)` uint8, with the pipeline's spectrogram parameters."""
-    from sound_of_story.pipelines import audio_to_image
+    from sound_of_story.audio.spectrogram import audio_to_image
 
     image = audio_to_image(*_decoded_audio(audio), params)
     return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
@@ -477,9 +480,8 @@ def save_generation_output(
         description=f"SoSgen ({args.mode} mode) trained with `train/gen.py` (Sound of Story, section 4.2.2)."
         + (" LoRA adapters: load the base pipeline, then `pipe.load_lora_weights(this_folder)`." if args.use_lora else ""),
     )  # fmt: skip
-    tmp = out / "README.md.tmp"
-    card.save(tmp)
-    os.replace(tmp, out / "README.md")
+    with atomic_path(out / "README.md") as tmp:
+        card.save(tmp)
 
 
 # --------------------------------------------------------------------------- validation
@@ -489,7 +491,7 @@ def run_validation(pipe, slices, args, accelerator, global_step: int) -> float |
     """Generate audio for the first `--num_validation_samples` held-out slices (their text, and frames in the frame
     modes); write WAVs and spectrogram images under OUTPUT/validation/step-N and to the tracker; return the FAD of
     the generated audio against the real slices (None with --no_validation_fad)."""
-    from sound_of_story.pipelines import save_audio
+    from sound_of_story.audio.spectrogram import save_audio
 
     out = Path(args.output_dir) / "validation" / f"step-{global_step}"
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
+from sound_of_story.core.atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
+
 from ..sample_options import DEFAULT_DURATION_S, DEFAULT_NUM_CLIPS, SampleGenerationError, Style, check_sample_options
 from .pictures import FPS, HEIGHT, WIDTH
 from .sound import SAMPLE_RATE

@@ -53,11 +53,6 @@ def list_audio_files(directory: str | Path) -> list[Path]:
     return files
 
 
-def content_hash(data: bytes) -> str:
-    """SHA-256 of a file's bytes: the embedding cache key of that file."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def array_hash(audio: np.ndarray, sample_rate: int) -> str:
     """SHA-256 of an in-memory clip (dtype, shape, sample rate and samples)."""
     audio = np.ascontiguousarray(audio)

@@ -9,8 +9,6 @@ forward pass, and the progress bar. A subclass only says how one clip becomes mo
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,9 +26,11 @@ from sound_of_story.audio import (
     prepare_waveform,
     read_audio_file,
 )
+from sound_of_story.core import model_ids
+from sound_of_story.core.hashing import bytes_sha256, json_sha256, model_fingerprint
 
 from . import vggish
-from .audio_input import AudioInput, array_hash, clip_name, content_hash
+from .audio_input import AudioInput, array_hash, clip_name
 from .embedding_cache import EmbeddingCache
 
 # Bump when reading/downmixing/resampling/framing changes, so cached embeddings are not reused.
@@ -103,7 +103,7 @@ class AudioEmbedder(ABC):
                 "resampler": RESAMPLER_NAMES[self.resampler],
                 **self.fingerprint_parts(),
             }
-            self._fingerprint = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+            self._fingerprint = json_sha256(parts)
         return self._fingerprint
 
     def embed(
@@ -147,7 +147,7 @@ class AudioEmbedder(ABC):
                 key = None
                 if cache is not None:
                     key = (
-                        content_hash(data)
+                        bytes_sha256(data)
                         if data is not None
                         else array_hash(self._array(clip), self._rate(rates[index], name))
                     )
@@ -366,7 +366,7 @@ class ClapEmbedder(AudioEmbedder):
 
     @classmethod
     def from_pretrained(
-        cls, model_id: str = "laion/clap-htsat-unfused", *, hop_seconds: float = 1.0, device: str | torch.device | None = None,
+        cls, model_id: str = model_ids.CLAP, *, hop_seconds: float = 1.0, device: str | torch.device | None = None,
         resampler: Resampler = DEFAULT_RESAMPLER, **kwargs,
     ) -> ClapEmbedder:  # fmt: skip
         """Load a CLAP checkpoint by Hub id or local folder (needs the network for a Hub id)."""
@@ -395,12 +395,8 @@ class ClapEmbedder(AudioEmbedder):
         return self.model.get_audio_features(**features).pooler_output
 
     def fingerprint_parts(self) -> dict:
-        digest = hashlib.sha256()
-        for name, tensor in self.model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
         return {
-            "weights": digest.hexdigest(),
+            "weights": model_fingerprint(self.model),
             "feature_extractor": self.feature_extractor.to_json_string(),
             "hop": self.hop,
         }

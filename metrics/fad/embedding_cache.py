@@ -8,11 +8,11 @@ its cache entry, editing it does not.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from sound_of_story.core.atomic_files import atomic_path
 
 
 class EmbeddingCache:
@@ -35,14 +35,5 @@ class EmbeddingCache:
             return None
 
     def put(self, embedder_fingerprint: str, clip_hash: str, embeddings: np.ndarray) -> None:
-        path = self.path(embedder_fingerprint, clip_hash)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write a temporary file then rename: a reader never sees a half-written entry.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(embeddings, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(self.path(embedder_fingerprint, clip_hash)) as tmp:  # a reader never sees half an entry
+            np.save(tmp, np.asarray(embeddings, dtype=np.float32), allow_pickle=False)

@@ -6,6 +6,7 @@ import datasets
 import evaluate
 import numpy as np
 
+from sound_of_story.core import model_ids
 from sound_of_story.metrics.fad import AudioEmbedder, ClapEmbedder, VGGishEmbedder, compute_fad
 
 _CITATION = """\
@@ -177,7 +178,7 @@ class FAD(evaluate.Metric):
         pca_params=None,
         final_relu=False,
         embedder="vggish",
-        clap_model="laion/clap-htsat-unfused",
+        clap_model=model_ids.CLAP,
         batch_size=64,
         cache_dir=None,
         pad_short_clips=False,

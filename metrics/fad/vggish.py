@@ -21,13 +21,14 @@ int16 and so turns a float WAV into near-silence). Resampling lives in
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from sound_of_story.core.hashing import model_fingerprint
 
 SAMPLE_RATE = 16_000
 NUM_MEL_BINS = 64
@@ -273,11 +274,7 @@ class VGGish(nn.Module):
 
     def weights_digest(self) -> str:
         """SHA-256 over the network's parameters (and PCA parameters), for cache keys."""
-        digest = hashlib.sha256()
-        for name, tensor in self.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
-        return digest.hexdigest()
+        return model_fingerprint(self)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 import torchaudio
 from PIL import Image, TiffImagePlugin
 
-from sound_of_story.pipelines.spectrogram import (
+from sound_of_story.audio.spectrogram import (
     EXIF_MAX_VALUE,
     EXIF_TAGS,
     SpectrogramConverter,
@@ -418,7 +418,7 @@ def test_audio_files_round_trip(tmp_path):
 def test_scipy_ffts_follow_torch_threads_with_the_same_values():
     """The converter's CPU FFTs use torch's thread count (a builder worker pinned to one thread stays on one),
     never more threads than transforms, and give the same values on one thread as on two, equal to torch's FFT."""
-    from sound_of_story.pipelines import spectrogram
+    from sound_of_story.audio import spectrogram
 
     frames = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 40, 4410)).astype(np.float32))
     threads = torch.get_num_threads()

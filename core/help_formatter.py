@@ -1,4 +1,4 @@
-"""The one argparse help formatter of every ``sound-of-story`` subcommand."""
+"""The one argparse help formatter of every command and training script."""
 
 import argparse
 

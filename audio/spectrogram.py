@@ -71,7 +71,7 @@ import torch
 import torchaudio
 from PIL import Image
 
-from sound_of_story.audio import resample
+from .resampling import resample
 
 __all__ = [
     "DEFAULT_GRIFFIN_LIM_METHOD",
