@@ -275,7 +275,38 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
+    _add_fad_parser(sub)
+    _add_retrieval_parser(sub)
+    _add_generation_parser(sub)
+    return parser
 
+
+def _add_embedder_arguments(p: argparse.ArgumentParser, batch_help: str | None = None) -> None:
+    """The FAD embedder's flags, shared by ``evaluate fad`` and ``evaluate generation``."""
+    p.add_argument(
+        "--embedder",
+        choices=("vggish", "clap"),
+        default="vggish",
+        help="embedding model (clap loads --clap-model from the Hub)",
+    )
+    p.add_argument("--checkpoint", type=Path, help="local path of torchvggish's vggish-10086976.pth")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random VGGish weights instead of --checkpoint (offline smoke test; the numbers mean nothing)",
+    )
+    p.add_argument(
+        "--clap-model",
+        default=model_ids.CLAP,
+        help="CLAP checkpoint for --embedder clap (LAION's; the paper's CLAP is Microsoft's)",
+    )
+    p.add_argument(
+        "--fad-inf-min-n", type=int, default=500, help="smallest sample size of the FAD-infinity fit, in embeddings"
+    )
+    p.add_argument("--cache-dir", type=Path, help="embedding cache folder, keyed by file content hash")
+
+
+def _add_fad_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fad",
         help="Fréchet Audio Distance between two folders of audio files",
@@ -289,12 +320,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     p.add_argument("--pred", required=True, type=Path, help="folder of generated audio files")
     p.add_argument("--ref", required=True, type=Path, help="folder of reference audio files")
-    p.add_argument("--checkpoint", type=Path, help="local path of vggish-10086976.pth")
-    p.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="random VGGish weights instead of --checkpoint (offline smoke test; the number means nothing)",
-    )
+    _add_embedder_arguments(p)
     p.add_argument(
         "--pca-params",
         type=Path,
@@ -306,24 +332,15 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument(
         "--pad-short-clips", action="store_true", help="zero-pad clips shorter than 0.975 s to 1 s instead of failing"
     )
-    p.add_argument(
-        "--embedder",
-        choices=("vggish", "clap"),
-        default="vggish",
-        help="embedding model (clap loads --clap-model from the Hub)",
-    )
-    p.add_argument("--clap-model", default=model_ids.CLAP, help="CLAP checkpoint for --embedder clap")
     p.add_argument("--batch-size", type=int, default=64, help="model inputs (0.96 s VGGish examples) per forward pass")
-    p.add_argument("--cache-dir", type=Path, help="embedding cache folder, keyed by file content hash")
     p.add_argument("--fad-inf", action="store_true", help="also estimate FAD-infinity (fadtk)")
-    p.add_argument(
-        "--fad-inf-min-n", type=int, default=500, help="smallest sample size of the FAD-infinity fit, in embeddings"
-    )
     p.add_argument("--per-clip", action="store_true", help="also the FAD of each --pred file against the --ref set")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fad)
 
+
+def _add_retrieval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "retrieval",
         help="Table 2: R@K, median and mean rank of models on a SoS split, or of a saved similarity matrix",
@@ -401,6 +418,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_retrieval)
 
+
+def _add_generation_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generation",
         help="Table 3: generate background sound for every test slice and score it (FAD, FAD-inf, KAD)",
@@ -432,18 +451,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     p.add_argument("--duration", type=float, help="seconds to generate per slice (default: the slice's own length)")
     p.add_argument("--steps", type=int, default=50, help="denoising steps of the diffusion pipelines")
-    p.add_argument("--embedder", choices=("vggish", "clap"), default="vggish", help="FAD embedding model")
-    p.add_argument("--checkpoint", type=Path, help="local path of torchvggish's vggish-10086976.pth")
-    p.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="random VGGish weights (offline smoke test; the numbers mean nothing)",
-    )
-    p.add_argument(
-        "--clap-model",
-        default=model_ids.CLAP,
-        help="CLAP checkpoint for --embedder clap (LAION's; the paper's CLAP is Microsoft's)",
-    )
+    _add_embedder_arguments(p)
     p.add_argument(
         "--resampler",
         choices=RESAMPLERS,
@@ -457,13 +465,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         help="bootstrap resamples of the generated clips for 95%% intervals (0: none)",
     )
     p.add_argument(
-        "--fad-inf-min-n", type=int, default=500, help="smallest sample size of the FAD-infinity fit, in embeddings"
-    )
-    p.add_argument("--cache-dir", type=Path, help="embedding cache folder, keyed by file content hash")
-    p.add_argument(
         "--model-card", type=Path, help="write the results into this model card (README.md) as its model-index"
     )
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_generation)
-    return parser

@@ -41,7 +41,7 @@ RESAMPLING_METHODS: tuple[str, ...] = get_args(ResamplingMethod)
 # The methods the embedders offer (``resampler=``, ``evaluate generation --resampler``): those whose
 # anti-aliasing keeps VGGish log-mels of 48 kHz audio as torchvggish's (tests/test_metrics_fad.py:
 # mean deviation 1e-3 and below). The short polyphase and Hann filters leak a 12 kHz tone into
-# them (mean 0.022 and 0.053, max 0.95 and 2.1 log-mel units, measured 2026-11-23), so they are no option there.
+# them (mean 0.022 and 0.053, max 0.95 and 2.1 log-mel units; docs/evaluation.md), so they are no option there.
 Resampler = Literal["resampy", "torchaudio"]
 RESAMPLERS: tuple[str, ...] = get_args(Resampler)
 DEFAULT_RESAMPLER: Resampler = "resampy"

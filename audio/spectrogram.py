@@ -122,9 +122,8 @@ FAST_ITERATION_FACTOR = 1.5
 FAST_FULL_GRID_ITERATIONS = 2
 # The "refined" method, per iteration asked for: 1.25 coarse ones, then 0.25 on the full grid (40 + 8 for
 # Riffusion's 32): about half of the exact method's time, and a lower mel spectral convergence than the exact
-# method's on benchmarks/generation.py's 15 s clips (a saxophone recording and a synthetic clip). 0.375 (12)
-# had a wider SC margin (sax 0.029 vs 0.031) but was 2.2x Riffusion's speed instead of 2.6x; 0.1875 and fewer
-# coarse iterations (1.0) lost to Riffusion's SC on one clip or both (2026-11-24 experiment, docs/generation.md).
+# method's on benchmarks/generation.py's 15 s clips (a saxophone recording and a synthetic clip); the other
+# factors tried, and why they lost, are in docs/generation.md.
 REFINED_COARSE_FACTOR = 1.25
 REFINED_FULL_GRID_FACTOR = 0.25
 # The pipelines' method (the converter's own functions default to "exact", Riffusion's output for a seed).
