@@ -109,7 +109,7 @@ def build_vs_decode(tmp: Path, video: Path, description: str, repeats: int) -> d
         (outcome,) = process_stories(stories, ProcessingParams(), out / "work" / "cache", progress=False)
         processing.append(time.perf_counter() - start)
         entry = StoryCacheEntry(Path(outcome.entry))
-        assert entry.story["speech_ratio_before"] > 0 and "speech_ratio_after" in entry.story
+        assert entry.story.speech_ratio_before > 0 <= entry.story.speech_ratio_after
         steps.append(entry.timings)
         start = time.perf_counter()
         report = build_dataset(manifest, out, test_size=0, progress=False)

@@ -103,36 +103,36 @@ class SoSDatasetBuilder(datasets.GeneratorBasedBuilder):
             frame_paths = entry.frame_paths()
             if self.config.name == "stories":
                 yield (
-                    story["id"],
+                    story.id,
                     {
-                        "id": story["id"],
-                        "movie": story["movie"],
-                        "source": story["source"],
-                        "text": story["text"],
-                        "audio": {"bytes": entry.audio_path.read_bytes(), "path": f"{story['id']}.flac"},
+                        "id": story.id,
+                        "movie": story.movie,
+                        "source": story.source,
+                        "text": story.text,
+                        "audio": {"bytes": entry.audio_path.read_bytes(), "path": f"{story.id}.flac"},
                         "frames": [_image(p) for p in frame_paths],
-                        "frame_times": story["frame_times"],
-                        "duration": story["duration"],
-                        "speech_ratio_before": story["speech_ratio_before"],
-                        "speech_ratio_after": story["speech_ratio_after"],
+                        "frame_times": list(story.frame_times),
+                        "duration": story.duration,
+                        "speech_ratio_before": story.speech_ratio_before,
+                        "speech_ratio_after": story.speech_ratio_after,
                     },
                 )
                 continue
             slice_splits = self.config.slice_splits or {}
-            rate = story["sample_rate"]
-            times = np.asarray(story["frame_times"], dtype=np.float64)
-            for kept_index, (slice_id, piece) in enumerate(entry.kept_slices()):
+            rate = story.sample_rate
+            times = np.asarray(story.frame_times, dtype=np.float64)
+            for kept_index, (slice_id, piece) in enumerate(story.kept_slices()):
                 if slice_splits.get(slice_id, split) != split:
                     continue
-                a, b = piece["start_sample"], piece["end_sample"]
+                a, b = piece.start_sample, piece.end_sample
                 start, end = a / rate, b / rate
                 inside = [i for i, t in enumerate(times) if round(t * rate) >= a and round(t * rate) < b]
                 yield (
                     slice_id,
                     {
                         "id": slice_id,
-                        "story_id": story["id"],
-                        "text": story["text"],
+                        "story_id": story.id,
+                        "text": story.text,
                         "audio": {
                             "bytes": entry.slice_audio_path(kept_index).read_bytes(),
                             "path": f"{slice_id}.flac",

@@ -44,32 +44,27 @@ def live_data_files(out_dir: str | Path) -> list[str]:
 def _stats(out_dir: Path, index, splits: dict[str, list[str]], slice_splits: dict[str, str]) -> dict:
     entry_of = {s.id: out_dir / s.entry for s in index.stories}
     rows = [StoryCacheEntry(entry_of[sid]).story for ids in splits.values() for sid in ids]
-    words = {
-        src: [len(r["text"].split()) for r in rows if r["source"] == src]
-        for src in sorted({r["source"] for r in rows})
-    }
-    slices = [s for r in rows for s in r["slices"]]
+    words = {src: [len(r.text.split()) for r in rows if r.source == src] for src in sorted({r.source for r in rows})}
+    slices = [s for r in rows for s in r.slices]
     dropped: dict[str, int] = {}
     for s in slices:
-        if not s["keep"]:
-            key = "digital silence" if s["reason"] == "digital silence" else "low content"
+        if not s.keep:
+            key = "digital silence" if s.reason == "digital silence" else "low content"
             dropped[key] = dropped.get(key, 0) + 1
     return {
         "stories": len(rows),
-        "movies": len({r["movie"] for r in rows}),
-        "images": sum(len(r["frame_times"]) for r in rows),
-        "images_per_story": statistics.fmean(len(r["frame_times"]) for r in rows),
-        "hours": sum(r["duration"] for r in rows) / 3600,
-        "mean_duration": statistics.fmean(r["duration"] for r in rows),
+        "movies": len({r.movie for r in rows}),
+        "images": sum(len(r.frame_times) for r in rows),
+        "images_per_story": statistics.fmean(len(r.frame_times) for r in rows),
+        "hours": sum(r.duration for r in rows) / 3600,
+        "mean_duration": statistics.fmean(r.duration for r in rows),
         "words": {src: (statistics.fmean(w), statistics.median(w)) for src, w in words.items()},
-        "speech_before": statistics.fmean(r["speech_ratio_before"] for r in rows),
-        "speech_after": statistics.fmean(r["speech_ratio_after"] for r in rows),
-        "slices_kept": sum(s["keep"] for s in slices),
+        "speech_before": statistics.fmean(r.speech_ratio_before for r in rows),
+        "speech_after": statistics.fmean(r.speech_ratio_after for r in rows),
+        "slices_kept": sum(s.keep for s in slices),
         "slices_by_split": {name: sum(v == name for v in slice_splits.values()) for name in splits},
         "slices_dropped": dropped,
-        "frames_per_150s": 150
-        * sum(len(r["frame_times"]) for r in rows)
-        / max(sum(r["duration"] for r in rows), 1e-9),
+        "frames_per_150s": 150 * sum(len(r.frame_times) for r in rows) / max(sum(r.duration for r in rows), 1e-9),
     }
 
 

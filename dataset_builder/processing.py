@@ -42,7 +42,7 @@ from .manifest import Failure, StorySource
 from .media import MediaError, decode_audio, probe
 from .slicing import slice_story
 from .speech_removal import SpeechRemovalParams, remove_speech_and_measure
-from .story_cache import StoryCacheEntry
+from .story_cache import SliceRecord, StoryCacheEntry, StoryRecord
 
 PNG_COMPRESS_LEVEL = 3
 GENERATION_WIDTH = 1536  # spectrogram columns of a 15 s slice (100 per second, padded to a multiple of 8)
@@ -248,7 +248,7 @@ def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _slice_files(audio_flac: bytes, slices: list[dict], timings: dict[str, float]) -> list[tuple[bytes, bytes]]:
+def _slice_files(audio_flac: bytes, slices: list[SliceRecord], timings: dict[str, float]) -> list[tuple[bytes, bytes]]:
     """(FLAC, spectrogram PNG) of every kept slice, cut from the story's FLAC as the dataset reads it back.
 
     Done here, in the worker, rather than in the Parquet assembly, so that ``--num-proc`` and Ray
@@ -260,11 +260,11 @@ def _slice_files(audio_flac: bytes, slices: list[dict], timings: dict[str, float
 
     decoded, rate = sf.read(io.BytesIO(audio_flac), dtype="float32", always_2d=True)
     decoded = decoded.T
-    kept = [s for s in slices if s["keep"]]
+    kept = [s for s in slices if s.keep]
     busy = {"slice_flac_encoding": [0.0] * len(kept), "spectrograms": [0.0] * len(kept)}
 
     def encode(k: int) -> tuple[bytes, bytes]:
-        part = decoded[:, kept[k]["start_sample"] : kept[k]["end_sample"]]
+        part = decoded[:, kept[k].start_sample : kept[k].end_sample]
         start = time.perf_counter()
         flac = flac_bytes(part, rate)
         middle = time.perf_counter()
@@ -332,11 +332,7 @@ def process_story(
         durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
         # one VAD pass over the input (ratio before, and the centre separator's gate), one over the result
         separated = remove_speech_and_measure(audio, rate, params.separation, timings)  # adds "vad", "separation"
-        background, ratio_before, ratio_after = (
-            separated.background,
-            separated.speech_ratio_before,
-            separated.speech_ratio_after,
-        )
+        background = separated.background
         del audio
         with _timed(timings, "flac_encoding"):  # before the key frames: more time for a background scan
             audio_flac = flac_bytes(background, rate)
@@ -353,33 +349,24 @@ def process_story(
         slices = []
         for s in slice_story(background.shape[1], rate, frame_times, params.slice_seconds, params.keep_long_slices):
             decision = check_content(background[:, s.start : s.end], rate, params.content)
-            slices.append(
-                {
-                    "start_sample": s.start,
-                    "end_sample": s.end,
-                    "long": s.long,
-                    "keep": decision.keep,
-                    "measure": decision.value,
-                    "reason": decision.reason,
-                }
-            )
+            slices.append(SliceRecord(s.start, s.end, s.long, decision.keep, decision.value, decision.reason))
 
-    story = {
-        "id": source.id,
-        "movie": source.movie,
-        "source": source.source,
-        "text": source.text,
-        "clip_ids": list(source.clip_ids),
-        "sample_rate": rate,
-        "channels": int(background.shape[0]),
-        "num_samples": int(background.shape[1]),
-        "duration": duration,
-        "frame_times": frame_times,
-        "speech_ratio_before": ratio_before,
-        "speech_ratio_after": ratio_after,
-        "slices": slices,
-        "params": params.public_json(),
-    }
     slice_files = _slice_files(audio_flac, slices, timings)
-    story["timings"] = timings
+    story = StoryRecord(
+        id=source.id,
+        movie=source.movie,
+        source=source.source,
+        text=source.text,
+        clip_ids=tuple(source.clip_ids),
+        sample_rate=rate,
+        channels=int(background.shape[0]),
+        num_samples=int(background.shape[1]),
+        duration=duration,
+        frame_times=tuple(frame_times),
+        speech_ratio_before=separated.speech_ratio_before,
+        speech_ratio_after=separated.speech_ratio_after,
+        slices=tuple(slices),
+        params=params.public_json(),
+        timings=timings,
+    )
     return StoryCacheEntry.write(entry, story, audio_flac, [f.jpeg for f in frames], slice_files), False

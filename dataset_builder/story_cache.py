@@ -10,9 +10,10 @@ every processing parameter, see :func:`.processing.cache_key`)::
     slices/NNN.png      its Riffusion spectrogram image (the ``generation`` config's ``spectrogram``)
     done.json           written last: size and SHA-256 of every file above
 
-``story.json`` holds ``id, movie, source, text, clip_ids, sample_rate, channels, num_samples,
-duration, frame_times, speech_ratio_before, speech_ratio_after, slices`` (each slice:
-``start_sample, end_sample, long, keep, measure, reason``), ``params`` and ``timings``.
+``story.json`` is a :class:`StoryRecord` (``to_json``): ``id, movie, source, text, clip_ids,
+sample_rate, channels, num_samples, duration, frame_times, speech_ratio_before,
+speech_ratio_after, slices`` (each a :class:`SliceRecord`: ``start_sample, end_sample, long, keep,
+measure, reason``), ``params`` and ``timings``.
 
 ``timings`` (the field benchmarks read, e.g. ``benchmarks/build_throughput.py``) maps each
 processing step to the seconds it took when the entry was computed: ``decode``,
@@ -87,6 +88,74 @@ def slice_id(story_id: str, kept_index: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class SliceRecord:
+    """One generation slice of a story (``story.json``'s ``slices``): its span and the low-content filter's decision."""
+
+    start_sample: int  # inclusive, in the story's audio
+    end_sample: int  # exclusive
+    long: bool  # a single span between key frames longer than the slice length
+    keep: bool  # passed the low-content filter
+    measure: float  # the filter's measure (0.0 for digital silence)
+    reason: str | None  # why the slice was dropped; None when kept
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SliceRecord:
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoryRecord:
+    """A processed story's fields and results: what a worker writes as the entry's ``story.json``.
+
+    :meth:`to_json` gives the file's layout (these fields, sequences as lists, each slice as an object), so
+    entries written before the record was typed load unchanged and equal records give equal files.
+    """
+
+    id: str
+    movie: str
+    source: str  # "cmd", "lsmdc" or "sos"
+    text: str
+    clip_ids: tuple[str, ...]
+    sample_rate: int
+    channels: int
+    num_samples: int  # of the speech-removed background, per channel
+    duration: float  # seconds
+    frame_times: tuple[float, ...]  # the key frames', seconds from the story's start
+    speech_ratio_before: float  # share of silero-vad speech windows in the input
+    speech_ratio_after: float  # and in the background
+    slices: tuple[SliceRecord, ...]  # every generation slice, kept or not, in time order
+    params: dict  # ProcessingParams.public_json()
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per step (TIMED_STEPS)
+
+    def to_json(self) -> dict:
+        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        data["clip_ids"] = list(self.clip_ids)
+        data["frame_times"] = list(self.frame_times)
+        data["slices"] = [s.to_json() for s in self.slices]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> StoryRecord:
+        return cls(
+            **{
+                **data,
+                "clip_ids": tuple(data["clip_ids"]),
+                "frame_times": tuple(data["frame_times"]),
+                "slices": tuple(SliceRecord.from_json(s) for s in data["slices"]),
+            }
+        )
+
+    def kept_slices(self) -> list[tuple[str, SliceRecord]]:
+        """(slice id, slice) of every generation slice that passed the low-content filter, in time order
+        (a slice's position in this list is its kept index)."""
+        kept = [s for s in self.slices if s.keep]
+        return [(slice_id(self.id, k), s) for k, s in enumerate(kept)]
+
+
+@dataclasses.dataclass(frozen=True)
 class StoryCacheEntry:
     """A processed story's folder; see the module docstring for the layout."""
 
@@ -106,7 +175,7 @@ class StoryCacheEntry:
         return self.path / FRAMES_DIR / f"{index:04d}.jpg"
 
     def frame_paths(self) -> list[Path]:
-        return [self.frame_path(i) for i in range(len(self.story["frame_times"]))]
+        return [self.frame_path(i) for i in range(len(self.story.frame_times))]
 
     def slice_audio_path(self, kept_index: int) -> Path:
         """The FLAC of the ``kept_index``-th kept slice (see :meth:`kept_slices`)."""
@@ -117,20 +186,18 @@ class StoryCacheEntry:
         return self.path / SLICES_DIR / f"{kept_index:03d}.png"
 
     @functools.cached_property
-    def story(self) -> dict:
+    def story(self) -> StoryRecord:
         """The story's fields and processing results (``story.json``)."""
-        return json.loads((self.path / STORY_FILE).read_text(encoding="utf-8"))
+        return StoryRecord.from_json(json.loads((self.path / STORY_FILE).read_text(encoding="utf-8")))
 
     @property
     def timings(self) -> dict[str, float]:
         """Seconds per processing step (:data:`TIMED_STEPS`) of the run that computed the entry."""
-        return self.story.get("timings", {})
+        return self.story.timings
 
-    def kept_slices(self) -> list[tuple[str, dict]]:
-        """(slice id, slice) of every generation slice that passed the low-content filter, in time order
-        (a slice's position in this list is its kept index)."""
-        kept = [s for s in self.story["slices"] if s["keep"]]
-        return [(slice_id(self.story["id"], k), s) for k, s in enumerate(kept)]
+    def kept_slices(self) -> list[tuple[str, SliceRecord]]:
+        """:meth:`StoryRecord.kept_slices` of this entry's story."""
+        return self.story.kept_slices()
 
     def problem(self) -> str | None:
         """Why the entry cannot be used (absent, unfinished, a file missing or changed), or None when whole."""
@@ -166,7 +233,7 @@ class StoryCacheEntry:
     def write(
         cls,
         entry: StoryCacheEntry,
-        story: dict,
+        story: StoryRecord,
         audio_flac: bytes,
         frames_jpeg: Sequence[bytes],
         slice_files: Sequence[tuple[bytes, bytes]] = (),
@@ -194,7 +261,7 @@ class StoryCacheEntry:
                 for name, data in ((f"{SLICES_DIR}/{i:03d}.flac", flac), (f"{SLICES_DIR}/{i:03d}.png", png)):
                     (tmp / name).write_bytes(data)
                     names.append(name)
-            write_json_atomic(tmp / STORY_FILE, story)
+            write_json_atomic(tmp / STORY_FILE, story.to_json())
             names.append(STORY_FILE)
             write_json_atomic(
                 tmp / DONE_FILE, {"files": {n: [(tmp / n).stat().st_size, file_sha256(tmp / n)] for n in names}}

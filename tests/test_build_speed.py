@@ -40,7 +40,7 @@ def test_centre_separator_on_one_thread_equals_torch_default_threads(cmd_samples
 
 
 def _outputs(entry) -> tuple:
-    story = {k: v for k, v in entry.story.items() if k != "timings"}
+    story = {k: v for k, v in entry.story.to_json().items() if k != "timings"}
     kept = range(len(entry.kept_slices()))
     slices = [(entry.slice_audio_path(k).read_bytes(), entry.slice_spectrogram_path(k).read_bytes()) for k in kept]
     return story, entry.audio_path.read_bytes(), [p.read_bytes() for p in entry.frame_paths()], slices
@@ -59,7 +59,7 @@ def test_background_and_inline_key_frame_scans_give_the_same_story(cmd_samples, 
         inline, _ = process_story(source, ProcessingParams(), tmp_path / "one")
     assert _outputs(background) == _outputs(inline) and len(_outputs(inline)[3]) >= 1
     story = background.story
-    assert story["frame_times"][0] == 0.0 and len(story["frame_times"]) >= 2
-    assert set(story["timings"]) >= {"decode", "separation", "vad", "key_frame_scan", "key_frames", "flac_encoding"}
-    assert 0 <= story["speech_ratio_after"] < story["speech_ratio_before"]
-    json.dumps(story)  # plain JSON
+    assert story.frame_times[0] == 0.0 and len(story.frame_times) >= 2
+    assert set(story.timings) >= {"decode", "separation", "vad", "key_frame_scan", "key_frames", "flac_encoding"}
+    assert 0 <= story.speech_ratio_after < story.speech_ratio_before
+    json.dumps(story.to_json())  # plain JSON

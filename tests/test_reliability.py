@@ -1,4 +1,4 @@
-"""Reliability of `sound-of-story build` (issue 14): a build never loses or mixes up a story, publishes
+"""Reliability of `sound-of-story build`: a build never loses or mixes up a story, publishes
 nothing private, and bounds its inputs. One test per case, with the bad input made in the test.
 
 Stories are 6 s cuts of the session's sample clips, so that every build here takes seconds.
@@ -33,7 +33,13 @@ from sound_of_story.dataset_builder.processing import (
     run_story_job,
 )
 from sound_of_story.dataset_builder.speech_removal import SpeechRemovalParams
-from sound_of_story.dataset_builder.story_cache import TIMED_STEPS, StoryCacheEntry, remove_unfinished
+from sound_of_story.dataset_builder.story_cache import (
+    TIMED_STEPS,
+    SliceRecord,
+    StoryCacheEntry,
+    StoryRecord,
+    remove_unfinished,
+)
 
 CUT_SECONDS = 6.0
 LATIN1_E = b"\xe9"  # "é" in Latin-1: not UTF-8
@@ -173,10 +179,18 @@ def test_non_utf8_id_movie_or_path_is_one_failure_and_the_rest_builds(built, tmp
     assert leftovers == []
 
 
+def _record(story_id: str = "s", slices: tuple[SliceRecord, ...] = ()) -> StoryRecord:
+    return StoryRecord(
+        id=story_id, movie="m", source="cmd", text="A story.", clip_ids=(story_id,), sample_rate=44_100, channels=2,
+        num_samples=88_200, duration=2.0, frame_times=(0.0, 1.25), speech_ratio_before=0.5, speech_ratio_after=0.0625,
+        slices=slices, params={"version": 3}, timings={"decode": 0.5},
+    )  # fmt: skip
+
+
 def test_a_failing_cache_write_leaves_no_temporary_folder(tmp_path):
     entry = StoryCacheEntry.at(tmp_path, "s", "k")
     with pytest.raises(TypeError):
-        StoryCacheEntry.write(entry, {"id": "s"}, b"flac", [b"jpeg", None])  # the second frame cannot be written
+        StoryCacheEntry.write(entry, _record(), b"flac", [b"jpeg", None])  # the second frame cannot be written
     assert list(tmp_path.iterdir()) == []
 
 
@@ -363,7 +377,9 @@ def test_push_offline_is_a_message_not_a_traceback(built, monkeypatch, capsys):
 # Bounded memory and bounded inputs
 # ---------------------------------------------------------------------------------------------
 
-MEMORY_BOUND_MB = 1500  # far below what decoding the long clip would take (about 6.7 MB per second)
+# below what processing the 700 s clip would take (a fixed ~1 GB plus MEMORY_PER_STORY_SECOND_MB per second of
+# story, see docs/building.md): a peak under it means the clip was refused before it was decoded
+MEMORY_BOUND_MB = 1500
 
 
 def test_a_story_over_the_length_limit_fails_clearly_in_bounded_memory(tmp_path):
@@ -468,7 +484,7 @@ def test_failure_categories_leave_out_files_and_details():
 
 
 # ---------------------------------------------------------------------------------------------
-# Issue 15: the per-story entry and the worker's typed result
+# The per-story entry, its typed records, and the worker's typed result
 # ---------------------------------------------------------------------------------------------
 
 
@@ -480,7 +496,13 @@ def test_the_worker_returns_a_typed_picklable_outcome_with_step_timings(built, s
     assert pickle.loads(pickle.dumps(outcome)) == outcome
     entry = StoryCacheEntry(Path(outcome.entry))
     assert set(entry.timings) == set(TIMED_STEPS) and all(t > 0 for t in entry.timings.values())
-    assert entry.story["id"] == "x" and len(entry.frame_paths()) == len(entry.story["frame_times"]) >= 1
+    assert entry.story.id == "x" and len(entry.frame_paths()) == len(entry.story.frame_times) >= 1
+    # the record reads and writes story.json's own layout, byte for byte
+    on_disk = (entry.path / "story.json").read_text(encoding="utf-8")
+    rewritten = json.dumps(
+        StoryRecord.from_json(json.loads(on_disk)).to_json(), indent=2, sort_keys=True, ensure_ascii=False
+    )
+    assert rewritten + "\n" == on_disk
     bad = run_story_job(
         StoryJob(3, StorySource("y", "m", "cmd", "t", ("/nowhere.mp4",)), ProcessingParams(), str(out))
     )
@@ -495,8 +517,30 @@ def test_the_worker_returns_a_typed_picklable_outcome_with_step_timings(built, s
     assert not entry.slice_audio_path(len(kept)).exists()  # one pair per kept slice, no more
 
 
+def test_story_and_slice_records_round_trip_through_json():
+    dropped = SliceRecord(0, 44_100, False, False, 42.5, "centroid_mag 42.5 Hz below 78 Hz")
+    kept = SliceRecord(44_100, 88_200, True, True, 812.25, None)
+    record = _record("s", (dropped, kept))
+    data = record.to_json()
+    assert data == {
+        "id": "s", "movie": "m", "source": "cmd", "text": "A story.", "clip_ids": ["s"], "sample_rate": 44_100,
+        "channels": 2, "num_samples": 88_200, "duration": 2.0, "frame_times": [0.0, 1.25],
+        "speech_ratio_before": 0.5, "speech_ratio_after": 0.0625,
+        "slices": [
+            {"start_sample": 0, "end_sample": 44_100, "long": False, "keep": False, "measure": 42.5,
+             "reason": "centroid_mag 42.5 Hz below 78 Hz"},
+            {"start_sample": 44_100, "end_sample": 88_200, "long": True, "keep": True, "measure": 812.25,
+             "reason": None},
+        ],
+        "params": {"version": 3}, "timings": {"decode": 0.5},
+    }  # fmt: skip
+    assert StoryRecord.from_json(json.loads(json.dumps(data))) == record
+    assert SliceRecord.from_json(kept.to_json()) == kept
+    assert record.kept_slices() == [("s_s000", kept)]  # kept index 0: the dropped slice has no id
+
+
 # ---------------------------------------------------------------------------------------------
-# Issue 10: the generation split
+# The generation split
 # ---------------------------------------------------------------------------------------------
 
 
