@@ -64,7 +64,7 @@ def _count_or_share(value: float) -> float | int:
     return value if value < 1 else int(value)
 
 
-def _params(args: argparse.Namespace):
+def _processing_params(args: argparse.Namespace):
     from sound_of_story.dataset_builder.content_filter import ContentFilterParams
     from sound_of_story.dataset_builder.key_frames import KeyFrameParams
     from sound_of_story.dataset_builder.processing import ProcessingParams
@@ -82,23 +82,34 @@ def _params(args: argparse.Namespace):
     )
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    from sound_of_story.dataset_builder.build import CONFIG_NAMES, build_dataset, merge_shards
+def _build_options(args: argparse.Namespace):
+    """The :class:`BuildOptions` of the parsed flags. With ``--merge`` only the split and shard-size flags are
+    read: a merged build's processing parameters come from its shards."""
+    from sound_of_story.dataset_builder.build_options import CONFIG_NAMES, BuildOptions
 
-    configs = CONFIG_NAMES if args.config == "all" else (args.config,)
-    test_size, generation_test_size = _count_or_share(args.test_size), _count_or_share(args.generation_test_size)
+    assembly = {
+        "configs": CONFIG_NAMES if args.config == "all" else (args.config,),
+        "test_size": _count_or_share(args.test_size),
+        "generation_split": args.generation_split,
+        "generation_test_size": _count_or_share(args.generation_test_size),
+        "max_shard_size": args.max_shard_size,
+    }
     if args.merge:
-        report = merge_shards(
-            args.out, configs, test_size, args.max_shard_size, args.generation_split, generation_test_size
-        )
-    else:
-        if args.manifest is None:
-            raise ValueError("--manifest is required (except with --merge)")
-        report = build_dataset(
-            args.manifest, args.out, configs, _params(args), num_proc=args.num_proc, test_size=test_size, lsmdc_target_s=args.lsmdc_target_seconds,
-            shard_index=args.shard_index, num_shards=args.num_shards, max_shard_size=args.max_shard_size, progress=not args.quiet,
-            generation_split=args.generation_split, generation_test_size=generation_test_size, engine=args.engine, ray_address=args.ray_address,
-        )  # fmt: skip
+        return BuildOptions(**assembly)
+    return BuildOptions(
+        **assembly,
+        params=_processing_params(args),
+        lsmdc_target_s=args.lsmdc_target_seconds,
+        num_proc=args.num_proc,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        shard_index=args.shard_index,
+        num_shards=args.num_shards,
+        progress=not args.quiet,
+    )
+
+
+def _print_report(report, args: argparse.Namespace) -> None:
     where = (
         f"shard {args.shard_index} of {args.num_shards}"
         if args.num_shards
@@ -119,6 +130,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if not report.ok:
         print("nothing was built")
     print(report.summary())
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from sound_of_story.dataset_builder.build import build_dataset, merge_shards
+
+    if not args.merge and args.manifest is None:
+        raise ValueError("--manifest is required (except with --merge)")
+    options = _build_options(args)
+    report = merge_shards(args.out, options) if args.merge else build_dataset(args.manifest, args.out, options)
+    _print_report(report, args)
     if not report.ok:
         return 1
     return 1 if args.strict and report.failures else 0
@@ -139,100 +160,138 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_build_parser(subparsers) -> None:
-    from sound_of_story.dataset_builder.build import GENERATION_SPLITS, PAPER_GENERATION_TEST_SHARE, PAPER_TEST_SHARE
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
+    from sound_of_story.dataset_builder.build_options import DEFAULT_LSMDC_TARGET_S
+
+    group = p.add_argument_group("input and output")
+    group.add_argument("--manifest", type=Path, help="JSONL or CSV manifest of the clips")
+    group.add_argument(
+        "--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)"
+    )
+    group.add_argument(
+        "--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write"
+    )
+    group.add_argument(
+        "--lsmdc-target-seconds",
+        type=positive_float,
+        default=DEFAULT_LSMDC_TARGET_S,
+        help="join LSMDC clips until a story is this long",
+    )
+
+
+def _add_processing_arguments(p: argparse.ArgumentParser) -> None:
     from sound_of_story.dataset_builder.content_filter import MEASURES
-    from sound_of_story.dataset_builder.engines import DEFAULT_ENGINE, ENGINES
     from sound_of_story.dataset_builder.key_frames import HASHES
     from sound_of_story.dataset_builder.processing import MAX_STORY_SECONDS, MEMORY_PER_STORY_SECOND_MB
     from sound_of_story.dataset_builder.speech_removal import BACKENDS
 
+    group = p.add_argument_group("processing of each story (part of its cache key)")
+    group.add_argument("--separator", choices=BACKENDS, default="center", help="speech removal backend")
+    group.add_argument("--separator-checkpoint", type=Path, help="local HDemucs state_dict for --separator checkpoint")
+    group.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="key-frame fingerprint")
+    group.add_argument("--frame-fps", type=positive_float, default=10.0, help="key-frame sampling rate (at most 10)")
+    group.add_argument(
+        "--max-similarity",
+        type=finite_float,
+        default=0.5,
+        help="keep a frame when its similarity to the last kept one is at most this",
+    )
+    group.add_argument(
+        "--slice-seconds", type=positive_float, default=15.0, help="maximum length of a generation slice"
+    )
+    group.add_argument(
+        "--drop-long-slices",
+        action="store_true",
+        help="drop single spans longer than --slice-seconds instead of keeping them alone",
+    )
+    group.add_argument(
+        "--content-measure", choices=MEASURES, default="centroid_mag", help="low-content measure of a slice"
+    )
+    group.add_argument(
+        "--min-content",
+        type=finite_float,
+        default=78.0,
+        help="drop slices whose measure is below this (Hz; int16 units for rms)",
+    )
+    group.add_argument(
+        "--max-story-seconds", type=positive_float, default=MAX_STORY_SECONDS,
+        help=f"longest story processed (longer ones fail and are listed): bounds memory, about {MEMORY_PER_STORY_SECOND_MB:g} MB per second of story",
+    )  # fmt: skip
+
+
+def _add_split_arguments(p: argparse.ArgumentParser) -> None:
+    from sound_of_story.dataset_builder.build_options import (
+        DEFAULT_MAX_SHARD_SIZE,
+        GENERATION_SPLITS,
+        PAPER_GENERATION_TEST_SHARE,
+        PAPER_TEST_SHARE,
+    )
+
+    group = p.add_argument_group("splits and Parquet files")
+    group.add_argument(
+        "--test-size",
+        type=non_negative_float,
+        default=PAPER_TEST_SHARE,
+        help="test share (< 1) or number of stories, split by movie",
+    )
+    group.add_argument(
+        "--generation-split", choices=GENERATION_SPLITS, default="random",
+        help="test slices of the generation config: random over slices (the paper's) or story (each slice in its story's split)",
+    )  # fmt: skip
+    group.add_argument(
+        "--generation-test-size", type=non_negative_float, default=PAPER_GENERATION_TEST_SHARE,
+        help="with --generation-split random: test share (< 1) or number of slices (the paper's 879 of 185,341)",
+    )  # fmt: skip
+    group.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="Parquet shard size")
+
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    from sound_of_story.dataset_builder.engines import DEFAULT_ENGINE, ENGINES
+
+    group = p.add_argument_group("engines")
+    group.add_argument(
+        "--num-proc",
+        type=_at_least_one,
+        default=1,
+        help="stories processed in parallel by local worker processes, each with cores/N torch threads (results identical to 1)",
+    )
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
+        help="where stories are processed: local worker processes, or Ray tasks (same cache, same output)",
+    )
+    group.add_argument(
+        "--ray-address",
+        help="with --engine ray: the cluster to join ('auto', 'ray://HEAD:10001'; default: start a local Ray)",
+    )
+
+
+def _add_shard_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("cluster shards")
+    group.add_argument("--shard-index", type=int, help="process only this part of the manifest (with --num-shards)")
+    group.add_argument("--num-shards", type=int, help="number of parts the manifest is split into")
+    group.add_argument("--merge", action="store_true", help="assemble the dataset from finished shards")
+
+
+def _add_build_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "build",
         help="build the SoS dataset from movie clips",
         description=BUILD_DESCRIPTION,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--manifest", type=Path, help="JSONL or CSV manifest of the clips")
-    p.add_argument(
-        "--out", type=Path, required=True, help="output folder (Parquet shards, README.md card, failures.jsonl, work/)"
-    )
-    p.add_argument(
-        "--config", choices=("stories", "generation", "all"), default="all", help="which dataset configs to write"
-    )
-    p.add_argument(
-        "--num-proc",
-        type=_at_least_one,
-        default=1,
-        help="stories processed in parallel by local worker processes, each with cores/N torch threads (results identical to 1)",
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=DEFAULT_ENGINE,
-        help="where stories are processed: local worker processes, or Ray tasks (same cache, same output)",
-    )
-    p.add_argument(
-        "--ray-address",
-        help="with --engine ray: the cluster to join ('auto', 'ray://HEAD:10001'; default: start a local Ray)",
-    )
-    p.add_argument("--separator", choices=BACKENDS, default="center", help="speech removal backend")
-    p.add_argument("--separator-checkpoint", type=Path, help="local HDemucs state_dict for --separator checkpoint")
-    p.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="key-frame fingerprint")
-    p.add_argument("--frame-fps", type=positive_float, default=10.0, help="key-frame sampling rate (at most 10)")
-    p.add_argument(
-        "--max-similarity",
-        type=finite_float,
-        default=0.5,
-        help="keep a frame when its similarity to the last kept one is at most this",
-    )
-    p.add_argument("--slice-seconds", type=positive_float, default=15.0, help="maximum length of a generation slice")
-    p.add_argument(
-        "--drop-long-slices",
-        action="store_true",
-        help="drop single spans longer than --slice-seconds instead of keeping them alone",
-    )
-    p.add_argument(
-        "--content-measure", choices=MEASURES, default="centroid_mag", help="low-content measure of a slice"
-    )
-    p.add_argument(
-        "--min-content",
-        type=finite_float,
-        default=78.0,
-        help="drop slices whose measure is below this (Hz; int16 units for rms)",
-    )
-    p.add_argument(
-        "--test-size",
-        type=non_negative_float,
-        default=PAPER_TEST_SHARE,
-        help="test share (< 1) or number of stories, split by movie",
-    )
-    p.add_argument(
-        "--generation-split", choices=GENERATION_SPLITS, default="random",
-        help="test slices of the generation config: random over slices (the paper's) or story (each slice in its story's split)",
-    )  # fmt: skip
-    p.add_argument(
-        "--generation-test-size", type=non_negative_float, default=PAPER_GENERATION_TEST_SHARE,
-        help="with --generation-split random: test share (< 1) or number of slices (the paper's 879 of 185,341)",
-    )  # fmt: skip
-    p.add_argument(
-        "--lsmdc-target-seconds",
-        type=positive_float,
-        default=150.0,
-        help="join LSMDC clips until a story is this long",
-    )
-    p.add_argument(
-        "--max-story-seconds", type=positive_float, default=MAX_STORY_SECONDS,
-        help=f"longest story processed (longer ones fail and are listed): bounds memory, about {MEMORY_PER_STORY_SECOND_MB:g} MB per second of story",
-    )  # fmt: skip
-    p.add_argument("--shard-index", type=int, help="process only this part of the manifest (with --num-shards)")
-    p.add_argument("--num-shards", type=int, help="number of parts the manifest is split into")
-    p.add_argument("--merge", action="store_true", help="assemble the dataset from finished shards")
-    p.add_argument("--max-shard-size", default="500MB", help="Parquet shard size")
+    _add_input_arguments(p)
+    _add_processing_arguments(p)
+    _add_split_arguments(p)
+    _add_engine_arguments(p)
+    _add_shard_arguments(p)
     p.add_argument("--strict", action="store_true", help="exit non-zero when any input failed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
 
+
+def _add_push_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "push",
         help="upload a built SoS folder to the Hub",
@@ -246,3 +305,9 @@ def add_build_parser(subparsers) -> None:
     p.add_argument("--token", help="Hub token (default: the logged-in one)")
     p.add_argument("--no-create-repo", action="store_true", help="the repository exists already: only upload")
     p.set_defaults(func=_cmd_push)
+
+
+def add_build_parser(subparsers) -> None:
+    """Register ``build`` and ``push``."""
+    _add_build_parser(subparsers)
+    _add_push_parser(subparsers)

@@ -30,22 +30,23 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
 
 from sound_of_story.core.atomic_files import write_json_atomic, write_jsonl_atomic
 from sound_of_story.core.hashing import file_sha256, json_sha256
 
+from .build_options import (
+    CONFIG_NAMES,
+    PAPER_GENERATION_TEST_SHARE,
+    PAPER_TEST_SHARE,
+    BuildOptions,
+    with_overrides,
+)
 from .engines import DEFAULT_ENGINE, Engine, run_jobs
 from .manifest import Failure, StorySource, printable, read_manifest
 from .processing import ProcessingParams, StoryJob, StoryOutcome
 from .story_cache import StoryCacheEntry, remove_unfinished
 
-PAPER_TEST_SHARE = 1300 / 27354  # the paper's test split: 1,300 of 27,354 stories
-PAPER_GENERATION_TEST_SHARE = 879 / 185_341  # the paper's generation test split: 879 of 185,341 slices, at random
 SPLITS = ("train", "test")
-CONFIG_NAMES = ("stories", "generation")
-GenerationSplit = Literal["random", "story"]
-GENERATION_SPLITS: tuple[str, ...] = get_args(GenerationSplit)
 STAGING_PREFIX = ".staging-"
 LEGACY_STAGING_PREFIX = "sos-build-"  # what builds before the staging folder left behind when killed
 
@@ -176,82 +177,36 @@ def _shard_file(out_dir: Path, index: int, count: int) -> Path:
     return _work(out_dir) / "shards" / f"shard-{index:05d}-of-{count:05d}.json"
 
 
-def check_build_options(
-    out_dir: Path,
-    configs: Sequence[str],
-    test_size: float | int,
-    lsmdc_target_s: float = 150.0,
-    num_proc: int = 1,
-    generation_split: str = "random",
-    generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
-    params: ProcessingParams | None = None,
-) -> None:
-    """Every option checked once, before any work; errors name the option (ValueError)."""
+def _check_out_dir(out_dir: Path) -> None:
     for parent in [out_dir, *out_dir.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"--out {out_dir}: {parent} is a file, not a folder")
             break
-    unknown = [c for c in configs if c not in CONFIG_NAMES]
-    if unknown or not configs:
-        raise ValueError(f"--config must name some of {', '.join(CONFIG_NAMES)}, got {list(configs)}")
-    for option, value in (("--test-size", test_size), ("--generation-test-size", generation_test_size)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{option} must be a finite number >= 0 (a share below 1 or a count), got {value}")
-    if not (math.isfinite(lsmdc_target_s) and lsmdc_target_s > 0):
-        raise ValueError(f"--lsmdc-target-seconds must be a finite number > 0, got {lsmdc_target_s}")
-    if params is not None and lsmdc_target_s > params.max_story_seconds:
-        raise ValueError(
-            f"--lsmdc-target-seconds ({lsmdc_target_s:g}) is over --max-story-seconds ({params.max_story_seconds:g}): every joined LSMDC story would fail"
-        )
-    if num_proc < 1:
-        raise ValueError(f"--num-proc must be at least 1, got {num_proc}")
-    if generation_split not in GENERATION_SPLITS:
-        raise ValueError(f"--generation-split must be one of {', '.join(GENERATION_SPLITS)}, got {generation_split!r}")
 
 
 def build_dataset(
-    manifest: str | Path,
-    out_dir: str | Path,
-    configs: Sequence[str] = CONFIG_NAMES,
-    params: ProcessingParams | None = None,
-    num_proc: int = 1,
-    test_size: float | int = PAPER_TEST_SHARE,
-    lsmdc_target_s: float = 150.0,
-    shard_index: int | None = None,
-    num_shards: int | None = None,
-    max_shard_size: str | int = "500MB",
-    progress: bool = True,
-    generation_split: GenerationSplit = "random",
-    generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
-    engine: Engine = DEFAULT_ENGINE,
-    ray_address: str | None = None,
+    manifest: str | Path, out_dir: str | Path, options: BuildOptions | None = None, **overrides
 ) -> BuildReport:
-    """Process every story of ``manifest`` and write the dataset (or one cluster shard of it); ``params``
-    default to :class:`ProcessingParams`'s defaults.
+    """Process every story of ``manifest`` and write the dataset (or one cluster shard of it) into ``out_dir``.
 
-    ``generation_split``: ``random`` draws the ``generation`` config's test slices at random over
-    slices (``generation_test_size`` of them, the paper's 879 of 185,341 by default); ``story``
-    gives each slice its story's split (no story is in both).
+    ``options``: a :class:`.build_options.BuildOptions` (its defaults when None); keyword arguments name
+    fields of it to replace, so ``build_dataset(manifest, out, test_size=1, progress=False)`` is
+    ``build_dataset(manifest, out, BuildOptions(test_size=1, progress=False))``.
     """
+    options = with_overrides(options, overrides)
     out_dir = Path(out_dir)
-    params = params or ProcessingParams()
-    check_build_options(
-        out_dir, configs, test_size, lsmdc_target_s, num_proc, generation_split, generation_test_size, params
-    )
-    sharded = shard_index is not None or num_shards is not None
-    if sharded and (shard_index is None or num_shards is None or not 0 <= shard_index < num_shards):
-        raise ValueError(f"--shard-index must be in [0, --num-shards), got {shard_index} of {num_shards}")
-    stories, failures = read_manifest(manifest, lsmdc_target_s=lsmdc_target_s)
-    positions = list(range(len(stories)))
-    if sharded:
-        positions = positions[shard_index::num_shards]
-        stories = stories[shard_index::num_shards]
-        failures = [f for i, f in enumerate(failures) if i % num_shards == shard_index]
+    _check_out_dir(out_dir)
+    stories, failures = read_manifest(manifest, lsmdc_target_s=options.lsmdc_target_s)
+    positions = options.shard_of(range(len(stories)))
+    stories, failures = options.shard_of(stories), options.shard_of(failures)
     cache_dir = _work(out_dir) / "cache"
     remove_unfinished(cache_dir)
     outcomes = {
-        o.index: o for o in process_stories(stories, params, cache_dir, num_proc, progress, engine, ray_address)
+        o.index: o
+        for o in process_stories(
+            stories, options.params, cache_dir, options.num_proc, options.progress, options.engine, options.ray_address
+        )
     }
     if sorted(outcomes) != list(range(len(stories))):  # an engine lost or doubled a story: never guess which
         raise RuntimeError(
@@ -261,16 +216,14 @@ def build_dataset(
     index = BuildIndex(
         stories=[IndexedStory(s.id, s.movie, positions[i], os.path.relpath(outcomes[i].entry, out_dir)) for i, s in enumerate(stories) if outcomes[i].ok],
         failures=failures + [outcomes[i].failure for i in range(len(stories)) if outcomes[i].failure],
-        params=params.public_json(),
-        inputs={"manifest_sha256": file_sha256(manifest), "lsmdc_target_s": lsmdc_target_s},
+        params=options.params.public_json(),
+        inputs={"manifest_sha256": file_sha256(manifest), "lsmdc_target_s": options.lsmdc_target_s},
     )  # fmt: skip
     cached = sum(1 for o in outcomes.values() if o.ok and o.from_cache)
-    if sharded:
-        write_json_atomic(_shard_file(out_dir, shard_index, num_shards), index.to_json())
+    if options.sharded:
+        write_json_atomic(_shard_file(out_dir, options.shard_index, options.num_shards), index.to_json())
         return BuildReport(out_dir, [s.id for s in index.stories], index.failures, cached, {})
-    return _assemble(
-        out_dir, index, configs, test_size, max_shard_size, cached, generation_split, generation_test_size
-    )
+    return _assemble(out_dir, index, options, cached)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
@@ -297,22 +250,15 @@ def _check_same_parameters(parts: dict[str, BuildIndex]) -> None:
                 )
 
 
-def merge_shards(
-    out_dir: str | Path,
-    configs: Sequence[str] = CONFIG_NAMES,
-    test_size: float | int = PAPER_TEST_SHARE,
-    max_shard_size: str | int = "500MB",
-    generation_split: GenerationSplit = "random",
-    generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
-) -> BuildReport:
+def merge_shards(out_dir: str | Path, options: BuildOptions | None = None, **overrides) -> BuildReport:
     """Assemble the dataset from every shard's results (``sound-of-story build --merge``).
 
-    The processing parameters come from the shards themselves (they must agree), not from the caller.
+    ``options`` and ``overrides`` as for :func:`build_dataset`; only the split and shard-size options are
+    used: the processing parameters come from the shards themselves (they must agree), not from the caller.
     """
+    options = with_overrides(options, overrides)
     out_dir = Path(out_dir)
-    check_build_options(
-        out_dir, configs, test_size, generation_split=generation_split, generation_test_size=generation_test_size
-    )
+    _check_out_dir(out_dir)
     files = sorted((_work(out_dir) / "shards").glob("shard-*-of-*.json"))
     if not files:
         raise FileNotFoundError(
@@ -334,7 +280,7 @@ def merge_shards(
         first.params,
         first.inputs,
     )
-    return _assemble(out_dir, merged, configs, test_size, max_shard_size, 0, generation_split, generation_test_size)
+    return _assemble(out_dir, merged, options, 0)
 
 
 def _remove_leftovers(out_dir: Path, keep: Sequence[str]) -> None:
@@ -349,20 +295,76 @@ def _remove_leftovers(out_dir: Path, keep: Sequence[str]) -> None:
                 f.unlink()
 
 
-def _build_id(index: BuildIndex, configs: Sequence[str], splits: dict, slice_splits: dict, max_shard_size) -> str:
+def _build_id(index: BuildIndex, options: BuildOptions, splits: dict, slice_splits: dict) -> str:
     """Names this build's files: equal inputs and options give equal names (and equal files)."""
     payload = {
         "stories": [(s.id, Path(s.entry).name) for s in sorted(index.stories, key=lambda s: s.position)],
-        "configs": list(configs), "splits": splits, "slice_splits": slice_splits, "max_shard_size": str(max_shard_size),
+        "configs": list(options.configs), "splits": splits, "slice_splits": slice_splits,
+        "max_shard_size": str(options.max_shard_size),
     }  # fmt: skip
     return json_sha256(payload)[:12]
 
 
-def _assemble(
-    out_dir: Path, index: BuildIndex, configs: Sequence[str], test_size, max_shard_size, cached: int,
-    generation_split: GenerationSplit = "random", generation_test_size: float | int = PAPER_GENERATION_TEST_SHARE,
-) -> BuildReport:  # fmt: skip
+def _split(
+    ordered: Sequence[IndexedStory], entries: dict[str, StoryCacheEntry], options: BuildOptions
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Split -> story ids (by movie, in manifest order), and generation slice id -> split."""
+    split_of = split_by_movie([(s.id, s.movie) for s in ordered], options.test_size)
+    splits = {name: [s.id for s in ordered if split_of[s.id] == name] for name in SPLITS}
+    slices = {sid: story_id for story_id, entry in entries.items() for sid, _ in entry.kept_slices()}
+    if options.generation_split == "random":
+        slice_splits = split_slices_at_random(list(slices), options.generation_test_size)
+    else:
+        slice_splits = {sid: split_of[story_id] for sid, story_id in slices.items()}
+    return splits, slice_splits
+
+
+def _entries_by_split(
+    config: str, entries: dict[str, StoryCacheEntry], splits: dict[str, list[str]], slice_splits: dict[str, str]
+) -> dict[str, list[str]]:
+    """Split -> the cache entries (folders) that ``config`` reads for it."""
+    if config == "stories":
+        return {name: [str(entries[sid].path) for sid in ids] for name, ids in splits.items()}
+    # a story's slices may fall in both splits when they are drawn at random
+    return {
+        name: [str(e.path) for e in entries.values() if any(slice_splits[sid] == name for sid, _ in e.kept_slices())]
+        for name in SPLITS
+    }
+
+
+def _write_config(
+    config: str, by_split: dict[str, list[str]], slice_splits: dict[str, str], max_shard_size: str | int,
+    staging: Path, out_dir: Path, build_id: str,
+):  # fmt: skip
+    """Write ``config``'s Parquet files (in ``staging``) and move them into ``out_dir`` under this build's names.
+
+    Returns the config's ``DatasetInfo``, split -> the glob of its files (no split without rows), and the seconds
+    the Parquet writing took.
+    """
     from .builder import SoSDatasetBuilder
+
+    builder = SoSDatasetBuilder(
+        config_name=config, entries=by_split, slice_splits=slice_splits, cache_dir=str(staging / "hf-cache")
+    )
+    started = time.perf_counter()
+    builder.download_and_prepare(
+        output_dir=str(staging / config / "out"), file_format="parquet", max_shard_size=max_shard_size
+    )
+    seconds = time.perf_counter() - started
+    data_files = {}
+    for split in SPLITS:
+        files = sorted((staging / config / "out").glob(f"*-{split}*.parquet"))
+        if files:
+            data_files[split] = f"{config}/{split}-{build_id}-*.parquet"
+        for i, f in enumerate(files):
+            (out_dir / config).mkdir(exist_ok=True)
+            # files of this build have names no card names yet: moving them in changes no reader's view
+            os.replace(f, out_dir / config / f"{split}-{build_id}-{i:05d}-of-{len(files):05d}.parquet")
+    return builder.info, data_files, seconds
+
+
+def _assemble(out_dir: Path, index: BuildIndex, options: BuildOptions, cached: int) -> BuildReport:
+    """Write the dataset of ``index``'s stories: each config's Parquet files, then the card naming them."""
     from .dataset_card import live_data_files, write_dataset_card
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -372,49 +374,20 @@ def _assemble(
         _write_failures(out_dir, index.failures)
         return BuildReport(out_dir, [], index.failures, cached, {})
     entries = {s.id: StoryCacheEntry(out_dir / s.entry) for s in ordered}
-    split_of = split_by_movie([(s.id, s.movie) for s in ordered], test_size)
-    splits = {name: [s.id for s in ordered if split_of[s.id] == name] for name in SPLITS}
-    slices = {sid: story_id for story_id, entry in entries.items() for sid, _ in entry.kept_slices()}
-    if generation_split == "random":
-        slice_splits = split_slices_at_random(list(slices), generation_test_size)
-    else:
-        slice_splits = {sid: split_of[story_id] for sid, story_id in slices.items()}
-    build_id = _build_id(index, configs, splits, slice_splits, max_shard_size)
+    splits, slice_splits = _split(ordered, entries, options)
+    build_id = _build_id(index, options, splits, slice_splits)
     staging = out_dir / f"{STAGING_PREFIX}{build_id}-{os.getpid()}"
     infos, data_files, timings = {}, {}, {}
     try:
-        for config in configs:
-            if config == "stories":
-                by_split = {name: [str(entries[sid].path) for sid in ids] for name, ids in splits.items()}
-            else:  # a story's slices may fall in both splits when they are drawn at random
-                by_split = {
-                    name: [str(e.path) for e in entries.values() if any(slice_splits[sid] == name for sid, _ in e.kept_slices())]
-                    for name in SPLITS
-                }  # fmt: skip
-            builder = SoSDatasetBuilder(
-                config_name=config, entries=by_split, slice_splits=slice_splits, cache_dir=str(staging / "hf-cache")
+        for config in options.configs:
+            by_split = _entries_by_split(config, entries, splits, slice_splits)
+            info, files, timings[config] = _write_config(
+                config, by_split, slice_splits, options.max_shard_size, staging, out_dir, build_id
             )
-            started = time.perf_counter()
-            builder.download_and_prepare(
-                output_dir=str(staging / config / "out"), file_format="parquet", max_shard_size=max_shard_size
-            )
-            timings[config] = time.perf_counter() - started
-            infos[config] = builder.info
-            data_files[config] = {}
-            for split in SPLITS:
-                files = sorted((staging / config / "out").glob(f"*-{split}*.parquet"))
-                if files:
-                    data_files[config][split] = f"{config}/{split}-{build_id}-*.parquet"
-                for i, f in enumerate(files):
-                    (out_dir / config).mkdir(exist_ok=True)
-                    # files of this build have names no card names yet: moving them in changes no reader's view
-                    os.replace(f, out_dir / config / f"{split}-{build_id}-{i:05d}-of-{len(files):05d}.parquet")
-            if not data_files[
-                config
-            ]:  # e.g. no slice passed the low-content filter: a config without data is left out
-                del data_files[config], infos[config]
+            if files:  # a config without data (e.g. no slice passed the low-content filter) is left out
+                infos[config], data_files[config] = info, files
         # the switch: one rename of the card, which names exactly this build's files
-        write_dataset_card(out_dir, infos, data_files, index, splits, slice_splits, generation_split)
+        write_dataset_card(out_dir, infos, data_files, index, splits, slice_splits, options.generation_split)
         _write_failures(out_dir, index.failures)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -40,9 +40,12 @@ RAY_MAX_RETRIES = 3  # Ray retries a task whose worker process died this many ti
 Worker = Callable[[StoryJob], StoryOutcome]
 
 
-def check_engine(engine: str) -> Engine:
+def check_engine(engine: str, ray_address: str | None = None) -> Engine:
+    """``engine`` when it names one, and ``ray_address`` only with Ray; ValueError otherwise."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if ray_address is not None and engine != "ray":
+        raise ValueError("--ray-address needs --engine ray")
     return engine  # type: ignore[return-value]
 
 
@@ -263,11 +266,9 @@ def run_jobs(
     worker: Worker = run_story_job, torch_threads: int | None = None,
 ) -> list[StoryOutcome]:  # fmt: skip
     """Run the per-story ``worker`` on every job with the chosen engine; one outcome per job, in job order."""
-    check_engine(engine)
+    check_engine(engine, ray_address)
     if engine == "ray":
         return run_ray(jobs, ray_address, progress, worker)
-    if ray_address is not None:
-        raise ValueError("--ray-address needs --engine ray")
     return run_local(jobs, num_proc, progress, worker, torch_threads)
 
 

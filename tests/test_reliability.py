@@ -21,6 +21,7 @@ import yaml
 
 from sound_of_story.dataset_builder import build as build_module
 from sound_of_story.dataset_builder.build import BuildReport, build_dataset, merge_shards, split_slices_at_random
+from sound_of_story.dataset_builder.build_options import BuildOptions, with_overrides
 from sound_of_story.dataset_builder.dataset_card import live_data_files
 from sound_of_story.dataset_builder.manifest import Failure, StorySource, read_manifest
 from sound_of_story.dataset_builder.processing import (
@@ -418,6 +419,11 @@ print(json.dumps({{"reason": outcome.failure.reason, "file": outcome.failure.fil
         (["--test-size", "nan"], "argument --test-size: must be a finite number"),
         (["--max-story-seconds", "-1"], "argument --max-story-seconds: must be a number > 0"),
         (["--num-proc", "0"], "argument --num-proc: must be at least 1"),
+        (["--max-shard-size", "lots"], "--max-shard-size must be a size such as 500MB, or a number of bytes > 0"),
+        (["--lsmdc-target-seconds", "700"], "--lsmdc-target-seconds (700) is over --max-story-seconds (600)"),
+        (["--ray-address", "auto"], "--ray-address needs --engine ray"),
+        (["--shard-index", "2", "--num-shards", "2"], "--shard-index must be in [0, --num-shards), got 2 of 2"),
+        (["--num-shards", "2"], "--shard-index must be in [0, --num-shards), got None of 2"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(argv, message, manifest, tmp_path, capsys):
@@ -436,6 +442,47 @@ def test_library_parameters_are_checked_too():
 
     with pytest.raises(ValueError, match="content.threshold"):
         ProcessingParams(content=ContentFilterParams(threshold=float("nan")))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"configs": ("stories", "audio")}, r"--config must name some of stories, generation, got \['stories', 'audio'\]"),
+        ({"configs": ()}, r"--config must name some of stories, generation, got \[\]"),
+        ({"test_size": float("nan")}, "--test-size must be a finite number >= 0 .* got nan"),
+        ({"generation_test_size": -1}, "--generation-test-size must be a finite number >= 0 .* got -1"),
+        ({"generation_split": "movie"}, "--generation-split must be one of random, story, got 'movie'"),
+        ({"lsmdc_target_s": 0.0}, "--lsmdc-target-seconds must be a finite number > 0, got 0.0"),
+        ({"params": ProcessingParams(max_story_seconds=60.0)}, r"--lsmdc-target-seconds \(150\) is over --max-story-seconds \(60\)"),
+        ({"max_shard_size": 0}, "--max-shard-size must be a size such as 500MB, or a number of bytes > 0, got 0"),
+        ({"num_proc": 0}, "--num-proc must be at least 1, got 0"),
+        ({"engine": "dask"}, "engine must be one of local, ray, got 'dask'"),
+        ({"ray_address": "auto"}, "--ray-address needs --engine ray"),
+        ({"shard_index": 0}, r"--shard-index must be in \[0, --num-shards\), got 0 of None"),
+        ({"shard_index": -1, "num_shards": 2}, r"--shard-index must be in \[0, --num-shards\), got -1 of 2"),
+    ],
+)  # fmt: skip
+def test_build_options_are_checked_in_one_place_naming_the_option(options, message, manifest, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        BuildOptions(**options)
+    with pytest.raises(ValueError, match=message):  # the keyword form goes through the same check, before any work
+        build_dataset(manifest, tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_options_keywords_replace_single_fields():
+    options = with_overrides(
+        BuildOptions(test_size=1, generation_split="story"), {"num_proc": 2, "configs": ["generation"]}
+    )
+    assert options == BuildOptions(configs=("generation",), test_size=1, generation_split="story", num_proc=2)
+    assert options.configs == ("generation",)  # any sequence, kept as a tuple in its order
+    assert with_overrides(None, {}) == BuildOptions() and BuildOptions(params=None).params == ProcessingParams()
+    assert BuildOptions(shard_index=1, num_shards=3).shard_of("abcdefg") == ["b", "e"]
+    assert BuildOptions().shard_of("abc") == ["a", "b", "c"]
+    with pytest.raises(TypeError, match="options must be BuildOptions, got tuple"):
+        with_overrides(("stories",), {})  # the third argument of build_dataset was once the configs
+    with pytest.raises(TypeError, match="unexpected keyword argument 'test_share'"):
+        with_overrides(None, {"test_share": 1})
 
 
 def test_out_under_an_existing_file_is_exit_2(manifest, tmp_path, capsys):
