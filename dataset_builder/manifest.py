@@ -125,15 +125,163 @@ def _text_problem(value, field: str) -> str | None:
     return None
 
 
-def _resolve(base: Path, video) -> str:
+def _resolve(manifest: Path, video) -> str:
     p = Path(str(video))
-    return str(p if p.is_absolute() else base / p)
+    return str(p if p.is_absolute() else manifest.parent / p)
+
+
+# ----------------------------------------------------------------------------------------
+# One parser per row format: a row becomes a story (an LSMDC clip), or the failure that says why not
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _LsmdcClip:
+    """An LSMDC row, to be joined with the clips after it in its movie into a story."""
+
+    index: int  # clip_index: the clip's place in its movie
+    id: str
+    movie: str
+    video: str  # resolved against the manifest's folder
+    caption: str
+    line: int  # in the manifest, for messages
+
+
+def _sos_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
+    """A row of the released SoS metadata, with the builder's ``video``; its frame names give the key-frame times."""
+    story_id = str(row.get("id") or f"{row['Movie']}_{line:06d}")
+    video = row.get("video")
+    problem = (
+        _encoding_problem(id=story_id, movie=row["Movie"], **{"video path": video or ""})
+        or _text_problem(row["Desc"], "description (Desc)")
+        or (None if video else "no video path (add a 'video' field to the released row)")
+    )
+    if problem is None:
+        try:
+            times = tuple(frame_time_from_name(n) for n in row["Frames"])
+        except (TypeError, ValueError) as err:
+            problem = str(err)
+    if problem:
+        return Failure(story_id, str(video or manifest), problem)
+    text = row["Desc"].strip()
+    return StorySource(story_id, str(row["Movie"]), "sos", text, (_resolve(manifest, video),), (story_id,), times)
+
+
+def _lsmdc_row(row: dict, line: int, manifest: Path) -> _LsmdcClip | Failure:
+    """An LSMDC clip and its caption."""
+    clip_id = str(row.get("id") or f"{row['movie']}_clip_{row['clip_index']}")
+    problem = _encoding_problem(id=clip_id, movie=row["movie"], **{"video path": row["video"]}) or _text_problem(
+        row["caption"], "caption"
+    )
+    try:
+        index = int(row["clip_index"])
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e999 is an infinite float
+        problem = problem or f"clip_index {row['clip_index']!r} is not an integer"
+    if problem:
+        return Failure(clip_id, str(row["video"]), problem)
+    return _LsmdcClip(
+        index, clip_id, str(row["movie"]), _resolve(manifest, row["video"]), row["caption"].strip(), line
+    )
+
+
+def _cmd_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
+    """A CMD key clip: one clip, one story (``movie`` groups clips for the split; the id when absent)."""
+    story_id = str(row["id"])
+    problem = _encoding_problem(
+        id=story_id, movie=row.get("movie") or "", **{"video path": row["video"]}
+    ) or _text_problem(row["description"], "description")
+    if problem:
+        return Failure(story_id, str(row["video"]), problem)
+    movie = str(row.get("movie") or story_id)
+    return StorySource(
+        story_id, movie, "cmd", row["description"].strip(), (_resolve(manifest, row["video"]),), (story_id,)
+    )
+
+
+# tried in this order: the first format whose fields a row has reads it
+ROW_FORMATS = (
+    (frozenset({"Movie", "Desc", "Frames"}), _sos_row),
+    (frozenset({"movie", "clip_index", "video", "caption"}), _lsmdc_row),
+    (frozenset({"id", "video", "description"}), _cmd_row),
+)
+
+
+def _parse_row(row: dict, line: int, manifest: Path) -> StorySource | _LsmdcClip | Failure:
+    for fields, parse in ROW_FORMATS:
+        if fields <= row.keys():
+            return parse(row, line, manifest)
+    return Failure(
+        str(row.get("id", f"line {line}")),
+        str(manifest),
+        f"line {line} has fields {sorted(row)}, matching no manifest format (CMD: id, video, description; LSMDC: movie, clip_index, video, caption; SoS: Movie, Desc, Frames, video)",
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# LSMDC clips joined into stories
+# ----------------------------------------------------------------------------------------
+
+
+def _lsmdc_runs(
+    clips: list[_LsmdcClip], target_s: float, clip_duration
+) -> tuple[list[list[_LsmdcClip]], list[Failure]]:
+    """A movie's clips in ``clip_index`` order, cut into runs that each reach ``target_s`` seconds (the last
+    may be shorter); a clip ``clip_duration`` cannot measure is a failure and left out of its run."""
+    runs: list[list[_LsmdcClip]] = [[]]
+    failures: list[Failure] = []
+    total = 0.0
+    for clip in sorted(clips, key=lambda c: c.index):
+        try:
+            seconds = clip_duration(clip.video)
+        except Exception as err:  # noqa: BLE001 - any unreadable clip is reported, the run goes on
+            failures.append(Failure(clip.id, clip.video, f"cannot read clip: {err}"))
+            continue
+        runs[-1].append(clip)
+        total += seconds
+        if total >= target_s:
+            runs.append([])
+            total = 0.0
+    return [run for run in runs if run], failures
+
+
+def _lsmdc_story(movie: str, number: int, run: list[_LsmdcClip]) -> StorySource:
+    """The ``number``-th run of ``movie``: its captions joined in order, its clips decoded one after the other."""
+    return StorySource(
+        f"{movie}_{number:03d}",
+        movie,
+        "lsmdc",
+        " ".join(c.caption for c in run),
+        tuple(c.video for c in run),
+        tuple(c.id for c in run),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# The manifest
+# ----------------------------------------------------------------------------------------
+
+
+class _TakenIds:
+    """The story ids given out so far, each with the input that took it (named when a second one wants it)."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[str, str]] = {}
+
+    def claim(self, story_id: str, where: str, file: str) -> Failure | None:
+        """None when ``story_id`` is free (it is then taken), else the failure naming both inputs."""
+        if story_id in self._first:
+            first_where, first_file = self._first[story_id]
+            return Failure(
+                story_id, file, f"duplicate id: {where} ({file}) has the id of {first_where} ({first_file})"
+            )
+        self._first[story_id] = (where, file)
+        return None
 
 
 def read_manifest(
     path: str | Path, lsmdc_target_s: float = 150.0, clip_duration=None
 ) -> tuple[list[StorySource], list[Failure]]:
-    """Stories and per-row failures of a manifest.
+    """Stories and per-row failures of a manifest: the rows' stories in row order, then the LSMDC runs.
 
     ``clip_duration(path) -> float`` measures an LSMDC clip (by default torchcodec's stream
     metadata); a clip it cannot measure is reported and left out of its run.
@@ -141,136 +289,38 @@ def read_manifest(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
-    base = path.parent
     stories: list[StorySource] = []
     failures: list[Failure] = []
-    seen: dict[str, tuple[str, str]] = {}  # story id -> (which input, its file)
-    seen_clips: dict[str, int] = {}
-    lsmdc: dict[str, list[tuple[int, str, str, str, int]]] = {}
+    taken = _TakenIds()
+    lsmdc: dict[str, list[_LsmdcClip]] = {}  # movie -> its clips, in row order
+    clip_lines: dict[str, int] = {}  # LSMDC clip id -> the line that has it
 
-    def claim(story_id: str, where: str, file: str) -> bool:
-        if story_id in seen:
-            first_where, first_file = seen[story_id]
-            failures.append(
-                Failure(story_id, file, f"duplicate id: {where} ({file}) has the id of {first_where} ({first_file})")
-            )
-            return False
-        seen[story_id] = (where, file)
-        return True
+    def add(story: StorySource, where: str, file: str) -> None:
+        duplicate = taken.claim(story.id, where, file)
+        if duplicate:
+            failures.append(duplicate)
+        else:
+            stories.append(story)
 
     for line, row, error in _rows(path):
-        if row is None:
-            failures.append(Failure(f"line {line}", str(path), error))
-            continue
-        if {"Movie", "Desc", "Frames"} <= row.keys():
-            story_id = str(row.get("id") or f"{row['Movie']}_{line:06d}")
-            video = row.get("video")
-            problem = _encoding_problem(id=story_id, movie=row["Movie"], **{"video path": video or ""})
-            problem = (
-                problem
-                or _text_problem(row["Desc"], "description (Desc)")
-                or (None if video else "no video path (add a 'video' field to the released row)")
-            )
-            if problem is None:
-                try:
-                    times = tuple(frame_time_from_name(n) for n in row["Frames"])
-                except (TypeError, ValueError) as err:
-                    problem = str(err)
-            if problem:
-                failures.append(Failure(story_id, str(video or path), problem))
-            elif claim(story_id, f"line {line}", str(video)):
-                stories.append(
-                    StorySource(
-                        story_id,
-                        str(row["Movie"]),
-                        "sos",
-                        row["Desc"].strip(),
-                        (_resolve(base, video),),
-                        (story_id,),
-                        times,
-                    )
-                )
-        elif {"movie", "clip_index", "video", "caption"} <= row.keys():
-            clip_id = str(row.get("id") or f"{row['movie']}_clip_{row['clip_index']}")
-            problem = _encoding_problem(
-                id=clip_id, movie=row["movie"], **{"video path": row["video"]}
-            ) or _text_problem(row["caption"], "caption")
-            try:
-                index = int(row["clip_index"])
-            except (TypeError, ValueError):
-                problem = problem or f"clip_index {row['clip_index']!r} is not an integer"
-            if problem:
-                failures.append(Failure(clip_id, str(row["video"]), problem))
-            elif clip_id in seen_clips:
-                failures.append(
-                    Failure(
-                        clip_id,
-                        str(row["video"]),
-                        f"duplicate clip id (line {line}; first at line {seen_clips[clip_id]})",
-                    )
-                )
-            else:
-                seen_clips[clip_id] = line
-                lsmdc.setdefault(str(row["movie"]), []).append(
-                    (index, clip_id, _resolve(base, row["video"]), row["caption"].strip(), line)
-                )
-        elif {"id", "video", "description"} <= row.keys():
-            story_id = str(row["id"])
-            problem = _encoding_problem(id=story_id, movie=row.get("movie") or "", **{"video path": row["video"]})
-            problem = problem or _text_problem(row["description"], "description")
-            if problem:
-                failures.append(Failure(story_id, str(row["video"]), problem))
-            elif claim(story_id, f"line {line}", str(row["video"])):
-                movie = str(row.get("movie") or story_id)
-                stories.append(
-                    StorySource(
-                        story_id,
-                        movie,
-                        "cmd",
-                        row["description"].strip(),
-                        (_resolve(base, row["video"]),),
-                        (story_id,),
-                    )
-                )
+        parsed = Failure(f"line {line}", str(path), error) if row is None else _parse_row(row, line, path)
+        if isinstance(parsed, Failure):
+            failures.append(parsed)
+        elif isinstance(parsed, StorySource):
+            add(parsed, f"line {line}", str(row["video"]))
+        elif parsed.id in clip_lines:
+            reason = f"duplicate clip id (line {line}; first at line {clip_lines[parsed.id]})"
+            failures.append(Failure(parsed.id, str(row["video"]), reason))
         else:
-            failures.append(
-                Failure(
-                    str(row.get("id", f"line {line}")),
-                    str(path),
-                    f"line {line} has fields {sorted(row)}, matching no manifest format (CMD: id, video, description; LSMDC: movie, clip_index, video, caption; SoS: Movie, Desc, Frames, video)",
-                )
-            )
+            clip_lines[parsed.id] = line
+            lsmdc.setdefault(parsed.movie, []).append(parsed)
 
-    measure = clip_duration or _clip_duration
     for movie, clips in lsmdc.items():
-        clips.sort(key=lambda c: c[0])
-        runs: list[list[tuple[int, str, str, str, int]]] = [[]]
-        total = 0.0
-        for clip in clips:
-            try:
-                seconds = measure(clip[2])
-            except Exception as err:  # noqa: BLE001 - any unreadable clip is reported, the run goes on
-                failures.append(Failure(clip[1], clip[2], f"cannot read clip: {err}"))
-                continue
-            runs[-1].append(clip)
-            total += seconds
-            if total >= lsmdc_target_s:
-                runs.append([])
-                total = 0.0
-        for number, run in enumerate(r for r in runs if r):
-            story_id = f"{movie}_{number:03d}"
-            where = f"the LSMDC run of movie {movie!r} at lines {', '.join(str(c[4]) for c in run)}"
-            if claim(story_id, where, run[0][2]):
-                stories.append(
-                    StorySource(
-                        story_id,
-                        movie,
-                        "lsmdc",
-                        " ".join(c[3] for c in run),
-                        tuple(c[2] for c in run),
-                        tuple(c[1] for c in run),
-                    )
-                )
+        runs, unreadable = _lsmdc_runs(clips, lsmdc_target_s, clip_duration or _clip_duration)
+        failures += unreadable
+        for number, run in enumerate(runs):
+            where = f"the LSMDC run of movie {movie!r} at lines {', '.join(str(c.line) for c in run)}"
+            add(_lsmdc_story(movie, number, run), where, run[0].video)
     return stories, failures
 
 

@@ -343,6 +343,42 @@ def test_manifest_formats_and_bad_rows(tmp_path):
     assert "matching no manifest format" in reasons["line 8"]
 
 
+def test_every_bad_value_of_every_row_format_is_one_failure_in_row_order(tmp_path):
+    rows = [
+        {"Movie": "M", "Desc": 5, "Frames": ["frame0-00-01.50.jpg"], "video": "a.mp4", "id": "sos_text"},
+        {"Movie": "M", "Desc": "A story.", "Frames": 5, "video": "a.mp4", "id": "sos_frames"},
+        {"Movie": "M", "Desc": "A story.", "Frames": ["frame0-00-01.50.jpg"], "id": "sos_video"},
+        {"movie": "m", "clip_index": None, "video": "a.mp4", "caption": "A clip."},
+        {"movie": "m", "clip_index": [1], "video": "a.mp4", "caption": "A clip.", "id": "list_index"},
+        {"movie": "m", "clip_index": 0, "video": "a.mp4", "caption": 3},
+        {"movie": "m", "clip_index": 1, "video": "a.mp4", "caption": "Kept."},
+        {"movie": "m", "clip_index": 2, "video": "b.mp4", "caption": "Same id.", "id": "m_clip_1"},
+        {"id": "cmd_text", "video": "a.mp4", "description": None},
+    ]
+    lines = [json.dumps(r).encode() for r in rows]
+    lines.insert(4, b'{"movie": "m", "clip_index": 1e999, "video": "a.mp4", "caption": "A clip.", "id": "inf_index"}')
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    stories, failures = manifest.read_manifest(path, lsmdc_target_s=10.0, clip_duration=lambda video: 5.0)
+    assert [(s.id, s.source, s.text, s.clip_ids) for s in stories] == [("m_000", "lsmdc", "Kept.", ("m_clip_1",))]
+    assert [(f.id, f.file, f.reason) for f in failures] == [
+        ("sos_text", "a.mp4", "empty description (Desc)"),
+        ("sos_frames", "a.mp4", "'int' object is not iterable"),
+        ("sos_video", str(path), "no video path (add a 'video' field to the released row)"),
+        ("m_clip_None", "a.mp4", "clip_index None is not an integer"),
+        ("inf_index", "a.mp4", "clip_index inf is not an integer"),
+        ("list_index", "a.mp4", "clip_index [1] is not an integer"),
+        ("m_clip_0", "a.mp4", "empty caption"),
+        ("m_clip_1", "b.mp4", "duplicate clip id (line 9; first at line 8)"),
+        ("cmd_text", "a.mp4", "empty description"),
+    ]
+    csv_path = tmp_path / "m.csv"  # a CSV row lacking a value reads it as empty, the header is line 1
+    csv_path.write_text("id,video,description,movie\nc1,a.mp4,A story.,m1\nc2,a.mp4,,m1\nc3,a.mp4\n")
+    stories, failures = manifest.read_manifest(csv_path)
+    assert [(s.id, s.movie, s.text) for s in stories] == [("c1", "m1", "A story.")]
+    assert [(f.id, f.reason) for f in failures] == [("c2", "empty description"), ("c3", "empty description")]
+
+
 def test_lsmdc_clips_are_joined_in_order_up_to_the_target(tmp_path):
     lines = [{"movie": "m", "clip_index": i, "video": f"{i}.mp4", "caption": f"Caption {i}."} for i in (3, 0, 2, 1, 4)]
     lines.append({"movie": "n", "clip_index": 0, "video": "broken.mp4", "caption": "Broken."})
