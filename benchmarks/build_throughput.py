@@ -3,16 +3,17 @@
 1. Build vs decode, on one 150 s sample clip (CMD length) at 320x180 and the same clip
    re-encoded at 640x360 (a common size of CMD sources, costlier to decode): the time ffmpeg
    alone needs to decode the clip (audio and video, to null), the per-story processing time
-   (default ``center`` separator, both speech ratios recorded), and the whole build of a
-   one-story manifest (that processing, then the Parquet assembly from its cache: spectrograms,
-   FLAC slices). Target: processing <= 2.0x decode on the 640x360 clip (aim 1.5x). A per-step
-   table (decode, separation, VAD, key frames, slicing, FLAC, spectrograms, slice encoding) shows
-   the next bottleneck; the processing steps come from each story's cache entry (``timings``).
+   (default ``center`` separator, both speech ratios recorded, the kept slices' FLAC and
+   spectrogram images included), and the whole build of a one-story manifest (that processing,
+   then the Parquet assembly from its cache, which copies the entry's bytes). Target: processing
+   <= 2.0x decode on the 640x360 clip (aim 1.5x). A per-step table (``story_cache.TIMED_STEPS``
+   and the assembly of each config) shows the next bottleneck; the processing steps come from
+   each story's cache entry (``timings``).
    ``key_frame_scan`` is the ffmpeg pass over the video that runs in a background thread beside
    the audio steps when the process has 2+ torch threads; ``key_frames`` is the wait for it plus
    the kept frames' full-size decoding, so the steps add up to more than the processing time.
 2. VAD options on the same story (mix and separated background, as the build scores them):
-   silero's TorchScript loop (the previous engine), the stateful ONNX model window by window
+   silero's TorchScript loop (the reference), the stateful ONNX model window by window
    at 16 and 8 kHz, the stateful model over batched segments, the sequence ONNX model (the
    build's engine) on every window and on every n-th window: time against the TorchScript loop,
    and how far each moves the speech ratios.
@@ -24,9 +25,9 @@
    clip under different ids): stories per second (target >= 1.6x) and identical output.
 
 Run: python benchmarks/build_throughput.py [--duration 150] [--stories 8] [--repeats 1] [--quick]
-About 5-6 minutes on 2 idle cores with the defaults (the sample clip alone takes ~1 min to make);
-``--quick`` leaves out the VAD options (2.) and the speech removal on music (3.) (about 4 min);
-each extra repeat adds about 1 minute. The total runtime is printed at the end.
+A few minutes on 2 idle cores with the defaults (the sample clip alone takes about 1 min to make;
+docs/building.md gives a measured run); ``--quick`` leaves out the VAD options (2.) and the speech
+removal on music (3.); each extra repeat adds about 1 minute. The total runtime is printed at the end.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def vad_options(video: Path) -> list[tuple[str, float, float, float]]:
     x16 = voice_activity.vad_input(mix, background, sample_rate=rate)
     x8 = resample(np.stack([mix.mean(0), background.mean(0)]), rate, 8000, method="polyphase").astype(np.float32)
     options = {
-        "TorchScript loop, 16 kHz (previous)": lambda: voice_activity._torch_probabilities(x16),
+        "TorchScript loop, 16 kHz (reference)": lambda: voice_activity._torch_probabilities(x16),
         "stateful ONNX per window, 16 kHz": lambda: _stateful_onnx(x16, 16_000),
         "stateful ONNX per window, 8 kHz": lambda: _stateful_onnx(x8, 8000),
         "stateful ONNX, 16 batched segments": lambda: _stateful_onnx(x16, 16_000, 16, 32),

@@ -5,15 +5,15 @@ after speech removal, and the ``center`` separator uses the same probabilities t
 The silero-vad wheel ships, next to its TorchScript model, ``silero_vad_16k_sequence.onnx``: the
 same network with the LSTM unrolled over a whole sequence of windows, so one ``onnxruntime``
 call scores a whole story instead of one Python call per 32 ms window. Its probabilities equal
-the TorchScript model's to about 1e-5 (tested). Measured on a 150 s story (see
-``benchmarks/build_throughput.py``), the alternatives the issue lists were slower or changed the
-ratios:
+the TorchScript model's to within 1e-3, and the speech ratios to within 0.002 (tested). The
+alternatives are slower or change the ratios (``benchmarks/build_throughput.py`` measures them;
+docs/building.md has its table):
 
-* TorchScript, both signals batched (the previous engine): about 10x slower.
-* the stateful ONNX model window by window, at 16 kHz or 8 kHz: 2-7x slower (one call per window).
+* TorchScript, both signals batched: several times slower.
+* the stateful ONNX model window by window, at 16 kHz or 8 kHz: slower (one call per window).
 * the stateful model over independent segments batched together: the LSTM's long memory makes
-  the ratios drift by up to 0.03 even with 1 s of warm-up.
-* every n-th window: the LSTM then sees a different time scale; the ratio moved by 0.03 at n = 2.
+  the ratios drift by several times the tolerance, even with 1 s of warm-up.
+* every n-th window: the LSTM then sees a different time scale; the ratios move by about 0.03 at n = 2.
 
 ``engine="torch"`` keeps silero's own TorchScript model, the reference the tests compare with.
 """
@@ -109,8 +109,8 @@ def one_torch_thread():
 
     For the build's small torch ops (silero's TorchScript VAD, the centre separator): each takes
     milliseconds, too little to share between threads, and on a busy machine a second OpenMP thread
-    that is not scheduled makes every op wait for it (measured 2026-11-23, 150 s stereo story on the
-    loaded 2-core machine: the separator took 10-12 s with 2 threads, 1.3-1.5 s with 1).
+    that is not scheduled makes every op wait for it (the centre separator ran about 8x slower on two
+    threads than on one on a loaded 2-core machine; docs/building.md).
     """
     import torch
 
