@@ -130,6 +130,18 @@ def process_stories(
     return run_jobs(jobs, engine, num_proc, ray_address, progress)
 
 
+def _test_target(test_size: float | int, total: int, groups: int) -> int:
+    """How many of ``total`` items ``test_size`` puts in test (a share when < 1, a count otherwise): at least one
+    when it is not 0 and there are two or more ``groups`` (movies, slices) to split."""
+    target = round(test_size * total) if test_size < 1 else int(test_size)
+    return max(target, 1) if test_size > 0 and groups >= 2 else target
+
+
+def _hash_order(names) -> list[str]:
+    """``names`` in the order of their SHA-256: deterministic, and unrelated to the manifest's order."""
+    return sorted(names, key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+
+
 def split_by_movie(stories: Sequence[tuple[str, str]], test_size: float | int = PAPER_TEST_SHARE) -> dict[str, str]:
     """Story id -> "train"/"test", whole movies at a time, deterministic.
 
@@ -141,10 +153,8 @@ def split_by_movie(stories: Sequence[tuple[str, str]], test_size: float | int = 
     by_movie: dict[str, list[str]] = defaultdict(list)
     for story_id, movie in stories:
         by_movie[movie].append(story_id)
-    target = round(test_size * len(stories)) if test_size < 1 else int(test_size)
-    if test_size > 0 and len(by_movie) >= 2:
-        target = max(target, 1)
-    order = sorted(by_movie, key=lambda m: hashlib.sha256(m.encode()).hexdigest())
+    target = _test_target(test_size, len(stories), len(by_movie))
+    order = _hash_order(by_movie)
     split, taken = {}, 0
     for i, movie in enumerate(order):
         to_test = taken < target and i < len(order) - 1  # the last movie always stays in train
@@ -164,12 +174,9 @@ def split_slices_at_random(
     """
     if not (math.isfinite(test_size) and test_size >= 0):
         raise ValueError(f"generation test size must be a finite number >= 0, got {test_size}")
-    target = round(test_size * len(slice_ids)) if test_size < 1 else int(test_size)
-    if test_size > 0 and len(slice_ids) >= 2:
-        target = max(target, 1)
+    target = _test_target(test_size, len(slice_ids), len(slice_ids))
     target = min(target, len(slice_ids) - 1) if len(slice_ids) >= 2 else 0  # train is never empty
-    order = sorted(slice_ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
-    test = set(order[:target])
+    test = set(_hash_order(slice_ids)[:target])
     return {i: "test" if i in test else "train" for i in slice_ids}
 
 

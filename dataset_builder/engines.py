@@ -29,7 +29,6 @@ from typing import Literal, get_args
 
 from tqdm.auto import tqdm
 
-from .manifest import Failure
 from .processing import StoryJob, StoryOutcome, run_story_job
 
 Engine = Literal["local", "ray"]
@@ -52,11 +51,6 @@ def check_engine(engine: str, ray_address: str | None = None) -> Engine:
 def threads_per_worker(num_proc: int, cpus: int | None = None) -> int:
     """Torch threads for each of ``num_proc`` workers sharing ``cpus`` cores (at least one)."""
     return max(1, (cpus or os.cpu_count() or 1) // max(num_proc, 1))
-
-
-def _died(job: StoryJob, why: str) -> StoryOutcome:
-    video = job.source.videos[0] if job.source.videos else ""
-    return StoryOutcome(job.index, job.source.id, None, False, Failure(job.source.id, video, why))
 
 
 # ----------------------------------------------------------------------------------------
@@ -184,7 +178,7 @@ def run_local(
             lost = [job for _, left in retried for job in left]
         for job in lost:
             outcomes.append(
-                _died(
+                StoryOutcome.failed(
                     job,
                     f"the worker process died while processing this story ({1 + POOL_RETRIES} tries): killed, or out of memory?",
                 )
@@ -255,7 +249,9 @@ def run_ray(
                 except ray.exceptions.RayError as err:
                     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                     outcomes.append(
-                        _died(job, f"Ray task failed after {max_retries} retries: {type(err).__name__}: {reason}")
+                        StoryOutcome.failed(
+                            job, f"Ray task failed after {max_retries} retries: {type(err).__name__}: {reason}"
+                        )
                     )
                 bar.update(1)
     return sorted(outcomes, key=lambda o: o.index)

@@ -49,11 +49,10 @@ GENERATION_WIDTH = 1536  # spectrogram columns of a 15 s slice (100 per second, 
 PROCESSING_VERSION = 3  # bump when the processing changes its output for equal parameters (2: cache entry layout;
 # 3: the kept slices' FLAC and spectrogram images are computed here and stored in the entry)
 MIN_STORY_SECONDS = 1.0
-# Peak memory grows with story length (decoded audio, its STFTs and the separated copy). Measured
-# 2026-11-23 with the center separator: peak RSS 1.03 GB for a 24 s story, 1.21 GB for 96 s, so
-# about 2.4 MB per second of 44.1 kHz stereo story over a fixed ~1 GB (issue 14 measured 6.7 MB/s
-# before the speech-removal rewrite). 600 s (4x the paper's 150 s stories) keeps one worker near
-# 2.5 GB; raise it with --max-story-seconds on a machine with more memory.
+# Peak memory grows with story length (decoded audio, its STFTs and the separated copy): about
+# MEMORY_PER_STORY_SECOND_MB per second of 44.1 kHz stereo story over a fixed ~1 GB with the center
+# separator (docs/building.md has the measurements). 600 s, four times the paper's 150 s stories, keeps
+# one worker near 2.5 GB; --max-story-seconds raises it on a machine with more memory.
 MAX_STORY_SECONDS = 600.0
 MEMORY_PER_STORY_SECOND_MB = 2.4
 
@@ -128,18 +127,24 @@ class StoryOutcome:
     def ok(self) -> bool:
         return self.entry is not None
 
+    @classmethod
+    def failed(cls, job: StoryJob, reason: str, file: str | None = None) -> StoryOutcome:
+        """The outcome of a story that failed; ``file`` names the input at fault (default: its first clip)."""
+        source = job.source
+        if file is None:
+            file = source.videos[0] if source.videos else ""
+        return cls(job.index, source.id, None, False, Failure(source.id, file, reason))
+
 
 def run_story_job(job: StoryJob) -> StoryOutcome:
     """The per-story worker: process one story, never raise (a bad story must not stop the build)."""
-    source = job.source
     try:
-        entry, cached = process_story(source, job.params, job.cache_dir)
-        return StoryOutcome(job.index, source.id, str(entry.path), cached, None)
+        entry, cached = process_story(job.source, job.params, job.cache_dir)
+        return StoryOutcome(job.index, job.source.id, str(entry.path), cached, None)
     except StoryError as err:
-        failure = Failure(source.id, err.file, err.reason)
+        return StoryOutcome.failed(job, err.reason, err.file)
     except Exception as err:  # noqa: BLE001 - one bad story must not stop the build
-        failure = Failure(source.id, source.videos[0] if source.videos else "", f"{type(err).__name__}: {err}")
-    return StoryOutcome(job.index, source.id, None, False, failure)
+        return StoryOutcome.failed(job, f"{type(err).__name__}: {err}")
 
 
 def _checkpoint_digest(path: str) -> str:
@@ -234,7 +239,7 @@ def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
-    """The Riffusion image of a slice, through the pipelines' converter (the project's only one)."""
+    """The Riffusion image of a slice, through :mod:`sound_of_story.audio.spectrogram` (the project's only converter)."""
     from sound_of_story.audio.spectrogram import SpectrogramParams, audio_to_image
 
     params = SpectrogramParams()
@@ -242,8 +247,8 @@ def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
     width = max(GENERATION_WIDTH, -(-natural // 8) * 8)
     image = audio_to_image(audio, sample_rate, params, width=width)
     buf = io.BytesIO()
-    # zlib level 3: the same pixels as PIL's default level 6 in 40% of the time, and no larger (both measured on
-    # 15 s slices of a sample clip and of noise: 57 vs 144 ms, 516 vs 525 KB; level 1 is 15% larger)
+    # zlib level 3: PNG is lossless, so the pixels are those of PIL's default level 6, written in less than half
+    # the time and no larger; level 1 gives larger files (docs/building.md has the measurements)
     image.save(buf, format="PNG", exif=image.getexif(), compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
