@@ -68,17 +68,8 @@ def _stats(out_dir: Path, index, splits: dict[str, list[str]], slice_splits: dic
     }
 
 
-def write_dataset_card(
-    out_dir: Path,
-    infos: dict,
-    data_files: dict[str, dict[str, str]],
-    index,
-    splits: dict[str, list[str]],
-    slice_splits: dict[str, str],
-    generation_split: str,
-) -> Path:
-    """Write ``README.md`` in one rename. ``data_files``: config -> split -> the glob of this build's files;
-    ``index``: the :class:`.build.BuildIndex` (stories, failures, public processing parameters)."""
+def _card_data(infos: dict, data_files: dict[str, dict[str, str]]) -> DatasetCardData:
+    """The card's YAML: one config per written config (``stories`` the default), their files and features."""
     configs = [
         {
             "config_name": name,
@@ -96,7 +87,31 @@ def write_dataset_card(
         configs=configs,
     )
     DatasetInfosDict(infos).to_dataset_card_data(data)
-    s = _stats(Path(out_dir), index, splits, slice_splits)
+    return data
+
+
+def write_dataset_card(
+    out_dir: Path,
+    infos: dict,
+    data_files: dict[str, dict[str, str]],
+    index,
+    splits: dict[str, list[str]],
+    slice_splits: dict[str, str],
+    generation_split: str,
+) -> Path:
+    """Write ``README.md`` in one rename. ``data_files``: config -> split -> the glob of this build's files;
+    ``index``: the :class:`.build.BuildIndex` (stories, failures, public processing parameters)."""
+    data = _card_data(infos, data_files)
+    body = _card_body(_stats(Path(out_dir), index, splits, slice_splits), index, splits, generation_split)
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    path = Path(out_dir) / CARD_FILE
+    with atomic_path(path) as tmp:
+        card.save(str(tmp))
+    return path
+
+
+def _card_body(s: dict, index, splits: dict[str, list[str]], generation_split: str) -> str:
+    """The card's Markdown: how to load, this build's statistics (``s``, from :func:`_stats`), the method."""
     word_rows = "\n".join(
         f"| words per text ({src}) | {mean:.1f} (median {median:.1f}) |" for src, (mean, median) in s["words"].items()
     )
@@ -106,7 +121,7 @@ def write_dataset_card(
     sep = params["separation"]
     kf = params["key_frames"]
     gen_counts = ", ".join(f"{name}: {n}" for name, n in s["slices_by_split"].items())
-    body = f"""
+    return f"""
 # Sound of Story (SoS), built locally
 
 Background sound (speech removed) paired with key-frame image sequences and story text, in the
@@ -163,8 +178,3 @@ The audio and images come from the builder's copies of the source films: their t
 {CITATION}
 ```
 """
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    path = Path(out_dir) / CARD_FILE
-    with atomic_path(path) as tmp:
-        card.save(str(tmp))
-    return path
