@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-if TYPE_CHECKING:
-    from .library_index import Recommendation
+from .results import Recommendation, SceneRecommendation
 
 # Score of a (scene, clip) pair outside the scene's candidates: never chosen while a real pair exists.
 NOT_A_CANDIDATE = -1e6
@@ -30,19 +28,6 @@ class SceneSpan:
     start: float
     end: float | None
     frame_indices: list[int]
-
-
-@dataclasses.dataclass
-class SceneRecommendation:
-    """The clip chosen for one scene."""
-
-    start: float
-    end: float | None
-    frame_times: list[float]
-    recommendation: Recommendation
-
-    def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "frame_times": self.frame_times, **self.recommendation.to_dict()}
 
 
 def scene_spans(frame_times: Sequence[float], duration: float | None = None) -> list[SceneSpan]:
@@ -95,4 +80,4 @@ def assign_scenes(
     return [scene(s, by_row[s][clips[c]]) for s, c in zip(scene_rows, clip_columns)]
 
 
-__all__ = ["SceneRecommendation", "SceneSpan", "assign_scenes", "scene_spans"]
+__all__ = ["SceneSpan", "assign_scenes", "scene_spans"]
