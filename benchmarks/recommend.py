@@ -196,8 +196,8 @@ def main() -> None:
     start = time.perf_counter()
     library, queries, planted = synthetic_library(args.clips, args.queries, args.neighbour_noise)
     (workdir / "store").mkdir(exist_ok=True)
-    store = RerankStore(workdir / "store", [], "float16", 0, DIM)
-    store.write_shard("000000", library, np.empty((len(library), 0, DIM), dtype=np.float16))
+    store = RerankStore(workdir / "store", [], "float16", 0, DIM)  # stage 1 reads global embeddings only
+    store.write_shard("000000", library)
     del library
     print(f"synthetic library written to the store (float16, memory-mapped): {time.perf_counter() - start:.1f} s")
 

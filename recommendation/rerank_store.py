@@ -1,7 +1,8 @@
 """The re-rank store: what stage 2 needs of every clip, memory-mapped from disk.
 
-Each ``add`` writes one shard of three ``.npy`` files: the global audio embeddings f_a
-``(n, dim)``, the audio sequence features f_as ``(n, tokens, dim)`` (float16 by default), and a
+Each ``add`` writes one shard of ``.npy`` files: the global audio embeddings f_a ``(n, dim)``, the
+audio sequence features f_as ``(n, tokens, dim)`` (float16 by default) when the model has them (SoS;
+the Wav2CLIP and CLAP baselines have one vector per clip, and their store has no token part), and a
 CRC-32 per row over both. Old shards are never rewritten, so an incremental add costs only the new
 clips. Every row read for re-ranking is checked against its CRC, so a corrupted store is reported,
 never used; the index config holds each file's size and SHA-256 for a full check.
@@ -23,14 +24,16 @@ from sound_of_story.core.hashing import file_sha256
 StoreDtype = Literal["float16", "float32"]
 STORE_DTYPES: tuple[StoreDtype, ...] = ("float16", "float32")
 SHARD_PARTS = ("global", "tokens", "crc")
+GLOBAL_ONLY_PARTS = ("global", "crc")
 
 
 class CorruptIndexError(ValueError):
     """An index file is missing, truncated or does not match its checksum."""
 
 
-def row_crc(global_row: np.ndarray, token_row: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(token_row).data, zlib.crc32(np.ascontiguousarray(global_row).data))
+def row_crc(global_row: np.ndarray, token_row: np.ndarray | None = None) -> int:
+    crc = zlib.crc32(np.ascontiguousarray(global_row).data)
+    return crc if token_row is None else zlib.crc32(np.ascontiguousarray(token_row).data, crc)
 
 
 def pool_tokens(tokens: np.ndarray, groups: int | None) -> np.ndarray:
@@ -57,7 +60,10 @@ class Shard:
 
 
 class RerankStore:
-    """Shards of global and sequence features under ``folder``, opened as read-only memory maps."""
+    """Shards of global and sequence features under ``folder``, opened as read-only memory maps.
+
+    ``num_tokens`` 0: a store of global embeddings only (a model without token features).
+    """
 
     def __init__(self, folder: Path, shards: list[Shard], dtype: StoreDtype, num_tokens: int, dim: int):
         self.folder, self.shards, self.dtype, self.num_tokens, self.dim = Path(folder), shards, dtype, num_tokens, dim
@@ -67,17 +73,39 @@ class RerankStore:
     def num_rows(self) -> int:
         return sum(shard.count for shard in self.shards)
 
-    def write_shard(self, name: str, global_embeds: np.ndarray, token_embeds: np.ndarray) -> Shard:
-        """Write rows as a new shard named ``name`` (each file atomically) and register it."""
-        if token_embeds.shape[1:] != (self.num_tokens, self.dim) or global_embeds.shape[1:] != (self.dim,):
+    @property
+    def has_tokens(self) -> bool:
+        return self.num_tokens > 0
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return SHARD_PARTS if self.has_tokens else GLOBAL_ONLY_PARTS
+
+    def write_shard(self, name: str, global_embeds: np.ndarray, token_embeds: np.ndarray | None = None) -> Shard:
+        """Write rows as a new shard named ``name`` (each file atomically) and register it.
+
+        ``token_embeds`` is ``(n, num_tokens, dim)``, and None for a store without tokens.
+        """
+        tokens_fit = (
+            token_embeds is not None and token_embeds.shape[1:] == (self.num_tokens, self.dim)
+            if self.has_tokens
+            else token_embeds is None
+        )
+        if not tokens_fit or global_embeds.shape[1:] != (self.dim,):
+            tokens_shape = None if token_embeds is None else token_embeds.shape
             raise ValueError(
-                f"features of shape {global_embeds.shape}, {token_embeds.shape} do not fit a store of {self.num_tokens} x {self.dim}"
+                f"features of shape {global_embeds.shape}, {tokens_shape} do not fit a store of {self.num_tokens} x {self.dim}"
             )
         global_embeds = global_embeds.astype(self.dtype)
-        token_embeds = token_embeds.astype(self.dtype)
-        crc = np.array([row_crc(g, t) for g, t in zip(global_embeds, token_embeds)], dtype=np.uint32)
+        if token_embeds is None:
+            crc = np.array([row_crc(g) for g in global_embeds], dtype=np.uint32)
+            arrays = (global_embeds, crc)
+        else:
+            token_embeds = token_embeds.astype(self.dtype)
+            crc = np.array([row_crc(g, t) for g, t in zip(global_embeds, token_embeds)], dtype=np.uint32)
+            arrays = (global_embeds, token_embeds, crc)
         files = {}
-        for part, array in zip(SHARD_PARTS, (global_embeds, token_embeds, crc)):
+        for part, array in zip(self.parts, arrays):
             path = self.folder / f"{name}-{part}.npy"
             with atomic_path(path) as tmp:
                 np.save(tmp, array)
@@ -129,25 +157,28 @@ class RerankStore:
         """Every row's f_a as an array-like (slices and index arrays), read shard by shard on demand."""
         return GlobalEmbeddingsView(self)
 
-    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """f_a and f_as of ``rows`` as float32, after checking each row's CRC."""
+    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """f_a and f_as of ``rows`` as float32 (f_as None for a store without tokens), after checking each row's CRC."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.num_rows):
             raise IndexError(f"rows outside the store of {self.num_rows}")
         global_out = np.empty((len(rows), self.dim), dtype=np.float32)
-        token_out = np.empty((len(rows), self.num_tokens, self.dim), dtype=np.float32)
+        token_out = np.empty((len(rows), self.num_tokens, self.dim), dtype=np.float32) if self.has_tokens else None
         for shard, positions, offsets in self._locate(rows):
             order = np.argsort(offsets)  # ascending offsets read the memory map sequentially
-            g, t, crc = (self._map(shard, part)[offsets[order]] for part in SHARD_PARTS)
+            g = self._map(shard, "global")[offsets[order]]
+            t = self._map(shard, "tokens")[offsets[order]] if self.has_tokens else None
+            crc = self._map(shard, "crc")[offsets[order]]
             for i in range(len(order)):
-                if row_crc(g[i], t[i]) != int(crc[i]):
-                    name = self.shards[shard].files["tokens"]["name"]
+                if row_crc(g[i], None if t is None else t[i]) != int(crc[i]):
+                    name = self.shards[shard].files["tokens" if self.has_tokens else "global"]["name"]
                     raise CorruptIndexError(
                         f"row {int(rows[positions[order[i]]])} of the re-rank store ({name}) fails its CRC check (corrupted)"
                     )
             # torch converts float16 to float32 several times faster than numpy.
             global_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(g)).float().numpy()
-            token_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(t)).float().numpy()
+            if token_out is not None:
+                token_out[positions[order]] = torch.from_numpy(np.ascontiguousarray(t)).float().numpy()
         return global_out, token_out
 
 
