@@ -7,6 +7,7 @@ subcommands so that ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -88,52 +89,88 @@ def _video_key_frames(path: Path) -> tuple[list, list[float], float]:
     return [Image.open(io.BytesIO(k.jpeg)).convert("RGB") for k in key_frames], [k.time for k in key_frames], duration
 
 
-def _cmd_recommend(args: argparse.Namespace) -> int:
-    from sound_of_story.recommendation import SoundLibraryIndex
+@dataclasses.dataclass
+class Query:
+    """A recommend query from the command line: frames (with times in story mode) or a text, and how the
+    JSON output describes it."""
 
+    description: dict
+    text: str | None = None
+    frames: list | None = None
+    frame_times: list[float] | None = None
+    duration: float | None = None
+
+
+def _check_query_flags(args: argparse.Namespace) -> None:
+    """Flag errors that need no file read and no model."""
     if args.top_k < 1 or args.rerank < 1:
         raise ValueError(f"--top-k and --rerank must be >= 1, got {args.top_k} and {args.rerank}")
-    frames, frame_times, duration, query = None, args.frame_times, args.duration, {}
     if args.text is not None:
         if args.frame_times:
             raise ValueError("--frame-times goes with --frames")
         if not args.text.strip():
             raise ValueError("the text query is empty")
-        query = {"text": args.text}
-    elif args.frames is not None:
+
+
+def _read_query(args: argparse.Namespace) -> Query:
+    """The query of --text, --frames (with --frame-times) or --video (its key frames and their times)."""
+    if args.text is not None:
+        return Query({"text": args.text}, text=args.text)
+    if args.frames is not None:
         frames = _read_frames(args.frames)
-        query = {"frames": str(args.frames), "num_frames": len(frames)}
-        if frame_times and len(frame_times) != len(frames):
+        if args.frame_times and len(args.frame_times) != len(frames):
             raise ValueError(
-                f"--frame-times has {len(frame_times)} times but {args.frames} holds {len(frames)} images"
+                f"--frame-times has {len(args.frame_times)} times but {args.frames} holds {len(frames)} images"
             )
-    else:
-        frames, frame_times, video_duration = _video_key_frames(args.video)
-        duration = duration or video_duration
-        query = {"video": str(args.video), "num_key_frames": len(frames)}
-    index = SoundLibraryIndex.load(args.index, model=args.model, revision=args.revision, verify=args.verify)
-    index.coarse.set_search(nprobe=args.nprobe, ef_search=args.ef_search)
-    results = index.recommend(frames=frames, text=args.text, top_k=args.top_k, rerank=args.rerank)
-    payload = {
-        "index": str(args.index),
-        "model": index.config["model"],
-        "query": query,
-        "top_k": args.top_k,
-        "rerank": args.rerank,
-    }
-    payload["recommendations"] = [r.to_dict() for r in results]
+        description = {"frames": str(args.frames), "num_frames": len(frames)}
+        return Query(description, frames=frames, frame_times=args.frame_times, duration=args.duration)
+    frames, frame_times, video_duration = _video_key_frames(args.video)
+    description = {"video": str(args.video), "num_key_frames": len(frames)}
+    return Query(description, frames=frames, frame_times=frame_times, duration=args.duration or video_duration)
+
+
+def _print_recommendations(results: list) -> None:
     print(f"{'rank':>4}  {'score':>9}  {'coarse':>9}  clip")
     for r in results:
         print(f"{r.rank:>4}  {r.score:>9.4f}  {r.coarse_score:>9.4f}  {r.clip_id}  ({r.path})")
-    if frame_times:
+
+
+def _print_story(scenes: list) -> None:
+    print("story: one sound per scene")
+    for s in scenes:
+        end = "end" if s.end is None else f"{s.end:.2f}s"
+        print(f"  {s.start:7.2f}s - {end:>8}  {s.recommendation.score:>9.4f}  {s.recommendation.clip_id}")
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from sound_of_story.recommendation import SoundLibraryIndex
+
+    _check_query_flags(args)
+    index = SoundLibraryIndex.load(args.index, model=args.model, revision=args.revision, verify=args.verify)
+    # Before reading frames or decoding a video: a CLAP index answers text only.
+    index.require_query("text" if args.text is not None else "frames")
+    query = _read_query(args)
+    index.coarse.set_search(nprobe=args.nprobe, ef_search=args.ef_search)
+    results = index.recommend(frames=query.frames, text=query.text, top_k=args.top_k, rerank=args.rerank)
+    payload = {
+        "index": str(args.index),
+        "model": dataclasses.asdict(index.config.model),
+        "query": query.description,
+        "top_k": args.top_k,
+        "rerank": args.rerank,
+        "recommendations": [r.to_dict() for r in results],
+    }
+    _print_recommendations(results)
+    if query.frame_times:
         scenes = index.recommend_story(
-            frames, frame_times, duration=duration, rerank=args.rerank, allow_repeats=args.allow_repeats
+            query.frames,
+            query.frame_times,
+            duration=query.duration,
+            rerank=args.rerank,
+            allow_repeats=args.allow_repeats,
         )
         payload["story"] = [s.to_dict() for s in scenes]
-        print("story: one sound per scene")
-        for s in scenes:
-            end = "end" if s.end is None else f"{s.end:.2f}s"
-            print(f"  {s.start:7.2f}s - {end:>8}  {s.recommendation.score:>9.4f}  {s.recommendation.clip_id}")
+        _print_story(scenes)
     if args.json is not None:
         from sound_of_story.core.atomic_files import write_json_atomic
 
@@ -142,27 +179,44 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``index`` and ``recommend`` on an ``add_subparsers()`` object."""
+# ----------------------------------------------------------------------------- the two parsers
+
+
+def _add_index_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "index",
         help="index a sound library for recommendation (FAISS + re-rank store)",
         description=(
             "Encode every clip of a sound library with the retrieval model's audio side (evaluation protocol: the "
-            "processor's deterministic most-energetic 10.24 s window) into INDEX: a FAISS index of the global audio "
-            "embeddings and a memory-mapped store of the audio sequence features for re-ranking. Re-running on an "
-            "existing INDEX encodes only new or changed clips (content SHA-256) and drops clips that are gone. "
-            "Unreadable clips are skipped and listed (exit code 2 after indexing the rest). "
+            "processor's deterministic most-energetic window, 10.24 s for SoS and Wav2CLIP, 10 s for CLAP) into "
+            "INDEX: a FAISS index of the global audio embeddings and a memory-mapped store for re-ranking (with the "
+            "audio sequence features when the model has them, as SoS does). Re-running on an existing INDEX encodes "
+            "only new or changed clips (content SHA-256) and drops clips that are gone. Unreadable clips are skipped "
+            "and listed (exit code 2 after indexing the rest). "
             f"--index-type auto: exact (flat) search up to {AUTO_FLAT_MAX:,} clips, IVF-PQ above."
         ),
         formatter_class=HelpFormatter,
     )
+    _add_library_and_model_arguments(p)
+    _add_coarse_index_arguments(p)
+    _add_store_arguments(p)
+    _add_hub_upload_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_index)
+
+
+def _add_library_and_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--library",
         required=True,
         help="a folder of audio files (searched recursively), a built SoS folder, or a Hub dataset id",
     )
-    p.add_argument("--model", required=True, help="SoS retrieval model folder or Hub id (with its processor files)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="retrieval model folder or Hub id with its processor files: SoS, the Wav2CLIP baseline (frames and "
+        "text queries) or CLAP (text queries only)",
+    )
     p.add_argument("--out", required=True, type=Path, help="index folder (created; an existing index is updated)")
     p.add_argument("--revision", help="model revision (Hub branch, tag or commit)")
     p.add_argument(
@@ -171,18 +225,25 @@ def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
         default="stories",
         help="which config of a SoS dataset library to index",
     )
+
+
+def _add_coarse_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-type", choices=INDEX_TYPES, default="auto", help="coarse search structure")
     p.add_argument("--nlist", type=int, help="IVF-PQ lists (default: about sqrt(clips), a power of two)")
     p.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (default: dim / 8)")
     p.add_argument("--nprobe", type=int, default=64, help="IVF-PQ lists visited per query (default of recommend)")
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
+
+
+def _add_store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store-dtype", choices=("float16", "float32"), default="float16", help="dtype of the re-rank store"
     )
     p.add_argument(
         "--store-tokens",
         type=int,
-        help="pool the audio sequence features to this many tokens (smaller store, approximate re-ranking; default: all)",
+        help="pool the audio sequence features to this many tokens (smaller store, approximate re-ranking; "
+        "default: all; only for a model with token features, such as SoS)",
     )
     p.add_argument(
         "--audio-crops",
@@ -191,30 +252,46 @@ def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="audio windows per clip, spread over the clip (the processor's audio_crops)",
     )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="clips per forward pass")
+
+
+def _add_hub_upload_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--push-to-hub", metavar="REPO", help="also upload the index as this Hub dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_index)
 
+
+def _add_recommend_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "recommend",
         help="recommend background sound for frames, a text or a video from an index",
         description=(
             "Stage 1 takes the --rerank nearest clips by the global embedding (video or sentence feature against the "
-            "audio feature); stage 2 orders them by the model's full multi-grained similarity. Prints the --top-k and "
-            "writes them (with ids, paths and both scores) to --json. With frame times (--frame-times, or the key "
-            "frames of --video) it also recommends one sound per scene, switching only at scene cuts (each key frame "
-            "opens a scene), with no sound used twice unless --allow-repeats."
+            "audio feature); stage 2 orders them by the model's own similarity (for SoS the full multi-grained "
+            "similarity; a baseline's global cosine keeps stage 1's order). Prints the --top-k and writes them (with "
+            "ids, paths and both scores) to --json. With frame times (--frame-times, or the key frames of --video) it "
+            "also recommends one sound per scene, switching only at scene cuts (each key frame opens a scene), with no "
+            "sound used twice unless --allow-repeats. An index of a CLAP model answers --text only."
         ),
         formatter_class=HelpFormatter,
     )
     p.add_argument("--index", required=True, help="index folder or Hub dataset repo id")
+    _add_query_arguments(p)
+    _add_story_arguments(p)
+    _add_search_arguments(p)
+    _add_index_source_arguments(p)
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_recommend)
+
+
+def _add_query_arguments(p: argparse.ArgumentParser) -> None:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--frames", type=Path, help="folder of a scene's frames (images, in file-name order)")
     query.add_argument("--text", help="a story text")
     query.add_argument(
         "--video", type=Path, help="a video file: its key frames (the dataset builder's key-frame step) are the query"
     )
+
+
+def _add_story_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--frame-times",
         type=float,
@@ -226,16 +303,22 @@ def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="story length in seconds (ends the last scene; a --video's own length by default)",
     )
+    p.add_argument("--allow-repeats", action="store_true", help="story mode: a sound may serve several scenes")
+
+
+def _add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="clips to recommend")
     p.add_argument(
         "--rerank",
         type=int,
         default=DEFAULT_RERANK,
-        help="stage-1 candidates re-ranked by the multi-grained similarity",
+        help="stage-1 candidates re-ranked by the model's similarity",
     )
-    p.add_argument("--allow-repeats", action="store_true", help="story mode: a sound may serve several scenes")
     p.add_argument("--nprobe", type=int, help="IVF-PQ lists visited (default: the index's)")
     p.add_argument("--ef-search", type=int, help="HNSW search breadth (default: the index's)")
+
+
+def _add_index_source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", help="the model folder or Hub id, when it moved since indexing (must be the same weights)"
     )
@@ -245,8 +328,12 @@ def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="hash every store file before use (rows are always CRC-checked when read)",
     )
-    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    p.set_defaults(func=_cmd_recommend)
+
+
+def add_recommend_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``index`` and ``recommend`` on an ``add_subparsers()`` object."""
+    _add_index_parser(subparsers)
+    _add_recommend_parser(subparsers)
 
 
 __all__ = ["add_recommend_parsers"]

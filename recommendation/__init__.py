@@ -1,16 +1,17 @@
-"""Background-sound recommendation from a large sound library: a FAISS index over global audio embeddings, re-ranked by the retrieval model's multi-grained similarity."""
+"""Background-sound recommendation from a large sound library: a FAISS index over global audio embeddings,
+re-ranked by the retrieval model's own similarity (multi-grained for SoS; the Wav2CLIP and CLAP baselines too).
+
+- :mod:`.library_index`: `SoundLibraryIndex` (library sync, model identity, queries, the Hub);
+- :mod:`.index_files`: the index folder's files (typed ``index.json``, checksums, load and save);
+- :mod:`.coarse_index` (stage 1), :mod:`.rerank_store` (stage 2's features), :mod:`.story` (one sound per scene).
+"""
 
 from .coarse_index import AUTO_FLAT_MAX, INDEX_TYPES, CoarseIndex, CoarseIndexSettings, IndexType
-from .library_index import (
-    AddReport,
-    EmbeddingSettings,
-    Recommendation,
-    SoundLibraryIndex,
-    load_model,
-    model_fingerprint,
-)
+from .index_files import EmbeddingSettings, IndexConfig, ModelIdentity
+from .library_index import AddReport, QueryKind, SoundLibraryIndex, query_kinds
 from .rerank_store import STORE_DTYPES, CorruptIndexError, RerankStore, StoreDtype
-from .story import SceneRecommendation, SceneSpan, scene_spans
+from .results import Recommendation, SceneRecommendation
+from .story import SceneSpan, scene_spans
 
 __all__ = [
     "AUTO_FLAT_MAX",
@@ -21,14 +22,16 @@ __all__ = [
     "CoarseIndexSettings",
     "CorruptIndexError",
     "EmbeddingSettings",
+    "IndexConfig",
     "IndexType",
+    "ModelIdentity",
+    "QueryKind",
     "Recommendation",
     "RerankStore",
     "SceneRecommendation",
     "SceneSpan",
     "SoundLibraryIndex",
     "StoreDtype",
-    "load_model",
-    "model_fingerprint",
+    "query_kinds",
     "scene_spans",
 ]

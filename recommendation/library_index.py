@@ -2,70 +2,61 @@
 
 Stage 1 finds the ``rerank`` nearest clips by the global embeddings (video feature f_v or
 sentence feature f_s against the audio feature f_a) in a FAISS index; stage 2 scores them with the
-model's full multi-grained similarity (paper eqs. 1-11) from the memory-mapped re-rank store.
-With a flat index and ``rerank`` at least the library size the result is exactly the model's
-ranking of the whole library.
+model's own similarity from the memory-mapped re-rank store: for SoS the full multi-grained
+similarity (paper eqs. 1-11) over the stored audio tokens, for the Wav2CLIP and CLAP baselines,
+which have one vector per clip, the cosine of the global embeddings (so stage 2 keeps stage 1's
+order). With a flat index and ``rerank`` at least the library size the result is exactly the
+model's ranking of the whole library.
 
-An index folder holds::
-
-    index.json                 the config: model id, revision and weight fingerprint, embedding
-                               settings, coarse-index settings, and the size and SHA-256 of every
-                               file below (the config carries a checksum of itself too)
-    manifest-GEN.jsonl         one row per store row: clip id, path, content SHA-256, active flag
-    coarse-GEN.faiss           the FAISS index over the global embeddings
-    store/NNNNNN-{global,tokens,crc}.npy   the re-rank store (see rerank_store.py)
-    failures.jsonl             clips of the last run that could not be read
-
-Saving writes the new files first and ``index.json`` last (atomically), so a reader sees either
-the old or the new index, never a mix; a partly written or corrupted index fails its checksums.
+Any retrieval model that `sound_of_story.modeling.load_retrieval_model` loads works: a query by
+frames needs a model with video features (SoS, Wav2CLIP), a query by text one with text features
+(SoS, Wav2CLIP, CLAP). The files of an index folder are `index_files`' business.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sound_of_story.core.atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
-from sound_of_story.core.hashing import bytes_sha256, file_sha256, json_sha256, model_fingerprint
-from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
-from sound_of_story.modeling.modeling_sos import SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures
+from sound_of_story.core.atomic_files import write_jsonl_atomic
+from sound_of_story.core.hashing import bytes_sha256, model_fingerprint
+from sound_of_story.evaluation.retrieval import AUDIO_INPUTS, TEXT_INPUTS, VIDEO_INPUTS
+from sound_of_story.evaluation.table2 import model_directions
+from sound_of_story.modeling import SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures, load_retrieval_model
 
 from .coarse_index import CoarseIndex, CoarseIndexSettings, IndexType
+from .index_files import (
+    CONFIG_NAME,
+    FAILURES_NAME,
+    STORE_FOLDER,
+    CoarseRecord,
+    CorruptIndexError,
+    EmbeddingSettings,
+    IndexConfig,
+    IndexFiles,
+    ModelIdentity,
+    load_index_files,
+    save_index_files,
+)
 from .library import DatasetConfig, LibraryClip, LibrarySource, decode_clip, iter_library, library_source
-from .rerank_store import CorruptIndexError, RerankStore, Shard, StoreDtype, pool_tokens
-from .story import SceneRecommendation, assign_scenes, scene_spans
+from .rerank_store import RerankStore, StoreDtype, pool_tokens
+from .results import Recommendation, SceneRecommendation
+from .story import assign_scenes, scene_spans
 
-FORMAT_VERSION = 1
-CONFIG_NAME = "index.json"
-FAILURES_NAME = "failures.jsonl"
-STORE_FOLDER = "store"
 DEFAULT_TOP_K = 10
 DEFAULT_RERANK = 100
 DEFAULT_BATCH_SIZE = 8
 
-
-@dataclasses.dataclass
-class Recommendation:
-    """One recommended clip: its rank (1 = best), id, path, the stage-2 multi-grained similarity
-    (``score``) and the stage-1 global inner product S_a,v (``coarse_score``)."""
-
-    rank: int
-    clip_id: str
-    path: str
-    score: float
-    coarse_score: float
-    row: int
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+QueryKind = Literal["frames", "text"]
+# The retrieval direction (evaluation's names) that answers each kind of query with audio.
+QUERY_DIRECTIONS: dict[QueryKind, str] = {"frames": "V2A", "text": "T2A"}
 
 
 @dataclasses.dataclass
@@ -79,29 +70,14 @@ class AddReport:
 
 
 @dataclasses.dataclass
-class EmbeddingSettings:
-    """How the library audio was turned into features; an index only accepts clips and queries encoded the same way.
+class LibraryScan:
+    """A library compared with the manifest: clips to encode (with their content SHA-256), ids seen, unchanged
+    clips and unreadable ones."""
 
-    The audio side follows the model's evaluation protocol: the processor's deterministic crop
-    (``audio_crop="energetic"``, ``audio_crops`` windows). ``store_tokens`` pools f_as to that many tokens
-    (None: every token, exact re-ranking).
-    """
-
-    dim: int
-    model_tokens: int
-    store_tokens: int | None
-    store_dtype: StoreDtype
-    audio_crop: str
-    audio_crops: int
-    sampling_rate: int
-    audio_window_seconds: float
-    num_frames: int
-    max_text_length: int
-    temperature: float
-
-    @property
-    def num_tokens(self) -> int:
-        return self.model_tokens if self.store_tokens is None else min(self.store_tokens, self.model_tokens)
+    pending: list[tuple[LibraryClip, str]]
+    seen: set[str]
+    unchanged: int
+    failures: list[dict]
 
 
 def hub_revision(model_id: str, revision: str | None) -> str | None:
@@ -116,29 +92,57 @@ def hub_revision(model_id: str, revision: str | None) -> str | None:
     return revision
 
 
-def load_model(model_id: str, revision: str | None = None) -> tuple[SoSRetrievalModel, SoSRetrievalProcessor]:
-    """A SoS retrieval model and its processor from one folder or Hub repo."""
-    try:
-        model = SoSRetrievalModel.from_pretrained(model_id, revision=revision).eval()
-        processor = SoSRetrievalProcessor.from_pretrained(model_id, revision=revision)
-    except OSError as err:
-        raise FileNotFoundError(f"cannot load a SoS retrieval model and processor from {model_id!r}: {err}") from None
-    return model, processor
+def query_kinds(model: Any, processor: Any) -> tuple[QueryKind, ...]:
+    """The queries a retrieval model answers: ``frames`` needs video features and a processor that takes
+    frames, ``text`` text features (the same rule as the directions Table 2 evaluates)."""
+    directions = model_directions(model, processor)
+    return tuple(kind for kind, direction in QUERY_DIRECTIONS.items() if direction in directions)
 
 
-def _file_record(path: Path) -> dict:
-    return {"name": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+def _model_and_id(model: Any, processor: Any, revision: str | None) -> tuple[str, Any, Any]:
+    """(id to record, model, processor) from a folder or Hub id, or from a loaded model with its processor."""
+    if isinstance(model, (str, os.PathLike)):
+        model_id = str(Path(model).resolve()) if Path(model).exists() else str(model)
+        loaded = load_retrieval_model(model_id, revision=revision)
+        return model_id, loaded.model, loaded.processor
+    if processor is None:
+        raise ValueError("pass the processor together with a loaded model")
+    return str(model.name_or_path or "unnamed-model"), model, processor
 
 
-def _check_file(folder: Path, record: dict, what: str) -> Path:
-    path = folder / record["name"]
-    if not path.is_file():
-        raise CorruptIndexError(f"index {folder}: {what} file {record['name']} is missing (partly written index?)")
-    if path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
-        raise CorruptIndexError(
-            f"index {folder}: {what} file {record['name']} does not match its checksum (corrupted or partly written)"
+def _inputs(batch: Any, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The processor outputs a feature function takes (each model kind names its audio inputs differently)."""
+    return {name: batch[name] for name in names if name in batch}
+
+
+def embedding_settings(
+    model: Any, processor: Any, store_dtype: StoreDtype, store_tokens: int | None, audio_crops: int
+) -> EmbeddingSettings:
+    """The settings a model and processor encode with; the dimension and number of audio tokens come from a silent probe."""
+    if store_tokens is not None and store_tokens < 1:
+        raise ValueError(f"store_tokens must be >= 1, got {store_tokens}")
+    if store_dtype not in ("float16", "float32"):
+        raise ValueError(f"store dtype must be float16 or float32, got {store_dtype!r}")
+    sampling_rate = int(processor.feature_extractor.sampling_rate)
+    window_seconds = float(processor.audio_window_seconds)
+    probe = processor(
+        audio=np.zeros(int(round(window_seconds * sampling_rate)), dtype=np.float32),
+        sampling_rate=sampling_rate,
+        audio_crops=audio_crops,
+    )
+    with torch.inference_mode():
+        features = model.get_audio_features(**_inputs(probe, AUDIO_INPUTS))
+    tokens = 0 if features.audio_token_embeds is None else int(features.audio_token_embeds.shape[1])
+    if store_tokens is not None and tokens == 0:
+        raise ValueError(
+            f"store_tokens pools audio token features, but {type(model).__name__} has one global embedding per clip"
         )
-    return path
+    return EmbeddingSettings(
+        dim=int(features.audio_embeds.shape[-1]), model_tokens=tokens, store_tokens=store_tokens,
+        store_dtype=store_dtype, audio_crop="energetic", audio_crops=audio_crops, sampling_rate=sampling_rate,
+        audio_window_seconds=window_seconds, num_frames=getattr(processor, "num_frames", None),
+        max_text_length=processor.max_text_length, temperature=getattr(model.config, "temperature", None),
+    )  # fmt: skip
 
 
 class SoundLibraryIndex:
@@ -147,7 +151,7 @@ class SoundLibraryIndex:
     Example:
 
     ```python
-    >>> index = SoundLibraryIndex.build("sounds/", model="path/to/sos-model", out="sounds.index")
+    >>> index = SoundLibraryIndex.build("sounds/", model="path/to/retrieval-model", out="sounds.index")
     >>> index = SoundLibraryIndex.load("sounds.index")  # or a Hub dataset repo id
     >>> index.recommend(text="waves break on a quiet beach", top_k=5)
     >>> index.recommend(frames=[pil_image1, pil_image2])
@@ -158,12 +162,12 @@ class SoundLibraryIndex:
     def __init__(
         self,
         folder: Path,
-        config: dict,
+        config: IndexConfig,
         manifest: list[dict],
-        coarse: CoarseIndex,
+        coarse: CoarseIndex | None,
         store: RerankStore,
-        model=None,
-        processor=None,
+        model: Any = None,
+        processor: Any = None,
     ):
         self.folder, self.config, self.manifest, self.coarse, self.store = (
             Path(folder),
@@ -172,10 +176,13 @@ class SoundLibraryIndex:
             coarse,
             store,
         )
-        self.embedding = EmbeddingSettings(**config["embedding"])
         self._model, self._processor = model, processor
 
-    # ------------------------------------------------------------------ properties
+    # ------------------------------------------------------------------ model identity
+
+    @property
+    def embedding(self) -> EmbeddingSettings:
+        return self.config.embedding
 
     @property
     def num_clips(self) -> int:
@@ -183,30 +190,46 @@ class SoundLibraryIndex:
         return sum(1 for row in self.manifest if row["active"])
 
     @property
-    def model(self) -> SoSRetrievalModel:
+    def model(self) -> Any:
+        """The retrieval model the index was built with (SoS, Wav2CLIP or CLAP), loaded on first use."""
         if self._model is None:
-            identity = self.config["model"]
-            self._model, self._processor = load_model(identity["id"], identity["revision"])
-            self._check_model(self._model, self._processor)
+            identity = self.config.model
+            model, processor, _ = load_retrieval_model(identity.id, revision=identity.revision)
+            self._check_model(model, processor)
+            self._model, self._processor = model, processor
         return self._model
 
     @property
-    def processor(self) -> SoSRetrievalProcessor:
+    def processor(self) -> Any:
         self.model  # noqa: B018 - loads both
         return self._processor
 
-    def _check_model(self, model: SoSRetrievalModel, processor: SoSRetrievalProcessor) -> None:
-        """The index only works with the model and settings it was built with."""
-        built = self.config["model"]
-        fingerprint = model_fingerprint(model)
-        if fingerprint != built["fingerprint"]:
+    @property
+    def query_kinds(self) -> tuple[QueryKind, ...]:
+        """The queries the index's model answers: ``frames``, ``text`` or both."""
+        return query_kinds(self.model, self.processor)
+
+    def require_query(self, kind: QueryKind) -> None:
+        """Raise ValueError when the index's model cannot answer a query by ``kind`` (``frames`` or ``text``)."""
+        if kind not in self.query_kinds:
+            answers = " and ".join(self.query_kinds) or "no"
             raise ValueError(
-                f"index {self.folder} was built with model {built['id']!r} (weights {built['fingerprint'][:12]}), but the model given "
+                f"index {self.folder} was built with {type(self.model).__name__} ({self.config.model.id!r}), "
+                f"which cannot take a query by {kind}: it answers {answers} queries"
+            )
+
+    def _check_model(self, model: Any, processor: Any) -> None:
+        """The index only works with the model and settings it was built with."""
+        built = self.config.model
+        fingerprint = model_fingerprint(model)
+        if fingerprint != built.fingerprint:
+            raise ValueError(
+                f"index {self.folder} was built with model {built.id!r} (weights {built.fingerprint[:12]}), but the model given "
                 f"({getattr(model, 'name_or_path', '?')!r}, weights {fingerprint[:12]}) is a different one: rebuild the index with it"
             )
         expected = dataclasses.asdict(self.embedding)
         got = dataclasses.asdict(
-            _embedding_settings(
+            embedding_settings(
                 model, processor, self.embedding.store_dtype, self.embedding.store_tokens, self.embedding.audio_crops
             )
         )
@@ -223,10 +246,10 @@ class SoundLibraryIndex:
     def build(
         cls,
         library: str | os.PathLike,
-        model: str | SoSRetrievalModel,
+        model: Any,
         out: str | os.PathLike,
         *,
-        processor: SoSRetrievalProcessor | None = None,
+        processor: Any = None,
         revision: str | None = None,
         dataset_config: DatasetConfig = "stories",
         index_type: IndexType = "auto",
@@ -240,59 +263,61 @@ class SoundLibraryIndex:
         """Index every clip of ``library`` (an audio folder, a built SoS folder or a Hub dataset id) into ``out``.
 
         When ``out`` already holds an index this is an incremental `add` (which checks the model and settings
-        match). ``model`` is a folder or Hub id (its processor is loaded from the same place) or a loaded model
-        with ``processor``. Returns the index and what was added; unreadable clips are skipped and listed in
-        the report and in ``out/failures.jsonl``.
+        match). ``model`` is a folder or Hub id of a retrieval model (its processor is loaded from the same
+        place) or a loaded model with ``processor``. Returns the index and what was added; unreadable clips are
+        skipped and listed in the report and in ``out/failures.jsonl``.
         """
         out = Path(out)
-        if isinstance(model, (str, os.PathLike)):
-            model_id = str(Path(model).resolve()) if Path(model).exists() else str(model)
-            model, processor = load_model(model_id, revision)
-        elif processor is None:
-            raise ValueError("pass the processor together with a loaded model")
-        else:
-            model_id = str(model.name_or_path or "unnamed-model")
+        model_id, model, processor = _model_and_id(model, processor, revision)
         source = library_source(library, dataset_config)
+        coarse_settings = coarse_settings or (
+            CoarseIndexSettings(index_type=index_type) if index_type != "auto" else None
+        )
         if (out / CONFIG_NAME).exists():
             index = cls.load(out, model=model, processor=processor)
-            if coarse_settings is not None or index_type != "auto":
-                wanted = coarse_settings or CoarseIndexSettings(index_type=index_type)
-                if dataclasses.asdict(wanted) != dataclasses.asdict(index.coarse.settings):
-                    raise ValueError(
-                        f"index {out} was built with coarse settings {dataclasses.asdict(index.coarse.settings)}; got {dataclasses.asdict(wanted)}"
-                    )
-            if (
-                store_dtype != index.embedding.store_dtype
-                or store_tokens != index.embedding.store_tokens
-                or audio_crops != index.embedding.audio_crops
-            ):
-                raise ValueError(
-                    f"index {out} was built with store_dtype={index.embedding.store_dtype}, store_tokens={index.embedding.store_tokens}, "
-                    f"audio_crops={index.embedding.audio_crops}; got {store_dtype}, {store_tokens}, {audio_crops}"
-                )
-            return index, index.add(library, dataset_config=dataset_config, batch_size=batch_size, progress=progress)
+            index._check_build_settings(coarse_settings, store_dtype, store_tokens, audio_crops)
+        else:
+            settings = embedding_settings(model, processor, store_dtype, store_tokens, audio_crops)
+            identity = ModelIdentity(model_id, hub_revision(model_id, revision), model_fingerprint(model))
+            config = IndexConfig(identity, settings, source, CoarseRecord(coarse_settings or CoarseIndexSettings()))
+            index = cls._create(out, config, model, processor)
+        return index, index.add(library, dataset_config=dataset_config, batch_size=batch_size, progress=progress)
+
+    @classmethod
+    def _create(cls, out: Path, config: IndexConfig, model: Any, processor: Any) -> SoundLibraryIndex:
+        """A new, empty index in ``out`` (nothing is written but the store folder until the first `add` saves)."""
         if out.exists() and any(out.iterdir()):
             raise ValueError(
                 f"--out {out} exists and is not an index folder (no {CONFIG_NAME}); give a new or empty folder"
             )
-        settings = _embedding_settings(model, processor, store_dtype, store_tokens, audio_crops)
-        config = {
-            "format_version": FORMAT_VERSION,
-            "generation": 0,
-            "model": {
-                "id": model_id,
-                "revision": hub_revision(model_id, revision),
-                "fingerprint": model_fingerprint(model),
-            },
-            "embedding": dataclasses.asdict(settings),
-            "library": source.to_dict(),
-            "coarse": {"settings": dataclasses.asdict(coarse_settings or CoarseIndexSettings(index_type=index_type))},
-        }
         (out / STORE_FOLDER).mkdir(parents=True, exist_ok=True)
+        settings = config.embedding
         store = RerankStore(out / STORE_FOLDER, [], settings.store_dtype, settings.num_tokens, settings.dim)
-        index = cls(out, config, [], None, store, model, processor)
-        report = index.add(library, dataset_config=dataset_config, batch_size=batch_size, progress=progress)
-        return index, report
+        return cls(out, config, [], None, store, model, processor)
+
+    def _check_build_settings(
+        self,
+        coarse_settings: CoarseIndexSettings | None,
+        store_dtype: StoreDtype,
+        store_tokens: int | None,
+        audio_crops: int,
+    ) -> None:
+        """A build into an existing index must ask for the settings it was built with (None: any coarse settings)."""
+        built = self.config.coarse.settings
+        if coarse_settings is not None and dataclasses.asdict(coarse_settings) != dataclasses.asdict(built):
+            raise ValueError(
+                f"index {self.folder} was built with coarse settings {dataclasses.asdict(built)}; got {dataclasses.asdict(coarse_settings)}"
+            )
+        embedding = self.embedding
+        if (store_dtype, store_tokens, audio_crops) != (
+            embedding.store_dtype,
+            embedding.store_tokens,
+            embedding.audio_crops,
+        ):
+            raise ValueError(
+                f"index {self.folder} was built with store_dtype={embedding.store_dtype}, store_tokens={embedding.store_tokens}, "
+                f"audio_crops={embedding.audio_crops}; got {store_dtype}, {store_tokens}, {audio_crops}"
+            )
 
     def add(
         self,
@@ -306,33 +331,64 @@ class SoundLibraryIndex:
         changed, deactivate clips that are gone, then `save`. Raises ValueError when the library (after
         skipping unreadable clips) has no clip at all."""
         source = library_source(library, dataset_config)
+        scan = self._scan_library(source, progress)
+        removed = self._deactivate_gone_or_changed(scan)
+        added = self._encode_and_store(scan.pending, scan.failures, batch_size, progress)
+        write_jsonl_atomic(self.folder / FAILURES_NAME, scan.failures)
+        if not self.num_clips:
+            failures = scan.failures
+            what = (
+                f"{len(failures)} unreadable clip(s), e.g. {failures[0]['path']}: {failures[0]['reason']}"
+                if failures
+                else "no audio clips"
+            )
+            raise ValueError(f"library {source.location!r} is empty: {what}")
+        if added or removed or self.coarse is None:
+            self._update_coarse(len(added), progress)
+        self.config = dataclasses.replace(self.config, library=source)
+        self.save()
+        return AddReport(added=added, unchanged=scan.unchanged, removed=removed, failures=scan.failures)
+
+    def _scan_library(self, source: LibrarySource, progress: bool) -> LibraryScan:
+        """Which clips of ``source`` are new or changed; a file of the same size and modification time is not re-hashed."""
         known = {row["clip_id"]: row for row in self.manifest if row["active"]}
-        seen: set[str] = set()
-        pending: list[tuple[LibraryClip, str]] = []
-        unchanged, failures = 0, []
+        scan = LibraryScan(pending=[], seen=set(), unchanged=0, failures=[])
         for clip in tqdm(iter_library(source), desc="scanning library", unit="clip", disable=not progress):
-            seen.add(clip.clip_id)
+            scan.seen.add(clip.clip_id)
             row = known.get(clip.clip_id)
             if row is not None and clip.stat is not None and row.get("stat") == list(clip.stat):
-                unchanged += 1  # same size and modification time: not re-hashed
+                scan.unchanged += 1
                 continue
             try:
                 data = clip.read()
             except OSError as err:
-                failures.append({"clip_id": clip.clip_id, "path": clip.path, "reason": f"cannot read: {err}"})
+                scan.failures.append({"clip_id": clip.clip_id, "path": clip.path, "reason": f"cannot read: {err}"})
                 continue
             digest = bytes_sha256(data)
             if row is not None and row["sha256"] == digest:
                 row["stat"] = list(clip.stat) if clip.stat else None
-                unchanged += 1
+                scan.unchanged += 1
                 continue
-            pending.append((clip, digest))
-        changed = {clip.clip_id for clip, _ in pending}
-        removed = [clip_id for clip_id in known if clip_id not in seen or clip_id in changed]
+            scan.pending.append((clip, digest))
+        return scan
+
+    def _deactivate_gone_or_changed(self, scan: LibraryScan) -> list[str]:
+        """Deactivate the rows of clips that are gone or changed (a changed clip gets a new row); returns their ids."""
+        changed = {clip.clip_id for clip, _ in scan.pending}
+        active = [row["clip_id"] for row in self.manifest if row["active"]]
+        removed = [clip_id for clip_id in active if clip_id not in scan.seen or clip_id in changed]
+        gone = set(removed)
         for row in self.manifest:
-            if row["active"] and row["clip_id"] in removed:
+            if row["active"] and row["clip_id"] in gone:
                 row["active"] = False
-        added, new_rows, globals_, tokens = [], [], [], []
+        return removed
+
+    def _encode_and_store(
+        self, pending: list[tuple[LibraryClip, str]], failures: list[dict], batch_size: int, progress: bool
+    ) -> list[str]:
+        """Encode ``pending`` clips in batches into one new store shard and manifest rows; clips that cannot be
+        decoded go to ``failures``. Returns the ids added."""
+        new_rows, globals_, tokens = [], [], []
         bar = tqdm(total=len(pending), desc="encoding library audio", unit="clip", disable=not progress)
         for start in range(0, len(pending), batch_size):
             batch, waves = [], []
@@ -345,7 +401,8 @@ class SoundLibraryIndex:
             if batch:
                 g, t = self._encode_audio(waves)
                 globals_.append(g)
-                tokens.append(pool_tokens(t, self.embedding.store_tokens))
+                if self.store.has_tokens:
+                    tokens.append(pool_tokens(t, self.embedding.store_tokens))
                 for clip, digest in batch:
                     new_rows.append(
                         {
@@ -354,94 +411,53 @@ class SoundLibraryIndex:
                             "sha256": digest,
                             "stat": list(clip.stat) if clip.stat else None,
                             "active": True,
+                            "row": len(self.manifest) + len(new_rows),
                         }
                     )
-                    added.append(clip.clip_id)
             bar.update(len(pending[start : start + batch_size]))
         bar.close()
-        write_jsonl_atomic(self.folder / FAILURES_NAME, failures)
-        if not added and not self.num_clips:
-            what = (
-                f"{len(failures)} unreadable clip(s), e.g. {failures[0]['path']}: {failures[0]['reason']}"
-                if failures
-                else "no audio clips"
-            )
-            raise ValueError(f"library {source.location!r} is empty: {what}")
-        if added:
+        if new_rows:
             name = f"{len(self.store.shards):06d}"
-            self.store.write_shard(name, np.concatenate(globals_), np.concatenate(tokens))
-            for offset, row in enumerate(new_rows):
-                row["row"] = len(self.manifest) + offset
+            self.store.write_shard(name, np.concatenate(globals_), np.concatenate(tokens) if tokens else None)
             self.manifest.extend(new_rows)
-        if added or removed or self.coarse is None:
-            self._update_coarse(len(added), progress)
-        self.config["library"] = source.to_dict()
-        self.save()
-        return AddReport(added=added, unchanged=unchanged, removed=removed, failures=failures)
+        return [row["clip_id"] for row in new_rows]
 
     def _update_coarse(self, num_added: int, progress: bool) -> None:
         """Add the new rows to the coarse index, or rebuild it from the store (no re-encoding) when the library
         outgrew its kind or its IVF training."""
         if self.coarse is None or self.coarse.needs_rebuild(self.store.num_rows):
-            settings = CoarseIndexSettings(**self.config["coarse"]["settings"])
-            self.coarse = CoarseIndex.build(self.store.global_view(), settings, progress=progress)
+            self.coarse = CoarseIndex.build(self.store.global_view(), self.config.coarse.settings, progress=progress)
         elif num_added:
             self.coarse.add(
                 self.store.global_rows(np.arange(self.coarse.ntotal, self.store.num_rows)), progress=progress
             )
 
     @torch.inference_mode()
-    def _encode_audio(self, waves: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """f_a and f_as of decoded clips with the model's evaluation crop (the processor's deterministic window)."""
+    def _encode_audio(self, waves: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """f_a and f_as (None for a model without token features) of decoded clips with the model's evaluation
+        crop (the processor's deterministic window)."""
         inputs = self.processor(
             audio=[{"array": a, "sampling_rate": r} for a, r in waves],
             audio_crop="energetic",
             audio_crops=self.embedding.audio_crops,
         )
-        features = self.model.get_audio_features(inputs["input_values"])
-        return features.audio_embeds.float().numpy(), features.audio_token_embeds.float().numpy()
+        features = self.model.get_audio_features(**_inputs(inputs, AUDIO_INPUTS))
+        tokens = features.audio_token_embeds
+        return features.audio_embeds.float().numpy(), None if tokens is None else tokens.float().numpy()
 
-    # ------------------------------------------------------------------ save/load
+    # ------------------------------------------------------------------ save/load and the Hub
 
     def save(self) -> None:
-        """Write the manifest and coarse index as new files, then ``index.json`` (atomically), then drop the old files."""
-        generation = self.config["generation"] + 1
-        manifest_path = self.folder / f"manifest-{generation:06d}.jsonl"
-        write_jsonl_atomic(manifest_path, self.manifest)
-        coarse_path = self.folder / f"coarse-{generation:06d}.faiss"
-        with atomic_path(coarse_path) as tmp:
-            self.coarse.save(tmp)
-        body = dict(self.config)
-        body.update(
-            generation=generation,
-            manifest={**_file_record(manifest_path), "num_rows": len(self.manifest), "num_active": self.num_clips},
-            store={
-                "dtype": self.store.dtype,
-                "num_tokens": self.store.num_tokens,
-                "dim": self.store.dim,
-                "shards": [s.to_dict() for s in self.store.shards],
-            },
-        )
-        body["coarse"] = {
-            "settings": dataclasses.asdict(self.coarse.settings),
-            "kind": self.coarse.kind,
-            "trained_on": self.coarse.trained_on,
-            **_file_record(coarse_path),
-        }
-        write_json_atomic(self.folder / CONFIG_NAME, {"index": body, "sha256": json_sha256(body, ensure_ascii=False)})
-        self.config = body
-        keep = {CONFIG_NAME, FAILURES_NAME, STORE_FOLDER, manifest_path.name, coarse_path.name}
-        for path in self.folder.iterdir():
-            if path.name not in keep and path.suffix in (".jsonl", ".faiss"):
-                path.unlink()
+        """Write the manifest, coarse index and ``index.json`` (see `index_files.save_index_files`)."""
+        self.config = save_index_files(self.folder, IndexFiles(self.config, self.manifest, self.coarse, self.store))
 
     @classmethod
     def load(
         cls,
         location: str | os.PathLike,
         *,
-        model: SoSRetrievalModel | str | None = None,
-        processor: SoSRetrievalProcessor | None = None,
+        model: Any = None,
+        processor: Any = None,
         revision: str | None = None,
         verify: bool = False,
     ) -> SoundLibraryIndex:
@@ -459,44 +475,10 @@ class SoundLibraryIndex:
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(str(location), repo_type="dataset", revision=revision))
-        config_path = folder / CONFIG_NAME
-        if not config_path.is_file():
-            raise CorruptIndexError(
-                f"{folder} is not a sound library index, or was not completely written: no {CONFIG_NAME}"
-            )
-        try:
-            stored = json.loads(config_path.read_text(encoding="utf-8"))
-            body = stored["index"]
-            ok = json_sha256(body, ensure_ascii=False) == stored["sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            ok = False
-        if not ok:
-            raise CorruptIndexError(f"{config_path} is corrupted (does not match its checksum)")
-        if body.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{config_path}: index format {body.get('format_version')} is not supported (this version reads {FORMAT_VERSION})"
-            )
-        manifest_path = _check_file(folder, body["manifest"], "manifest")
-        manifest = [json.loads(line) for line in manifest_path.read_text(encoding="utf-8").splitlines() if line]
-        coarse_path = _check_file(folder, body["coarse"], "coarse index")
-        coarse = CoarseIndex.load(
-            coarse_path,
-            CoarseIndexSettings(**body["coarse"]["settings"]),
-            body["coarse"]["kind"],
-            body["coarse"]["trained_on"],
-        )
-        info = body["store"]
-        store = RerankStore(
-            folder / STORE_FOLDER, [Shard(**s) for s in info["shards"]], info["dtype"], info["num_tokens"], info["dim"]
-        )
-        store.check_files(full=verify)
-        if not (len(manifest) == store.num_rows == coarse.ntotal == body["manifest"]["num_rows"]):
-            raise CorruptIndexError(
-                f"index {folder}: manifest ({len(manifest)}), store ({store.num_rows}) and coarse index ({coarse.ntotal}) disagree on the number of clips"
-            )
-        index = cls(folder, body, manifest, coarse, store)
+        files = load_index_files(folder, verify=verify)
+        index = cls(folder, files.config, files.manifest, files.coarse, files.store)
         if isinstance(model, (str, os.PathLike)):
-            model, processor = load_model(str(model), None)
+            model, processor, _ = load_retrieval_model(str(model))
         if model is not None:
             if processor is None:
                 raise ValueError("pass the processor together with a loaded model")
@@ -524,19 +506,24 @@ class SoundLibraryIndex:
     def encode_query(
         self, *, frames: Sequence[Any] | None = None, text: str | None = None, batch: bool = False
     ) -> SoSVideoFeatures | SoSTextFeatures:
-        """Video features of ``frames`` (one scene's images in time order; with ``batch``, a list of scenes), or text features."""
+        """Video features of ``frames`` (one scene's images in time order; with ``batch``, a list of scenes), or text features.
+
+        Raises ValueError for an empty query and for a query the model cannot take (`require_query`).
+        """
         if (frames is None) == (text is None):
             raise ValueError("give exactly one query: frames or text")
         if text is not None:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("the text query is empty")
+            self.require_query("text")
             inputs = self.processor(text=text)
-            return self.model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+            return self.model.get_text_features(**_inputs(inputs, TEXT_INPUTS))
         scenes = list(frames) if batch else [frames]
         if not scenes or any(len(scene) == 0 for scene in scenes):
             raise ValueError("the query has no frames")
+        self.require_query("frames")
         inputs = self.processor(frames=[list(scene) for scene in scenes])
-        return self.model.get_video_features(inputs["pixel_values"], inputs["frame_mask"])
+        return self.model.get_video_features(**_inputs(inputs, VIDEO_INPUTS))
 
     def candidates(self, query_embeds: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1: the ``count`` active rows with the largest global inner product, best first (rows, scores)."""
@@ -549,10 +536,12 @@ class SoundLibraryIndex:
 
     @torch.inference_mode()
     def rerank_scores(self, rows: np.ndarray, query: SoSVideoFeatures | SoSTextFeatures) -> np.ndarray:
-        """Stage 2: the model's multi-grained similarity of the stored clips ``rows`` with every item of ``query``, ``(rows, items)``."""
+        """Stage 2: the model's similarity of the stored clips ``rows`` with every item of ``query``, ``(rows, items)``
+        (multi-grained for SoS from the stored tokens; the global cosine for a model without tokens)."""
         global_embeds, token_embeds = self.store.rows(rows)
         audio = SoSAudioFeatures(
-            audio_embeds=torch.from_numpy(global_embeds), audio_token_embeds=torch.from_numpy(token_embeds)
+            audio_embeds=torch.from_numpy(global_embeds),
+            audio_token_embeds=None if token_embeds is None else torch.from_numpy(token_embeds),
         )
         return self.model.similarity(audio, query).float().numpy()
 
@@ -572,6 +561,15 @@ class SoundLibraryIndex:
             for rank, i in enumerate(order)
         ]
 
+    def _recommend_for(
+        self, query: SoSVideoFeatures | SoSTextFeatures, item: int, count: int, top_k: int
+    ) -> list[Recommendation]:
+        """Both stages for item ``item`` of an encoded query: ``count`` candidates, the ``top_k`` best of them."""
+        single = type(query)(**{name: value[item : item + 1] for name, value in query.items()})
+        global_embeds = single.video_embeds if isinstance(single, SoSVideoFeatures) else single.text_embeds
+        rows, coarse_scores = self.candidates(global_embeds[0].float().numpy(), count)
+        return self._ranked(rows, coarse_scores, self.rerank_scores(rows, single)[:, 0], top_k)
+
     def recommend(
         self,
         *,
@@ -583,16 +581,12 @@ class SoundLibraryIndex:
         """The ``top_k`` best clips for a scene's frames (PIL images or arrays, in time order) or a text.
 
         Stage 1 takes the ``rerank`` nearest by the global embedding; stage 2 orders them by the model's
-        multi-grained similarity. With a flat index and ``rerank >= num_clips`` the ranking is exact.
+        similarity. With a flat index and ``rerank >= num_clips`` the ranking is exact.
         """
         if top_k < 1 or rerank < 1:
             raise ValueError(f"top_k and rerank must be >= 1, got {top_k} and {rerank}")
         query = self.encode_query(frames=frames, text=text)
-        query_embeds = (
-            (query.video_embeds if isinstance(query, SoSVideoFeatures) else query.text_embeds)[0].float().numpy()
-        )
-        rows, coarse_scores = self.candidates(query_embeds, max(rerank, top_k))
-        return self._ranked(rows, coarse_scores, self.rerank_scores(rows, query)[:, 0], top_k)
+        return self._recommend_for(query, 0, max(rerank, top_k), top_k)
 
     def recommend_story(
         self,
@@ -606,7 +600,7 @@ class SoundLibraryIndex:
         """One clip per scene of a story whose key frames (one per shot, as the key-frame step gives) are
         ``frames`` at ``frame_times`` seconds: each key frame opens a scene that lasts until the next one
         (the last until ``duration``), so the sound switches only at scene cuts. Without ``allow_repeats``
-        no clip is used twice, and the choice maximises the total multi-grained similarity over the story.
+        no clip is used twice, and the choice maximises the total stage-2 similarity over the story.
         """
         spans = scene_spans(frame_times, duration)
         if len(frames) != len(frame_times):
@@ -619,52 +613,20 @@ class SoundLibraryIndex:
         query = self.encode_query(frames=scenes, batch=True)
         # Enough candidates per scene that distinct clips can always be assigned.
         count = max(rerank, 1 if allow_repeats else len(spans))
-        per_scene = []
-        for s in range(len(spans)):
-            rows, coarse_scores = self.candidates(query.video_embeds[s].float().numpy(), count)
-            single = SoSVideoFeatures(
-                video_embeds=query.video_embeds[s : s + 1],
-                frame_embeds=query.frame_embeds[s : s + 1],
-                frame_mask=query.frame_mask[s : s + 1],
-            )
-            per_scene.append(self._ranked(rows, coarse_scores, self.rerank_scores(rows, single)[:, 0], len(rows)))
+        per_scene = [self._recommend_for(query, s, count, count) for s in range(len(spans))]
         return assign_scenes(spans, per_scene, allow_repeats, frame_times)
 
 
-def _embedding_settings(
-    model: SoSRetrievalModel,
-    processor: SoSRetrievalProcessor,
-    store_dtype: StoreDtype,
-    store_tokens: int | None,
-    audio_crops: int,
-) -> EmbeddingSettings:
-    """The settings a model and processor encode with; the number of audio tokens comes from a silent probe."""
-    if store_tokens is not None and store_tokens < 1:
-        raise ValueError(f"store_tokens must be >= 1, got {store_tokens}")
-    if store_dtype not in ("float16", "float32"):
-        raise ValueError(f"store dtype must be float16 or float32, got {store_dtype!r}")
-    probe = processor(
-        audio=np.zeros(processor.window_samples, dtype=np.float32),
-        sampling_rate=processor.sampling_rate,
-        audio_crops=audio_crops,
-    )
-    with torch.inference_mode():
-        tokens = model.get_audio_features(probe["input_values"]).audio_token_embeds.shape[1]
-    return EmbeddingSettings(
-        dim=model.config.projection_dim, model_tokens=int(tokens), store_tokens=store_tokens, store_dtype=store_dtype,
-        audio_crop="energetic", audio_crops=audio_crops, sampling_rate=processor.sampling_rate,
-        audio_window_seconds=processor.audio_window_seconds, num_frames=processor.num_frames,
-        max_text_length=processor.max_text_length, temperature=model.config.temperature,
-    )  # fmt: skip
-
-
 __all__ = [
+    "QUERY_DIRECTIONS",
     "AddReport",
     "CorruptIndexError",
     "EmbeddingSettings",
     "LibrarySource",
+    "QueryKind",
     "Recommendation",
     "SoundLibraryIndex",
-    "load_model",
-    "model_fingerprint",
+    "embedding_settings",
+    "hub_revision",
+    "query_kinds",
 ]

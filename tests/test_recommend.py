@@ -1,5 +1,6 @@
-"""Recommendation from a sound library: exactness against brute force, incremental indexing, checksums,
-model checks, story mode, the Hub round trip (mocked) and the command line's exit codes."""
+"""Recommendation from a sound library: exactness against brute force (SoS and both baselines), incremental
+indexing, checksums, the index.json layout, model checks, story mode, the Hub round trip (mocked) and the command
+line's exit codes."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from evaluation_fixtures import tiny_retrieval_models  # noqa: F401 (fixture)
 from PIL import Image
 
 from sound_of_story.app import recommend_command
 from sound_of_story.app.cli import main
 from sound_of_story.audio import read_audio_file
+from sound_of_story.core.hashing import json_sha256
 from sound_of_story.dataset_builder.key_frames import extract_key_frames
 from sound_of_story.modeling import SoSRetrievalModel
 from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
@@ -26,10 +29,12 @@ from sound_of_story.recommendation import (
     CoarseIndex,
     CoarseIndexSettings,
     CorruptIndexError,
+    IndexConfig,
     SoundLibraryIndex,
     library_index,
     scene_spans,
 )
+from sound_of_story.recommendation.index_files import read_config, write_config
 
 
 def _save_tiny_model(folder: Path, seed: int) -> Path:
@@ -250,7 +255,7 @@ def test_index_built_with_another_model_or_settings_is_refused(tmp_path, exact_i
             "--library",
             str(library),
             "--model",
-            exact_index.config["model"]["id"],
+            exact_index.config.model.id,
             "--out",
             str(copy),
             "--store-dtype",
@@ -368,7 +373,7 @@ def test_recommend_cli_video_story_mode_writes_json(tmp_path, exact_index, story
     assert {"clip_id", "path", "score", "coarse_score"} <= set(payload["recommendations"][0])
     assert [s["start"] for s in payload["story"]][1:] == pytest.approx(sorted(set(times))[1:])
     assert len({s["clip_id"] for s in payload["story"]}) == len(payload["story"])
-    assert payload["model"]["fingerprint"] == exact_index.config["model"]["fingerprint"]
+    assert payload["model"]["fingerprint"] == exact_index.config.model.fingerprint
 
 
 def test_push_to_hub_and_load_from_hub(tmp_path, exact_index):
@@ -422,10 +427,130 @@ def test_library_from_a_built_sos_dataset(tmp_path, library, exact_index):
         store_dtype="float32",
         progress=False,
     )
-    assert report.added == [f"stories/test/{w.stem}" for w in wavs] and index.config["library"]["kind"] == "dataset"
+    assert report.added == [f"stories/test/{w.stem}" for w in wavs] and index.config.library.kind == "dataset"
     # Same audio, same features: the dataset rows score as the folder's files do.
     by_id = {r.clip_id: r.score for r in exact_index.recommend(text="a car passes", top_k=14, rerank=14)}
     got = index.recommend(text="a car passes", top_k=2)
     np.testing.assert_allclose(
         [r.score for r in got], [by_id["cmd/" + r.clip_id.split("/")[-1] + ".wav"] for r in got], atol=1e-5
     )
+
+
+# An index.json body as the index wrote it before its files had their own module (a SoS model, one shard).
+OLD_LAYOUT_BODY = {
+    "coarse": {
+        "bytes": 301, "kind": "flat", "name": "coarse-000001.faiss",
+        "settings": {"ef_construction": 80, "ef_search": 128, "hnsw_m": 32, "index_type": "auto", "nlist": None,
+                     "nprobe": 64, "pq_m": None, "pq_nbits": None, "refine_factor": 4},
+        "sha256": "7172fc67534518e486dd97245e216da1de94e0c824aa5afb2d71a76cadb69a53", "trained_on": 0,
+    },
+    "embedding": {"audio_crop": "energetic", "audio_crops": 1, "audio_window_seconds": 10.24, "dim": 16,
+                  "max_text_length": 77, "model_tokens": 513, "num_frames": 40, "sampling_rate": 16000,
+                  "store_dtype": "float16", "store_tokens": None, "temperature": 0.01},
+    "format_version": 1,
+    "generation": 1,
+    "library": {"config": None, "kind": "folder", "location": "/tmp/lib"},
+    "manifest": {"bytes": 832, "name": "manifest-000001.jsonl", "num_active": 4, "num_rows": 4,
+                 "sha256": "f12cafab900aadb17dfb26ebfbb388fa4d116868cd0cbd4721c941da668ed1a8"},
+    "model": {"fingerprint": "8077f174f127df4bd8af401153d4145855991459ac99a906c192461106b1adef",
+              "id": "/tmp/model", "revision": None},
+    "store": {"dim": 16, "dtype": "float16", "num_tokens": 513, "shards": [{"count": 4, "start": 0, "files": {
+        "crc": {"bytes": 144, "name": "000000-crc.npy", "sha256": "e6" * 32},
+        "global": {"bytes": 256, "name": "000000-global.npy", "sha256": "72" * 32},
+        "tokens": {"bytes": 65792, "name": "000000-tokens.npy", "sha256": "73" * 32},
+    }}]},
+}  # fmt: skip
+
+
+def _keys(value, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        return {prefix + k for k in value} | {p for k, v in value.items() for p in _keys(v, f"{prefix}{k}.")}
+    if isinstance(value, list):
+        return {p for item in value for p in _keys(item, prefix + "[].")}
+    return set()
+
+
+def test_index_json_keeps_its_layout(tmp_path, exact_index):
+    """An index.json of the earlier layout reads into the typed config and writes back unchanged, checksum
+    included; a fresh index writes the same keys (its store has tokens, as the SoS model has)."""
+    (tmp_path / "index.json").write_text(
+        json.dumps({"index": OLD_LAYOUT_BODY, "sha256": json_sha256(OLD_LAYOUT_BODY, ensure_ascii=False)})
+    )
+    config = read_config(tmp_path)
+    assert isinstance(config, IndexConfig) and config.model.id == "/tmp/model" and config.embedding.temperature == 0.01
+    assert config.store.shards[0].files["tokens"]["bytes"] == 65792 and config.coarse.settings.nprobe == 64
+    assert config.to_dict() == OLD_LAYOUT_BODY
+    stored = json.loads((tmp_path / "index.json").read_text())
+    write_config(tmp_path, config)
+    assert json.loads((tmp_path / "index.json").read_text()) == stored
+    written = json.loads((exact_index.folder / "index.json").read_text())["index"]
+    assert _keys(written) == _keys(OLD_LAYOUT_BODY)
+
+
+def _library_audio_embeds(index: SoundLibraryIndex) -> torch.Tensor:
+    """Every library file's audio embedding, encoded here one file at a time (not through the index)."""
+    processor, model = index.processor, index.model
+    names = ("input_values", "input_features", "is_longer")
+    audio = []
+    with torch.inference_mode():
+        for row in index.manifest:
+            wave, rate = read_audio_file(row["path"])
+            inputs = processor(audio=[{"array": wave, "sampling_rate": rate}])
+            audio.append(model.get_audio_features(**{k: inputs[k] for k in names if k in inputs}).audio_embeds[0])
+    return torch.stack(audio)
+
+
+def _cosines(audio: torch.Tensor, query_embeds: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.cosine_similarity(audio, query_embeds[None], dim=-1).numpy()
+
+
+@pytest.mark.parametrize("kind", ["wav2clip", "clap"])
+def test_baseline_index_ranks_as_the_model(kind, tmp_path, library, story, tiny_retrieval_models):
+    """The Wav2CLIP (audio-video) and CLAP (audio-text) baselines index and rank the library as their own cosine
+    does; their store has no token part; a query the model cannot take is refused."""
+    _, frames, times, duration = story
+    index, report = SoundLibraryIndex.build(
+        library, tiny_retrieval_models[kind], tmp_path / "idx", index_type="flat", store_dtype="float32",
+        batch_size=8, progress=False,
+    )  # fmt: skip
+    assert not report.failures and index.num_clips == 14
+    assert index.embedding.model_tokens == 0 and index.embedding.temperature is None
+    assert index.store.num_tokens == 0 and not list((tmp_path / "idx" / "store").glob("*-tokens.npy"))
+    queries = {"text": "rain drums on the roof of a quiet house at night"}
+    if kind == "wav2clip":
+        queries["frames"] = frames[:3]
+    assert index.query_kinds == (("frames", "text") if kind == "wav2clip" else ("text",))
+    reloaded = SoundLibraryIndex.load(tmp_path / "idx")  # the model comes back through the one loader, by its id
+    audio = _library_audio_embeds(index)
+    for name, value in queries.items():
+        features = index.encode_query(**{name: value})
+        target = features.video_embeds if name == "frames" else features.text_embeds
+        cosines = _cosines(audio, target[0])
+        expected = _expected_order(cosines)
+        assert len({round(float(c), 6) for c in cosines}) == 14  # no ties: the order is a real test
+        got = reloaded.recommend(**{name: value}, top_k=14, rerank=14)
+        assert [r.row for r in got] == expected
+        assert got[0].clip_id == index.manifest[int(np.argmax(cosines))]["clip_id"]
+        np.testing.assert_allclose([r.score for r in got], cosines[expected], atol=1e-5)
+        np.testing.assert_allclose([r.coarse_score for r in got], [r.score for r in got], atol=1e-6)
+    if kind == "wav2clip":
+        scenes = reloaded.recommend_story(frames[:3], times[:3], duration=times[3], allow_repeats=True)
+        spans = scene_spans(times[:3], times[3])
+        query = index.encode_query(frames=[[frames[i] for i in sp.frame_indices] for sp in spans], batch=True)
+        best = [int(np.argmax(_cosines(audio, query.video_embeds[s]))) for s in range(len(spans))]
+        assert [s.recommendation.row for s in scenes] == best
+    else:
+        with pytest.raises(ValueError, match="cannot take a query by frames"):
+            reloaded.recommend(frames=frames[:3])
+        with pytest.raises(ValueError, match="cannot take a query by frames"):
+            reloaded.recommend_story(frames[:3], times[:3], duration=duration)
+        frames_dir = tmp_path / "frames"
+        frames_dir.mkdir()
+        frames[0].save(frames_dir / "0.png")
+        with pytest.raises(SystemExit) as exit_info:
+            main(["recommend", "--index", str(tmp_path / "idx"), "--frames", str(frames_dir)])
+        assert exit_info.value.code == 2
+    with pytest.raises(ValueError, match="one global embedding per clip"):
+        SoundLibraryIndex.build(
+            library / "cmd", tiny_retrieval_models[kind], tmp_path / "pooled", store_tokens=4, progress=False
+        )
