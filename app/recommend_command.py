@@ -147,7 +147,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     _check_query_flags(args)
     index = SoundLibraryIndex.load(args.index, model=args.model, revision=args.revision, verify=args.verify)
-    # Before reading frames or decoding a video: a CLAP index answers text only.
+    # Checked first: decoding a video for an index that answers text only (CLAP) would be wasted work.
     index.require_query("text" if args.text is not None else "frames")
     query = _read_query(args)
     index.coarse.set_search(nprobe=args.nprobe, ef_search=args.ef_search)

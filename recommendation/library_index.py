@@ -178,7 +178,7 @@ class SoundLibraryIndex:
         )
         self._model, self._processor = model, processor
 
-    # ------------------------------------------------------------------ model identity
+    # ---------------------------------------------------- properties and model identity
 
     @property
     def embedding(self) -> EmbeddingSettings:
