@@ -31,6 +31,7 @@ import importlib.util
 import statistics
 import string
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ from sound_of_story.pipelines import (
 )
 
 # Spectrogram parameters of the small pipelines: 8 kHz, 100 columns per second, 64 mel bins.
-SMALL_SPECTROGRAM = dict(
+SMALL_SPECTROGRAM = SpectrogramParams(
     sample_rate=8000,
     step_size_ms=10,
     window_duration_ms=50,
@@ -108,7 +109,7 @@ def bench_pipeline_overhead(repeats: int) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     components = small_components(32)
-    sosgen = SoSgenPipeline(**components, **SMALL_SPECTROGRAM)
+    sosgen = SoSgenPipeline(**components, spectrogram_params=SMALL_SPECTROGRAM)
     reference = StableDiffusionPipeline(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
@@ -352,7 +353,9 @@ def bench_tiny_generation(steps: int) -> None:
         latent_channels=4,
         norm_num_groups=2,
     ).eval()
-    pipe = SoSgenPipeline(**components, **{**SMALL_SPECTROGRAM, "num_frequencies": 32}, window_width=1536)
+    pipe = SoSgenPipeline(
+        **components, spectrogram_params=replace(SMALL_SPECTROGRAM, num_frequencies=32), window_width=1536
+    )
     pipe.set_progress_bar_config(disable=True)
     pipe("warm up", duration_s=1.0, num_inference_steps=2)
     seconds, out = timed(

@@ -15,10 +15,13 @@ audio at once, so the joins carry no phase or level jump.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +43,6 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from sound_of_story.audio.spectrogram import (
     DEFAULT_GRIFFIN_LIM_METHOD,
     GRIFFIN_LIM_METHODS,
-    GriffinLimMethod,
     SpectrogramConverter,
     SpectrogramParams,
     get_converter,
@@ -83,6 +85,56 @@ class GenerationWindow:
     overlap: int
 
 
+SPECTROGRAM_FIELDS = frozenset(field.name for field in dataclasses.fields(SpectrogramParams))
+
+
+def accepts_spectrogram_keywords(init: Callable) -> Callable:
+    """Let a pipeline's ``__init__`` take the spectrogram parameters one by one too (``sample_rate=8000, ...``).
+
+    The parameters are one ``spectrogram_params`` object; callers that pass them separately keep working. diffusers
+    reads a pipeline's components off its ``__init__`` signature and takes every parameter without a default for one,
+    ``**spectrogram_keywords`` included, so the signature it sees leaves that catch-all out.
+    """
+    signature = inspect.signature(init)
+    init.__signature__ = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    )
+    return init
+
+
+def _as_spectrogram_params(
+    pipeline_name: str, value: SpectrogramParams | Mapping[str, Any] | None, keywords: dict[str, Any]
+) -> SpectrogramParams:
+    """The pipeline's ``spectrogram_params`` from the object, a dict (a saved config) or separate keywords."""
+    unknown = sorted(set(keywords) - SPECTROGRAM_FIELDS)
+    if unknown:
+        raise TypeError(f"{pipeline_name}.__init__() got unexpected keyword arguments {unknown}")
+    if keywords:
+        if value is not None:
+            raise ValueError(
+                f"{pipeline_name}: pass `spectrogram_params` or its fields as keywords ({sorted(keywords)}), not both"
+            )
+        warnings.warn(
+            f"{pipeline_name}: pass the spectrogram parameters as one object, "
+            f"spectrogram_params=SpectrogramParams({', '.join(f'{k}=...' for k in keywords)})",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return SpectrogramParams(**keywords)
+    if value is None:
+        return SpectrogramParams()
+    if isinstance(value, SpectrogramParams):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - SPECTROGRAM_FIELDS)
+        if unknown:
+            raise ValueError(f"{pipeline_name}: `spectrogram_params` has unknown fields {unknown}")
+        return SpectrogramParams(**value)
+    raise ValueError(
+        f"{pipeline_name}: `spectrogram_params` must be a SpectrogramParams or a dict, got {type(value).__name__}"
+    )
+
+
 class SoSgenPipeline(
     DiffusionPipeline, StableDiffusionMixin, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin
 ):
@@ -94,21 +146,20 @@ class SoSgenPipeline(
         tokenizer ([`~transformers.CLIPTokenizer`]): its tokenizer.
         unet ([`UNet2DConditionModel`]): the denoiser.
         scheduler ([`SchedulerMixin`]): a diffusers scheduler.
-        sample_rate, stereo, step_size_ms, window_duration_ms, padded_duration_ms, num_frequencies,
-        min_frequency, max_frequency, mel_scale_norm, mel_scale_type, num_griffin_lim_iters,
-        griffin_lim_momentum, power_for_image: the spectrogram parameters
-            (:class:`~sound_of_story.audio.spectrogram.SpectrogramParams`, Riffusion's defaults),
-            saved in ``model_index.json``.
+        spectrogram_params ([`~sound_of_story.audio.spectrogram.SpectrogramParams`], defaults to Riffusion's): the
+            spectrogram images' parameters, saved in ``model_index.json`` as one ``spectrogram_params`` entry. A dict of
+            them is taken too, and so are the parameters as separate keywords (``sample_rate=...``, with a
+            ``FutureWarning``); pipelines saved with separate keys load as they are.
         window_width (`int`, defaults to 1536): the widest image generated in one go (1536 px =
             15.36 s, what SoSgen is trained on; 512 for riffusion-model-v1). Wider requests are
             generated as overlapping windows.
         window_overlap (`int`, defaults to 256): overlap of consecutive windows in pixels.
         griffin_lim_method (`"exact"`, `"fast"` or `"refined"`, defaults to `"refined"`): how the spectrogram
             becomes audio (:meth:`~sound_of_story.audio.spectrogram.SpectrogramConverter.griffin_lim`):
-            ``"refined"`` 1.25 times the iterations on the window-length FFT, then 0.25 times on the full grid (2.9x
-            faster than Riffusion's steps with a lower spectral convergence on the benchmark's clips and golden case
-            A), ``"exact"`` Riffusion's own inverse (1.9x faster than its steps, same output for a seed), ``"fast"``
-            the quickest (3.7x, but not always as close); ``benchmarks/generation.py`` measures all three.
+            ``"refined"`` 1.25 times the iterations on the window-length FFT, then 0.25 times on the full grid,
+            ``"exact"`` Riffusion's own inverse (the same output for a seed), ``"fast"`` the quickest but not always
+            as close. ``benchmarks/generation.py`` measures their speed and spectral convergence; docs/generation.md
+            gives the figures.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -121,6 +172,7 @@ class SoSgenPipeline(
     )
     _card_example = 'out = pipe("rain on a tin roof, distant thunder", duration_s=15.0)'
 
+    @accepts_spectrogram_keywords
     def __init__(
         self,
         vae: AutoencoderKL,
@@ -128,49 +180,14 @@ class SoSgenPipeline(
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
         scheduler: KarrasDiffusionSchedulers,
-        sample_rate: int = 44100,
-        stereo: bool = False,
-        step_size_ms: int = 10,
-        window_duration_ms: int = 100,
-        padded_duration_ms: int = 400,
-        num_frequencies: int = 512,
-        min_frequency: int = 0,
-        max_frequency: int = 10000,
-        mel_scale_norm: str | None = None,
-        mel_scale_type: str = "htk",
-        num_griffin_lim_iters: int = 32,
-        griffin_lim_momentum: float = 0.99,
-        power_for_image: float = 0.25,
+        spectrogram_params: SpectrogramParams | dict[str, Any] | None = None,
         window_width: int = 1536,
         window_overlap: int = 256,
         griffin_lim_method: str = DEFAULT_GRIFFIN_LIM_METHOD,  # a GriffinLimMethod; `str` because diffusers warns on Literal
+        **spectrogram_keywords: Any,
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
-        self._register_generation_config(
-            SpectrogramParams(
-                sample_rate=sample_rate,
-                stereo=stereo,
-                step_size_ms=step_size_ms,
-                window_duration_ms=window_duration_ms,
-                padded_duration_ms=padded_duration_ms,
-                num_frequencies=num_frequencies,
-                min_frequency=min_frequency,
-                max_frequency=max_frequency,
-                mel_scale_norm=mel_scale_norm,
-                mel_scale_type=mel_scale_type,
-                num_griffin_lim_iters=num_griffin_lim_iters,
-                griffin_lim_momentum=griffin_lim_momentum,
-                power_for_image=power_for_image,
-            ),
-            window_width,
-            window_overlap,
-            griffin_lim_method,
-        )
-
-    def _register_generation_config(
-        self, params: SpectrogramParams, window_width: int, window_overlap: int, griffin_lim_method: GriffinLimMethod
-    ) -> None:
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         if not isinstance(window_width, int) or window_width <= 0 or window_width % 8:
@@ -181,12 +198,31 @@ class SoSgenPipeline(
             )
         if griffin_lim_method not in GRIFFIN_LIM_METHODS:
             raise ValueError(f"griffin_lim_method must be one of {GRIFFIN_LIM_METHODS}, got {griffin_lim_method!r}")
+        params = _as_spectrogram_params(type(self).__name__, spectrogram_params, spectrogram_keywords)
         self.register_to_config(
-            **params.to_dict(),
+            spectrogram_params=params.to_dict(),
             window_width=window_width,
             window_overlap=window_overlap,
             griffin_lim_method=griffin_lim_method,
         )
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
+        """diffusers' split of a saved config into ``__init__`` keywords, reading spectrogram parameters kept as separate
+        keys too.
+
+        Pipelines saved with the parameters one by one (``"sample_rate": 44100, ...`` in ``model_index.json``) and
+        ``from_pretrained(..., sample_rate=...)`` overrides give them separately: they are folded into
+        ``spectrogram_params``, so such pipelines load with their own parameters.
+        """
+        separate = {
+            name: source[name] for source in (config_dict, kwargs) for name in SPECTROGRAM_FIELDS if name in source
+        }
+        if separate:
+            config_dict = {k: v for k, v in config_dict.items() if k not in SPECTROGRAM_FIELDS}
+            config_dict["spectrogram_params"] = {**(config_dict.get("spectrogram_params") or {}), **separate}
+            kwargs = {k: v for k, v in kwargs.items() if k not in SPECTROGRAM_FIELDS}
+        return super().extract_init_dict(config_dict, **kwargs)
 
     # ------------------------------------------------------------------------ saving and the Hub
     def model_card(self, model_name: str | None = None) -> ModelCard:
@@ -285,7 +321,7 @@ class SoSgenPipeline(
     @property
     def spectrogram_params(self) -> SpectrogramParams:
         """The spectrogram parameters of this pipeline's images."""
-        return SpectrogramParams.from_dict(self.config)
+        return SpectrogramParams(**self.config["spectrogram_params"])
 
     @property
     def converter(self) -> SpectrogramConverter:
@@ -658,7 +694,11 @@ class SoSgenPipeline(
         """
         device = self._execution_device
         converter = self.converter
-        num_iters = num_griffin_lim_iters if num_griffin_lim_iters is not None else self.config.num_griffin_lim_iters
+        num_iters = (
+            num_griffin_lim_iters
+            if num_griffin_lim_iters is not None
+            else self.spectrogram_params.num_griffin_lim_iters
+        )
         with self.progress_bar(
             total=converter.num_griffin_lim_steps(num_iters, self.config.griffin_lim_method)
         ) as progress_bar:

@@ -34,9 +34,9 @@ from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-from sound_of_story.audio.spectrogram import DEFAULT_GRIFFIN_LIM_METHOD
+from sound_of_story.audio.spectrogram import DEFAULT_GRIFFIN_LIM_METHOD, SpectrogramParams
 
-from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput
+from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOutput, accepts_spectrogram_keywords
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",
@@ -148,8 +148,8 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         controlnet ([`ControlNetModel`]): the frame ControlNet (see :func:`controlnet_from_unet`).
         image_encoder ([`~transformers.CLIPVisionModelWithProjection`]): CLIP image encoder of the frames.
         feature_extractor ([`~transformers.CLIPImageProcessor`]): its preprocessing.
+        spectrogram_params, window_width, window_overlap, griffin_lim_method: as in [`SoSgenPipeline`].
         image_only (`bool`, defaults to False): the text is fixed to "Audio" (SoSgen_image).
-        Spectrogram parameters, window_width, window_overlap, griffin_lim_method: as in [`SoSgenPipeline`].
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->unet->vae"
@@ -163,6 +163,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         'out = pipe("rain on a tin roof", frames=[frame0, frame1], frame_times=[0.0, 7.5], duration_s=15.0)'
     )
 
+    @accepts_spectrogram_keywords
     def __init__(
         self,
         vae: AutoencoderKL,
@@ -173,23 +174,12 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         scheduler: KarrasDiffusionSchedulers,
         image_encoder: CLIPVisionModelWithProjection,
         feature_extractor: CLIPImageProcessor,
-        sample_rate: int = 44100,
-        stereo: bool = False,
-        step_size_ms: int = 10,
-        window_duration_ms: int = 100,
-        padded_duration_ms: int = 400,
-        num_frequencies: int = 512,
-        min_frequency: int = 0,
-        max_frequency: int = 10000,
-        mel_scale_norm: str | None = None,
-        mel_scale_type: str = "htk",
-        num_griffin_lim_iters: int = 32,
-        griffin_lim_momentum: float = 0.99,
-        power_for_image: float = 0.25,
+        spectrogram_params: SpectrogramParams | dict[str, Any] | None = None,
         window_width: int = 1536,
         window_overlap: int = 256,
         griffin_lim_method: str = DEFAULT_GRIFFIN_LIM_METHOD,  # a GriffinLimMethod; `str` because diffusers warns on Literal
         image_only: bool = False,
+        **spectrogram_keywords: Any,
     ):
         super().__init__(
             vae,
@@ -197,22 +187,11 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
             tokenizer,
             unet,
             scheduler,
-            sample_rate=sample_rate,
-            stereo=stereo,
-            step_size_ms=step_size_ms,
-            window_duration_ms=window_duration_ms,
-            padded_duration_ms=padded_duration_ms,
-            num_frequencies=num_frequencies,
-            min_frequency=min_frequency,
-            max_frequency=max_frequency,
-            mel_scale_norm=mel_scale_norm,
-            mel_scale_type=mel_scale_type,
-            num_griffin_lim_iters=num_griffin_lim_iters,
-            griffin_lim_momentum=griffin_lim_momentum,
-            power_for_image=power_for_image,
-            window_width=window_width,
-            window_overlap=window_overlap,
-            griffin_lim_method=griffin_lim_method,
+            spectrogram_params,
+            window_width,
+            window_overlap,
+            griffin_lim_method,
+            **spectrogram_keywords,
         )
         if not isinstance(controlnet, ControlNetModel):
             raise ValueError(f"controlnet must be one ControlNetModel, got {type(controlnet).__name__}")

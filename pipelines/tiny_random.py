@@ -20,11 +20,13 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from sound_of_story.audio.spectrogram import SpectrogramParams
+
 from .pipeline_sosgen import SoSgenPipeline
 from .pipeline_sosgen_controlnet import SoSgenControlNetPipeline, controlnet_from_unet
 
 # 8 kHz, 100 columns per second, 32 mel bins (the image height), 8 Griffin-Lim iterations.
-SPECTROGRAM = dict(
+SPECTROGRAM = SpectrogramParams(
     sample_rate=8000,
     step_size_ms=10,
     window_duration_ms=50,
@@ -118,16 +120,27 @@ def tiny_frame_components(components: dict) -> dict:
     return dict(controlnet=controlnet.eval(), image_encoder=image_encoder, feature_extractor=feature_extractor)
 
 
-def tiny_sosgen(components: dict | None = None, **config) -> SoSgenPipeline:
-    pipe = SoSgenPipeline(**(components or tiny_components()), **{**SPECTROGRAM, **WINDOWS, **config})
+def tiny_sosgen(
+    components: dict | None = None, spectrogram_params: SpectrogramParams = SPECTROGRAM, **config
+) -> SoSgenPipeline:
+    """A SoSgenPipeline of ``components`` (default: :func:`tiny_components`); ``config``: window and Griffin-Lim options."""
+    pipe = SoSgenPipeline(
+        **(components or tiny_components()), spectrogram_params=spectrogram_params, **{**WINDOWS, **config}
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def tiny_sosgen_controlnet(components: dict | None = None, **config) -> SoSgenControlNetPipeline:
+def tiny_sosgen_controlnet(
+    components: dict | None = None, spectrogram_params: SpectrogramParams = SPECTROGRAM, **config
+) -> SoSgenControlNetPipeline:
+    """A SoSgenControlNetPipeline over ``components`` with :func:`tiny_frame_components`; ``config`` as in :func:`tiny_sosgen`, and ``image_only``."""
     components = components or tiny_components()
     pipe = SoSgenControlNetPipeline(
-        **components, **tiny_frame_components(components), **{**SPECTROGRAM, **WINDOWS, **config}
+        **components,
+        **tiny_frame_components(components),
+        spectrogram_params=spectrogram_params,
+        **{**WINDOWS, **config},
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_latents_equal_stable_diffusion(scheduler):
 
 
 def test_outputs_sizes_level_and_agreement_between_audio_and_spectrogram():
-    pipe = sosgen(num_griffin_lim_iters=32)
+    pipe = sosgen(spectrogram_params=replace(SPECTROGRAM, num_griffin_lim_iters=32))
     out = pipe("rain on a roof", width=96, num_inference_steps=STEPS, generator=seeded(), output_type="np")
     params = pipe.spectrogram_params
     assert out.sample_rate == 8000 and out.audios.dtype == np.float32
@@ -175,7 +176,8 @@ def test_callback_on_step_end_sees_every_step_of_every_window():
 
 
 def test_long_audio_inpaints_the_overlap_and_joins_without_clicks():
-    pipe = sosgen(max_frequency=1500, num_griffin_lim_iters=16)  # band-limited: a click stands out from sample steps
+    # band-limited: a click stands out from sample steps
+    pipe = sosgen(spectrogram_params=replace(SPECTROGRAM, max_frequency=1500, num_griffin_lim_iters=16))
     finals = {}
 
     def keep_window_results(pipeline, step, timestep, tensors):
@@ -239,7 +241,7 @@ def test_long_audio_inpaints_the_overlap_and_joins_without_clicks():
 
 
 def test_save_and_load_round_trip_is_bit_identical(tmp_path):
-    pipe = sosgen(stereo=True, power_for_image=0.3)
+    pipe = sosgen(spectrogram_params=replace(SPECTROGRAM, stereo=True, power_for_image=0.3))
     kwargs = dict(prompt="church bells", width=64, num_inference_steps=STEPS, output_type="pt")
     before = pipe(generator=seeded(3), **kwargs)
     assert before.audios.shape[1] == 2  # stereo parameters: two channels out of G and B
@@ -247,8 +249,8 @@ def test_save_and_load_round_trip_is_bit_identical(tmp_path):
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
     assert (
         index["_class_name"] == "SoSgenPipeline"
-        and index["stereo"] is True
-        and index["power_for_image"] == 0.3
+        and index["spectrogram_params"]["stereo"] is True
+        and index["spectrogram_params"]["power_for_image"] == 0.3
         and index["window_width"] == 128
     )
     loaded = SoSgenPipeline.from_pretrained(tmp_path / "pipe")
@@ -256,6 +258,68 @@ def test_save_and_load_round_trip_is_bit_identical(tmp_path):
     assert loaded.spectrogram_params == pipe.spectrogram_params
     after = loaded(generator=seeded(3), **kwargs)
     assert torch.equal(before.audios, after.audios) and torch.equal(before.spectrograms, after.spectrograms)
+
+
+def flatten_spectrogram_params(folder) -> None:
+    """Rewrite a saved pipeline's model_index.json with the spectrogram parameters as separate keys, the layout of
+    pipelines saved before they were one ``spectrogram_params`` entry."""
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index.update(index.pop("spectrogram_params"))
+    index_path.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("controlnet", [False, True])
+def test_pipelines_saved_with_separate_spectrogram_keys_load_with_their_parameters(tmp_path, controlnet):
+    params = replace(SPECTROGRAM, stereo=True, max_frequency=2000, power_for_image=0.3)
+    if controlnet:
+        pipe = sosgen_controlnet(spectrogram_params=params, image_only=True)
+        kwargs = dict(frames=story_frames(2), width=64, num_inference_steps=STEPS, output_type="pt")
+    else:
+        pipe = sosgen(spectrogram_params=params)
+        kwargs = dict(prompt="rain", width=64, num_inference_steps=STEPS, output_type="pt")
+    before = pipe(generator=seeded(), **kwargs)
+    pipe.save_pretrained(tmp_path / "pipe")
+    flatten_spectrogram_params(tmp_path / "pipe")
+    assert json.loads((tmp_path / "pipe" / "model_index.json").read_text())["max_frequency"] == 2000
+    loaded = type(pipe).from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.spectrogram_params == params and loaded.config.window_width == 128
+    assert loaded.config.get("image_only") is (True if controlnet else None)
+    after = loaded(generator=seeded(), **kwargs)
+    assert torch.equal(before.audios, after.audios) and torch.equal(before.spectrograms, after.spectrograms)
+    # saved again, the parameters are one entry; a separate key given to from_pretrained still overrides its field
+    loaded.save_pretrained(tmp_path / "again")
+    index = json.loads((tmp_path / "again" / "model_index.json").read_text())
+    assert index["spectrogram_params"] == params.to_dict() and "max_frequency" not in index
+    overridden = type(pipe).from_pretrained(tmp_path / "pipe", max_frequency=1500, window_width=64)
+    assert (
+        overridden.spectrogram_params == replace(params, max_frequency=1500) and overridden.config.window_width == 64
+    )
+
+
+def test_spectrogram_params_as_one_object_a_dict_or_separate_keywords():
+    components = tiny_components()
+    frame_components = tiny_frame_components(components)
+    params = replace(SPECTROGRAM, stereo=True)
+    as_object = SoSgenControlNetPipeline(**components, **frame_components, spectrogram_params=params)
+    as_dict = SoSgenControlNetPipeline(**components, **frame_components, spectrogram_params=params.to_dict())
+    with pytest.warns(FutureWarning, match="spectrogram_params=SpectrogramParams"):
+        as_keywords = SoSgenControlNetPipeline(**components, **frame_components, **params.to_dict(), image_only=True)
+    assert as_object.spectrogram_params == as_dict.spectrogram_params == as_keywords.spectrogram_params == params
+    assert as_keywords.config.image_only is True
+    # what training does: the base pipeline's options, components and spectrogram parameters into a ControlNet pipeline
+    base = sosgen(components, spectrogram_params=params, window_overlap=16)
+    options = {k: v for k, v in base.config.items() if not k.startswith("_") and not isinstance(v, (list, tuple))}
+    derived = SoSgenControlNetPipeline(**base.components, **frame_components, **options)
+    assert derived.spectrogram_params == params and derived.config.window_overlap == 16
+    assert set(derived.components) == set(base.components) | set(frame_components)
+    with pytest.raises(TypeError, match="sample_rte"):
+        SoSgenPipeline(**components, sample_rte=8000)
+    with pytest.raises(ValueError, match="sample_rte"):
+        SoSgenPipeline(**components, spectrogram_params={"sample_rte": 8000})
+    with pytest.raises(ValueError, match="not both"):
+        SoSgenPipeline(**components, spectrogram_params=params, sample_rate=8000)
 
 
 def test_loads_the_riffusion_model_layout_as_it_is(tmp_path):
@@ -566,12 +630,16 @@ def test_controlnet_component_errors():
         )
     )
     with pytest.raises(ValueError, match="projection_dim"):
-        SoSgenControlNetPipeline(**components, **{**frame_components, "image_encoder": wrong_width}, **SPECTROGRAM)
+        SoSgenControlNetPipeline(
+            **components, **{**frame_components, "image_encoder": wrong_width}, spectrogram_params=SPECTROGRAM
+        )
     four_stage = controlnet_from_unet(
         components["unet"], frame_components["image_encoder"], conditioning_embedding_out_channels=(16, 32, 96, 256)
     )
     with pytest.raises(ValueError, match="downsamples 8x but the VAE 2x"):
-        SoSgenControlNetPipeline(**components, **{**frame_components, "controlnet": four_stage}, **SPECTROGRAM)
+        SoSgenControlNetPipeline(
+            **components, **{**frame_components, "controlnet": four_stage}, spectrogram_params=SPECTROGRAM
+        )
 
 
 # ------------------------------------------------------------------------------ command line
