@@ -16,13 +16,14 @@ audio at once, so the joins carry no phase or level jump.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import os
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -78,11 +79,46 @@ class SoSgenPipelineOutput(BaseOutput):
 
 @dataclass(frozen=True)
 class GenerationWindow:
-    """One denoising window: image columns ``[start, start + width)``; the first ``overlap`` columns are inpainted."""
+    """One denoising window: image columns ``[start, start + width)``; the first ``overlap`` columns are inpainted.
+
+    ``condition`` is what the window is conditioned on besides the text, built for one call by the call's
+    ``condition_windows`` (the ControlNet pipeline's frames: a ``WindowCondition``); None for text alone. It takes no
+    part in comparing or hashing windows.
+    """
 
     start: int
     width: int
     overlap: int
+    condition: Any = field(default=None, compare=False, repr=False)
+
+
+# diffusers' per-call attributes: callbacks read them through the pipeline while it runs (``pipeline.num_timesteps``)
+# and may change them (SDCFGCutoffCallback sets ``_guidance_scale``, a user's callback ``_interrupt``).
+_CALL_STATE = (
+    "_guidance_scale",
+    "_guidance_rescale",
+    "_clip_skip",
+    "_cross_attention_kwargs",
+    "_interrupt",
+    "_num_timesteps",
+)
+
+
+def _forgets_call_state(call: Callable) -> Callable:
+    """Remove diffusers' per-call attributes (:data:`_CALL_STATE`) from the pipeline when ``call`` ends, however it ends.
+
+    So nothing of one call is left on the pipeline for the next: a call depends on its own arguments only.
+    """
+
+    @functools.wraps(call)
+    def call_and_forget(self, *args: Any, **kwargs: Any):
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            for name in _CALL_STATE:
+                vars(self).pop(name, None)
+
+    return call_and_forget
 
 
 SPECTROGRAM_FIELDS = frozenset(field.name for field in dataclasses.fields(SpectrogramParams))
@@ -450,6 +486,7 @@ class SoSgenPipeline(
         width = int(width) if width is not None else self.config.window_width
         return width, params.num_samples_for_width(width)
 
+    @_forgets_call_state
     @torch.no_grad()
     def __call__(
         self,
@@ -479,6 +516,7 @@ class SoSgenPipeline(
         | MultiPipelineCallbacks
         | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        condition_windows: Callable[..., list[Any]] | None = None,
     ) -> SoSgenPipelineOutput | tuple:
         r"""Generate audio for text prompts.
 
@@ -500,6 +538,10 @@ class SoSgenPipeline(
             num_griffin_lim_iters: overrides the configured Griffin-Lim iterations (32).
             callback_on_step_end, callback_on_step_end_tensor_inputs: called after every denoising
                 step of every window, as in diffusers; the step index counts on across windows.
+            condition_windows: for pipelines that condition on more than the text (SoSgenControlNetPipeline passes
+                its frames this way): called once the windows and the batch are known, as ``condition_windows(windows,
+                width=, num_samples=, num_prompts=, num_images_per_prompt=, device=)``; it returns one condition per
+                window, which :meth:`predict_noise` gets as ``window.condition``.
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
@@ -530,9 +572,7 @@ class SoSgenPipeline(
         self._clip_skip = clip_skip
         self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
-        self._width, self._num_samples, self._num_images_per_prompt = width, num_samples, num_images_per_prompt
         batch_size = 1 if isinstance(prompt, str) else len(prompt) if prompt is not None else prompt_embeds.shape[0]
-        self._batch_size = batch_size * num_images_per_prompt  # the effective batch
         device = self._execution_device
 
         # 2. Encode the prompt
@@ -555,7 +595,19 @@ class SoSgenPipeline(
         timestep_cond = self._guidance_scale_condition(batch_size * num_images_per_prompt, device, prompt_embeds.dtype)
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
 
-        # 3. Denoise window after window: prepare its latents, inpaint its overlap from the previous window
+        # 3. Prepare what each window is conditioned on besides the text
+        if condition_windows is not None:
+            conditions = condition_windows(
+                windows,
+                width=width,
+                num_samples=num_samples,
+                num_prompts=batch_size,
+                num_images_per_prompt=num_images_per_prompt,
+                device=device,
+            )
+            windows = [dataclasses.replace(w, condition=c) for w, c in zip(windows, conditions, strict=True)]
+
+        # 4. Denoise window after window: prepare its latents, inpaint its overlap from the previous window
         window_latents: list[torch.Tensor] = []
         step = 0  # the callback's step index counts on across windows
         with self.progress_bar(total=num_inference_steps * len(windows)) as progress_bar:
@@ -617,7 +669,7 @@ class SoSgenPipeline(
             stitched = self._stitch_latents(window_latents, windows)[..., : width // self.vae_scale_factor]
             return self._output(None, stitched, output_type, return_dict)
 
-        # 4. Decode each window and crossfade the overlaps
+        # 5. Decode each window and crossfade the overlaps
         decoded = [
             self.vae.decode(w / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
             for w in window_latents
@@ -625,7 +677,7 @@ class SoSgenPipeline(
         images = (self._stitch_images(decoded, windows)[..., :width].float() / 2 + 0.5).clamp(0, 1)
         self.maybe_free_model_hooks()
 
-        # 5. Invert the whole spectrogram at once (no seams in the audio)
+        # 6. Invert the whole spectrogram at once (no seams in the audio)
         audio = self.spectrogram_to_audio(images, num_griffin_lim_iters, generator)[..., :num_samples]
         return self._output(audio, images, output_type, return_dict)
 
@@ -641,8 +693,8 @@ class SoSgenPipeline(
     ) -> torch.Tensor:
         """The UNet's noise prediction at step ``step_index`` of ``window`` (before guidance is applied).
 
-        Subclasses override this to add conditioning (the ControlNet pipeline adds its residuals);
-        the pipeline's state (:attr:`num_timesteps`, ``_width``, ``_num_samples``) is set by then.
+        Subclasses override this to add conditioning (the ControlNet pipeline adds its residuals); what they add
+        for this call and window is ``window.condition`` (see ``condition_windows`` of :meth:`__call__`).
         """
         return self.unet(
             latent_model_input,

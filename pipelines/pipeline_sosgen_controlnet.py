@@ -40,6 +40,7 @@ from .pipeline_sosgen import GenerationWindow, SoSgenPipeline, SoSgenPipelineOut
 
 __all__ = [
     "IMAGE_ONLY_PROMPT",
+    "ControlGuidance",
     "FrameCondition",
     "SoSgenControlNetPipeline",
     "WindowCondition",
@@ -132,12 +133,39 @@ class FrameCondition:
     spans: list[list[tuple[int, int]]]  # per item, per frame [start, end) columns
 
 
+@dataclass(frozen=True)
+class ControlGuidance:
+    """How strongly, and in which of the steps, the ControlNet acts in one call: ``SoSgenControlNetPipeline.__call__``'s
+    ``controlnet_conditioning_scale``, ``control_guidance_start``/``end`` and ``guess_mode``."""
+
+    conditioning_scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    guess_mode: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.conditioning_scale, (int, float)) or not math.isfinite(self.conditioning_scale):
+            raise ValueError(
+                f"`controlnet_conditioning_scale` has to be a finite number, got {self.conditioning_scale!r}"
+            )
+        if not 0.0 <= self.start < self.end <= 1.0:
+            raise ValueError(
+                f"need 0 <= control_guidance_start < control_guidance_end <= 1, got {self.start} and {self.end}"
+            )
+
+    def scale_at(self, step_index: int, num_steps: int) -> float:
+        """The residuals' scale at step ``step_index`` of ``num_steps``: ``conditioning_scale`` in [start, end], else 0."""
+        outside = step_index / num_steps < self.start or (step_index + 1) / num_steps > self.end
+        return self.conditioning_scale * (1.0 - float(outside))
+
+
 @dataclass
 class WindowCondition:
     """What the ControlNet takes for one generation window (:meth:`SoSgenControlNetPipeline.window_condition`)."""
 
     hint: torch.Tensor  # (batch, 3, height, window width)
     contexts: list[torch.Tensor]  # per item (N_i, cross-attention dim)
+    guidance: ControlGuidance = ControlGuidance()
 
 
 class SoSgenControlNetPipeline(SoSgenPipeline):
@@ -291,13 +319,17 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
         )
 
     def window_condition(
-        self, condition: FrameCondition, window: GenerationWindow, device: torch.device
+        self,
+        condition: FrameCondition,
+        window: GenerationWindow,
+        device: torch.device,
+        guidance: ControlGuidance = ControlGuidance(),
     ) -> WindowCondition:
         """The ControlNet's inputs for one generation ``window`` of the image ``condition`` covers.
 
         The hint columns of the window (zero-padded where the window reaches past the image) and, per
         batch item, the frame tokens (:func:`frame_context`) of the frames whose spans overlap it, each
-        placed at the centre of its span's part inside the window.
+        placed at the centre of its span's part inside the window; ``guidance`` goes with them.
         """
         end = window.start + window.width
         hint = condition.hints[..., window.start : end]
@@ -312,39 +344,28 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
                 device=device,
             )
             contexts.append(frame_context(embeds[inside], centres, self.controlnet))
-        return WindowCondition(hint=hint, contexts=contexts)
+        return WindowCondition(hint=hint, contexts=contexts, guidance=guidance)
 
     def predict_noise(self, latent_model_input, t, step_index, prompt_embeds, timestep_cond, window):
-        """The UNet's noise prediction with the ControlNet's residuals for the frames of ``window``."""
-        if window not in self._window_conditions:  # built once per call and window, at its first step
-            device = latent_model_input.device
-            if self._frames is None:
-                self._frames = self.frame_condition(
-                    self._stories,
-                    self._story_times,
-                    self._width,
-                    self._num_samples,
-                    device,
-                    num_prompts=self._batch_size // self._num_images_per_prompt,
-                    num_images_per_prompt=self._num_images_per_prompt,
-                )
-            self._window_conditions[window] = self.window_condition(self._frames, window, device)
-        condition = self._window_conditions[window]
-        num_steps = self.num_timesteps
-        keep = 1.0 - float(
-            step_index / num_steps < self._control_guidance_start
-            or (step_index + 1) / num_steps > self._control_guidance_end
-        )
-        scale = self._controlnet_conditioning_scale * keep
+        """The UNet's noise prediction with the ControlNet's residuals for the frames of ``window`` (its ``condition``,
+        a :class:`WindowCondition` that :meth:`__call__` built for this call)."""
+        condition = window.condition
+        if not isinstance(condition, WindowCondition):
+            raise ValueError(
+                f"window {window} has no frame condition (window.condition is {type(condition).__name__}): "
+                "call the pipeline with `frames`"
+            )
+        guidance = condition.guidance
+        scale = guidance.scale_at(step_index, self.num_timesteps)
         contexts, hint = condition.contexts, condition.hint
-        cond_only = self._guess_mode and self.do_classifier_free_guidance
+        cond_only = guidance.guess_mode and self.do_classifier_free_guidance
         if cond_only:
             control_input = latent_model_input.chunk(2)[1]  # the ControlNet sees only the conditional half
         else:
             control_input = latent_model_input
             if self.do_classifier_free_guidance:
                 contexts, hint = contexts + contexts, torch.cat([hint, hint])
-        down, mid = self._run_controlnet(control_input, t, contexts, hint, scale)
+        down, mid = self._run_controlnet(control_input, t, contexts, hint, scale, guidance.guess_mode)
         if cond_only:
             down = [torch.cat([torch.zeros_like(d), d]) for d in down]
             mid = torch.cat([torch.zeros_like(mid), mid])
@@ -359,7 +380,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
             return_dict=False,
         )[0]
 
-    def _run_controlnet(self, sample, t, contexts, hint, scale):
+    def _run_controlnet(self, sample, t, contexts, hint, scale, guess_mode):
         """ControlNet residuals; items whose frame counts differ run one by one (cross-attention has no key mask)."""
         if len({c.shape[0] for c in contexts}) == 1:
             groups = [(slice(None), torch.stack(contexts))]
@@ -372,7 +393,7 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
                 encoder_hidden_states=context,
                 controlnet_cond=hint[rows],
                 conditioning_scale=scale,
-                guess_mode=self._guess_mode,
+                guess_mode=guess_mode,
                 return_dict=False,
             )
             for rows, context in groups
@@ -417,33 +438,36 @@ class SoSgenControlNetPipeline(SoSgenPipeline):
                 raise ValueError(
                     f"this pipeline is image-only (its text is always {IMAGE_ONLY_PROMPT!r}): pass no `prompt` or `prompt_embeds`"
                 )
-            self._stories = _as_stories(frames)
-            prompt = [IMAGE_ONLY_PROMPT] * len(self._stories)
+            stories = _as_stories(frames)
+            prompt = [IMAGE_ONLY_PROMPT] * len(stories)
         elif prompt is None and prompt_embeds is None:
             raise ValueError(
                 "Provide `prompt` (or `prompt_embeds`): this pipeline conditions on text and frames (image_only is False)"
             )
         else:
-            self._stories = _as_stories(frames)
-        self._story_times = _as_story_times(frame_times, self._stories)
-        if not isinstance(controlnet_conditioning_scale, (int, float)) or not math.isfinite(
-            controlnet_conditioning_scale
-        ):
-            raise ValueError(
-                f"`controlnet_conditioning_scale` has to be a finite number, got {controlnet_conditioning_scale!r}"
+            stories = _as_stories(frames)
+        story_times = _as_story_times(frame_times, stories)
+        guidance = ControlGuidance(
+            controlnet_conditioning_scale,
+            control_guidance_start,
+            control_guidance_end,
+            guess_mode=bool(guess_mode or self.controlnet.config.global_pool_conditions),
+        )
+
+        def condition_windows(windows, *, width, num_samples, num_prompts, num_images_per_prompt, device):
+            """This call's frames over each window, once the image width and the batch are known."""
+            frames = self.frame_condition(
+                stories,
+                story_times,
+                width,
+                num_samples,
+                device,
+                num_prompts=num_prompts,
+                num_images_per_prompt=num_images_per_prompt,
             )
-        if not 0.0 <= control_guidance_start < control_guidance_end <= 1.0:
-            raise ValueError(
-                f"need 0 <= control_guidance_start < control_guidance_end <= 1, got {control_guidance_start} and {control_guidance_end}"
-            )
-        self._controlnet_conditioning_scale = float(controlnet_conditioning_scale)
-        self._control_guidance_start, self._control_guidance_end = control_guidance_start, control_guidance_end
-        self._guess_mode = bool(guess_mode or self.controlnet.config.global_pool_conditions)
-        self._frames, self._window_conditions = None, {}  # built by predict_noise once the width and batch are known
-        try:
-            return super().__call__(prompt, prompt_embeds=prompt_embeds, **kwargs)
-        finally:
-            self._frames, self._window_conditions = None, {}
+            return [self.window_condition(frames, window, device, guidance) for window in windows]
+
+        return super().__call__(prompt, prompt_embeds=prompt_embeds, condition_windows=condition_windows, **kwargs)
 
 
 def _as_frame(frame: FrameInput, where: str) -> torch.Tensor:

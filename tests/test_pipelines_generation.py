@@ -558,6 +558,58 @@ def test_controlnet_batch_of_stories_with_different_frame_counts_matches_single_
         torch.testing.assert_close(batch[k : k + 1], single, atol=1e-4, rtol=0)
 
 
+def test_calls_on_one_pipeline_share_no_state():
+    """Each call depends on its own arguments only: after calls with other frames, settings and batch (one of them
+    interrupted by its callback, one failing part way) a call gives what it gives on a fresh pipeline, and no call
+    leaves anything on the pipeline."""
+    components = tiny_components()
+    pipe, fresh = sosgen_controlnet(components), sosgen_controlnet(components)
+    attributes = dict(vars(pipe))
+
+    def unchanged() -> bool:
+        return vars(pipe).keys() == attributes.keys() and all(vars(pipe)[k] is v for k, v in attributes.items())
+
+    steps = []
+
+    def interrupt_after_two_steps(pipeline, step, timestep, tensors):
+        steps.append(step)
+        pipeline._interrupt = step == 1  # diffusers' way to stop a call from a callback
+        return {}
+
+    second = dict(
+        prompt=["waves", "wind"],
+        frames=[story_frames(2, seed=1), story_frames(1, seed=2)],
+        width=64,
+        num_images_per_prompt=2,
+        guidance_scale=3.0,
+        num_inference_steps=STEPS,
+        output_type="pt",
+    )
+    expected = fresh(generator=seeded(1), **second)
+    pipe(
+        "rain",
+        frames=story_frames(3),
+        frame_times=[0.0, 0.8, 1.6],
+        width=288,
+        guess_mode=True,
+        controlnet_conditioning_scale=0.5,
+        control_guidance_end=0.5,
+        num_inference_steps=STEPS,
+        generator=seeded(0),
+        output_type="pt",
+        callback_on_step_end=interrupt_after_two_steps,
+    )
+    assert steps == [0, 1] and unchanged()
+    after_first = pipe(generator=seeded(1), **second)
+    assert unchanged()
+    with pytest.raises(ValueError, match="beyond"):
+        pipe("rain", frames=story_frames(2), frame_times=[0.0, 5.0], width=64, num_inference_steps=STEPS)
+    assert unchanged()
+    after_failure = pipe(generator=seeded(1), **second)
+    for out in (after_first, after_failure):
+        assert torch.equal(out.audios, expected.audios) and torch.equal(out.spectrograms, expected.spectrograms)
+
+
 def test_image_only_mode_uses_the_text_audio():
     components = tiny_components()
     image_only = sosgen_controlnet(components, image_only=True)
