@@ -413,21 +413,8 @@ class SoSgenPipeline(
     def interrupt(self) -> bool:
         return self._interrupt
 
-    def check_inputs(
-        self,
-        prompt,
-        height,
-        width,
-        duration_s,
-        negative_prompt,
-        prompt_embeds,
-        negative_prompt_embeds,
-        num_inference_steps,
-        num_images_per_prompt,
-        output_type,
-        callback_on_step_end_tensor_inputs,
-    ) -> None:
-        """Raise a ValueError that names the argument for anything the pipeline cannot run with."""
+    def _resolve_size(self, height: int | None, width: int | None, duration_s: float | None) -> tuple[int, int]:
+        """The image width and the number of audio samples to return; a ValueError names a size it cannot make."""
         params = self.spectrogram_params
         if height is not None and height != params.num_frequencies:
             raise ValueError(
@@ -443,6 +430,19 @@ class SoSgenPipeline(
             isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0
         ):
             raise ValueError(f"`duration_s` has to be a positive number of seconds, got {duration_s!r}")
+        if duration_s is not None:
+            return self.width_for_duration(duration_s), round(duration_s * params.sample_rate)
+        width = int(width) if width is not None else self.config.window_width
+        return width, params.num_samples_for_width(width)
+
+    def _check_options(
+        self,
+        num_inference_steps: int,
+        num_images_per_prompt: int,
+        output_type: str,
+        callback_on_step_end_tensor_inputs: Sequence[str] | None,
+    ) -> None:
+        """Raise a ValueError naming the argument for a step count, image count, output type or callback input."""
         if not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps <= 0:
             raise ValueError(f"`num_inference_steps` has to be a positive integer, got {num_inference_steps!r}")
         if not isinstance(num_images_per_prompt, (int, np.integer)) or num_images_per_prompt <= 0:
@@ -456,6 +456,15 @@ class SoSgenPipeline(
                 f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
                 f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
             )
+
+    def _check_prompts(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+    ) -> None:
+        """Raise a ValueError naming the argument for prompts (or their embeddings) the pipeline cannot take."""
         if prompt is not None and prompt_embeds is not None:
             raise ValueError("Pass `prompt` or `prompt_embeds`, not both")
         if prompt is None and prompt_embeds is None:
@@ -477,14 +486,6 @@ class SoSgenPipeline(
             raise ValueError(
                 f"`prompt_embeds` {tuple(prompt_embeds.shape)} and `negative_prompt_embeds` {tuple(negative_prompt_embeds.shape)} must have the same shape"
             )
-
-    def _resolve_width(self, width: int | None, duration_s: float | None) -> tuple[int, int]:
-        """Image width and the number of audio samples to return."""
-        params = self.spectrogram_params
-        if duration_s is not None:
-            return self.width_for_duration(duration_s), round(duration_s * params.sample_rate)
-        width = int(width) if width is not None else self.config.window_width
-        return width, params.num_samples_for_width(width)
 
     @_forgets_call_state
     @torch.no_grad()
@@ -546,27 +547,19 @@ class SoSgenPipeline(
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
-        # 1. Check inputs, plan the windows
-        self.check_inputs(
-            prompt,
-            height,
-            width,
-            duration_s,
-            negative_prompt,
-            prompt_embeds,
-            negative_prompt_embeds,
-            num_inference_steps,
-            num_images_per_prompt,
-            output_type,
-            callback_on_step_end_tensor_inputs,
-        )
+        # 1. Check the inputs, plan the image and its windows
+        width, num_samples = self._resolve_size(height, width, duration_s)
         height = self.spectrogram_params.num_frequencies
-        width, num_samples = self._resolve_width(width, duration_s)
+        self._check_options(
+            num_inference_steps, num_images_per_prompt, output_type, callback_on_step_end_tensor_inputs
+        )
+        self._check_prompts(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds)
         windows = self.plan_windows(width)
         if latents is not None and len(windows) > 1:
             raise ValueError(
                 f"`latents` can only be given for one window: width {width} exceeds window_width {self.config.window_width}"
             )
+        # diffusers' per-call attributes, which callbacks read and change; _forgets_call_state removes them afterwards
         self._guidance_scale = guidance_scale
         self._guidance_rescale = guidance_rescale
         self._clip_skip = clip_skip
