@@ -261,8 +261,8 @@ def test_save_and_load_round_trip_is_bit_identical(tmp_path):
 
 
 def flatten_spectrogram_params(folder) -> None:
-    """Rewrite a saved pipeline's model_index.json with the spectrogram parameters as separate keys, the layout of
-    pipelines saved before they were one ``spectrogram_params`` entry."""
+    """Rewrite a saved pipeline's model_index.json with the spectrogram parameters as separate keys
+    (``"sample_rate": 8000, ...``), as pipelines saved by earlier versions of the package hold them."""
     index_path = folder / "model_index.json"
     index = json.loads(index_path.read_text())
     index.update(index.pop("spectrogram_params"))
