@@ -382,15 +382,16 @@ def train_retrieval_pair(
 ) -> dict[str, Any]:
     """`train_retrieval` on the built stories; frozen encoders with cached features unless ``--pretrained``
     (the tiny encoders' random features are fixed, which is what makes a few minutes enough)."""
-    from sound_of_story.training.retrieval import parse_retrieval_args, train_retrieval
+    from sound_of_story.training.arguments import RetrievalTrainingArguments
+    from sound_of_story.training.retrieval import train_retrieval
 
-    argv = [
-        "--dataset", str(paths.sos), "--pair", pair, "--model", "sos", "--init_from", init, "--output_dir", str(out_dir),
-        "--train_batch_size", str(plan.retrieval_batch), "--num_train_epochs", str(plan.retrieval_epochs),
-        "--learning_rate", str(plan.retrieval_lr), "--eval_split", "none", "--report_to", "none", "--seed", str(seed),
-        "--checkpointing_steps", "1000000", "--freeze_encoders", "--feature_cache", str(paths.work / "features"),
-    ]  # fmt: skip
-    result = train_retrieval(parse_retrieval_args(argv))
+    args = RetrievalTrainingArguments(
+        dataset=str(paths.sos), pair=pair, model="sos", init_from=init, output_dir=str(out_dir),
+        train_batch_size=plan.retrieval_batch, num_train_epochs=plan.retrieval_epochs,
+        learning_rate=plan.retrieval_lr, eval_split="none", report_to="none", seed=seed,
+        checkpointing_steps=1_000_000, freeze_encoders=True, feature_cache=str(paths.work / "features"),
+    )  # fmt: skip
+    result = train_retrieval(args)
     return {"steps": result.global_step, "losses": result.losses}
 
 
@@ -448,15 +449,16 @@ def train_sosgen_mode(
 ) -> dict[str, Any]:
     """`train_sosgen` on the generation slices: ``text`` fine-tunes the UNet and text encoder, ``controlnet``
     trains a ControlNet on the frames over the trained text model (the paper's eqs. 12 and 13)."""
-    from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
+    from sound_of_story.training.arguments import SoSgenTrainingArguments
+    from sound_of_story.training.sosgen import train_sosgen
 
-    argv = [
-        "--mode", mode, "--pretrained_model", base, "--image_encoder", image_encoder, "--dataset", str(paths.sos),
-        "--output_dir", str(out_dir), "--train_batch_size", "4", "--gradient_accumulation_steps", "1",
-        "--max_train_steps", str(steps), "--learning_rate", str(plan.sosgen_lr), "--validation_split", "none",
-        "--report_to", "none", "--seed", str(seed), "--checkpointing_steps", "1000000",
-    ]  # fmt: skip
-    result = train_sosgen(parse_sosgen_args(argv))
+    args = SoSgenTrainingArguments(
+        mode=mode, pretrained_model=base, image_encoder=image_encoder, dataset=str(paths.sos),
+        output_dir=str(out_dir), train_batch_size=4, gradient_accumulation_steps=1, max_train_steps=steps,
+        learning_rate=plan.sosgen_lr, validation_split="none", report_to="none", seed=seed,
+        checkpointing_steps=1_000_000,
+    )  # fmt: skip
+    result = train_sosgen(args)
     return {"steps": result.global_step, "losses": result.losses}
 
 

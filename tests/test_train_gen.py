@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 
 import pytest
@@ -18,6 +19,7 @@ from training_fixtures import (  # noqa: F401
     tiny_sosgen_dir,
 )
 
+from sound_of_story.training.arguments import SoSgenTrainingArguments
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
 
@@ -156,3 +158,33 @@ def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_so
     with pytest.raises(SystemExit) as exit_info:
         module.main([*base, *text, "--mode", "sound"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"gradient_accumulation_steps": 0}, "--gradient_accumulation_steps must be >= 1, got 0"),
+        ({"mode": "audio"}, "--mode must be one of ['text', 'controlnet', 'image'], got 'audio'"),
+        ({"mixed_precision": "fp8"}, "--mixed_precision must be one of"),
+        ({"use_lora": True, "mode": "image"}, "--use_lora is implemented for --mode text"),
+        ({"use_lora": True, "use_ema": True}, "--use_lora and --use_ema do not combine"),
+        ({"validation_steps": 0}, "--validation_steps must be >= 1"),
+        ({"num_validation_samples": 0}, "--num_validation_samples must be >= 1"),
+        ({"snr_gamma": 0.0}, "--snr_gamma must be > 0"),
+    ],
+)
+def test_arguments_reject_bad_values_naming_the_flag(values, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SoSgenTrainingArguments(dataset="sos", output_dir="out", **values)
+
+
+def test_arguments_built_in_python_equal_the_parsed_command_line():
+    argv = ["--mode", "controlnet", "--dataset", "sos", "--output_dir", "out", "--use_ema", "--snr_gamma", "5"]
+    built = SoSgenTrainingArguments(mode="controlnet", dataset="sos", output_dir="out", use_ema=True, snr_gamma=5.0)
+    assert parse_sosgen_args(argv) == built and parse_sosgen_args(built.to_argv()) == built
+    # the paper's section 4.2.2 defaults
+    assert (built.train_batch_size, built.gradient_accumulation_steps, built.learning_rate) == (1, 16, 1e-6)
+    assert (
+        built.held_out_split == "test"
+        and SoSgenTrainingArguments(dataset="sos", output_dir="out", validation_split="none").held_out_split is None
+    )

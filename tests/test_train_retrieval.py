@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from unittest import mock
 
@@ -24,9 +27,11 @@ from training_fixtures import (  # noqa: F401
 
 from sound_of_story.modeling import SoSRetrievalModel
 from sound_of_story.modeling.tiny_random import tiny_random_inputs, tiny_retrieval_config
+from sound_of_story.training.arguments import RetrievalTrainingArguments
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.retrieval import (
     RetrievalEncoder,
+    build_retrieval_parser,
     freeze_for_pair,
     global_contrastive_loss,
     grad_cached_backward,
@@ -37,9 +42,9 @@ from sound_of_story.training.retrieval import (
 VIDEO_KEYS = ("input_values", "pixel_values", "frame_mask")
 
 
-def _run(argv: list[str]):
+def _run(argv: list[str] | RetrievalTrainingArguments):
     reset_accelerate()
-    return train_retrieval(parse_retrieval_args(argv))
+    return train_retrieval(parse_retrieval_args(argv) if isinstance(argv, list) else argv)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -211,7 +216,7 @@ def test_an_epoch_drops_its_last_partial_batch_as_x_clip(sos_training_dataset, t
 def test_schedule_counts_the_updates_the_loader_gives(examples, batch, processes, accumulation, drop_last, updates):
     from types import SimpleNamespace
 
-    from sound_of_story.training.checkpointing import plan_schedule
+    from sound_of_story.training.loop import plan_schedule
 
     args = SimpleNamespace(
         train_batch_size=batch, gradient_accumulation_steps=accumulation, max_train_steps=None, num_train_epochs=2,
@@ -382,11 +387,83 @@ def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(
     _run([*common, "--output_dir", str(tmp_path / "a")])
     (stored,) = cache.glob("features-*.pt")
     written = stored.stat().st_mtime_ns
-    _run([*common, "--output_dir", str(tmp_path / "b")])
+    # The second run's arguments are built in Python, as the demo builds them: they equal the parsed command line
+    # and train the same model, exactly (the same computations in one process).
+    built = RetrievalTrainingArguments(
+        dataset=str(sos_training_dataset), init_from=str(tiny_retrieval_dir), train_batch_size=4, max_train_steps=1,
+        eval_split="none", report_to="none", learning_rate=1e-3, freeze_encoders=True, feature_cache=str(cache),
+        output_dir=str(tmp_path / "b"),
+    )  # fmt: skip
+    assert built == parse_retrieval_args([*common, "--output_dir", str(tmp_path / "b")])
+    _run(built)
     assert [p.name for p in cache.glob("features-*")] == [
         stored.name
     ] and stored.stat().st_mtime_ns == written  # read, not recomputed
+    histories = [json.loads((tmp_path / run / HISTORY_FILE).read_text()) for run in ("a", "b")]
+    assert histories[0] == histories[1] and len(histories[0]) == 1
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"), atol=0.0)
+    # The card of arguments built in Python gives a command line that parses back to them.
+    (command,) = [
+        line for line in (tmp_path / "b" / "README.md").read_text().splitlines() if line.startswith("accelerate")
+    ]
+    assert command.split()[:3] == ["accelerate", "launch", "train/retrieval.py"]
+    assert parse_retrieval_args(shlex.split(command)[3:]) == built
     before, after = _weights(tiny_retrieval_dir), _weights(tmp_path / "b")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert {k.split(".")[0] for k in changed} == {"temporal_encoder", "audio_projection", "clip"}
     assert [k for k in changed if k.startswith("clip.")] == ["clip.logit_scale"]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"train_batch_size": 0}, "--train_batch_size must be >= 1, got 0"),
+        ({"max_train_steps": 0}, "--max_train_steps must be >= 1"),
+        ({"learning_rate": 0.0}, "--learning_rate must be > 0"),
+        ({"lr_warmup_steps": -1}, "--lr_warmup_steps must be >= 0"),
+        ({"checkpoints_total_limit": 0}, "--checkpoints_total_limit must be >= 1"),
+        ({"lr_scheduler": "cosine_annealing"}, "--lr_scheduler must be one of"),
+        ({"pair": "audio-image"}, "--pair must be one of"),
+        ({"model": "clap"}, "--model clap is an audio-text model"),
+        ({"feature_cache": "features"}, "--feature_cache needs --freeze_encoders"),
+        ({"freeze_encoders": True, "feature_cache": "f", "grad_cache": True}, "--feature_cache and --grad_cache"),
+        ({"grad_cache_chunk_size": 0}, "--grad_cache_chunk_size must be >= 1"),
+        ({"best_metric": "T2A/R@1"}, "--best_metric must be DIRECTION/FIGURE with a direction of audio-video"),
+        ({"best_metric": "A2V/R@2"}, "--best_metric must be"),
+    ],
+)
+def test_arguments_reject_bad_values_naming_the_flag(values, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RetrievalTrainingArguments(dataset="sos", output_dir="out", **values)
+
+
+def test_arguments_parse_build_and_resolve_without_changing_themselves(monkeypatch):
+    argv = "--dataset sos --output_dir out --pair audio-text --grad_cache --learning_rate 3e-4".split()
+    parsed = parse_retrieval_args(argv)
+    built = RetrievalTrainingArguments(
+        dataset="sos", output_dir="out", pair="audio-text", grad_cache=True, learning_rate=3e-4
+    )
+    assert parsed == built and parse_retrieval_args(built.to_argv()) == built
+    assert parsed.command.endswith(shlex.join(argv))
+    # The defaults that depend on the run are computed, never written back: the paper's global batch of 256
+    # (audio-text) over 3 processes, and R@1 of the pair's first direction.
+    resolved = built.resolved(num_processes=3)
+    assert (resolved.train_batch_size, resolved.best_metric) == (85, "A2T/R@1")
+    assert (built.train_batch_size, built.best_metric) == (None, None) and built.command is None
+    assert (
+        resolved.command
+        == built.launch_command()
+        == f"accelerate launch train/retrieval.py {shlex.join(built.to_argv())}"
+    )
+    assert built.per_process_batch_size(1) == 256 and replace(built, train_batch_size=8).per_process_batch_size(3) == 8
+    # --help shows every field as its flag with its help and default (wide enough that no help line wraps)
+    monkeypatch.setenv("COLUMNS", "1000")
+    options = re.split(r"\n(?=  -)", build_retrieval_parser().format_help())
+    for item in fields(RetrievalTrainingArguments):
+        if item.init:
+            (option,) = [" ".join(text.split()) for text in options if text.startswith(f"  --{item.name} ")]
+            default = "None" if item.default is MISSING else str(item.default)
+            assert option.endswith(f"{item.metadata['help'].replace('%%', '%')} (default: {default})"), option
+    with pytest.raises(SystemExit) as exit_info:
+        parse_retrieval_args([*argv, "--no_such_flag", "1"])
+    assert exit_info.value.code == 2

@@ -4,8 +4,9 @@
     accelerate launch train/gen.py --mode text --pretrained_model riffusion/riffusion-model-v1 --dataset DIR --output_dir OUT
     accelerate launch train/gen.py --mode controlnet --pretrained_model OUT --dataset DIR --output_dir OUT_CN
 
-The training steps live in `sound_of_story.training.sosgen` (the demo calls the same `train_sosgen`);
-`--help` lists every flag with its default.
+The flags are the fields of `sound_of_story.training.arguments.SoSgenTrainingArguments` (`--help` lists each with
+its default); the training steps live in `sound_of_story.training.sosgen`, whose `train_sosgen` the demo calls with
+arguments built in Python.
 """
 
 import sys
@@ -14,9 +15,8 @@ from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_sosgen_args(argv)
     try:
-        train_sosgen(args)
+        train_sosgen(parse_sosgen_args(argv))
     except (ValueError, FileNotFoundError) as error:
         print(f"train/gen.py: error: {error}", file=sys.stderr)
         return 2

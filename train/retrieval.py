@@ -3,8 +3,9 @@
 
     accelerate launch train/retrieval.py --dataset DIR_OR_HUB_ID --pair audio-video --model sos --output_dir OUT
 
-The training steps live in `sound_of_story.training.retrieval` (the demo calls the same `train_retrieval`);
-`--help` lists every flag with its default.
+The flags are the fields of `sound_of_story.training.arguments.RetrievalTrainingArguments` (`--help` lists each
+with its default); the training steps live in `sound_of_story.training.retrieval`, whose `train_retrieval` the demo
+calls with arguments built in Python.
 """
 
 import sys
@@ -13,9 +14,8 @@ from sound_of_story.training.retrieval import parse_retrieval_args, train_retrie
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_retrieval_args(argv)
     try:
-        train_retrieval(args)
+        train_retrieval(parse_retrieval_args(argv))
     except (ValueError, FileNotFoundError) as error:
         print(f"train/retrieval.py: error: {error}", file=sys.stderr)
         return 2

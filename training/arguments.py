@@ -1,126 +1,345 @@
-"""The command-line flags both training scripts share, named as in diffusers' training examples."""
+"""What the training scripts accept, as dataclasses parsed by transformers' `HfArgumentParser`.
+
+`CommonTrainingArguments` holds the flags both scripts share, named as in diffusers' training examples;
+`RetrievalTrainingArguments` (`train/retrieval.py`) and `SoSgenTrainingArguments` (`train/gen.py`) add their own.
+Each field is one `--flag` with its default and help; `__post_init__` rejects values that would fail later with a
+ValueError naming the flag, so arguments built in Python are checked like a parsed command line:
+
+    args = RetrievalTrainingArguments(dataset="sos_out/sos", output_dir="runs/av", max_train_steps=100)
+    train_retrieval(args)
+
+Values that depend on the run's processes (the retrieval batch per process) are computed by methods, never written
+back into the arguments.
+"""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import shlex
 import sys
-from typing import Literal, get_args
+import types
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from sound_of_story.core import model_ids
+from sound_of_story.core.help_formatter import HelpFormatter
+from sound_of_story.evaluation.retrieval import PAIR_DIRECTIONS, Pair
+from sound_of_story.modeling import ModelKind
 
 LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 Tracker = Literal["tensorboard", "wandb", "comet_ml", "none", "all"]
+GenMode = Literal["text", "controlnet", "image"]
+GEN_MODES: tuple[str, ...] = get_args(GenMode)
+
+# Retrieval, section 4.1.2: batch 128 for audio-video, 256 for audio-text, 100 epochs.
+PAPER_RETRIEVAL_BATCH_SIZE = {"audio-video": 128, "audio-text": 256}
+PAPER_RETRIEVAL_EPOCHS = 100
+# X-CLIP's optimiser where the paper is silent: lr 1e-4 for new layers, 1e-4 x coef_lr (1e-3) for CLIP.
+NEW_LAYERS_LR = 1e-4
+ENCODER_LR = 1e-7
+RETRIEVAL_WEIGHT_DECAY = 0.2
+RETRIEVAL_FIGURES = ("R@1", "R@5", "R@10", "MdR", "MnR")
+# SoSgen, section 4.2.2: batch 1, gradient accumulation 16, lr 1e-6, cosine schedule.
+PAPER_SOSGEN_BATCH_SIZE = 1
+PAPER_SOSGEN_ACCUMULATION = 16
+PAPER_SOSGEN_LR = 1e-6
 
 
-def add_common_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    train_batch_size: int,
-    num_train_epochs: int,
-    gradient_accumulation_steps: int,
-    learning_rate: float,
-    lr_scheduler: LrScheduler,
-    checkpointing_steps: int,
-) -> None:
-    """The diffusers-style flags; the defaults that differ between the two scripts are arguments."""
-    g = parser.add_argument_group("run (as diffusers' training examples)")
-    g.add_argument("--output_dir", required=True, help="where checkpoints, the final model, its card and logs go")
-    g.add_argument(
-        "--seed", type=int, default=0, help="seed of the data order, initialisation and noise (reproducible runs)"
+def _flag(help: str, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that `HfArgumentParser` turns into `--name` with this help (no default: a required flag)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(kw_only=True)
+class CommonTrainingArguments:
+    """The flags of both training scripts (diffusers' names and meanings). The scripts' classes override the
+    defaults that differ (batch, accumulation, learning rate)."""
+
+    script: ClassVar[str] = "train/<script>.py"
+
+    output_dir: str = _flag("where checkpoints, the final model, its card and logs go")
+    seed: int = _flag("seed of the data order, initialisation and noise (reproducible runs)", 0)
+    train_batch_size: int | None = _flag("batch size per process", 1)
+    num_train_epochs: int = _flag("epochs (ignored when --max_train_steps is given)", 100)
+    max_train_steps: int | None = _flag("total optimizer steps; overrides --num_train_epochs", None)
+    gradient_accumulation_steps: int = _flag("batches per optimizer step", 1)
+    learning_rate: float = _flag("peak learning rate", NEW_LAYERS_LR)
+    lr_scheduler: LrScheduler = _flag("learning-rate schedule after warm-up", "cosine")
+    lr_warmup_steps: int | None = _flag("warm-up steps (default: 10%% of the steps, X-CLIP's warmup_proportion)", None)
+    adam_beta1: float = _flag("AdamW beta1", 0.9)
+    adam_beta2: float = _flag("AdamW beta2", 0.999)
+    adam_epsilon: float = _flag("AdamW epsilon", 1e-8)
+    max_grad_norm: float = _flag("gradient clipping norm (0 = no clipping)", 1.0)
+    checkpointing_steps: int = _flag("save the training state every N optimizer steps", 500)
+    checkpoints_total_limit: int | None = _flag("keep at most this many checkpoints (oldest removed)", None)
+    resume_from_checkpoint: str | None = _flag(
+        "'latest' (the newest checkpoint in --output_dir, or a fresh start when there is none) or a checkpoint folder",
+        None,
     )
-    g.add_argument("--train_batch_size", type=int, default=train_batch_size, help="batch size per process")
-    g.add_argument(
-        "--num_train_epochs",
-        type=int,
-        default=num_train_epochs,
-        help="epochs (ignored when --max_train_steps is given)",
+    mixed_precision: MixedPrecision | None = _flag("default: accelerate config's", None)
+    report_to: Tracker = _flag("experiment tracker", "tensorboard")
+    logging_dir: str = _flag("tracker folder, relative to --output_dir", "logs")
+    push_to_hub: bool = _flag("upload the final model and its card to --hub_model_id", False)
+    hub_model_id: str | None = _flag("user/name of the model repository (default: the --output_dir name)", None)
+    hub_token: str | None = _flag("Hub token (default: the logged-in user's)", None)
+    dataloader_num_workers: int = _flag("data-loading worker processes (0 = in the main process)", 0)
+    # The command that started the run, for the model card: set by the parse functions, not a flag.
+    command: str | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._check_choices()
+        for name in ("num_train_epochs", "gradient_accumulation_steps", "checkpointing_steps"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("train_batch_size", "max_train_steps", "checkpoints_total_limit"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_warmup_steps is not None:
+            _at_least("lr_warmup_steps", self.lr_warmup_steps, 0)
+        _at_least("dataloader_num_workers", self.dataloader_num_workers, 0)
+
+    def _check_choices(self) -> None:
+        """The choices argparse enforces on a command line, enforced on values built in Python too."""
+        hints = get_type_hints(type(self))
+        for item in dataclasses.fields(self):
+            choices = _literal_choices(hints[item.name])
+            value = getattr(self, item.name)
+            if choices and value not in choices and not (value is None and item.default is None):
+                raise ValueError(f"--{item.name} must be one of {list(choices)}, got {value!r}")
+
+    def to_argv(self) -> list[str]:
+        """The flags that give these arguments: the required ones and every value that differs from its default."""
+        argv: list[str] = []
+        for item in dataclasses.fields(self):
+            if not item.init:
+                continue
+            value = getattr(self, item.name)
+            if item.default is not dataclasses.MISSING and value == item.default:
+                continue
+            if isinstance(value, bool):
+                argv += [f"--{item.name}"] if value else [f"--{item.name}", "false"]
+            elif value is not None:
+                argv += [f"--{item.name}", str(value)]
+        return argv
+
+    def launch_command(self) -> str:
+        """The command that starts this run: as typed when parsed from a command line, else one that gives the same
+        arguments (arguments built in Python)."""
+        return self.command or command_line(self.to_argv(), script=self.script)
+
+
+@dataclass(kw_only=True)
+class RetrievalTrainingArguments(CommonTrainingArguments):
+    """`train/retrieval.py`: contrastive training of a retrieval model (paper section 4.1.2)."""
+
+    script: ClassVar[str] = "train/retrieval.py"
+
+    dataset: str = _flag("a built SoS folder (`sound-of-story build`) or a Hub dataset id")
+    dataset_config: str | None = _flag("dataset config (default: the stories config)", None)
+    train_split: str = _flag("split to train on", "train")
+    eval_split: str = _flag("split evaluated every epoch ('none' to skip)", "test")
+    pair: Pair = _flag("which pair to train", "audio-video")
+    model: ModelKind = _flag("SoS model, or a Table 2 baseline", "sos")
+    init_from: str | None = _flag(
+        "a saved model folder or Hub id of --model's class (with its processor); default: build it from "
+        f"--clip_model and --audio_model ({model_ids.CLAP} for clap)",
+        None,
     )
-    g.add_argument(
-        "--max_train_steps", type=int, default=None, help="total optimizer steps; overrides --num_train_epochs"
+    clip_model: str = _flag("CLIP checkpoint when --init_from is not given", model_ids.CLIP)
+    audio_model: str = _flag("AST checkpoint when --init_from is not given", model_ids.AST)
+    encoder_learning_rate: float = _flag(
+        "learning rate of the pretrained CLIP/AST/CLAP encoders (X-CLIP: lr x coef_lr); --learning_rate is the new "
+        "layers'",
+        ENCODER_LR,
     )
-    g.add_argument(
-        "--gradient_accumulation_steps",
-        type=int,
-        default=gradient_accumulation_steps,
-        help="batches per optimizer step",
+    weight_decay: float = _flag("AdamW weight decay (X-CLIP's), not on biases and norms", RETRIEVAL_WEIGHT_DECAY)
+    grad_cache: bool = _flag("gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks", False)
+    grad_cache_chunk_size: int = _flag("stories encoded at once with --grad_cache", 16)
+    freeze_encoders: bool = _flag("freeze CLIP and AST; train the temporal encoder, audio projection, scale", False)
+    feature_cache: str | None = _flag(
+        "with --freeze_encoders (sos): compute CLIP/AST outputs once into this folder", None
     )
-    g.add_argument("--learning_rate", type=float, default=learning_rate, help="peak learning rate")
-    g.add_argument(
-        "--lr_scheduler",
-        choices=get_args(LrScheduler),
-        default=lr_scheduler,
-        help="learning-rate schedule after warm-up",
+    eval_batch_size: int = _flag("stories per forward pass in the evaluation", 8)
+    eval_cache_dir: str | None = _flag("evaluation embedding cache (default: none)", None)
+    best_metric: str | None = _flag("'DIRECTION/FIGURE' that picks the best epoch (default: A2V/R@1 or A2T/R@1)", None)
+    train_batch_size: int | None = _flag(
+        "batch size per process (default: the paper's global batch, 128 audio-video / 256 audio-text, over the "
+        "processes)",
+        None,
     )
-    g.add_argument(
-        "--lr_warmup_steps",
-        type=int,
-        default=None,
-        help="warm-up steps (default: 10%% of the steps, X-CLIP's warmup_proportion)",
+    num_train_epochs: int = _flag("epochs (ignored when --max_train_steps is given)", PAPER_RETRIEVAL_EPOCHS)
+    learning_rate: float = _flag("peak learning rate", NEW_LAYERS_LR)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model == "clap" and self.pair != "audio-text":
+            raise ValueError("--model clap is an audio-text model: use --pair audio-text")
+        if self.feature_cache and not self.freeze_encoders:
+            raise ValueError(
+                "--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)"
+            )
+        if self.feature_cache and self.model != "sos":
+            raise ValueError("--feature_cache is implemented for --model sos only")
+        if self.feature_cache and self.grad_cache:
+            raise ValueError(
+                "--feature_cache and --grad_cache do not combine: cached features already make large batches cheap"
+            )
+        _at_least("grad_cache_chunk_size", self.grad_cache_chunk_size, 1)
+        _at_least("eval_batch_size", self.eval_batch_size, 1)
+        if self.best_metric is not None:
+            direction, _, figure = self.best_metric.partition("/")
+            if direction not in PAIR_DIRECTIONS[self.pair] or figure not in RETRIEVAL_FIGURES:
+                raise ValueError(
+                    f"--best_metric must be DIRECTION/FIGURE with a direction of {self.pair} "
+                    f"{PAIR_DIRECTIONS[self.pair]} and a figure of {RETRIEVAL_FIGURES}, got {self.best_metric!r}"
+                )
+
+    @property
+    def held_out_split(self) -> str | None:
+        """The split evaluated every epoch, None for `--eval_split none`."""
+        return None if self.eval_split == "none" else self.eval_split
+
+    def per_process_batch_size(self, num_processes: int) -> int:
+        """`--train_batch_size`, or the paper's global batch of the pair divided over the processes."""
+        if self.train_batch_size is not None:
+            return self.train_batch_size
+        return max(1, PAPER_RETRIEVAL_BATCH_SIZE[self.pair] // num_processes)
+
+    def selection_metric(self) -> str:
+        """`--best_metric`, or R@1 of the pair's first direction (A2V or A2T)."""
+        return self.best_metric or f"{PAIR_DIRECTIONS[self.pair][0]}/R@1"
+
+    def resolved(self, num_processes: int) -> RetrievalTrainingArguments:
+        """A copy with the defaults that depend on the run filled in (the per-process batch, the best metric): what
+        the loop trains with and what the card and the tracker record, with these arguments' command. These
+        arguments are left as they are."""
+        copy = dataclasses.replace(
+            self,
+            train_batch_size=self.per_process_batch_size(num_processes),
+            best_metric=self.selection_metric(),
+        )
+        copy.command = self.launch_command()
+        return copy
+
+
+@dataclass(kw_only=True)
+class SoSgenTrainingArguments(CommonTrainingArguments):
+    """`train/gen.py`: fine-tuning of a SoSgen pipeline (paper section 4.2.2)."""
+
+    script: ClassVar[str] = "train/gen.py"
+
+    mode: GenMode = _flag("text: UNet + text encoder; controlnet: frames; image: frames, text 'Audio'", "text")
+    pretrained_model: str = _flag(
+        "a SoSgen/Riffusion pipeline folder or Hub id (a `text` output for controlnet)", model_ids.RIFFUSION
     )
-    g.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1")
-    g.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2")
-    g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
-    g.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm (0 = no clipping)")
-    g.add_argument(
-        "--checkpointing_steps",
-        type=int,
-        default=checkpointing_steps,
-        help="save the training state every N optimizer steps",
+    image_encoder: str = _flag("CLIP vision model of a new ControlNet's frame tokens", model_ids.CLIP)
+    dataset: str = _flag("a built SoS folder (`sound-of-story build`) or a Hub dataset id")
+    dataset_config: str = _flag("dataset config with 15 s slices", "generation")
+    train_split: str = _flag("split to train on", "train")
+    validation_split: str = _flag(
+        "held-out slices: validation prompts/frames and FAD references ('none': no validation)", "test"
     )
-    g.add_argument(
-        "--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints (oldest removed)"
+    validation_steps: int = _flag("validate every N optimizer steps (and at the end)", 500)
+    num_validation_samples: int = _flag("held-out slices generated at each validation", 4)
+    validation_inference_steps: int = _flag("denoising steps of the validation generations", 25)
+    validation_fad_checkpoint: str | None = _flag(
+        "VGGish .pth for the validation FAD (default: torchvggish's, downloaded); 'random' = random weights (offline "
+        "tests only)",
+        None,
     )
-    g.add_argument(
-        "--resume_from_checkpoint", default=None,
-        help="'latest' (the newest checkpoint in --output_dir, or a fresh start when there is none) or a checkpoint folder",
-    )  # fmt: skip
-    g.add_argument(
-        "--mixed_precision", choices=get_args(MixedPrecision), default=None, help="default: accelerate config's"
-    )
-    g.add_argument("--report_to", choices=get_args(Tracker), default="tensorboard", help="experiment tracker")
-    g.add_argument("--logging_dir", default="logs", help="tracker folder, relative to --output_dir")
-    g.add_argument("--push_to_hub", action="store_true", help="upload the final model and its card to --hub_model_id")
-    g.add_argument(
-        "--hub_model_id", default=None, help="user/name of the model repository (default: the --output_dir name)"
-    )
-    g.add_argument("--hub_token", default=None, help="Hub token (default: the logged-in user's)")
-    g.add_argument(
-        "--dataloader_num_workers", type=int, default=0, help="data-loading worker processes (0 = in the main process)"
+    no_validation_fad: bool = _flag("skip the FAD at validation (audio and images are still logged)", False)
+    freeze_text_encoder: bool = _flag("text mode: train the UNet only (the paper trains both)", False)
+    gradient_checkpointing: bool = _flag("recompute activations in the backward pass (less memory)", False)
+    use_ema: bool = _flag("keep an exponential moving average of the trained weights and save it", False)
+    ema_decay: float = _flag("EMA decay", 0.9999)
+    snr_gamma: float | None = _flag("Min-SNR loss weighting gamma (Hang et al. 2023; 5.0 recommended)", None)
+    noise_offset: float = _flag("noise offset (0 = none)", 0.0)
+    use_lora: bool = _flag("text mode: train LoRA adapters of the UNet and text encoder (peft) instead", False)
+    lora_rank: int = _flag("LoRA rank", 4)
+    weight_decay: float = _flag("AdamW weight decay", 1e-2)
+    train_batch_size: int = _flag("batch size per process", PAPER_SOSGEN_BATCH_SIZE)
+    gradient_accumulation_steps: int = _flag("batches per optimizer step", PAPER_SOSGEN_ACCUMULATION)
+    learning_rate: float = _flag("peak learning rate", PAPER_SOSGEN_LR)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.use_lora and self.mode != "text":
+            raise ValueError("--use_lora is implemented for --mode text (the ControlNet is trained in full)")
+        if self.use_lora and self.use_ema:
+            raise ValueError("--use_lora and --use_ema do not combine here (as in diffusers' LoRA example)")
+        for name in ("validation_steps", "num_validation_samples", "validation_inference_steps", "lora_rank"):
+            _at_least(name, getattr(self, name), 1)
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            raise ValueError(f"--snr_gamma must be > 0, got {self.snr_gamma}")
+
+    @property
+    def held_out_split(self) -> str | None:
+        """The split of the validations, None for `--validation_split none`."""
+        return None if self.validation_split == "none" else self.validation_split
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ValueError(f"--{name} must be >= {minimum}, got {value}")
+
+
+def _literal_choices(hint: Any) -> tuple | None:
+    """The values of a `Literal[...]` type hint, also inside `Literal[...] | None`; None for other hints."""
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next((arg for arg in get_args(hint) if arg is not type(None)), hint)
+    return get_args(hint) if get_origin(hint) is Literal else None
+
+
+Arguments = TypeVar("Arguments", bound=CommonTrainingArguments)
+
+
+def build_parser(arguments_class: type[CommonTrainingArguments], description: str):
+    """The `HfArgumentParser` of a script: one `--flag` per field, with its default and help."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(
+        arguments_class, prog=arguments_class.script, description=description, formatter_class=HelpFormatter
     )
 
 
-def check_common_arguments(args: argparse.Namespace) -> None:
-    """Values that would fail later, with the flag named (ValueError: exit code 2 in the scripts)."""
-    for name in ("train_batch_size", "num_train_epochs", "gradient_accumulation_steps", "checkpointing_steps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.max_train_steps is not None and args.max_train_steps < 1:
-        raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}")
-    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
-        raise ValueError(f"--checkpoints_total_limit must be >= 1, got {args.checkpoints_total_limit}")
-    if not args.learning_rate > 0:
-        raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}")
-    if args.lr_warmup_steps is not None and args.lr_warmup_steps < 0:
-        raise ValueError(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
+def parse_arguments(arguments_class: type[Arguments], description: str, argv: list[str] | None) -> Arguments:
+    """Parse `argv` (default: `sys.argv[1:]`) into `arguments_class`; argparse exits with code 2 on an unknown flag
+    or a malformed value, `__post_init__` raises ValueError naming the flag on a value out of range."""
+    parser = build_parser(arguments_class, description)
+    args, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True, look_for_args_file=False)
+    if remaining:
+        parser.error(f"unrecognized arguments: {' '.join(remaining)}")
+    args.command = command_line(argv)
+    return args
 
 
-def command_line(argv: list[str] | None) -> str:
-    """The command that started this run, for the model card."""
-    parts = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
+def command_line(argv: list[str] | None, script: str | None = None) -> str:
+    """The command that started this run (`script`, default: this process's, with `argv`, default: its arguments),
+    for the model card."""
+    parts = [script or sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
     return "accelerate launch " + shlex.join(parts)
 
 
-def training_settings(args: argparse.Namespace) -> dict:
-    """Every flag except secrets, for the model card and the tracker's hyper-parameters."""
-    return {k: v for k, v in sorted(vars(args).items()) if k != "hub_token"}
+def training_settings(args: CommonTrainingArguments) -> dict:
+    """Every argument except secrets, and the command, for the model card and the tracker's hyper-parameters."""
+    settings = {item.name: getattr(args, item.name) for item in dataclasses.fields(args) if item.name != "hub_token"}
+    settings["command"] = args.launch_command()
+    return dict(sorted(settings.items()))
 
 
 __all__ = [
+    "GEN_MODES",
+    "CommonTrainingArguments",
+    "GenMode",
     "LrScheduler",
     "MixedPrecision",
+    "RetrievalTrainingArguments",
+    "SoSgenTrainingArguments",
     "Tracker",
-    "add_common_arguments",
-    "check_common_arguments",
+    "build_parser",
     "command_line",
+    "parse_arguments",
     "training_settings",
 ]

@@ -4,14 +4,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from sound_of_story.core.atomic_files import write_json_atomic
 
@@ -115,85 +112,14 @@ def write_history(accelerator, output_dir: str | Path, history: list[dict]) -> N
 
 
 __all__ = [
+    "CHECKPOINT_PREFIX",
+    "COMPLETE_MARKER",
     "HISTORY_FILE",
     "apply_schedule_after_resume",
-    "read_history",
-    "write_history",
-    "CHECKPOINT_PREFIX",
     "checkpoint_step",
     "list_checkpoints",
+    "read_history",
     "resolve_resume_checkpoint",
     "save_checkpoint",
+    "write_history",
 ]
-
-
-@dataclasses.dataclass
-class Schedule:
-    """How many optimizer updates an epoch holds, the run's length, and its learning-rate scheduler."""
-
-    updates_per_epoch: int
-    max_steps: int
-    num_epochs: int
-    scheduler: Any
-
-
-def plan_schedule(args, optimizer, num_examples: int, num_processes: int, drop_last: bool = False) -> Schedule:
-    """``--max_train_steps`` (or epochs x updates per epoch), warm-up (default 10%) and the scheduler.
-
-    The scheduler is stepped once per process by accelerate, hence the factor ``num_processes``. With ``drop_last``
-    (the loader drops an epoch's last partial global batch) an epoch holds the full global batches only.
-    """
-    from diffusers.optimization import get_scheduler
-
-    global_batch = args.train_batch_size * num_processes
-    batches = num_examples // global_batch if drop_last else math.ceil(num_examples / global_batch)
-    updates_per_epoch = math.ceil(batches / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
-    scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer,
-        num_warmup_steps=warmup * num_processes,
-        num_training_steps=max_steps * num_processes,
-    )
-    return Schedule(updates_per_epoch, max_steps, math.ceil(max_steps / updates_per_epoch), scheduler)
-
-
-@dataclasses.dataclass
-class ResumePoint:
-    """Where a (possibly resumed) run starts: step, epoch, batches of that epoch to skip, loss history so far."""
-
-    global_step: int = 0
-    first_epoch: int = 0
-    skip_batches: int = 0
-    history: list[dict] = dataclasses.field(default_factory=list)
-
-
-def resume_training(accelerator, scheduler, resume_path: Path | None, args, updates_per_epoch: int) -> ResumePoint:
-    """Load ``resume_path``'s state (model, optimizer, scheduler, RNGs) and say where the run continues."""
-    if resume_path is None:
-        return ResumePoint()
-    accelerator.print(f"resuming from {resume_path}")
-    accelerator.load_state(str(resume_path))
-    apply_schedule_after_resume(scheduler)
-    global_step = checkpoint_step(resume_path)
-    return ResumePoint(
-        global_step=global_step,
-        first_epoch=global_step // updates_per_epoch,
-        skip_batches=(global_step % updates_per_epoch) * args.gradient_accumulation_steps,
-        history=read_history(args.output_dir, global_step),
-    )
-
-
-def end_run(accelerator) -> None:
-    """Close the trackers, then leave the process group together.
-
-    Without an explicit barrier and ``destroy_process_group``, a CPU (gloo) rank whose peer has already
-    exited can hang at interpreter exit (seen once in a 2-process gen.py run: rank 0 done, rank 1 waiting).
-    """
-    import torch.distributed as dist
-
-    accelerator.end_training()
-    if dist.is_available() and dist.is_initialized():
-        accelerator.wait_for_everyone()
-        dist.destroy_process_group()

@@ -20,11 +20,11 @@ The loop follows diffusers' training examples (Accelerator, gradient accumulatio
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,9 @@ from tqdm.auto import tqdm
 from sound_of_story.core import model_ids
 from sound_of_story.core.atomic_files import atomic_path
 from sound_of_story.core.hashing import model_fingerprint
-from sound_of_story.core.help_formatter import HelpFormatter
 from sound_of_story.evaluation.retrieval import (
     AUDIO_INPUTS,
     PAIR_COLUMNS,
-    PAIR_DIRECTIONS,
-    PAIRS,
     TEXT_INPUTS,
     VIDEO_INPUTS,
     Pair,
@@ -60,136 +57,35 @@ from sound_of_story.modeling import (
     contrastive_loss,
 )
 
-from .arguments import add_common_arguments, check_common_arguments, command_line, training_settings
-from .checkpointing import (
-    end_run,
-    plan_schedule,
-    resolve_resume_checkpoint,
-    resume_training,
-    save_checkpoint,
-    write_history,
-)
+from .arguments import RetrievalTrainingArguments, build_parser, parse_arguments, training_settings
+from .checkpointing import resolve_resume_checkpoint
+from .loop import TrainingRun, apply_gradients, broadcast_from_main, build_accelerator, plan_schedule
 
 logger = logging.getLogger(__name__)
 
-# Section 4.1.2: batch 128 for audio-video, 256 for audio-text, 100 epochs.
-PAPER_BATCH_SIZE = {"audio-video": 128, "audio-text": 256}
-PAPER_EPOCHS = 100
-# X-CLIP's optimiser where the paper is silent: lr 1e-4 for new layers, 1e-4 x coef_lr (1e-3) for CLIP.
-NEW_LAYERS_LR = 1e-4
-ENCODER_LR = 1e-7
-WEIGHT_DECAY = 0.2
-DEFAULT_CLIP = model_ids.CLIP
-DEFAULT_AST = model_ids.AST
-DEFAULT_CLAP = model_ids.CLAP
 # Parameter-name prefixes of the pretrained encoders (the lower learning rate; frozen by --freeze_encoders).
 # SoS and Wav2CLIP: CLIP and AST (their audio_projection is new); CLAP: every tower and projection.
 SOS_ENCODER_PREFIXES = ("clip.", "audio_model.")
 CLAP_ENCODER_PREFIXES = ("text_model.", "audio_model.", "text_projection.", "audio_projection.")
 LOWER_IS_BETTER = ("MdR", "MnR")
+DESCRIPTION = (
+    "Train a Sound of Story retrieval model (paper section 4.1.2) on a built SoS dataset.\n"
+    "Run with `accelerate launch train/retrieval.py ...` (one or more processes; negatives come from the global batch)."
+)
 
 
 # --------------------------------------------------------------------------- arguments
 
 
-def build_retrieval_parser() -> argparse.ArgumentParser:
-    """`train/retrieval.py`'s flags: the shared diffusers-style ones plus the retrieval ones."""
-    parser = argparse.ArgumentParser(
-        prog="train/retrieval.py",
-        description="Train a Sound of Story retrieval model (paper section 4.1.2) on a built SoS dataset.\n"
-        "Run with `accelerate launch train/retrieval.py ...` (one or more processes; negatives come from the global batch).",
-        formatter_class=HelpFormatter,
-    )
-    g = parser.add_argument_group("retrieval")
-    g.add_argument("--dataset", required=True, help="a built SoS folder (`sound-of-story build`) or a Hub dataset id")
-    g.add_argument("--dataset_config", default=None, help="dataset config (default: the stories config)")
-    g.add_argument("--train_split", default="train", help="split to train on")
-    g.add_argument("--eval_split", default="test", help="split evaluated every epoch ('none' to skip)")
-    g.add_argument("--pair", choices=PAIRS, default="audio-video", help="which pair to train")
-    g.add_argument("--model", choices=MODEL_KINDS, default="sos", help="SoS model, or a Table 2 baseline")
-    g.add_argument(
-        "--init_from", default=None,
-        help="a saved model folder or Hub id of --model's class (with its processor); default: build it from "
-        f"--clip_model and --audio_model ({DEFAULT_CLAP} for clap)",
-    )  # fmt: skip
-    g.add_argument("--clip_model", default=DEFAULT_CLIP, help="CLIP checkpoint when --init_from is not given")
-    g.add_argument("--audio_model", default=DEFAULT_AST, help="AST checkpoint when --init_from is not given")
-    g.add_argument(
-        "--encoder_learning_rate", type=float, default=ENCODER_LR,
-        help="learning rate of the pretrained CLIP/AST/CLAP encoders (X-CLIP: lr x coef_lr); --learning_rate is the new layers'",
-    )  # fmt: skip
-    g.add_argument(
-        "--weight_decay",
-        type=float,
-        default=WEIGHT_DECAY,
-        help="AdamW weight decay (X-CLIP's), not on biases and norms",
-    )
-    g.add_argument(
-        "--grad_cache",
-        action="store_true",
-        help="gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks",
-    )
-    g.add_argument("--grad_cache_chunk_size", type=int, default=16, help="stories encoded at once with --grad_cache")
-    g.add_argument(
-        "--freeze_encoders",
-        action="store_true",
-        help="freeze CLIP and AST; train the temporal encoder, audio projection, scale",
-    )
-    g.add_argument(
-        "--feature_cache",
-        default=None,
-        help="with --freeze_encoders (sos): compute CLIP/AST outputs once into this folder",
-    )
-    g.add_argument("--eval_batch_size", type=int, default=8, help="stories per forward pass in the evaluation")
-    g.add_argument("--eval_cache_dir", default=None, help="evaluation embedding cache (default: none)")
-    g.add_argument(
-        "--best_metric",
-        default=None,
-        help="'DIRECTION/FIGURE' that picks the best epoch (default: A2V/R@1 or A2T/R@1)",
-    )
-    add_common_arguments(
-        parser, train_batch_size=0, num_train_epochs=PAPER_EPOCHS, gradient_accumulation_steps=1,
-        learning_rate=NEW_LAYERS_LR, lr_scheduler="cosine", checkpointing_steps=500,
-    )  # fmt: skip
-    for action in parser._actions:
-        if action.dest == "train_batch_size":
-            action.default = None
-            action.help = "batch size per process (default: the paper's global batch, 128 audio-video / 256 audio-text, over the processes)"
-    return parser
+def build_retrieval_parser():
+    """`train/retrieval.py`'s `HfArgumentParser`: one flag per field of `RetrievalTrainingArguments`."""
+    return build_parser(RetrievalTrainingArguments, DESCRIPTION)
 
 
-def parse_retrieval_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse and check `train/retrieval.py`'s flags (ValueError names the bad flag)."""
-    args = build_retrieval_parser().parse_args(argv)
-    args.command = command_line(argv)
-    return args
-
-
-def _check_retrieval_args(args: argparse.Namespace, num_processes: int) -> None:
-    if args.train_batch_size is None:
-        args.train_batch_size = max(1, PAPER_BATCH_SIZE[args.pair] // num_processes)
-    check_common_arguments(args)
-    if args.model == "clap" and args.pair != "audio-text":
-        raise ValueError("--model clap is an audio-text model: use --pair audio-text")
-    if args.feature_cache and not args.freeze_encoders:
-        raise ValueError(
-            "--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)"
-        )
-    if args.feature_cache and args.model != "sos":
-        raise ValueError("--feature_cache is implemented for --model sos only")
-    if args.feature_cache and args.grad_cache:
-        raise ValueError(
-            "--feature_cache and --grad_cache do not combine: cached features already make large batches cheap"
-        )
-    if args.grad_cache_chunk_size < 1:
-        raise ValueError(f"--grad_cache_chunk_size must be >= 1, got {args.grad_cache_chunk_size}")
-    if args.best_metric is None:
-        args.best_metric = f"{PAIR_DIRECTIONS[args.pair][0]}/R@1"
-    direction, _, figure = args.best_metric.partition("/")
-    if direction not in PAIR_DIRECTIONS[args.pair] or figure not in ("R@1", "R@5", "R@10", "MdR", "MnR"):
-        raise ValueError(
-            f"--best_metric must be DIRECTION/FIGURE with a direction of {args.pair} {PAIR_DIRECTIONS[args.pair]}, got {args.best_metric!r}"
-        )
+def parse_retrieval_args(argv: list[str] | None = None) -> RetrievalTrainingArguments:
+    """`train/retrieval.py`'s flags (default: this process's) as `RetrievalTrainingArguments`; a value out of range
+    raises ValueError naming its flag."""
+    return parse_arguments(RetrievalTrainingArguments, DESCRIPTION, argv)
 
 
 # --------------------------------------------------------------------------- data
@@ -285,12 +181,12 @@ class StoryCollator:
 # --------------------------------------------------------------------------- model
 
 
-def build_retrieval_model(args: argparse.Namespace):
+def build_retrieval_model(args: RetrievalTrainingArguments):
     """The model and processor to train: a saved one (``--init_from``, or CLAP's default checkpoint for
     ``--model clap``) through the package's one loader, or a new one built from ``--clip_model``/``--audio_model``."""
     from sound_of_story.modeling import SoSRetrievalProcessor, Wav2CLIPBaselineModel, load_retrieval_model
 
-    source = args.init_from or (DEFAULT_CLAP if args.model == "clap" else None)
+    source = args.init_from or (model_ids.CLAP if args.model == "clap" else None)
     if source:
         try:
             loaded = load_retrieval_model(source, expected_kind=args.model, eval_mode=False)
@@ -308,12 +204,12 @@ def build_retrieval_model(args: argparse.Namespace):
         ) from error
 
 
-def base_models(args: argparse.Namespace) -> list[str]:
+def base_models(args: RetrievalTrainingArguments) -> list[str]:
     """What the weights started from, for the model card."""
     if args.init_from:
         return [args.init_from]
     if args.model == "clap":
-        return [DEFAULT_CLAP]
+        return [model_ids.CLAP]
     return [args.clip_model] + ([args.audio_model] if args.model == "sos" else [])
 
 
@@ -628,7 +524,7 @@ def eval_results(figures: dict[str, float], dataset: str, split: str) -> list:
 
 
 def save_retrieval_model(
-    model, processor, out_dir: str | Path, args: argparse.Namespace, figures: dict[str, float] | None
+    model, processor, out_dir: str | Path, args: RetrievalTrainingArguments, figures: dict[str, float] | None
 ) -> None:
     """`save_pretrained` of the model and processor, and the model card (README.md), into `out_dir`."""
     from sound_of_story.cards import build_model_card
@@ -639,13 +535,38 @@ def save_retrieval_model(
     processor.save_pretrained(out_dir)
     card = build_model_card(
         library_name="transformers", base_models=base_models(args), dataset=args.dataset, pipeline_tag="feature-extraction",
-        tags=["audio-retrieval", args.pair, args.model], command=args.command, training_settings=training_settings(args),
+        tags=["audio-retrieval", args.pair, args.model], command=args.launch_command(), training_settings=training_settings(args),
         eval_results=eval_results(figures, args.dataset, args.eval_split) if figures else None,
         model_name=args.hub_model_id.split("/")[-1] if args.hub_model_id else Path(args.output_dir).name,
         description=f"A {type(model).__name__} trained for {args.pair} retrieval with `train/retrieval.py` (Sound of Story, section 4.1.2).",
     )  # fmt: skip
     with atomic_path(out_dir / "README.md") as tmp:
         card.save(tmp)
+
+
+def evaluate_and_keep_best(
+    accelerator, model, processor, stories, args: RetrievalTrainingArguments, global_step: int,
+    best: dict[str, float] | None,
+) -> tuple[dict[str, float], dict[str, float] | None]:  # fmt: skip
+    """An epoch's evaluation on the main process (the figures go to the tracker and to every process), and
+    `OUTPUT/best` saved when `--best_metric` improves. Returns the figures and the best figures so far (the latter
+    only on the main process, which saves the best model)."""
+
+    def evaluate() -> dict[str, float]:
+        figures = flat_figures(
+            evaluate_retrieval(model, processor, stories, args.pair, args.eval_batch_size, args.eval_cache_dir)
+        )
+        accelerator.log({f"eval/{k}": v for k, v in figures.items()}, step=global_step)
+        accelerator.print(f"step {global_step}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
+        return figures
+
+    figures = broadcast_from_main(accelerator, evaluate)
+    metric = args.best_metric
+    if accelerator.is_main_process and _is_better(figures[metric], best[metric] if best else None, metric):
+        best = dict(figures)
+        save_retrieval_model(model, processor, Path(args.output_dir) / "best", args, figures)
+    accelerator.wait_for_everyone()
+    return figures, best
 
 
 def _is_better(value: float, best: float | None, metric: str) -> bool:
@@ -668,175 +589,103 @@ class TrainingResult:
 # --------------------------------------------------------------------------- the loop
 
 
-def train_retrieval(args: argparse.Namespace, accelerator=None) -> TrainingResult:
-    """Run `train/retrieval.py` on parsed arguments (`parse_retrieval_args`) in this process; the demo calls it.
-
-    Raises ValueError / FileNotFoundError on bad input (the script maps them to exit code 2).
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-
-    if accelerator is None:
-        accelerator = Accelerator(
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            mixed_precision=args.mixed_precision,
-            log_with=None if args.report_to == "none" else args.report_to,
-            project_config=ProjectConfiguration(
-                project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)
-            ),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        )
-    _check_retrieval_args(args, accelerator.num_processes)
-    resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    train_stories, eval_stories = load_retrieval_splits(
-        args.dataset,
-        args.pair,
-        args.train_split,
-        None if args.eval_split == "none" else args.eval_split,
-        args.dataset_config,
-    )
-    set_seed(args.seed)
+def prepare_retrieval_model(args: RetrievalTrainingArguments, train_stories, device):
+    """The model and processor to train, checked against the pair's data, with what the run does not train frozen,
+    on `device`."""
     model, processor = build_retrieval_model(args)
     check_pair(model, processor, train_stories, args.pair)
     freeze_for_pair(model, args.pair, args.freeze_encoders)
-    model.to(accelerator.device)
+    model.to(device)
+    return model, processor
 
-    cached = bool(args.feature_cache)
-    if cached:
+
+def training_loader(
+    args: RetrievalTrainingArguments, model, processor, train_stories, accelerator
+) -> tuple[torch.utils.data.DataLoader, StoryCollator | None]:
+    """The shuffled training batches (stories and their random crops, or the frozen encoders' cached outputs with
+    `--feature_cache`) and the collator whose epoch sets the crops (None with the cache)."""
+    if args.feature_cache:
         with accelerator.main_process_first():
             features = frozen_encoder_features(
                 model, processor, train_stories, args.pair, args.feature_cache, args.eval_batch_size
             )
-        train_data, collate = CachedFeatureStories(features), torch.utils.data.default_collate
-        collator = None
+        data, collate, collator = CachedFeatureStories(features), torch.utils.data.default_collate, None
     else:
         collator = StoryCollator(processor, args.pair, args.seed)
-        train_data, collate = IndexedStories(train_stories), collator
+        data, collate = IndexedStories(train_stories), collator
     # As X-CLIP's training loaders: an epoch's last partial global batch is dropped (a batch of one story has a
     # contrastive loss of 0 and would still move the weights through AdamW's momentum and weight decay; with several
     # processes accelerate would fill it with repeated stories, which are false negatives). A train split smaller
     # than one global batch is trained on whole, one batch an epoch.
-    drop_last = len(train_data) >= args.train_batch_size * accelerator.num_processes
+    drop_last = len(data) >= args.train_batch_size * accelerator.num_processes
     loader = torch.utils.data.DataLoader(
-        train_data, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate, num_workers=args.dataloader_num_workers,
+        data, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate, num_workers=args.dataloader_num_workers,
         generator=torch.Generator().manual_seed(args.seed), drop_last=drop_last,
     )  # fmt: skip
-    encoder = RetrievalEncoder(model, args.pair, cached=cached)
-    optimizer = torch.optim.AdamW(
+    return loader, collator
+
+
+def build_optimizer(model: nn.Module, args: RetrievalTrainingArguments) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters in X-CLIP's groups (`optimizer_groups`)."""
+    return torch.optim.AdamW(
         optimizer_groups(model, args.learning_rate, args.encoder_learning_rate, args.weight_decay),
         betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
     )  # fmt: skip
-    schedule = plan_schedule(args, optimizer, len(train_data), accelerator.num_processes, drop_last=drop_last)
-    updates_per_epoch, max_steps, num_epochs = schedule.updates_per_epoch, schedule.max_steps, schedule.num_epochs
-    scheduler = schedule.scheduler
-    encoder, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
-    if accelerator.log_with:
-        accelerator.init_trackers(
-            "sos-retrieval",
-            config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))},
-        )
 
-    start = resume_training(accelerator, scheduler, resume_path, args, updates_per_epoch)
-    global_step, first_epoch, skip_batches, history = (
-        start.global_step,
-        start.first_epoch,
-        start.skip_batches,
-        start.history,
+
+def contrastive_backward(accelerator, encoder, model, batch, args: RetrievalTrainingArguments) -> torch.Tensor:
+    """One batch's global contrastive loss and its backward pass (gradient-cached with `--grad_cache`)."""
+    if args.grad_cache:
+        return grad_cached_backward(
+            encoder, model, batch, args.pair, args.grad_cache_chunk_size,
+            loss_scale=1.0 / args.gradient_accumulation_steps, no_sync=accelerator.no_sync,
+        )  # fmt: skip
+    loss = global_contrastive_loss(model, encoder(**batch), args.pair)
+    accelerator.backward(loss)
+    return loss
+
+
+def train_retrieval(args: RetrievalTrainingArguments, accelerator=None) -> TrainingResult:
+    """Run `train/retrieval.py` with `args` (parsed by `parse_retrieval_args` or built in Python) in this process.
+
+    Raises ValueError / FileNotFoundError on bad input (the script maps them to exit code 2).
+    """
+    from accelerate.utils import set_seed
+
+    accelerator = accelerator or build_accelerator(args)
+    args = args.resolved(accelerator.num_processes)
+    resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    train_stories, eval_stories = load_retrieval_splits(
+        args.dataset, args.pair, args.train_split, args.held_out_split, args.dataset_config
     )
-    result = TrainingResult(global_step=global_step, losses=[h["loss"] for h in history], output_dir=args.output_dir)
-    best_value = None
-    progress = tqdm(range(max_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
-    unwrapped = accelerator.unwrap_model(encoder).model
-    step_losses: list[torch.Tensor] = []
-    for epoch in range(first_epoch, num_epochs):
+    set_seed(args.seed)
+    model, processor = prepare_retrieval_model(args, train_stories, accelerator.device)
+    loader, collator = training_loader(args, model, processor, train_stories, accelerator)
+    encoder = RetrievalEncoder(model, args.pair, cached=collator is None)
+    optimizer = build_optimizer(model, args)
+    schedule = plan_schedule(
+        args, optimizer, len(loader.dataset), accelerator.num_processes, drop_last=loader.drop_last
+    )
+    encoder, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, schedule.scheduler)
+    run = TrainingRun(accelerator, args, schedule, scheduler, resume_path, tracker_project="sos-retrieval")
+    model = accelerator.unwrap_model(encoder).model
+    trained = [p for p in encoder.parameters() if p.requires_grad]
+    figures = best = None
+    for epoch in run.epochs():
         encoder.train()
         if collator is not None:
             collator.epoch = epoch
-        loader.set_epoch(epoch)
-        batches = (
-            accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch and skip_batches else loader
-        )
-        for batch in batches:
+        for _, batch in run.batches(loader, epoch):
             with accelerator.accumulate(encoder):
-                if args.grad_cache:
-                    loss = grad_cached_backward(
-                        encoder, unwrapped, batch, args.pair, args.grad_cache_chunk_size,
-                        loss_scale=1.0 / args.gradient_accumulation_steps, no_sync=accelerator.no_sync,
-                    )  # fmt: skip
-                else:
-                    loss = global_contrastive_loss(unwrapped, encoder(**batch), args.pair)
-                    accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(
-                        [p for p in encoder.parameters() if p.requires_grad], args.max_grad_norm
-                    )
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                step_losses.append(loss.detach())
-            if not accelerator.sync_gradients:
-                continue
-            global_step += 1
-            step_loss = float(torch.stack(step_losses).mean())
-            step_losses = []
-            history.append({"step": global_step, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
-            result.losses.append(step_loss)
-            progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4f}")
-            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=global_step)
-            if global_step % args.checkpointing_steps == 0:
-                write_history(accelerator, args.output_dir, history)
-                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
-            if global_step >= max_steps:
-                break
+                loss = contrastive_backward(accelerator, encoder, model, batch, args)
+                apply_gradients(accelerator, optimizer, scheduler, trained, args.max_grad_norm)
+            run.end_batch(loss)
         if eval_stories is not None:
-            result.figures = _evaluate_on_main(accelerator, unwrapped, processor, eval_stories, args, global_step)
-            if accelerator.is_main_process and _is_better(
-                result.figures[args.best_metric], best_value, args.best_metric
-            ):
-                best_value = result.figures[args.best_metric]
-                result.best = dict(result.figures)
-                save_retrieval_model(unwrapped, processor, Path(args.output_dir) / "best", args, result.figures)
-            accelerator.wait_for_everyone()
-        if global_step >= max_steps:
-            break
-    progress.close()
-    result.global_step = global_step
-    write_history(accelerator, args.output_dir, history)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_retrieval_model(unwrapped, processor, args.output_dir, args, result.figures)
-        if args.push_to_hub:
-            push_output_dir(args)
-    end_run(accelerator)
-    return result
-
-
-def _evaluate_on_main(accelerator, model, processor, stories, args, global_step: int) -> dict[str, float]:
-    """Evaluation on the main process (the others wait); returns the flat figures on every process."""
-    figures = [None]
-    if accelerator.is_main_process:
-        figures[0] = flat_figures(
-            evaluate_retrieval(model, processor, stories, args.pair, args.eval_batch_size, args.eval_cache_dir)
-        )
-        accelerator.log({f"eval/{k}": v for k, v in figures[0].items()}, step=global_step)
-        accelerator.print(f"step {global_step}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures[0].items()))
-    if accelerator.num_processes > 1:
-        dist.broadcast_object_list(figures, src=0)
-    return figures[0]
-
-
-def push_output_dir(args: argparse.Namespace) -> str:
-    """Upload the final model, processor and card of `--output_dir` (not the checkpoints or logs) to `--hub_model_id`."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=args.hub_token)
-    repo_id = api.create_repo(args.hub_model_id or Path(args.output_dir).name, exist_ok=True).repo_id
-    api.upload_folder(
-        repo_id=repo_id, folder_path=args.output_dir, commit_message="End of training",
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", f"{args.logging_dir}/**", "best/**", "*.tmp*"],
-    )  # fmt: skip
-    return repo_id
+            figures, best = evaluate_and_keep_best(
+                accelerator, model, processor, eval_stories, args, run.global_step, best
+            )
+    run.finish(partial(save_retrieval_model, model, processor, args.output_dir, args, figures))
+    return TrainingResult(run.global_step, run.losses, figures, best, args.output_dir)
 
 
 __all__ = [

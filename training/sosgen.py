@@ -18,46 +18,32 @@ so the images match what the pipeline decodes. Flags, checkpoints, resume and th
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from sound_of_story.core import model_ids
 from sound_of_story.core.atomic_files import atomic_path
-from sound_of_story.core.help_formatter import HelpFormatter
 
-from .arguments import add_common_arguments, check_common_arguments, command_line, training_settings
-from .checkpointing import (
-    end_run,
-    plan_schedule,
-    resolve_resume_checkpoint,
-    resume_training,
-    save_checkpoint,
-    write_history,
-)
+from .arguments import GEN_MODES, GenMode, SoSgenTrainingArguments, build_parser, parse_arguments, training_settings
+from .checkpointing import resolve_resume_checkpoint
+from .loop import TrainingRun, apply_gradients, broadcast_from_main, build_accelerator, plan_schedule
 
 logger = logging.getLogger(__name__)
 
-GenMode = Literal["text", "controlnet", "image"]
-GEN_MODES: tuple[str, ...] = get_args(GenMode)
 DEFAULT_PRETRAINED = model_ids.RIFFUSION
 DEFAULT_IMAGE_ENCODER = model_ids.CLIP
-# Section 4.2.2: batch 1, gradient accumulation 16, lr 1e-6, cosine schedule.
-PAPER_BATCH_SIZE = 1
-PAPER_ACCUMULATION = 16
-PAPER_LR = 1e-6
 GENERATION_COLUMNS = {
     "text": ("audio", "text"),
     "controlnet": ("audio", "text", "frames", "frame_times", "start"),
@@ -67,115 +53,30 @@ GENERATION_COLUMNS = {
 CONDITIONING_CHANNELS = (16, 32, 96, 256)
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+DESCRIPTION = (
+    "Train SoSgen (paper section 4.2.2) on a built SoS dataset's generation config.\n"
+    "Run with `accelerate launch train/gen.py --mode text|controlnet|image ...`."
+)
 
 
 # --------------------------------------------------------------------------- arguments
 
 
-def build_sosgen_parser() -> argparse.ArgumentParser:
-    """`train/gen.py`'s flags: the shared diffusers-style ones plus the generation ones."""
-    parser = argparse.ArgumentParser(
-        prog="train/gen.py",
-        description="Train SoSgen (paper section 4.2.2) on a built SoS dataset's generation config.\n"
-        "Run with `accelerate launch train/gen.py --mode text|controlnet|image ...`.",
-        formatter_class=HelpFormatter,
-    )
-    g = parser.add_argument_group("generation")
-    g.add_argument(
-        "--mode",
-        choices=GEN_MODES,
-        default="text",
-        help="text: UNet + text encoder; controlnet: frames; image: frames, text 'Audio'",
-    )
-    g.add_argument(
-        "--pretrained_model",
-        default=DEFAULT_PRETRAINED,
-        help="a SoSgen/Riffusion pipeline folder or Hub id (a `text` output for controlnet)",
-    )
-    g.add_argument(
-        "--image_encoder", default=DEFAULT_IMAGE_ENCODER, help="CLIP vision model of a new ControlNet's frame tokens"
-    )
-    g.add_argument("--dataset", required=True, help="a built SoS folder (`sound-of-story build`) or a Hub dataset id")
-    g.add_argument("--dataset_config", default="generation", help="dataset config with 15 s slices")
-    g.add_argument("--train_split", default="train", help="split to train on")
-    g.add_argument(
-        "--validation_split",
-        default="test",
-        help="held-out slices: validation prompts/frames and FAD references ('none': no validation)",
-    )
-    g.add_argument(
-        "--validation_steps", type=int, default=500, help="validate every N optimizer steps (and at the end)"
-    )
-    g.add_argument(
-        "--num_validation_samples", type=int, default=4, help="held-out slices generated at each validation"
-    )
-    g.add_argument(
-        "--validation_inference_steps", type=int, default=25, help="denoising steps of the validation generations"
-    )
-    g.add_argument(
-        "--validation_fad_checkpoint", default=None,
-        help="VGGish .pth for the validation FAD (default: torchvggish's, downloaded); 'random' = random weights (offline tests only)",
-    )  # fmt: skip
-    g.add_argument(
-        "--no_validation_fad",
-        action="store_true",
-        help="skip the FAD at validation (audio and images are still logged)",
-    )
-    g.add_argument(
-        "--freeze_text_encoder", action="store_true", help="text mode: train the UNet only (the paper trains both)"
-    )
-    g.add_argument(
-        "--gradient_checkpointing",
-        action="store_true",
-        help="recompute activations in the backward pass (less memory)",
-    )
-    g.add_argument(
-        "--use_ema", action="store_true", help="keep an exponential moving average of the trained weights and save it"
-    )
-    g.add_argument("--ema_decay", type=float, default=0.9999, help="EMA decay")
-    g.add_argument(
-        "--snr_gamma",
-        type=float,
-        default=None,
-        help="Min-SNR loss weighting gamma (Hang et al. 2023; 5.0 recommended)",
-    )
-    g.add_argument("--noise_offset", type=float, default=0.0, help="noise offset (0 = none)")
-    g.add_argument(
-        "--use_lora",
-        action="store_true",
-        help="text mode: train LoRA adapters of the UNet and text encoder (peft) instead",
-    )
-    g.add_argument("--lora_rank", type=int, default=4, help="LoRA rank")
-    g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay")
-    add_common_arguments(
-        parser, train_batch_size=PAPER_BATCH_SIZE, num_train_epochs=100, gradient_accumulation_steps=PAPER_ACCUMULATION,
-        learning_rate=PAPER_LR, lr_scheduler="cosine", checkpointing_steps=500,
-    )  # fmt: skip
-    return parser
+def build_sosgen_parser():
+    """`train/gen.py`'s `HfArgumentParser`: one flag per field of `SoSgenTrainingArguments`."""
+    return build_parser(SoSgenTrainingArguments, DESCRIPTION)
 
 
-def parse_sosgen_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = build_sosgen_parser().parse_args(argv)
-    args.command = command_line(argv)
-    return args
-
-
-def _check_sosgen_args(args: argparse.Namespace) -> None:
-    check_common_arguments(args)
-    if args.use_lora and args.mode != "text":
-        raise ValueError("--use_lora is implemented for --mode text (the ControlNet is trained in full)")
-    if args.use_lora and args.use_ema:
-        raise ValueError("--use_lora and --use_ema do not combine here (as in diffusers' LoRA example)")
-    if args.validation_steps < 1 or args.num_validation_samples < 1:
-        raise ValueError("--validation_steps and --num_validation_samples must be >= 1")
-    if args.snr_gamma is not None and not args.snr_gamma > 0:
-        raise ValueError(f"--snr_gamma must be > 0, got {args.snr_gamma}")
+def parse_sosgen_args(argv: list[str] | None = None) -> SoSgenTrainingArguments:
+    """`train/gen.py`'s flags (default: this process's) as `SoSgenTrainingArguments`; a value out of range raises
+    ValueError naming its flag."""
+    return parse_arguments(SoSgenTrainingArguments, DESCRIPTION, argv)
 
 
 # --------------------------------------------------------------------------- data
 
 
-def load_generation_splits(args: argparse.Namespace):
+def load_generation_splits(args: SoSgenTrainingArguments):
     """The training and validation splits of the generation config, checked for the mode's columns."""
     import datasets
 
@@ -192,7 +93,7 @@ def load_generation_splits(args: argparse.Namespace):
             f"--dataset {args.dataset} config {args.dataset_config!r} could not be loaded ({error}): unknown config or a split is empty"
         ) from error
     columns = GENERATION_COLUMNS[args.mode]
-    names = [args.train_split] + ([] if args.validation_split == "none" else [args.validation_split])
+    names = [args.train_split] + ([args.held_out_split] if args.held_out_split else [])
     out = []
     for name in names:
         if name not in splits:
@@ -305,7 +206,7 @@ class IndexedSlices(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------- models
 
 
-def load_generation_pipeline(args: argparse.Namespace):
+def load_generation_pipeline(args: SoSgenTrainingArguments):
     """The pipeline to train from `--pretrained_model`; for the frame modes a `SoSgenControlNetPipeline` whose
     ControlNet is the base's own (continued) or a new one from its UNet and `--image_encoder`."""
     from diffusers import ControlNetModel, UNet2DConditionModel
@@ -360,7 +261,7 @@ def load_generation_pipeline(args: argparse.Namespace):
     return SoSgenControlNetPipeline(**components, **config, image_only=args.mode == "image")
 
 
-def _new_controlnet(args: argparse.Namespace) -> bool:
+def _new_controlnet(args: SoSgenTrainingArguments) -> bool:
     """Whether the frame modes start a ControlNet from the UNet and `--image_encoder` (the base has none)."""
     return args.mode != "text" and not (Path(args.pretrained_model) / "controlnet").is_dir()
 
@@ -430,7 +331,7 @@ class GenerationResult:
 
 
 def save_generation_output(
-    pipe, trained: DenoisingModel, args: argparse.Namespace, fad: float | None, ema=None
+    pipe, trained: DenoisingModel, args: SoSgenTrainingArguments, fad: float | None, ema=None
 ) -> None:
     """The trained pipeline (or the LoRA adapters) with its model card into `--output_dir`."""
     from sound_of_story.cards import build_model_card
@@ -475,7 +376,7 @@ def save_generation_output(
     card = build_model_card(
         library_name="diffusers", base_models=[args.pretrained_model] + ([args.image_encoder] if _new_controlnet(args) else []),
         dataset=args.dataset, pipeline_tag="text-to-audio", tags=["sosgen", f"sosgen-{args.mode}", "riffusion"] + (["lora"] if args.use_lora else []),
-        command=args.command, training_settings=training_settings(args), eval_results=results,
+        command=args.launch_command(), training_settings=training_settings(args), eval_results=results,
         model_name=args.hub_model_id.split("/")[-1] if args.hub_model_id else out.name,
         description=f"SoSgen ({args.mode} mode) trained with `train/gen.py` (Sound of Story, section 4.2.2)."
         + (" LoRA adapters: load the base pipeline, then `pipe.load_lora_weights(this_folder)`." if args.use_lora else ""),
@@ -542,76 +443,60 @@ def run_validation(pipe, slices, args, accelerator, global_step: int) -> float |
 # --------------------------------------------------------------------------- the loop
 
 
-def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult:
-    """Run `train/gen.py` on parsed arguments (`parse_sosgen_args`) in this process; the demo calls it.
-
-    Raises ValueError / FileNotFoundError on bad input (the script maps them to exit code 2).
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-    from diffusers import DDPMScheduler
-    from diffusers.training_utils import EMAModel, compute_snr
-
-    _check_sosgen_args(args)
-    if accelerator is None:
-        accelerator = Accelerator(
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            mixed_precision=args.mixed_precision,
-            log_with=None if args.report_to == "none" else args.report_to,
-            project_config=ProjectConfiguration(
-                project_dir=args.output_dir, logging_dir=str(Path(args.output_dir) / args.logging_dir)
-            ),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        )
-    resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    train_slices, validation_slices = load_generation_splits(args)
-    set_seed(args.seed)
-    pipe = load_generation_pipeline(args)
-    pipe.set_progress_bar_config(disable=True)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+def configure_trained_parts(pipe, args: SoSgenTrainingArguments) -> None:
+    """What each mode trains: `text` the UNet and the text encoder (eq. 12; LoRA adapters of both with
+    `--use_lora`), the frame modes the ControlNet on the frozen text-to-audio model (eq. 13). The VAE is frozen."""
     pipe.vae.requires_grad_(False)
-    if args.mode == "text":
-        pipe.text_encoder.requires_grad_(not args.freeze_text_encoder)
-        pipe.unet.requires_grad_(True)
-        if args.use_lora:
-            from peft import LoraConfig
-
-            pipe.unet.requires_grad_(False)
-            pipe.text_encoder.requires_grad_(False)
-            pipe.unet.add_adapter(
-                LoraConfig(
-                    r=args.lora_rank,
-                    lora_alpha=args.lora_rank,
-                    init_lora_weights="gaussian",
-                    target_modules=LORA_TARGETS,
-                )
-            )
-            if not args.freeze_text_encoder:
-                pipe.text_encoder.add_adapter(
-                    LoraConfig(
-                        r=args.lora_rank,
-                        lora_alpha=args.lora_rank,
-                        init_lora_weights="gaussian",
-                        target_modules=TEXT_LORA_TARGETS,
-                    )
-                )
-    else:
+    if args.mode != "text":
         for module in (pipe.unet, pipe.text_encoder, pipe.image_encoder):
             module.requires_grad_(False)
         pipe.controlnet.requires_grad_(True)
+        return
+    pipe.text_encoder.requires_grad_(not args.freeze_text_encoder)
+    pipe.unet.requires_grad_(True)
+    if args.use_lora:
+        from peft import LoraConfig
+
+        pipe.unet.requires_grad_(False)
+        pipe.text_encoder.requires_grad_(False)
+        lora = {"r": args.lora_rank, "lora_alpha": args.lora_rank, "init_lora_weights": "gaussian"}
+        pipe.unet.add_adapter(LoraConfig(**lora, target_modules=LORA_TARGETS))
+        if not args.freeze_text_encoder:
+            pipe.text_encoder.add_adapter(LoraConfig(**lora, target_modules=TEXT_LORA_TARGETS))
+
+
+def prepare_denoising_model(args: SoSgenTrainingArguments, device):
+    """The pipeline to train, with the mode's parts trainable, on `device`, and its trained part as one module."""
+    pipe = load_generation_pipeline(args)
+    pipe.set_progress_bar_config(disable=True)
+    configure_trained_parts(pipe, args)
     trained = DenoisingModel(pipe, args.mode)
     if args.gradient_checkpointing:
         for module in (trained.unet, trained.controlnet):
             if module is not None and any(p.requires_grad for p in module.parameters()):
                 module.enable_gradient_checkpointing()
-    pipe.to(accelerator.device)
-    params_to_train = [p for p in trained.parameters() if p.requires_grad]
-    ema = None
-    if args.use_ema:
-        target = trained.unet if args.mode == "text" else trained.controlnet
-        ema = EMAModel(target.parameters(), decay=args.ema_decay)
-        accelerator.register_for_checkpointing(ema)
+    pipe.to(device)
+    return pipe, trained
 
+
+def _ema_target(trained: DenoisingModel, mode: str) -> nn.Module:
+    return trained.unet if mode == "text" else trained.controlnet
+
+
+def build_ema(trained: DenoisingModel, args: SoSgenTrainingArguments, accelerator):
+    """With `--use_ema`, the moving average of the trained UNet (text) or ControlNet, saved in every checkpoint."""
+    if not args.use_ema:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    ema = EMAModel(_ema_target(trained, args.mode).parameters(), decay=args.ema_decay)
+    accelerator.register_for_checkpointing(ema)
+    return ema
+
+
+def slice_loader(pipe, train_slices, args: SoSgenTrainingArguments):
+    """The shuffled training batches (a random window of each slice's spectrogram) and the collator whose epoch
+    sets the windows."""
     collator = SliceCollator(
         pipe.spectrogram_params, int(pipe.config.window_width), pipe.tokenizer, args.mode, args.seed
     )
@@ -619,145 +504,110 @@ def train_sosgen(args: argparse.Namespace, accelerator=None) -> GenerationResult
         IndexedSlices(train_slices), batch_size=args.train_batch_size, shuffle=True, collate_fn=collator,
         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed),
     )  # fmt: skip
-    optimizer = torch.optim.AdamW(
-        params_to_train,
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.weight_decay,
-        eps=args.adam_epsilon,
-    )
-    schedule = plan_schedule(args, optimizer, len(train_slices), accelerator.num_processes)
-    updates_per_epoch, max_steps, num_epochs = schedule.updates_per_epoch, schedule.max_steps, schedule.num_epochs
-    scheduler = schedule.scheduler
-    trained, optimizer, loader, scheduler = accelerator.prepare(trained, optimizer, loader, scheduler)
-    if accelerator.log_with:
-        accelerator.init_trackers(
-            "sosgen",
-            config={k: v for k, v in training_settings(args).items() if isinstance(v, (int, float, str, bool))},
-        )
+    return loader, collator
 
-    start = resume_training(accelerator, scheduler, resume_path, args, updates_per_epoch)
-    global_step, first_epoch, skip, history = start.global_step, start.first_epoch, start.skip_batches, start.history
-    result = GenerationResult(global_step=global_step, losses=[h["loss"] for h in history], output_dir=args.output_dir)
-    noise_generator = torch.Generator(device=accelerator.device)
-    vae = pipe.vae
-    progress = tqdm(range(max_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
-    step_losses = []
+
+def denoising_loss(trained, vae, noise_scheduler, batch, noise_generator, args: SoSgenTrainingArguments):
+    """diffusers' denoising loss of a batch: the windows' latents noised at random timesteps, the prediction
+    against the noise (or the velocity), optionally Min-SNR weighted (`--snr_gamma`)."""
+    from diffusers.training_utils import compute_snr
+
+    with torch.no_grad():
+        latents = vae.encode(batch["pixel_values"].to(vae.dtype)).latent_dist.sample(noise_generator)
+        latents = latents * vae.config.scaling_factor
+    noise = torch.randn(latents.shape, generator=noise_generator, device=latents.device, dtype=latents.dtype)
+    if args.noise_offset:
+        noise += args.noise_offset * torch.randn(
+            (*latents.shape[:2], 1, 1), generator=noise_generator, device=latents.device
+        )
+    timesteps = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=noise_generator,
+        device=latents.device,
+    )  # fmt: skip
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    epsilon = noise_scheduler.config.prediction_type == "epsilon"
+    target = noise if epsilon else noise_scheduler.get_velocity(latents, noise, timesteps)
+    pred = trained(
+        noisy, timesteps, batch["input_ids"], batch.get("frames"), batch.get("frame_times"), batch["window_start"]
+    )
+    if args.snr_gamma is None:
+        return F.mse_loss(pred.float(), target.float())
+    snr = compute_snr(noise_scheduler, timesteps)
+    weights = torch.stack([snr, args.snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
+    weights = weights / snr if epsilon else weights / (snr + 1)
+    return (F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
+
+
+def train_sosgen(args: SoSgenTrainingArguments, accelerator=None) -> GenerationResult:
+    """Run `train/gen.py` with `args` (parsed by `parse_sosgen_args` or built in Python) in this process.
+
+    Raises ValueError / FileNotFoundError on bad input (the script maps them to exit code 2).
+    """
+    from accelerate.utils import set_seed
+    from diffusers import DDPMScheduler
+
+    accelerator = accelerator or build_accelerator(args)
+    resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    train_slices, validation_slices = load_generation_splits(args)
+    set_seed(args.seed)
+    pipe, trained = prepare_denoising_model(args, accelerator.device)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    parameters = [p for p in trained.parameters() if p.requires_grad]
+    ema = build_ema(trained, args, accelerator)
+    loader, collator = slice_loader(pipe, train_slices, args)
+    optimizer = torch.optim.AdamW(
+        parameters, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.weight_decay,
+        eps=args.adam_epsilon,
+    )  # fmt: skip
+    schedule = plan_schedule(args, optimizer, len(train_slices), accelerator.num_processes)
+    trained, optimizer, loader, scheduler = accelerator.prepare(trained, optimizer, loader, schedule.scheduler)
+    run = TrainingRun(accelerator, args, schedule, scheduler, resume_path, tracker_project="sosgen")
     unwrapped = accelerator.unwrap_model(trained)
-    for epoch in range(first_epoch, num_epochs):
+    noise_generator = torch.Generator(device=accelerator.device)
+    fad = None
+    for epoch in run.epochs():
         trained.train()
         collator.epoch = epoch
-        loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip) if epoch == first_epoch and skip else loader
-        for batch_index, batch in enumerate(batches, start=skip if epoch == first_epoch else 0):
+        for batch_index, batch in run.batches(loader, epoch):
             # The noise and timesteps of a batch depend only on (seed, epoch, batch, process): resume reproduces them.
             noise_generator.manual_seed(
                 hash((args.seed, epoch, batch_index, accelerator.process_index)) & ((1 << 62) - 1)
             )
             with accelerator.accumulate(trained):
-                with torch.no_grad():
-                    latents = (
-                        vae.encode(batch["pixel_values"].to(vae.dtype)).latent_dist.sample(noise_generator)
-                        * vae.config.scaling_factor
-                    )
-                noise = torch.randn(
-                    latents.shape, generator=noise_generator, device=latents.device, dtype=latents.dtype
-                )
-                if args.noise_offset:
-                    noise += args.noise_offset * torch.randn(
-                        (*latents.shape[:2], 1, 1), generator=noise_generator, device=latents.device
-                    )
-                timesteps = torch.randint(
-                    0,
-                    noise_scheduler.config.num_train_timesteps,
-                    (latents.shape[0],),
-                    generator=noise_generator,
-                    device=latents.device,
-                )
-                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-                target = (
-                    noise
-                    if noise_scheduler.config.prediction_type == "epsilon"
-                    else noise_scheduler.get_velocity(latents, noise, timesteps)
-                )
-                pred = trained(
-                    noisy,
-                    timesteps,
-                    batch["input_ids"],
-                    batch.get("frames"),
-                    batch.get("frame_times"),
-                    batch["window_start"],
-                )
-                if args.snr_gamma is None:
-                    loss = F.mse_loss(pred.float(), target.float())
-                else:
-                    snr = compute_snr(noise_scheduler, timesteps)
-                    weights = torch.stack([snr, args.snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
-                    weights = (
-                        weights / snr if noise_scheduler.config.prediction_type == "epsilon" else weights / (snr + 1)
-                    )
-                    loss = (
-                        F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights
-                    ).mean()
+                loss = denoising_loss(trained, pipe.vae, noise_scheduler, batch, noise_generator, args)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params_to_train, args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                step_losses.append(accelerator.gather(loss.detach()[None]).mean())
-            if not accelerator.sync_gradients:
-                continue
-            if ema is not None:
-                ema.step((unwrapped.unet if args.mode == "text" else unwrapped.controlnet).parameters())
-            global_step += 1
-            step_loss = float(torch.stack(step_losses).mean())
-            step_losses = []
-            history.append({"step": global_step, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
-            result.losses.append(step_loss)
-            progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4f}")
-            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=global_step)
-            if global_step % args.checkpointing_steps == 0:
-                write_history(accelerator, args.output_dir, history)
-                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
-            if validation_slices is not None and global_step % args.validation_steps == 0 and global_step < max_steps:
-                result.fad = _validate(pipe, validation_slices, args, accelerator, global_step)
-            if global_step >= max_steps:
-                break
-        if global_step >= max_steps:
-            break
-    progress.close()
+                apply_gradients(accelerator, optimizer, scheduler, parameters, args.max_grad_norm)
+                global_loss = accelerator.gather(loss.detach()[None]).mean()
+            if ema is not None and accelerator.sync_gradients:
+                ema.step(_ema_target(unwrapped, args.mode).parameters())
+            if run.end_batch(global_loss) and validation_slices is not None and _validation_due(run, args):
+                fad = validate(pipe, validation_slices, args, accelerator, run.global_step)
     if validation_slices is not None:
-        result.fad = _validate(pipe, validation_slices, args, accelerator, global_step)
-    result.global_step = global_step
-    write_history(accelerator, args.output_dir, history)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_generation_output(pipe, unwrapped, args, result.fad, ema)
-        if args.push_to_hub:
-            from .retrieval import push_output_dir
-
-            push_output_dir(args)
-    end_run(accelerator)
-    return result
+        fad = validate(pipe, validation_slices, args, accelerator, run.global_step)
+    run.finish(partial(save_generation_output, pipe, unwrapped, args, fad, ema))
+    return GenerationResult(run.global_step, run.losses, fad, args.output_dir)
 
 
-def _validate(pipe, slices, args, accelerator, global_step: int) -> float | None:
-    fad = [None]
-    if accelerator.is_main_process:
+def _validation_due(run: TrainingRun, args: SoSgenTrainingArguments) -> bool:
+    """Every `--validation_steps` updates; the last update's validation runs after the loop."""
+    return run.global_step % args.validation_steps == 0 and not run.done
+
+
+def validate(pipe, slices, args: SoSgenTrainingArguments, accelerator, global_step: int) -> float | None:
+    """`run_validation` on the main process in evaluation mode, without touching the training's random state;
+    the FAD returned on every process."""
+
+    def generate_and_score() -> float | None:
         was = [m.training for m in (pipe.unet, pipe.text_encoder)]
         pipe.unet.eval()
         pipe.text_encoder.eval()
         with torch.random.fork_rng(devices=[]):
-            fad[0] = run_validation(pipe, slices, args, accelerator, global_step)
+            fad = run_validation(pipe, slices, args, accelerator, global_step)
         pipe.unet.train(was[0])
         pipe.text_encoder.train(was[1])
-    if accelerator.num_processes > 1:
-        import torch.distributed as dist
+        return fad
 
-        dist.broadcast_object_list(fad, src=0)
-    return fad[0]
+    return broadcast_from_main(accelerator, generate_and_score)
 
 
 __all__ = [
