@@ -99,6 +99,42 @@ def tiny_retrieval_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_retrieval_dir_float64(tmp_path_factory, tiny_retrieval_dir) -> Path:
+    """The tiny retrieval model of `tiny_retrieval_dir` in float64 (the same weights, widened), with its processor:
+    training it runs in float64, whose rounding is small enough to bound (`FLOAT64_ROUNDOFF`)."""
+
+    def make(root: Path) -> Path:
+        import torch
+
+        from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
+
+        SoSRetrievalModel.from_pretrained(tiny_retrieval_dir).to(torch.float64).save_pretrained(root)
+        SoSRetrievalProcessor.from_pretrained(tiny_retrieval_dir).save_pretrained(root)
+        return root
+
+    return _once("tiny_retrieval_dir_float64", make, tmp_path_factory)
+
+
+# Rounding bounds of the float64 tests. u = 2^-53 is float64's unit roundoff. A float64 sum of n terms is off by at
+# most n u times the sum of the terms' magnitudes (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed.,
+# eq. 4.4). In the tiny retrieval model a feature or a gradient comes out of a chain of such sums with fewer than
+# 10^4 terms in all (the longest single sum, a weight gradient over 4 stories x 514 AST tokens, has 2056), so its
+# error is below 10^4 u of its terms' magnitudes, which are of the order of the largest gradient for 4 stories.
+FLOAT64_ROUNDOFF = 2.0**-53
+SUM_TERMS = 10_000
+
+
+def similarity_rounding_bound(temperature: float) -> float:
+    """The relative rounding error bound of the multi-grained similarity (and of the gradients through it) in float64.
+
+    A softmax pooling `sum_k softmax(c / T)_k c_k` of cosines c in [-1, 1] moves by at most (1 + 2 / T) times the
+    largest change of the c's (its derivative in c_k is `softmax_k (1 + (c_k - pooled) / T)`); the similarity nests
+    two such poolings, so a relative error `SUM_TERMS u` of the features becomes at most (1 + 2 / T)^2 times it.
+    """
+    return (1 + 2 / temperature) ** 2 * SUM_TERMS * FLOAT64_ROUNDOFF
+
+
+@pytest.fixture(scope="session")
 def tiny_sosgen_dir(tmp_path_factory) -> Path:
     """A tiny random SoSgenPipeline saved (what --pretrained_model takes), and next to it `image_encoder/`: a tiny
     CLIP vision model with its image processor (what --image_encoder takes)."""

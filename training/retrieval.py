@@ -292,6 +292,13 @@ def tensors_to_features(tensors: dict[str, torch.Tensor], pair: str) -> tuple[So
     return audio, other
 
 
+def in_model_dtype(inputs: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The floating inputs in the dtype of `model`'s weights (the processor gives float32; a model may be float64, as
+    in the two-process test, or bfloat16); masks and token ids as they are."""
+    dtype = next(model.parameters()).dtype
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+
+
 class RetrievalEncoder(nn.Module):
     """The trained part of one step as a module (what `accelerator.prepare` wraps in DDP): inputs to the feature
     tensors of the pair and the logit scale. With `cached=True` the inputs are the frozen encoders' stored outputs."""
@@ -304,6 +311,7 @@ class RetrievalEncoder(nn.Module):
 
     def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
         model = self.model
+        batch = in_model_dtype(batch, model)
         if self.cached:
             audio = model.audio_features_from_states(batch["audio_first_token"], batch["audio_tokens"])
             if self.pair == "audio-video":
@@ -446,6 +454,7 @@ def frozen_encoder_features(
     for start in tqdm(range(0, len(stories), batch_size), desc="frozen-encoder features", leave=False):
         rows = stories[start : start + batch_size]
         inputs = {k: v.to(device) for k, v in processor(audio=rows["audio"], **{other: rows[other]}).items()}
+        inputs = in_model_dtype(inputs, model)
         first, tokens = model.audio_encoder_states(inputs["input_values"].unsqueeze(1))  # one crop per story
         values = {"audio_first_token": first, "audio_tokens": tokens}
         if pair == "audio-video":
