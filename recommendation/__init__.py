@@ -8,14 +8,27 @@ re-ranked by the retrieval model's own similarity (multi-grained for SoS; the Wa
 
 from .coarse_index import AUTO_FLAT_MAX, INDEX_TYPES, CoarseIndex, CoarseIndexSettings, IndexType
 from .index_files import EmbeddingSettings, IndexConfig, ModelIdentity
-from .library_index import AddReport, QueryKind, SoundLibraryIndex, query_kinds
+from .library import HUB_PREFIX, hub_repo_id
+from .library_index import (
+    MAX_CANDIDATES,
+    MAX_STORY_SCENES,
+    RERANK_CHUNK_ROWS,
+    AddReport,
+    QueryKind,
+    SoundLibraryIndex,
+    query_kinds,
+)
 from .rerank_store import STORE_DTYPES, CorruptIndexError, RerankStore, StoreDtype
-from .results import Recommendation, SceneRecommendation
+from .results import Recommendation, SceneRecommendation, printable
 from .story import SceneSpan, scene_spans
 
 __all__ = [
     "AUTO_FLAT_MAX",
+    "HUB_PREFIX",
     "INDEX_TYPES",
+    "MAX_CANDIDATES",
+    "MAX_STORY_SCENES",
+    "RERANK_CHUNK_ROWS",
     "STORE_DTYPES",
     "AddReport",
     "CoarseIndex",
@@ -32,6 +45,8 @@ __all__ = [
     "SceneSpan",
     "SoundLibraryIndex",
     "StoreDtype",
+    "hub_repo_id",
+    "printable",
     "query_kinds",
     "scene_spans",
 ]

@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from sound_of_story.core.atomic_files import atomic_path, write_json_atomic, write_jsonl_atomic
 from sound_of_story.core.hashing import file_sha256, json_sha256
 
 from .coarse_index import CoarseIndex, CoarseIndexSettings
-from .library import LibrarySource
-from .rerank_store import CorruptIndexError, RerankStore, Shard, StoreDtype
+from .library import LibrarySource, check_clip_id, clip_path
+from .rerank_store import STORE_DTYPES, CorruptIndexError, RerankStore, Shard, StoreDtype
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "index.json"
 FAILURES_NAME = "failures.jsonl"
 STORE_FOLDER = "store"
+# The only names index.json may give its files: plain names in the index folder, never a path elsewhere.
+MANIFEST_FILE_NAME = re.compile(r"manifest-[0-9]{6,}\.jsonl")
+COARSE_FILE_NAME = re.compile(r"coarse-[0-9]{6,}\.faiss")
+COARSE_KINDS = ("flat", "ivfpq", "hnsw")
 
 
 @dataclasses.dataclass
@@ -83,8 +88,11 @@ class FileRecord:
     def of(cls, path: Path) -> FileRecord:
         return cls(path.name, path.stat().st_size, file_sha256(path))
 
-    def check(self, folder: Path, what: str) -> Path:
-        """The file's path after checking it exists and matches its size and checksum (else `CorruptIndexError`)."""
+    def check(self, folder: Path, what: str, name_pattern: re.Pattern) -> Path:
+        """The file's path after checking its name is one the index writes (``name_pattern``: a plain name in
+        ``folder``), that it exists and matches its size and checksum (else `CorruptIndexError`)."""
+        if not isinstance(self.name, str) or not name_pattern.fullmatch(self.name):
+            raise CorruptIndexError(f"index {folder}: the {what} file name {self.name!r} is not one an index writes")
         path = folder / self.name
         if not path.is_file():
             raise CorruptIndexError(f"index {folder}: {what} file {self.name} is missing (partly written index?)")
@@ -224,9 +232,14 @@ def read_config(folder: Path) -> IndexConfig:
             f"{path}: index format {body.get('format_version')} is not supported (this version reads {FORMAT_VERSION})"
         )
     try:
-        return IndexConfig.from_dict(body)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path} does not have the layout of an index config ({type(err).__name__}: {err})") from None
+        config = IndexConfig.from_dict(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CorruptIndexError(
+            f"{path} does not have the layout of an index config ({type(err).__name__}: {err})"
+        ) from None
+    if config.library.kind not in ("folder", "dataset") or not isinstance(config.library.location, str):
+        raise CorruptIndexError(f"{path}: the library {config.library!r} is neither a folder nor a dataset")
+    return config
 
 
 def write_config(folder: Path, config: IndexConfig) -> None:
@@ -254,18 +267,72 @@ def load_index_files(folder: Path, *, verify: bool = False) -> IndexFiles:
     config = read_config(folder)
     if config.manifest is None or config.store is None or config.coarse.file is None:
         raise CorruptIndexError(f"{folder / CONFIG_NAME} names no manifest, store or coarse index file")
-    manifest_path = config.manifest.file.check(folder, "manifest")
-    manifest = [json.loads(line) for line in manifest_path.read_text(encoding="utf-8").splitlines() if line]
-    coarse_path = config.coarse.file.check(folder, "coarse index")
-    coarse = CoarseIndex.load(coarse_path, config.coarse.settings, config.coarse.kind, config.coarse.trained_on)
+    _check_store_layout(folder, config)
+    manifest_path = config.manifest.file.check(folder, "manifest", MANIFEST_FILE_NAME)
+    manifest = read_manifest(manifest_path, config.library)
     info = config.store
     store = RerankStore(folder / STORE_FOLDER, list(info.shards), info.dtype, info.num_tokens, info.dim)
     store.check_files(full=verify)
-    if not (len(manifest) == store.num_rows == coarse.ntotal == config.manifest.num_rows):
+    if not (len(manifest) == store.num_rows == config.manifest.num_rows):
         raise CorruptIndexError(
-            f"index {folder}: manifest ({len(manifest)}), store ({store.num_rows}) and coarse index ({coarse.ntotal}) disagree on the number of clips"
+            f"index {folder}: manifest ({len(manifest)}), store ({store.num_rows}) and index.json "
+            f"({config.manifest.num_rows}) disagree on the number of clips"
         )
+    coarse_path = config.coarse.file.check(folder, "coarse index", COARSE_FILE_NAME)
+    coarse = CoarseIndex.load(
+        coarse_path, config.coarse.settings, config.coarse.kind, config.coarse.trained_on,
+        dim=config.embedding.dim, num_vectors=len(manifest),
+    )  # fmt: skip
     return IndexFiles(config, manifest, coarse, store)
+
+
+def _check_store_layout(folder: Path, config: IndexConfig) -> None:
+    """The store and coarse index as index.json describes them must fit its embedding settings."""
+    store, embedding, coarse = config.store, config.embedding, config.coarse
+    if store.dtype not in STORE_DTYPES or store.dtype != embedding.store_dtype:
+        raise CorruptIndexError(f"index {folder}: store dtype {store.dtype!r} is not the embedding's")
+    if (store.dim, store.num_tokens) != (embedding.dim, embedding.num_tokens) or embedding.dim < 1:
+        raise CorruptIndexError(
+            f"index {folder}: the store's {store.num_tokens} x {store.dim} features are not the embedding's "
+            f"{embedding.num_tokens} x {embedding.dim}"
+        )
+    if coarse.kind not in COARSE_KINDS or not isinstance(coarse.trained_on, int):
+        raise CorruptIndexError(f"index {folder}: unknown coarse index kind {coarse.kind!r}")
+
+
+def read_manifest(path: Path, library: LibrarySource) -> list[dict]:
+    """The manifest's rows after checking each: its position, an active flag, a content SHA-256, a clip id inside
+    the library (`library.check_clip_id`) and the path that id gives (`library.clip_path`).
+
+    Every path an index names is its library's location joined with a checked clip id, so no row can point
+    outside the library (a crafted ``../`` or absolute path is a `CorruptIndexError`).
+    """
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptIndexError(f"manifest {path.name} is not JSON lines ({err})") from None
+    for number, row in enumerate(rows):
+        where = f"manifest {path.name}, row {number}"
+        if not isinstance(row, dict):
+            raise CorruptIndexError(f"{where} is not an object")
+        if row.get("row") != number or not isinstance(row.get("active"), bool):
+            raise CorruptIndexError(f"{where}: its row number or active flag is wrong")
+        if not isinstance(row.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", row["sha256"]):
+            raise CorruptIndexError(f"{where}: no content SHA-256")
+        try:
+            clip_id = check_clip_id(row.get("clip_id"), library)
+        except ValueError as err:
+            raise CorruptIndexError(f"{where}: {err}") from None
+        recorded = row.get("path")
+        expected = clip_path(library, clip_id)
+        same = recorded == expected or (
+            library.kind == "folder" and isinstance(recorded, str) and Path(recorded) == Path(expected)
+        )
+        if not same:
+            raise CorruptIndexError(
+                f"{where}: path {recorded!r} is not clip {clip_id!r} of the library {library.location!r}"
+            )
+    return rows
 
 
 def save_index_files(folder: Path, files: IndexFiles) -> IndexConfig:
@@ -315,6 +382,7 @@ __all__ = [
     "StoreRecord",
     "load_index_files",
     "read_config",
+    "read_manifest",
     "save_index_files",
     "write_config",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,9 @@ from sound_of_story.metrics.fad.audio_input import audio_file_extensions
 
 DatasetConfig = Literal["stories", "generation"]
 DATASET_CONFIGS: tuple[DatasetConfig, ...] = ("stories", "generation")
+# A Hub repo is named explicitly: hf://owner/name (Hub repo ids: letters, digits, '-', '_', '.').
+HUB_PREFIX = "hf://"
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +52,28 @@ def is_built_dataset(path: Path) -> bool:
     return (path / "README.md").is_file() and any(path.glob("*/*.parquet"))
 
 
+def hub_repo_id(location: str | os.PathLike) -> str | None:
+    """``owner/name`` of an ``hf://owner/name`` location, None for anything else (a local path).
+
+    A Hub repo is only ever named in this explicit form: a relative path such as ``runs/index`` that does not
+    exist locally is "not found", never a download of whoever owns that name on the Hub.
+    """
+    text = os.fspath(location)
+    if not isinstance(text, str) or not text.startswith(HUB_PREFIX):
+        return None
+    repo_id = text[len(HUB_PREFIX) :]
+    if not HUB_REPO_ID.fullmatch(repo_id):
+        raise ValueError(f"{text!r} is not a Hub repo: write hf://owner/name")
+    return repo_id
+
+
 def library_source(location: str | os.PathLike, config: DatasetConfig = "stories") -> LibrarySource:
-    """Classify ``location``: an audio folder, a built SoS folder, or (not a local path) a Hub dataset id."""
+    """Classify ``location``: an audio folder, a built SoS folder, or a Hub dataset (``hf://owner/name``)."""
     if config not in DATASET_CONFIGS:
         raise ValueError(f"dataset config must be one of {DATASET_CONFIGS}, got {config!r}")
+    repo_id = hub_repo_id(location)
+    if repo_id is not None:
+        return LibrarySource("dataset", repo_id, config)
     path = Path(location)
     if path.is_dir():
         if is_built_dataset(path):
@@ -59,9 +81,35 @@ def library_source(location: str | os.PathLike, config: DatasetConfig = "stories
         return LibrarySource("folder", str(path.resolve()))
     if path.exists():
         raise ValueError(f"library {str(path)!r} is a file; give a folder of audio files or a built SoS dataset")
-    if str(location).count("/") == 1 and not str(location).startswith((".", "/")):
-        return LibrarySource("dataset", str(location), config)  # a Hub dataset repo id
-    raise FileNotFoundError(f"library {str(path)!r} does not exist")
+    raise FileNotFoundError(f"library {str(path)!r} does not exist (a Hub dataset is written hf://owner/name)")
+
+
+def check_clip_id(clip_id: object, source: LibrarySource) -> str:
+    """``clip_id`` after checking it names a clip inside its library (raises ValueError otherwise).
+
+    A folder clip's id is its path relative to the library folder, so it must be relative, in ``/`` form, with
+    no empty, ``.`` or ``..`` part; a dataset clip's id is ``config/split/row id``. No id holds a NUL or a
+    backslash. Ids may still hold characters a terminal interprets: show them with `results.printable`.
+    """
+    if not isinstance(clip_id, str) or not clip_id or "\x00" in clip_id or "\\" in clip_id:
+        raise ValueError(f"clip id {clip_id!r} is not a relative path")
+    if source.kind == "dataset":
+        config, _, rest = clip_id.partition("/")
+        split, _, row_id = rest.partition("/")
+        if config != source.config or not split or not row_id:
+            raise ValueError(f"clip id {clip_id!r} is not {source.config}/split/row id of the library's dataset")
+        return clip_id
+    parts = clip_id.split("/")
+    if clip_id.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"clip id {clip_id!r} names a path outside the library folder")
+    return clip_id
+
+
+def clip_path(source: LibrarySource, clip_id: str) -> str:
+    """Where a clip of ``source`` is: its file (``location/clip id``) or ``location::clip id`` for a dataset row."""
+    if source.kind == "dataset":
+        return f"{source.location}::{clip_id}"
+    return str(Path(source.location) / clip_id)
 
 
 def _file_clips(root: Path) -> Iterator[LibraryClip]:
@@ -101,9 +149,13 @@ def decode_clip(clip: LibraryClip, data: bytes) -> tuple:
 
 __all__ = [
     "DATASET_CONFIGS",
+    "HUB_PREFIX",
     "LibraryClip",
     "LibrarySource",
+    "check_clip_id",
+    "clip_path",
     "decode_clip",
+    "hub_repo_id",
     "is_built_dataset",
     "iter_library",
     "library_source",

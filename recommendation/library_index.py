@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,13 +41,26 @@ from .index_files import (
     CoarseRecord,
     CorruptIndexError,
     EmbeddingSettings,
+    FileRecord,
     IndexConfig,
     IndexFiles,
+    ManifestRecord,
     ModelIdentity,
     load_index_files,
     save_index_files,
+    write_config,
 )
-from .library import DatasetConfig, LibraryClip, LibrarySource, decode_clip, iter_library, library_source
+from .library import (
+    DatasetConfig,
+    LibraryClip,
+    LibrarySource,
+    check_clip_id,
+    clip_path,
+    decode_clip,
+    hub_repo_id,
+    iter_library,
+    library_source,
+)
 from .rerank_store import RerankStore, StoreDtype, pool_tokens
 from .results import Recommendation, SceneRecommendation
 from .story import assign_scenes, scene_spans
@@ -53,6 +68,18 @@ from .story import assign_scenes, scene_spans
 DEFAULT_TOP_K = 10
 DEFAULT_RERANK = 100
 DEFAULT_BATCH_SIZE = 8
+# The most clips one query may ask for or re-rank: stage 2 reads each candidate's row (at the SoS model's real size,
+# 1,213 tokens x 512 dims, 2.5 MB as float32), in chunks of RERANK_CHUNK_ROWS rows (159 MB at that size), so a
+# query's memory no longer grows with --top-k or --rerank and its time stays within about 10x the default's.
+MAX_CANDIDATES = 1000
+RERANK_CHUNK_ROWS = 64
+# Story mode re-ranks max(rerank, scenes) candidates for each scene (enough for distinct clips): at most this many
+# scenes keeps that linear in the scenes at the default rerank instead of growing with their square.
+MAX_STORY_SCENES = DEFAULT_RERANK
+# A model folder inside the Hub cache names its Hub id and commit (models--owner--name/snapshots/COMMIT).
+HUB_CACHE_SNAPSHOT = re.compile(
+    r"models--(?P<owner>[^/\\]+?)--(?P<name>[^/\\]+)[/\\]snapshots[/\\](?P<commit>[0-9a-f]{40})"
+)
 
 QueryKind = Literal["frames", "text"]
 # The retrieval direction (evaluation's names) that answers each kind of query with audio.
@@ -90,6 +117,24 @@ def hub_revision(model_id: str, revision: str | None) -> str | None:
     if isinstance(cached, str) and "/snapshots/" in cached:
         return cached.split("/snapshots/")[1].split("/")[0]
     return revision
+
+
+def published_model_identity(identity: ModelIdentity) -> ModelIdentity:
+    """The model as a published index names it: a Hub id stays; a folder in the Hub cache becomes its Hub id and
+    commit; any other local folder only its name (no path of this machine)."""
+    if not (Path(identity.id).is_absolute() or Path(identity.id).exists()):
+        return identity
+    match = HUB_CACHE_SNAPSHOT.search(identity.id)
+    if match:
+        return ModelIdentity(f"{match['owner']}/{match['name']}", match["commit"], identity.fingerprint)
+    return ModelIdentity(Path(identity.id).name, None, identity.fingerprint)
+
+
+def check_candidate_counts(top_k: int, rerank: int) -> None:
+    """``top_k`` and ``rerank`` must be between 1 and `MAX_CANDIDATES` (ValueError naming both)."""
+    for name, value in (("top_k", top_k), ("rerank", rerank)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= MAX_CANDIDATES:
+            raise ValueError(f"{name} must be between 1 and {MAX_CANDIDATES}, got {value!r}")
 
 
 def query_kinds(model: Any, processor: Any) -> tuple[QueryKind, ...]:
@@ -168,6 +213,7 @@ class SoundLibraryIndex:
         store: RerankStore,
         model: Any = None,
         processor: Any = None,
+        clip_source: LibrarySource | None = None,
     ):
         self.folder, self.config, self.manifest, self.coarse, self.store = (
             Path(folder),
@@ -177,6 +223,8 @@ class SoundLibraryIndex:
             store,
         )
         self._model, self._processor = model, processor
+        # Where the clips are read from on this machine; None for an index from the Hub without a library given.
+        self.clip_source = clip_source
 
     # ---------------------------------------------------- properties and model identity
 
@@ -188,6 +236,14 @@ class SoundLibraryIndex:
     def num_clips(self) -> int:
         """Clips that can be recommended (rows of files that are gone or changed are kept but inactive)."""
         return sum(1 for row in self.manifest if row["active"])
+
+    def clip_location(self, row: dict) -> str:
+        """Where the clip of manifest ``row`` is: its file, or ``dataset::config/split/id``, in the library the
+        clips are read from (`clip_source`); the path the index records (relative for a published index) when
+        there is none. Manifest rows are checked on load, so this is always inside the library."""
+        if self.clip_source is None:
+            return row["path"]
+        return clip_path(self.clip_source, row["clip_id"])
 
     @property
     def model(self) -> Any:
@@ -293,7 +349,7 @@ class SoundLibraryIndex:
         (out / STORE_FOLDER).mkdir(parents=True, exist_ok=True)
         settings = config.embedding
         store = RerankStore(out / STORE_FOLDER, [], settings.store_dtype, settings.num_tokens, settings.dim)
-        return cls(out, config, [], None, store, model, processor)
+        return cls(out, config, [], None, store, model, processor, clip_source=config.library)
 
     def _check_build_settings(
         self,
@@ -346,6 +402,7 @@ class SoundLibraryIndex:
         if added or removed or self.coarse is None:
             self._update_coarse(len(added), progress)
         self.config = dataclasses.replace(self.config, library=source)
+        self.clip_source = source
         self.save()
         return AddReport(added=added, unchanged=scan.unchanged, removed=removed, failures=scan.failures)
 
@@ -354,6 +411,11 @@ class SoundLibraryIndex:
         known = {row["clip_id"]: row for row in self.manifest if row["active"]}
         scan = LibraryScan(pending=[], seen=set(), unchanged=0, failures=[])
         for clip in tqdm(iter_library(source), desc="scanning library", unit="clip", disable=not progress):
+            try:
+                check_clip_id(clip.clip_id, source)
+            except ValueError as err:  # a name the manifest could not hold (a backslash, say): never indexed
+                scan.failures.append({"clip_id": clip.clip_id, "path": clip.path, "reason": str(err)})
+                continue
             scan.seen.add(clip.clip_id)
             row = known.get(clip.clip_id)
             if row is not None and clip.stat is not None and row.get("stat") == list(clip.stat):
@@ -460,23 +522,42 @@ class SoundLibraryIndex:
         processor: Any = None,
         revision: str | None = None,
         verify: bool = False,
+        library: str | os.PathLike | None = None,
     ) -> SoundLibraryIndex:
-        """Open an index folder, or download one from a Hub dataset repo (``revision`` picks its commit).
+        """Open an index folder, or download one from a Hub dataset repo named ``hf://owner/name`` (``revision``
+        picks its commit). A path that does not exist is not found: it is never taken for a Hub repo id.
 
-        Checks the config's own checksum, the manifest and coarse index files, and the store's file sizes and
-        row checksums (``verify=True`` hashes every store file too). ``model`` (a loaded model with
-        ``processor``, or a folder / Hub id) must be the one the index was built with; by default it is
-        loaded from the id the index records, on first use.
+        Checks the config's own checksum, the names of the files it lists, every manifest row (clip ids and
+        paths inside the library), the store's ``.npy`` headers, sizes and row checksums (``verify=True`` hashes
+        every store file too) and the coarse index's headers before faiss reads it; anything else is a
+        `CorruptIndexError`. ``model`` (a loaded model with ``processor``, or a folder / Hub id) must be the one
+        the index was built with; by default it is loaded from the id the index records, on first use.
+        ``library`` is where the indexed library is on this machine (a folder, built SoS folder or
+        ``hf://owner/name`` dataset of the kind the index records): clips are read from there. By default they
+        are read from the location a local index records; an index from the Hub has none until one is given.
         """
-        folder = Path(location)
-        if not folder.exists():
-            if str(location).count("/") != 1 or str(location).startswith((".", "/")):
-                raise FileNotFoundError(f"index {str(location)!r} does not exist")
+        repo_id = hub_repo_id(location)
+        if repo_id is not None:
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(str(location), repo_type="dataset", revision=revision))
+            folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+        else:
+            folder = Path(location)
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"index {str(location)!r} does not exist (an index on the Hub is written hf://owner/name)"
+                )
         files = load_index_files(folder, verify=verify)
-        index = cls(folder, files.config, files.manifest, files.coarse, files.store)
+        clip_source = None if repo_id is not None else files.config.library
+        if library is not None:
+            recorded = files.config.library
+            clip_source = library_source(library, recorded.config or "stories")
+            if (clip_source.kind, clip_source.config) != (recorded.kind, recorded.config):
+                raise ValueError(
+                    f"library {str(library)!r} is a {clip_source.kind}, but index {location} was built from a "
+                    f"{recorded.kind}" + (f" ({recorded.config} config)" if recorded.config else "")
+                )
+        index = cls(folder, files.config, files.manifest, files.coarse, files.store, clip_source=clip_source)
         if isinstance(model, (str, os.PathLike)):
             model, processor, _ = load_retrieval_model(str(model))
         if model is not None:
@@ -486,18 +567,60 @@ class SoundLibraryIndex:
             index._model, index._processor = model, processor
         return index
 
+    def published_config_and_manifest(self) -> tuple[IndexConfig, list[dict]]:
+        """What `push_to_hub` publishes instead of ``index.json`` and the manifest: nothing about this machine.
+
+        The model is named by its Hub id and commit when it has one (a Hub id, or a folder in the Hub cache),
+        else by its folder's name (a reader passes the model with ``--model``; the fingerprint checks it); a
+        local library by its folder's name, and each clip's path relative to it; no file sizes or modification
+        times. Clip ids, content hashes and everything a query needs are kept.
+        """
+        config = self.config
+        library = config.library
+        if Path(library.location).is_absolute():
+            library = dataclasses.replace(library, location=Path(library.location).name)
+        manifest = [
+            {
+                "clip_id": row["clip_id"],
+                "path": clip_path(library, row["clip_id"]),
+                "sha256": row["sha256"],
+                "active": row["active"],
+                "row": row["row"],
+            }
+            for row in self.manifest
+        ]
+        return dataclasses.replace(config, model=published_model_identity(config.model), library=library), manifest
+
     def push_to_hub(
         self, repo_id: str, *, private: bool = False, token: str | None = None, revision: str | None = None
     ) -> str:
-        """Upload the index folder as a Hub dataset repo; `load(repo_id)` downloads it. Returns the commit URL."""
-        from huggingface_hub import HfApi
+        """Upload the index as a Hub dataset repo; `load("hf://" + repo_id)` downloads it. Returns the commit URL.
 
+        The store and coarse index files go up as they are; ``index.json`` and the manifest as
+        `published_config_and_manifest` gives them (no local paths or file times); ``failures.jsonl`` stays here.
+        """
+        from huggingface_hub import CommitOperationAdd, HfApi
+
+        config, manifest = self.published_config_and_manifest()
         api = HfApi(token=token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=str(self.folder), repo_id=repo_id, repo_type="dataset", revision=revision,
-            ignore_patterns=[".*", "**/.*", FAILURES_NAME], commit_message="Upload sound library index built with sound-of-story",
-        )  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="sos-index-push-") as staging:
+            staging = Path(staging)
+            manifest_name = self.config.manifest.file.name
+            write_jsonl_atomic(staging / manifest_name, manifest)
+            record = ManifestRecord(FileRecord.of(staging / manifest_name), len(manifest), self.num_clips)
+            write_config(staging, dataclasses.replace(config, manifest=record))
+            local_files = [(self.folder / self.config.coarse.file.name, self.config.coarse.file.name)] + [
+                (self.folder / STORE_FOLDER / name, f"{STORE_FOLDER}/{name}") for name in self.store.file_names()
+            ]
+            operations = [
+                CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(staging / name))
+                for name in (CONFIG_NAME, manifest_name)
+            ] + [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for path, name in local_files]
+            commit = api.create_commit(
+                repo_id, operations, repo_type="dataset", revision=revision,
+                commit_message="Upload sound library index built with sound-of-story",
+            )  # fmt: skip
         return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/datasets/{repo_id}")
 
     # ------------------------------------------------------------------- queries
@@ -537,13 +660,19 @@ class SoundLibraryIndex:
     @torch.inference_mode()
     def rerank_scores(self, rows: np.ndarray, query: SoSVideoFeatures | SoSTextFeatures) -> np.ndarray:
         """Stage 2: the model's similarity of the stored clips ``rows`` with every item of ``query``, ``(rows, items)``
-        (multi-grained for SoS from the stored tokens; the global cosine for a model without tokens)."""
-        global_embeds, token_embeds = self.store.rows(rows)
-        audio = SoSAudioFeatures(
-            audio_embeds=torch.from_numpy(global_embeds),
-            audio_token_embeds=None if token_embeds is None else torch.from_numpy(token_embeds),
-        )
-        return self.model.similarity(audio, query).float().numpy()
+        (multi-grained for SoS from the stored tokens; the global cosine for a model without tokens).
+
+        Rows are read `RERANK_CHUNK_ROWS` at a time, so memory does not grow with the number of candidates."""
+        rows = np.asarray(rows, dtype=np.int64)
+        scores = []
+        for start in range(0, max(len(rows), 1), RERANK_CHUNK_ROWS):  # one empty chunk for no rows
+            global_embeds, token_embeds = self.store.rows(rows[start : start + RERANK_CHUNK_ROWS])
+            audio = SoSAudioFeatures(
+                audio_embeds=torch.from_numpy(global_embeds),
+                audio_token_embeds=None if token_embeds is None else torch.from_numpy(token_embeds),
+            )
+            scores.append(self.model.similarity(audio, query).float().numpy())
+        return np.concatenate(scores)
 
     def _ranked(
         self, rows: np.ndarray, coarse_scores: np.ndarray, scores: np.ndarray, top_k: int
@@ -553,7 +682,7 @@ class SoundLibraryIndex:
             Recommendation(
                 rank + 1,
                 self.manifest[rows[i]]["clip_id"],
-                self.manifest[rows[i]]["path"],
+                self.clip_location(self.manifest[rows[i]]),
                 float(scores[i]),
                 float(coarse_scores[i]),
                 int(rows[i]),
@@ -581,10 +710,10 @@ class SoundLibraryIndex:
         """The ``top_k`` best clips for a scene's frames (PIL images or arrays, in time order) or a text.
 
         Stage 1 takes the ``rerank`` nearest by the global embedding; stage 2 orders them by the model's
-        similarity. With a flat index and ``rerank >= num_clips`` the ranking is exact.
+        similarity. With a flat index and ``rerank >= num_clips`` the ranking is exact. Both counts are at most
+        `MAX_CANDIDATES`.
         """
-        if top_k < 1 or rerank < 1:
-            raise ValueError(f"top_k and rerank must be >= 1, got {top_k} and {rerank}")
+        check_candidate_counts(top_k, rerank)
         query = self.encode_query(frames=frames, text=text)
         return self._recommend_for(query, 0, max(rerank, top_k), top_k)
 
@@ -600,11 +729,18 @@ class SoundLibraryIndex:
         """One clip per scene of a story whose key frames (one per shot, as the key-frame step gives) are
         ``frames`` at ``frame_times`` seconds: each key frame opens a scene that lasts until the next one
         (the last until ``duration``), so the sound switches only at scene cuts. Without ``allow_repeats``
-        no clip is used twice, and the choice maximises the total stage-2 similarity over the story.
+        no clip is used twice, and the choice maximises the total stage-2 similarity over the story. A story
+        has at most `MAX_STORY_SCENES` scenes.
         """
+        check_candidate_counts(1, rerank)
         spans = scene_spans(frame_times, duration)
         if len(frames) != len(frame_times):
             raise ValueError(f"got {len(frames)} frames but {len(frame_times)} frame times")
+        if len(spans) > MAX_STORY_SCENES:
+            raise ValueError(
+                f"the story has {len(spans)} scenes, more than the {MAX_STORY_SCENES} story mode takes: "
+                "recommend for its parts one by one"
+            )
         if not allow_repeats and len(spans) > self.num_clips:
             raise ValueError(
                 f"the story has {len(spans)} scenes but the library only {self.num_clips} clips: allow repeats"
@@ -618,7 +754,10 @@ class SoundLibraryIndex:
 
 
 __all__ = [
+    "MAX_CANDIDATES",
+    "MAX_STORY_SCENES",
     "QUERY_DIRECTIONS",
+    "RERANK_CHUNK_ROWS",
     "AddReport",
     "CorruptIndexError",
     "EmbeddingSettings",
@@ -627,6 +766,8 @@ __all__ = [
     "Recommendation",
     "SoundLibraryIndex",
     "embedding_settings",
+    "check_candidate_counts",
     "hub_revision",
+    "published_model_identity",
     "query_kinds",
 ]

@@ -11,6 +11,8 @@ never used; the index config holds each file's size and SHA-256 for a full check
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -118,7 +120,9 @@ class RerankStore:
         return [info["name"] for shard in self.shards for info in shard.files.values()]
 
     def check_files(self, full: bool = False) -> None:
-        """Sizes of every file, SHA-256 of the CRC arrays (small), and of everything with ``full``."""
+        """Shard layout and file names, each ``.npy`` header against the store's shape and dtype, sizes of every
+        file, SHA-256 of the CRC arrays (small), and of everything with ``full``."""
+        self._check_layout()
         for shard in self.shards:
             for part, info in shard.files.items():
                 path = self.folder / info["name"]
@@ -128,8 +132,51 @@ class RerankStore:
                     raise CorruptIndexError(
                         f"index file {path} has {path.stat().st_size} bytes, the index config says {info['bytes']} (partly written?)"
                     )
+                self._check_npy_header(path, part, shard.count)
                 if (full or part == "crc") and file_sha256(path) != info["sha256"]:
                     raise CorruptIndexError(f"index file {path} does not match its SHA-256 checksum (corrupted)")
+
+    def _check_layout(self) -> None:
+        """Shards follow each other from row 0, each with exactly this store's parts, under names the store writes."""
+        start = 0
+        for number, shard in enumerate(self.shards):
+            if not isinstance(shard.count, int) or shard.count < 0 or shard.start != start:
+                raise CorruptIndexError(f"shard {number} of the re-rank store does not continue at row {start}")
+            if not isinstance(shard.files, dict) or set(shard.files) != set(self.parts):
+                raise CorruptIndexError(f"shard {number} of the re-rank store does not have the parts {self.parts}")
+            for part, info in shard.files.items():
+                name = info.get("name") if isinstance(info, dict) else None
+                if not isinstance(name, str) or not re.fullmatch(rf"[0-9]{{6,}}-{part}\.npy", name):
+                    raise CorruptIndexError(f"shard {number} of the re-rank store names a {part} file {name!r}")
+                if not isinstance(info.get("bytes"), int):
+                    raise CorruptIndexError(f"shard {number} of the re-rank store gives no size for {name}")
+            start += shard.count
+
+    def _check_npy_header(self, path: Path, part: str, count: int) -> None:
+        """The ``.npy`` file's own header must give the shape and dtype this store reads, and its size must match."""
+        expected_shape = {"global": (count, self.dim), "tokens": (count, self.num_tokens, self.dim), "crc": (count,)}[
+            part
+        ]
+        expected_dtype = np.dtype(np.uint32 if part == "crc" else self.dtype)
+        try:
+            with open(path, "rb") as file:
+                version = np.lib.format.read_magic(file)
+                read_header = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }.get(version)
+                if read_header is None:
+                    raise ValueError(f"format version {version}")
+                shape, fortran_order, dtype = read_header(file)
+                header_bytes = file.tell()
+        except (ValueError, OSError) as err:
+            raise CorruptIndexError(f"index file {path} is not a .npy array ({err})") from None
+        if shape != expected_shape or fortran_order or dtype != expected_dtype:
+            raise CorruptIndexError(
+                f"index file {path} holds {dtype} {shape}, the store expects {expected_dtype} {expected_shape}"
+            )
+        if path.stat().st_size != header_bytes + math.prod(shape) * dtype.itemsize:
+            raise CorruptIndexError(f"index file {path} does not have the size its header gives (partly written?)")
 
     def _map(self, shard_index: int, part: str) -> np.ndarray:
         key = (shard_index, part)

@@ -1,8 +1,27 @@
-"""What a recommendation returns: a ranked clip, and the clip chosen for one scene of a story."""
+"""What a recommendation returns: a ranked clip, and the clip chosen for one scene of a story; and `printable`,
+how clip ids and paths (which come from library file names or a downloaded index) are shown."""
 
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
+
+
+def _acts_on_display(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category.startswith("C") or category in ("Zl", "Zp")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal or a browser could act on written as an escape (``\\x1b``,
+    ``\\u202e``): control and format characters (Unicode categories C*: escape sequences, bidirectional
+    overrides, zero-width characters) and line or paragraph separators. Other text is unchanged."""
+    return "".join(_escape(char) if _acts_on_display(char) else char for char in str(text))
 
 
 @dataclasses.dataclass
@@ -35,4 +54,4 @@ class SceneRecommendation:
         return {"start": self.start, "end": self.end, "frame_times": self.frame_times, **self.recommendation.to_dict()}
 
 
-__all__ = ["Recommendation", "SceneRecommendation"]
+__all__ = ["Recommendation", "SceneRecommendation", "printable"]

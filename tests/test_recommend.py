@@ -376,23 +376,65 @@ def test_recommend_cli_video_story_mode_writes_json(tmp_path, exact_index, story
     assert payload["model"]["fingerprint"] == exact_index.config.model.fingerprint
 
 
-def test_push_to_hub_and_load_from_hub(tmp_path, exact_index):
+def _push_to_a_folder(index: SoundLibraryIndex, folder: Path) -> mock.Mock:
+    """Push ``index`` with the Hub calls replaced by copying each uploaded file into ``folder`` (no hub here)."""
     from huggingface_hub import HfApi
+
+    def commit(repo_id, operations, **kwargs):
+        for operation in operations:
+            target = folder / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(operation.path_or_fileobj, target)
+        return mock.Mock(commit_url="https://hf.co/c/1")
 
     with (
         mock.patch.object(HfApi, "create_repo") as create,
-        mock.patch.object(HfApi, "upload_folder", return_value=mock.Mock(commit_url="https://hf.co/c/1")) as upload,
+        mock.patch.object(HfApi, "create_commit", side_effect=commit) as upload,
     ):
-        assert exact_index.push_to_hub("me/sounds") == "https://hf.co/c/1"
+        assert index.push_to_hub("me/sounds") == "https://hf.co/c/1"
     assert create.call_args.kwargs["repo_type"] == "dataset" and upload.call_args.kwargs["repo_type"] == "dataset"
-    assert upload.call_args.kwargs["folder_path"] == str(exact_index.folder)
-    downloaded = tmp_path / "snapshot"
-    shutil.copytree(exact_index.folder, downloaded, ignore=shutil.ignore_patterns("failures.jsonl"))
-    with mock.patch("huggingface_hub.snapshot_download", return_value=str(downloaded)) as download:
-        index = SoundLibraryIndex.load("me/sounds", model=exact_index.model, processor=exact_index.processor)
-    assert download.call_args.kwargs["repo_type"] == "dataset"
+    return upload
+
+
+def test_push_to_hub_and_load_from_hub(tmp_path, exact_index, library, model_dir):
+    """The pushed index names no local path or file time; `hf://owner/name` loads it (the download mocked), and
+    its clips are read from the library given to `load`, or shown by their paths relative to the library."""
+    published = tmp_path / "snapshot"
+    _push_to_a_folder(exact_index, published)
+    assert sorted(p.relative_to(published).as_posix() for p in published.rglob("*") if p.is_file()) == sorted(
+        ["index.json", exact_index.config.manifest.file.name, exact_index.config.coarse.file.name]
+        + [f"store/{name}" for name in exact_index.store.file_names()]
+    )
+    texts = [(published / "index.json").read_text(), (published / exact_index.config.manifest.file.name).read_text()]
+    for local in (str(library), str(model_dir), str(exact_index.folder), str(tmp_path.parent)):
+        assert all(local not in text for text in texts), local
+    body = json.loads(texts[0])["index"]
+    assert body["model"] == {
+        "id": model_dir.name,
+        "revision": None,
+        "fingerprint": exact_index.config.model.fingerprint,
+    }
+    assert body["library"] == {"kind": "folder", "location": library.name, "config": None}
+    rows = [json.loads(line) for line in texts[1].splitlines()]
+    assert [set(row) for row in rows] == [{"clip_id", "path", "sha256", "active", "row"}] * 14  # no file times
+    assert [row["path"] for row in rows] == [f"{library.name}/{row['clip_id']}" for row in exact_index.manifest]
     query = {"text": "birds in a forest", "top_k": 5}
-    assert [r.clip_id for r in index.recommend(**query)] == [r.clip_id for r in exact_index.recommend(**query)]
+    expected = exact_index.recommend(**query)
+    with mock.patch("huggingface_hub.snapshot_download", return_value=str(published)) as download:
+        hub = SoundLibraryIndex.load("hf://me/sounds", model=exact_index.model, processor=exact_index.processor)
+        given = SoundLibraryIndex.load(
+            "hf://me/sounds", model=exact_index.model, processor=exact_index.processor, library=library
+        )
+    assert download.call_args.args == ("me/sounds",) and download.call_args.kwargs["repo_type"] == "dataset"
+    assert hub.clip_source is None and [(r.clip_id, r.path) for r in hub.recommend(**query)] == [
+        (r.clip_id, f"{library.name}/{r.clip_id}") for r in expected
+    ]
+    assert [(r.clip_id, r.path, r.score) for r in given.recommend(**query)] == [
+        (r.clip_id, r.path, r.score) for r in expected
+    ]
+    with pytest.raises(ValueError, match="built from a folder"):
+        with mock.patch("huggingface_hub.snapshot_download", return_value=str(published)):
+            SoundLibraryIndex.load("hf://me/sounds", library="hf://someone/dataset")
 
 
 def test_cli_defaults_match_the_library():
@@ -400,6 +442,7 @@ def test_cli_defaults_match_the_library():
         library_index.DEFAULT_TOP_K, library_index.DEFAULT_RERANK, library_index.DEFAULT_BATCH_SIZE,
     )  # fmt: skip
     assert recommend_command.AUTO_FLAT_MAX == AUTO_FLAT_MAX
+    assert recommend_command.MAX_CANDIDATES == library_index.MAX_CANDIDATES
     from sound_of_story.recommendation import INDEX_TYPES
 
     assert recommend_command.INDEX_TYPES == INDEX_TYPES
