@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from sound_of_story.core.help_formatter import HelpFormatter
 
+from .frame_reader import FRAME_SUFFIXES, MAX_FRAME_FILE_BYTES, MAX_FRAME_PIXELS, MAX_FRAMES
+
 if TYPE_CHECKING:
     import PIL.Image
 
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CONTROLNET_PIPELINE = "SoSgenControlNetPipeline"
 # The longest audio one command generates by default: the spectrogram of the whole story is inverted at
 # once, so memory grows with the duration (about 5 minutes fit in a few GB); --max-duration raises it.
@@ -43,7 +44,8 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument(
         "--frames",
         type=Path,
-        help=f"folder of the story's frames ({', '.join(FRAME_SUFFIXES)}), in file-name order; needs a {CONTROLNET_PIPELINE}",
+        help=f"folder of the story's frames ({', '.join(FRAME_SUFFIXES)}), in file-name order; needs a {CONTROLNET_PIPELINE}; "
+        f"at most {MAX_FRAMES} files of up to {MAX_FRAME_FILE_BYTES // 2**20} MiB and {MAX_FRAME_PIXELS:,} pixels each",
     )
     parser.add_argument(
         "--frame-times",
@@ -122,22 +124,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def read_frames(folder: Path) -> list[PIL.Image.Image]:
-    """The RGB images in ``folder`` in file-name order; a ValueError names a file that is not a readable image."""
-    import PIL.Image
+    """The RGB images in ``folder`` in file-name order, read by the bounded frame reader (`app/frame_reader.py`:
+    file count, size and pixel caps, shrunk to the ControlNet's frame size); a ValueError names a refused file."""
+    from .frame_reader import GENERATION_FRAME_SIDE, frame_files_in, read_frame_files
 
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--frames: {folder} is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
-    if not files:
-        raise ValueError(f"--frames: no images ({', '.join(FRAME_SUFFIXES)}) in {folder}")
-    frames = []
-    for path in files:
-        try:
-            with PIL.Image.open(path) as image:
-                frames.append(image.convert("RGB"))  # decodes the whole image: a truncated file fails here
-        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
-            raise ValueError(f"--frames: {path} is not a readable image ({type(err).__name__}: {err})") from err
-    return frames
+    return read_frame_files(frame_files_in(folder, "--frames"), GENERATION_FRAME_SIDE, flag="--frames")
 
 
 def parse_frame_times(text: str | None, count: int, duration: float) -> list[float] | None:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from sound_of_story.core.help_formatter import HelpFormatter
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from .frame_reader import MAX_FRAME_FILE_BYTES, MAX_FRAME_PIXELS, MAX_FRAMES
+
 # Defaults repeated here (not imported) so that --help needs neither torch nor faiss; a test checks they agree.
 DEFAULT_TOP_K = 10
 DEFAULT_RERANK = 100
+MAX_CANDIDATES = 1000
 DEFAULT_BATCH_SIZE = 8
 INDEX_TYPES = ("auto", "flat", "ivfpq", "hnsw")
 AUTO_FLAT_MAX = 100_000
@@ -40,8 +42,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.push_to_hub:
         print(f"pushed to {index.push_to_hub(args.push_to_hub, private=args.private)}")
     if report.failures:
+        from sound_of_story.recommendation import printable
+
         for failure in report.failures:
-            print(f"skipped {failure['path']}: {failure['reason']}", file=sys.stderr)
+            print(f"skipped {printable(failure['path'])}: {printable(failure['reason'])}", file=sys.stderr)
         print(
             f"sound-of-story index: error: {len(report.failures)} unreadable clip(s) skipped (listed in {Path(args.out) / 'failures.jsonl'}); the rest is indexed",
             file=sys.stderr,
@@ -50,32 +54,17 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_frames(folder: Path) -> list:
-    from PIL import Image
-
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--frames {str(folder)!r} is not a folder of images")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"the query has no frames: no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
-    frames = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                frames.append(image.convert("RGB"))
-        except OSError as err:
-            raise ValueError(f"cannot read frame {path}: {err}") from None
-    return frames
-
-
-def _video_key_frames(path: Path) -> tuple[list, list[float], float]:
-    """Key frames of a video (the dataset builder's key-frame step), their times and the video's duration."""
+def _video_key_frames(path: Path, side: int) -> tuple[list, list[float], float]:
+    """Key frames of a video (the dataset builder's key-frame step) at most ``side`` on their shorter side, their
+    times and the video's duration."""
     import io
 
     from PIL import Image
     from torchcodec.decoders import VideoDecoder
 
     from sound_of_story.dataset_builder.key_frames import extract_key_frames
+
+    from .frame_reader import fit_frame
 
     if not path.is_file():
         raise FileNotFoundError(f"--video {str(path)!r} does not exist")
@@ -86,7 +75,11 @@ def _video_key_frames(path: Path) -> tuple[list, list[float], float]:
         raise ValueError(f"cannot read video {str(path)!r}: {err}") from None
     if not key_frames:
         raise ValueError(f"the query has no frames: no key frames found in {str(path)!r}")
-    return [Image.open(io.BytesIO(k.jpeg)).convert("RGB") for k in key_frames], [k.time for k in key_frames], duration
+    frames = []
+    for k in key_frames:
+        with Image.open(io.BytesIO(k.jpeg), formats=["JPEG"]) as image:
+            frames.append(fit_frame(image, side))
+    return frames, [k.time for k in key_frames], duration
 
 
 @dataclasses.dataclass
@@ -103,8 +96,9 @@ class Query:
 
 def _check_query_flags(args: argparse.Namespace) -> None:
     """Flag errors that need no file read and no model."""
-    if args.top_k < 1 or args.rerank < 1:
-        raise ValueError(f"--top-k and --rerank must be >= 1, got {args.top_k} and {args.rerank}")
+    for flag, value in (("--top-k", args.top_k), ("--rerank", args.rerank)):
+        if not 1 <= value <= MAX_CANDIDATES:
+            raise ValueError(f"{flag} must be between 1 and {MAX_CANDIDATES}, got {value}")
     if args.text is not None:
         if args.frame_times:
             raise ValueError("--frame-times goes with --frames")
@@ -112,44 +106,55 @@ def _check_query_flags(args: argparse.Namespace) -> None:
             raise ValueError("the text query is empty")
 
 
-def _read_query(args: argparse.Namespace) -> Query:
-    """The query of --text, --frames (with --frame-times) or --video (its key frames and their times)."""
+def _read_query(args: argparse.Namespace, frame_side: int) -> Query:
+    """The query of --text, --frames (with --frame-times) or --video (its key frames and their times); frames are
+    read by the bounded frame reader at ``frame_side`` pixels on their shorter side."""
+    from .frame_reader import frame_files_in, read_frame_files
+
     if args.text is not None:
         return Query({"text": args.text}, text=args.text)
     if args.frames is not None:
-        frames = _read_frames(args.frames)
+        frames = read_frame_files(frame_files_in(args.frames, "--frames"), frame_side, flag="--frames")
         if args.frame_times and len(args.frame_times) != len(frames):
             raise ValueError(
                 f"--frame-times has {len(args.frame_times)} times but {args.frames} holds {len(frames)} images"
             )
         description = {"frames": str(args.frames), "num_frames": len(frames)}
         return Query(description, frames=frames, frame_times=args.frame_times, duration=args.duration)
-    frames, frame_times, video_duration = _video_key_frames(args.video)
+    frames, frame_times, video_duration = _video_key_frames(args.video, frame_side)
     description = {"video": str(args.video), "num_key_frames": len(frames)}
     return Query(description, frames=frames, frame_times=frame_times, duration=args.duration or video_duration)
 
 
 def _print_recommendations(results: list) -> None:
+    from sound_of_story.recommendation import printable  # ids and paths come from file names or a downloaded index
+
     print(f"{'rank':>4}  {'score':>9}  {'coarse':>9}  clip")
     for r in results:
-        print(f"{r.rank:>4}  {r.score:>9.4f}  {r.coarse_score:>9.4f}  {r.clip_id}  ({r.path})")
+        print(f"{r.rank:>4}  {r.score:>9.4f}  {r.coarse_score:>9.4f}  {printable(r.clip_id)}  ({printable(r.path)})")
 
 
 def _print_story(scenes: list) -> None:
+    from sound_of_story.recommendation import printable
+
     print("story: one sound per scene")
     for s in scenes:
         end = "end" if s.end is None else f"{s.end:.2f}s"
-        print(f"  {s.start:7.2f}s - {end:>8}  {s.recommendation.score:>9.4f}  {s.recommendation.clip_id}")
+        print(f"  {s.start:7.2f}s - {end:>8}  {s.recommendation.score:>9.4f}  {printable(s.recommendation.clip_id)}")
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from sound_of_story.recommendation import SoundLibraryIndex
 
+    from .frame_reader import retrieval_frame_side
+
     _check_query_flags(args)
-    index = SoundLibraryIndex.load(args.index, model=args.model, revision=args.revision, verify=args.verify)
+    index = SoundLibraryIndex.load(
+        args.index, model=args.model, revision=args.revision, verify=args.verify, library=args.library
+    )
     # Checked first: decoding a video for an index that answers text only (CLAP) would be wasted work.
     index.require_query("text" if args.text is not None else "frames")
-    query = _read_query(args)
+    query = _read_query(args, retrieval_frame_side(index.processor))
     index.coarse.set_search(nprobe=args.nprobe, ef_search=args.ef_search)
     results = index.recommend(frames=query.frames, text=query.text, top_k=args.top_k, rerank=args.rerank)
     payload = {
@@ -209,7 +214,7 @@ def _add_library_and_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--library",
         required=True,
-        help="a folder of audio files (searched recursively), a built SoS folder, or a Hub dataset id",
+        help="a folder of audio files (searched recursively), a built SoS folder, or a Hub dataset hf://owner/name",
     )
     p.add_argument(
         "--model",
@@ -255,7 +260,11 @@ def _add_store_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_hub_upload_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--push-to-hub", metavar="REPO", help="also upload the index as this Hub dataset repo")
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="also upload the index as this Hub dataset repo (owner/name; without local paths or file times)",
+    )
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
 
 
@@ -273,7 +282,11 @@ def _add_recommend_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--index", required=True, help="index folder or Hub dataset repo id")
+    p.add_argument(
+        "--index",
+        required=True,
+        help="index folder, or hf://owner/name for an index on the Hub (a missing folder is never looked up there)",
+    )
     _add_query_arguments(p)
     _add_story_arguments(p)
     _add_search_arguments(p)
@@ -284,7 +297,12 @@ def _add_recommend_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_query_arguments(p: argparse.ArgumentParser) -> None:
     query = p.add_mutually_exclusive_group(required=True)
-    query.add_argument("--frames", type=Path, help="folder of a scene's frames (images, in file-name order)")
+    query.add_argument(
+        "--frames",
+        type=Path,
+        help=f"folder of a scene's frames (images, in file-name order; at most {MAX_FRAMES} files of up to "
+        f"{MAX_FRAME_FILE_BYTES // 2**20} MiB and {MAX_FRAME_PIXELS:,} pixels each)",
+    )
     query.add_argument("--text", help="a story text")
     query.add_argument(
         "--video", type=Path, help="a video file: its key frames (the dataset builder's key-frame step) are the query"
@@ -307,12 +325,12 @@ def _add_story_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_search_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="clips to recommend")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"clips to recommend (at most {MAX_CANDIDATES})")
     p.add_argument(
         "--rerank",
         type=int,
         default=DEFAULT_RERANK,
-        help="stage-1 candidates re-ranked by the model's similarity",
+        help=f"stage-1 candidates re-ranked by the model's similarity (at most {MAX_CANDIDATES})",
     )
     p.add_argument("--nprobe", type=int, help="IVF-PQ lists visited (default: the index's)")
     p.add_argument("--ef-search", type=int, help="HNSW search breadth (default: the index's)")
@@ -323,6 +341,11 @@ def _add_index_source_arguments(p: argparse.ArgumentParser) -> None:
         "--model", help="the model folder or Hub id, when it moved since indexing (must be the same weights)"
     )
     p.add_argument("--revision", help="revision of a Hub index repo")
+    p.add_argument(
+        "--library",
+        help="where the indexed library is on this machine (default: where a local index says; an index from the "
+        "Hub prints its clips' paths relative to its library)",
+    )
     p.add_argument(
         "--verify",
         action="store_true",
