@@ -10,25 +10,46 @@ Three tabs, on models that ``sound-of-story demo`` trained (by default) or any s
   at scene cuts (`SoundLibraryIndex.recommend_story`).
 
 ``sound-of-story space`` starts it; ``python app/space.py`` does the same with the settings taken
-from ``SOS_*`` environment variables (how a Space passes them; see ``SPACE_ENVIRONMENT``).
+from ``SOS_*`` environment variables (how a Space passes them; see ``SPACE_ENVIRONMENT``). Both serve on
+127.0.0.1 unless told otherwise (a Space sets ``GRADIO_SERVER_NAME`` itself).
+
+What a visitor can make it do is bounded: uploads go through the bounded frame reader
+(`sound_of_story.app.frame_reader`: count, size and pixel caps, read at the model's size), every slider's
+range is checked again on the server (the API takes any number), the queue holds at most ``QUEUE_MAX_SIZE``
+requests, uploads and generated files are deleted after ``CACHE_MAX_AGE_S``, and error messages name no
+server path.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 DEFAULT_DEMO_DIR = Path("demo_output")
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 TOP_K = 5
 DEFAULT_DURATION_S = 5.0
+MAX_DURATION_S = 30.0
 DEFAULT_STEPS = 20
+MAX_STEPS = 100
+# Requests waiting in Gradio's queue (one runs at a time); more are turned away instead of piling up.
+QUEUE_MAX_SIZE = 16
+# Gradio deletes the uploads and generated files it cached that are older than CACHE_MAX_AGE_S, every
+# CACHE_CLEANUP_EVERY_S (and all of them when the app stops).
+CACHE_CLEANUP_EVERY_S = 600
+CACHE_MAX_AGE_S = 3600
+# An absolute path in a message (not the "//" of a URL): the browser is shown only its last part.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"`,;()<>]*[^\s'\"`,;()<>.:]")
+logger = logging.getLogger(__name__)
 CONTROLNET_PIPELINE = "SoSgenControlNetPipeline"
 # The Space's settings as environment variables (a Space has no command line): field -> variable.
 SPACE_ENVIRONMENT = {
@@ -107,22 +128,37 @@ def load_pipeline(model: str):
     return pipe
 
 
-def read_images(files: Sequence[Any] | None) -> list:
-    """Uploaded files (paths, or objects with ``.name`` / ``.path``) as RGB images, in file-name order."""
-    from PIL import Image
-
-    paths = sorted(
+def upload_paths(files: Sequence[Any] | None) -> list[str]:
+    """Uploaded files (paths, or objects with ``.name`` / ``.path``) as paths, in file-name order."""
+    paths = (
         os.fspath(f) if isinstance(f, (str, os.PathLike)) else str(getattr(f, "path", None) or f.name)
         for f in (files or [])
     )
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-        except Exception as err:  # PIL raises several types for a file that is not an image
-            raise ValueError(f"{Path(path).name} is not a readable image ({type(err).__name__})") from err
-    return images
+    return sorted(paths, key=lambda path: (Path(path).name, path))
+
+
+def read_images(files: Sequence[Any] | None, side: int) -> list:
+    """Uploaded frames as RGB images at most ``side`` pixels on their shorter side, in file-name order, read by
+    the bounded frame reader; messages name the files, never where the server keeps them."""
+    from sound_of_story.app.frame_reader import read_frame_files
+
+    return read_frame_files(upload_paths(files), side, name_of=lambda path: path.name)
+
+
+def public_message(message: str) -> str:
+    """``message`` as the browser may show it: each absolute path is replaced by its last part."""
+    return ABSOLUTE_PATH.sub(lambda match: PurePath(match.group(0)).name or "/", message)
+
+
+def checked_number(value: Any, low: float, high: float, what: str) -> float:
+    """``value`` as a number in [low, high]; a ValueError naming ``what`` otherwise (the API takes any value)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ValueError(f"{what} must be between {low:g} and {high:g}, got {number:g}")
+    return number
 
 
 def parse_times(text: str | None, count: int) -> list[float] | None:
@@ -176,8 +212,12 @@ class SoundOfStoryApp:
         )
 
     def index(self):
-        """The sound library index (built from the library with the retrieval model on first use when missing)."""
-        from sound_of_story.recommendation import SoundLibraryIndex
+        """The sound library index (built from the library with the retrieval model on first use when missing).
+
+        Clips are played from the configured library when there is one (an index from the Hub,
+        ``hf://owner/name``, has no other), else from where a local index says its library is.
+        """
+        from sound_of_story.recommendation import SoundLibraryIndex, hub_repo_id
 
         with self._lock:
             if self._index is None:
@@ -186,28 +226,40 @@ class SoundOfStoryApp:
                     raise ValueError(
                         "retrieval needs a retrieval model and a sound library index (or a library to index)"
                     )
-                if (Path(s.index) / "index.json").exists() or not s.library:
-                    self._index = SoundLibraryIndex.load(s.index, model=s.retrieval_model)
+                if hub_repo_id(s.index) is not None or (Path(s.index) / "index.json").exists() or not s.library:
+                    self._index = SoundLibraryIndex.load(s.index, model=s.retrieval_model, library=s.library)
                 else:
                     self._index, _ = SoundLibraryIndex.build(s.library, s.retrieval_model, s.index, progress=False)
             return self._index
 
-    def clip_audio(self, path: str) -> tuple[int, np.ndarray]:
-        """A library clip as ``(rate, samples)``: a file, or ``dataset::config/split/id`` of a built dataset."""
-        from sound_of_story.audio import decoded_audio, read_audio_file, to_mono
+    def frame_side(self) -> int:
+        """The shorter side the retrieval model's processor takes frames at (what uploads are read at)."""
+        from sound_of_story.app.frame_reader import retrieval_frame_side
 
-        if "::" in path:
-            location, clip_id = path.split("::", 1)
-            config, split, row_id = clip_id.split("/", 2)
-            key = f"{location}::{config}/{split}"
+        return retrieval_frame_side(self.index().processor)
+
+    def clip_audio(self, clip_id: str) -> tuple[int, np.ndarray] | None:
+        """A library clip as ``(rate, samples)`` from the library the index reads clips from (a file inside its
+        folder, or a row of its dataset); None when there is no such library here (an index from the Hub)."""
+        from sound_of_story.audio import decoded_audio, read_audio_file, to_mono
+        from sound_of_story.recommendation.library import check_clip_id, clip_path
+
+        source = self.index().clip_source
+        if source is None:
+            return None
+        check_clip_id(clip_id, source)  # ids were checked when the index was read; a path leaves nothing to chance
+        if source.kind == "dataset":
+            _, split, row_id = clip_id.split("/", 2)
+            key = f"{source.location}::{source.config}/{split}"
             if key not in self._dataset_audio:
                 from datasets import load_dataset
 
-                rows = load_dataset(location, config, split=split).select_columns(["id", "audio"])
+                rows = load_dataset(source.location, source.config, split=split).select_columns(["id", "audio"])
                 self._dataset_audio[key] = (rows, {r: i for i, r in enumerate(rows["id"])})
             rows, positions = self._dataset_audio[key]
             array, rate = decoded_audio(rows[positions[row_id]]["audio"])
         else:
+            path = clip_path(source, clip_id)
             array, rate = read_audio_file(Path(path).read_bytes(), path)
         return rate, to_mono(array)
 
@@ -225,18 +277,19 @@ class SoundOfStoryApp:
         """Sound for ``text`` and/or frames: ``((rate, samples), spectrogram image, note)``."""
         import torch
 
+        from sound_of_story.app.frame_reader import GENERATION_FRAME_SIDE
         from sound_of_story.pipelines import IMAGE_ONLY_PROMPT
 
-        frames = read_images(frame_files)
+        duration = checked_number(duration, 0.5, MAX_DURATION_S, "duration (s)")
+        steps = int(checked_number(steps, 1, MAX_STEPS, "denoising steps"))
+        seed = int(checked_number(seed, 0, 2**63 - 1, "seed"))
+        frames = read_images(frame_files, GENERATION_FRAME_SIDE)
         text = (text or "").strip()
         if not text and not frames:
             raise ValueError("give a description, frames, or both")
-        duration = float(duration)
-        if not 0 < duration <= 60:
-            raise ValueError(f"duration must be between 0 and 60 s, got {duration}")
         pipe = self.pipeline(with_frames=bool(frames))
         kwargs: dict[str, Any] = dict(
-            duration_s=duration, num_inference_steps=int(steps), generator=torch.Generator().manual_seed(int(seed))
+            duration_s=duration, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)
         )
         if frames:
             times = parse_times(frame_times, len(frames)) or [duration * i / len(frames) for i in range(len(frames))]
@@ -254,31 +307,38 @@ class SoundOfStoryApp:
 
     def retrieve(self, text: str | None, frame_files: Sequence[Any] | None, top_k: int = TOP_K):
         """The ``top_k`` closest library sounds: ``(table rows, [(rate, samples) or None] * TOP_K)``."""
-        frames = read_images(frame_files)
+        from sound_of_story.recommendation import printable
+
+        top_k = int(checked_number(top_k, 1, TOP_K, "how many"))
         text = (text or "").strip()
-        if bool(text) == bool(frames):
+        if bool(text) == bool(frame_files):
             raise ValueError("give either a description or frames")
-        results = self.index().recommend(text=text or None, frames=frames or None, top_k=int(top_k))
-        rows = [[r.rank, r.clip_id, round(r.score, 4), round(r.coarse_score, 4)] for r in results]
-        clips = [self.clip_audio(r.path) for r in results][:TOP_K]
+        frames = read_images(frame_files, self.frame_side()) if frame_files else None
+        results = self.index().recommend(text=text or None, frames=frames, top_k=top_k)
+        rows = [[r.rank, printable(r.clip_id), round(r.score, 4), round(r.coarse_score, 4)] for r in results]
+        clips = [self.clip_audio(r.clip_id) for r in results][:TOP_K]
         return rows, clips + [None] * (TOP_K - len(clips))
 
     def recommend_story(self, frame_files: Sequence[Any] | None, frame_times: str | None, duration: float | None):
         """One sound per scene of a story: table rows ``[scene, start, end, clip, score]`` and the first scene's clip."""
-        frames = read_images(frame_files)
-        if not frames:
+        from sound_of_story.recommendation import printable
+
+        if not frame_files:
             raise ValueError("upload the story's key frames (one per shot, in time order)")
+        frames = read_images(frame_files, self.frame_side())
         times = parse_times(frame_times, len(frames)) or [float(i) * 3.0 for i in range(len(frames))]
-        scenes = self.index().recommend_story(frames, times, duration=float(duration) if duration else None)
+        length = checked_number(duration, 0, 24 * 3600, "story length (s)") if duration else None
+        scenes = self.index().recommend_story(frames, times, duration=length)
         rows = [
-            [i + 1, s.start, s.end, s.recommendation.clip_id, round(s.recommendation.score, 4)]
+            [i + 1, s.start, s.end, printable(s.recommendation.clip_id), round(s.recommendation.score, 4)]
             for i, s in enumerate(scenes)
         ]
-        return rows, self.clip_audio(scenes[0].recommendation.path)
+        return rows, self.clip_audio(scenes[0].recommendation.clip_id)
 
 
 def _errors_as_messages(handler):
-    """Gradio shows a ``gr.Error`` to the user; bad input (ValueError, missing file) becomes one."""
+    """Gradio shows a ``gr.Error`` to the user: bad input (ValueError, missing file) becomes one without server
+    paths (`public_message`); any other failure is logged here and shown as an internal error, with no details."""
     import functools
 
     import gradio as gr
@@ -288,7 +348,10 @@ def _errors_as_messages(handler):
         try:
             return handler(*args)
         except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(str(err)) from err
+            raise gr.Error(public_message(str(err)), print_exception=False) from None
+        except Exception:
+            logger.exception("request failed in %s", getattr(handler, "__name__", "a handler"))
+            raise gr.Error("the server could not answer this request (an internal error; see its log)") from None
 
     return wrapped
 
@@ -298,7 +361,7 @@ def build_space(settings: SpaceSettings):
     import gradio as gr
 
     app = SoundOfStoryApp(settings)
-    with gr.Blocks(title="Sound of Story") as blocks:
+    with gr.Blocks(title="Sound of Story", delete_cache=(CACHE_CLEANUP_EVERY_S, CACHE_MAX_AGE_S)) as blocks:
         gr.Markdown(
             "# Sound of Story\nBackground sound for stories: generate it from a description and the story's frames, or find "
             "it in a sound library (Bae et al., *Sound of Story*, Findings of EMNLP 2023)."
@@ -316,8 +379,8 @@ def build_space(settings: SpaceSettings):
                     times = gr.Textbox(
                         label="Frame times in seconds (optional, comma-separated)", elem_id="generate-times"
                     )
-                    duration = gr.Slider(1, 30, value=DEFAULT_DURATION_S, step=0.5, label="Duration (s)")
-                    steps = gr.Slider(1, 100, value=DEFAULT_STEPS, step=1, label="Denoising steps")
+                    duration = gr.Slider(1, MAX_DURATION_S, value=DEFAULT_DURATION_S, step=0.5, label="Duration (s)")
+                    steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Denoising steps")
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 with gr.Column():
@@ -370,22 +433,33 @@ def build_space(settings: SpaceSettings):
     return blocks
 
 
-def launch_space(settings: SpaceSettings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, block: bool = True):
-    """Build and serve the app; with ``block=False`` return the running ``Blocks`` (call ``.close()``)."""
+def launch_space(settings: SpaceSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, block: bool = True):
+    """Build and serve the app; with ``block=False`` return the running ``Blocks`` (call ``.close()``).
+
+    At most ``QUEUE_MAX_SIZE`` requests wait; an upload larger than a frame may be (`MAX_FRAME_FILE_BYTES`) is
+    refused by Gradio before it is stored.
+    """
+    from sound_of_story.app.frame_reader import MAX_FRAME_FILE_BYTES
+
     blocks = build_space(settings)
-    blocks.queue().launch(
-        server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True, share=False
-    )
+    blocks.queue(max_size=QUEUE_MAX_SIZE).launch(
+        server_name=host, server_port=port, prevent_thread_lock=not block, show_error=False, share=False,
+        max_file_size=MAX_FRAME_FILE_BYTES,
+    )  # fmt: skip
     return blocks
+
+
+def server_address(environ: dict[str, str] | None = None) -> tuple[str, int]:
+    """(host, port) of ``python space.py``: ``GRADIO_SERVER_NAME`` (which a Hugging Face Space sets to serve its
+    visitors) and ``PORT``, else 127.0.0.1 (this machine only) and `DEFAULT_PORT`."""
+    environ = os.environ if environ is None else environ
+    return environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST, int(environ.get("PORT") or DEFAULT_PORT)
 
 
 def main() -> None:
     """Entry point of a Hub Space (``python space.py``): settings from ``SOS_*`` variables."""
-    launch_space(
-        SpaceSettings.from_environment(),
-        host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-        port=int(os.environ.get("PORT", DEFAULT_PORT)),
-    )
+    host, port = server_address()
+    launch_space(SpaceSettings.from_environment(), host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from sound_of_story.core.help_formatter import HelpFormatter
 
 def add_space_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``space`` subcommand to ``subparsers``."""
-    from .space import DEFAULT_DEMO_DIR, DEFAULT_PORT
+    from .space import DEFAULT_DEMO_DIR, DEFAULT_HOST, DEFAULT_PORT
 
     parser = subparsers.add_parser(
         "space",
@@ -44,13 +44,18 @@ def add_space_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="SoS retrieval model folder or Hub id (default: DEMO_DIR/models/retrieval-audio-video)",
     )
     parser.add_argument(
-        "--library", help="sound library: a built SoS folder or a folder of audio files (default: DEMO_DIR/library)"
+        "--library",
+        help="sound library: a built SoS folder, a folder of audio files or a Hub dataset hf://owner/name; clips "
+        "are played from here (default: DEMO_DIR/library)",
     )
     parser.add_argument(
         "--index",
-        help="sound library index folder; built from --library on first use when missing (default: DEMO_DIR/library-index)",
+        help="sound library index folder, built from --library on first use when missing, or hf://owner/name for "
+        "an index on the Hub (default: DEMO_DIR/library-index)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to serve on (0.0.0.0: every interface, reachable by others)"
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to serve on")
     parser.set_defaults(func=run_space)
     return parser
