@@ -1,4 +1,4 @@
-"""The distribution: one namespace, every subpackage importable, the console script, wheels."""
+"""The distribution: one namespace, every subpackage importable, the console script, wheels, declared ranges and pins."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import importlib
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPACKAGES = (
@@ -131,3 +136,96 @@ def test_regular_wheel_install_layout(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     lines = out.stdout.split()
     assert all(line.startswith(str(tmp_path / "site")) for line in lines), out.stdout
+
+
+# ------------------------------------------------------------------------------ declared ranges and the pins
+def _declared_requirements() -> list[Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"].values()
+    return [Requirement(r) for r in project["dependencies"] + [r for extra in extras for r in extra]]
+
+
+def _pins() -> dict[str, Version]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"constraints.txt: {line!r} is not NAME==VERSION"
+            assert canonicalize_name(name) not in pins, f"constraints.txt pins {name} twice"
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def test_constraints_pin_every_declared_dependency_inside_its_range():
+    pins = _pins()
+    assert "sound-of-story" not in pins
+    for requirement in _declared_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt does not pin {requirement.name}, which pyproject.toml declares"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {name}=={pins[name]}, outside pyproject's {requirement}"
+        )
+
+
+def test_constraints_pin_the_build_and_install_tools_the_bootstrap_uses():
+    # pip, setuptools and wheel are installed into the venv from the pins; uv's version is read from them
+    assert {"pip", "setuptools", "wheel", "uv", "build"} <= _pins().keys()
+    build_requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    setuptools = next(Requirement(r) for r in build_requires if r.startswith("setuptools"))
+    assert setuptools.specifier.contains(_pins()["setuptools"])  # the editable install builds without isolation
+
+
+def test_torch_range_stops_where_the_torchaudio_range_does():
+    # torchaudio loads only with the torch minor it was built for and declares no torch dependency itself
+    specs = {canonicalize_name(r.name): r.specifier for r in _declared_requirements()}
+    torchaudio = _pins()["torchaudio"]
+    torch_minor = Version(f"{torchaudio.major}.{torchaudio.minor}")
+    assert specs["torch"].contains(torch_minor) and specs["torch"].contains(_pins()["torch"])
+    assert not specs["torch"].contains(Version(f"{torchaudio.major}.{torchaudio.minor + 1}"))
+
+
+def test_every_upper_bound_and_exact_pin_states_its_reason():
+    """pyproject's policy: an upper bound (or ==) only where a known release breaks, with the reason beside it."""
+    lines = (REPO / "pyproject.toml").read_text().splitlines()
+    start = lines.index("dependencies = [")
+    end = lines.index("[project.scripts]")
+    for number in range(start, end):
+        line = lines[number]
+        quoted = line.split("#", 1)[0]
+        if '"' in quoted and any(op in quoted for op in ("<", "==", "~=")):
+            above = lines[number - 1].strip()
+            assert "#" in line or above.startswith("#"), f"pyproject.toml:{number + 1}: {line.strip()} gives no reason"
+
+
+def test_requires_python_and_classifiers_name_the_same_versions():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requires_python = SpecifierSet(project["requires-python"])
+    admitted = {f"3.{minor}" for minor in range(6, 30) if requires_python.contains(Version(f"3.{minor}"))}
+    classified = {
+        c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if c.startswith("Programming Language :: Python :: 3.")
+    }
+    assert admitted == classified
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in admitted
+
+
+def test_compare_constraints_reports_unpinned_and_different_versions(tmp_path):
+    from importlib.metadata import distributions
+
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    pins = {name: version for name, version in installed.items() if name not in ("numpy", "sound-of-story")}
+    pins["torch"] = "0.0.1"
+    pins["not-installed-anywhere"] = "1.0"  # another platform's pin: fine
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("# header\n" + "".join(f"{n}=={v}\n" for n, v in pins.items()))
+    script = REPO / ".ci" / "compare_constraints.py"
+    cmd = [sys.executable, str(script), str(constraints), "--ignore", "sound-of-story"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"numpy=={installed['numpy']} is installed but not pinned in {constraints}",
+        f"torch=={installed['torch']} is installed but {constraints} pins 0.0.1",
+    ]
+    constraints.write_text("numpy>=2\n")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "expected NAME==VERSION, got 'numpy>=2'" in result.stderr
