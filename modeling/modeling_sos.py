@@ -27,8 +27,6 @@ from transformers import ASTModel, CLIPModel, CLIPTextConfig, PreTrainedModel
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 from transformers.utils import ModelOutput, logging
 
-from sound_of_story.core import model_ids
-
 from .configuration_sos import SoSRetrievalConfig
 
 logger = logging.get_logger(__name__)
@@ -717,8 +715,8 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
     @classmethod
     def from_encoders(
         cls,
-        clip: str = model_ids.CLIP,
-        audio: str = model_ids.AST,
+        clip: str = "openai/clip-vit-base-patch32",  # core.model_ids.CLIP: remote code imports no package
+        audio: str = "MIT/ast-finetuned-audioset-10-10-0.4593",  # core.model_ids.AST
         **config_kwargs: Any,
     ) -> "SoSRetrievalModel":
         """Build the model from pretrained CLIP and AST checkpoints (Hub ids or local folders).

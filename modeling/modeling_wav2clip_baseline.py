@@ -7,8 +7,6 @@ from torch import nn
 from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
 
-from sound_of_story.core import model_ids
-
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
 from .modeling_sos import (
     RetrievalForwardMixin,
@@ -160,7 +158,9 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
         return audio_features.audio_embeds @ other.T
 
     @classmethod
-    def from_encoders(cls, clip: str = model_ids.CLIP, **config_kwargs: object) -> "Wav2CLIPBaselineModel":
+    def from_encoders(
+        cls, clip: str = "openai/clip-vit-base-patch32", **config_kwargs: object
+    ) -> "Wav2CLIPBaselineModel":
         """The baseline around a pretrained CLIP (Hub id or folder); the audio encoder is new."""
         clip_model = CLIPModel.from_pretrained(clip)
         model = cls(Wav2CLIPBaselineConfig(clip_config=clip_model.config, **config_kwargs))

@@ -20,7 +20,6 @@ from transformers import ASTFeatureExtractor, BatchFeature, CLIPImageProcessor, 
 
 from sound_of_story.audio import Resampler
 from sound_of_story.audio import prepare_waveform as audio_prepare_waveform
-from sound_of_story.core import model_ids
 
 AST_SAMPLING_RATE = 16_000
 # torchaudio's Kaiser sinc, not the package default resampy: AST's own recipe resamples with torchaudio,
@@ -202,8 +201,8 @@ class SoSRetrievalProcessor(ProcessorMixin):
     @classmethod
     def from_encoders(
         cls,
-        clip: str = model_ids.CLIP,
-        audio: str = model_ids.AST,
+        clip: str = "openai/clip-vit-base-patch32",  # core.model_ids.CLIP: remote code imports no package
+        audio: str = "MIT/ast-finetuned-audioset-10-10-0.4593",  # core.model_ids.AST
         **kwargs: Any,
     ) -> SoSRetrievalProcessor:
         """The processor of `SoSRetrievalModel.from_encoders(clip, audio)` (Hub ids or local folders)."""

@@ -128,3 +128,25 @@ def _renames_outside_core():
 
 def test_only_core_writes_files_atomically():
     assert _renames_outside_core() == []
+
+
+def test_the_modeling_defaults_are_the_package_checkpoint_ids():
+    """modeling_sos.py is copied next to saved models as remote code, so it imports nothing of the package and
+    spells the ids out: they must stay the ones core.model_ids names."""
+    import inspect
+
+    from sound_of_story.core import model_ids
+    from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor, Wav2CLIPBaselineModel
+
+    for method in (SoSRetrievalModel.from_encoders, SoSRetrievalProcessor.from_encoders):
+        parameters = inspect.signature(method).parameters
+        assert (parameters["clip"].default, parameters["audio"].default) == (model_ids.CLIP, model_ids.AST)
+    assert inspect.signature(Wav2CLIPBaselineModel.from_encoders).parameters["clip"].default == model_ids.CLIP
+    module = ast.parse((REPO / "modeling" / "modeling_sos.py").read_text())
+    top_level = [node for node in module.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert not [
+        node.lineno
+        for node in top_level
+        if (getattr(node, "module", None) or "").startswith("sound_of_story")
+        or any(alias.name.startswith("sound_of_story") for alias in node.names)
+    ]
