@@ -79,6 +79,7 @@ def _processing_params(args: argparse.Namespace):
         keep_long_slices=not args.drop_long_slices,
         content=ContentFilterParams(measure=args.content_measure, threshold=args.min_content),
         max_story_seconds=args.max_story_seconds,
+        allow_truncated=args.allow_truncated,
     )
 
 
@@ -115,9 +116,8 @@ def _print_report(report, args: argparse.Namespace) -> None:
         if args.num_shards
         else ", ".join(f"{k}: {len(v)}" for k, v in report.splits.items())
     )
-    print(
-        f"{len(report.succeeded)} stories built ({where}; {report.from_cache} from the cache), {len(report.failures)} failed inputs"
-    )
+    details = "; ".join(part for part in (where, f"{report.from_cache} from the cache") if part)
+    print(f"{len(report.succeeded)} stories built ({details}), {len(report.failures)} failed inputs")
     if report.failures:
         print(
             f"failures: {Path(args.out) / 'failures.jsonl'}"
@@ -212,6 +212,12 @@ def _add_processing_arguments(p: argparse.ArgumentParser) -> None:
         type=finite_float,
         default=78.0,
         help="drop slices whose measure is below this (Hz; int16 units for rms)",
+    )
+    group.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="build a truncated file (less decodes than its container states) as the shorter story it decodes to, "
+        "instead of listing it as a failure",
     )
     group.add_argument(
         "--max-story-seconds", type=positive_float, default=MAX_STORY_SECONDS,

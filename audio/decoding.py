@@ -182,13 +182,18 @@ class VideoStreamInfo:
 
     @property
     def display_size(self) -> tuple[int, int]:
-        """(width, height) at the display aspect ratio, as ffmpeg's players show the picture: the pixels'
-        aspect ratio stretches the width (the height of a picture turned by 90 degrees)."""
+        """(width, height) at the display aspect ratio, as ffmpeg's players show the picture."""
+        return self.display_size_of((self.width, self.height))
+
+    def display_size_of(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The display size of a decoded picture of ``size`` (width, height): the pixels' aspect ratio stretches
+        its width (its height when the display matrix turns the picture by 90 degrees)."""
+        width, height = size
         if self.pixel_aspect == 1:
-            return self.width, self.height
+            return width, height
         if self.rotation % 180:
-            return self.width, max(1, round(self.height * self.pixel_aspect))
-        return max(1, round(self.width * self.pixel_aspect)), self.height
+            return width, max(1, round(height * self.pixel_aspect))
+        return max(1, round(width * self.pixel_aspect)), height
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,12 @@ to the analysis width; ``gray``), so Python only hashes small gray pictures, and
 full-size pictures for the kept frames alone. It can run in a background thread beside the
 audio work. Its hashes can differ from the PIL path's in a bit here and there (ffmpeg's and
 PIL's scalers round differently); the kept frames are the same on the sample clips (tested).
+
+Times are on the video's own clock: 0 s is its first frame, whatever timestamp the container gives it (an
+MPEG-TS or DVD stream starts at 0.5-1.5 s, a Matroska one a few ms in), so that the audio, decoded from that
+same frame on (:mod:`sound_of_story.audio.decoding`), and the key frames share one clock. The stream is the
+file's video, never an attached picture (cover art). Pictures are stored at their display aspect ratio: an
+anamorphic frame (720x576 with square-pixel ratio 16:15 or 64:45) is stretched as ffmpeg's players show it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from pathlib import Path
 import imagehash
 import numpy as np
 from PIL import Image
+
+from sound_of_story.audio.decoding import VideoStreamInfo, decoder_message, ffmpeg_input, probe_media
 
 HASHES: dict[str, Callable[..., imagehash.ImageHash]] = {
     "dhash": imagehash.dhash,
@@ -81,13 +89,17 @@ def _analysis_image(image: Image.Image) -> Image.Image:
     )
 
 
-def to_jpeg(image: Image.Image, max_side: int, quality: int) -> bytes:
-    """JPEG bytes of ``image`` with its long side at most ``max_side`` pixels."""
-    scale = max_side / max(image.size)
-    if scale < 1:
-        image = image.resize(
-            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
-        )
+def to_jpeg(image: Image.Image, max_side: int, quality: int, display_size: tuple[int, int] | None = None) -> bytes:
+    """JPEG bytes of ``image`` with its long side at most ``max_side`` pixels.
+
+    ``display_size``: the (width, height) the picture is shown at when its pixels are not square; the picture
+    is stretched to that aspect ratio in the same resize.
+    """
+    width, height = display_size if display_size is not None else image.size
+    scale = min(max_side / max(width, height), 1.0)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
     return buf.getvalue()
@@ -129,21 +141,53 @@ def sample_times(duration: float, fps: float) -> np.ndarray:
     return np.arange(max(count, 0)) / fps
 
 
-def decode_frames(
-    path: str | Path, times: Sequence[float], offset: float = 0.0
-) -> Iterable[tuple[float, Image.Image]]:
-    """Decode the frames shown at ``times`` (seconds) of a video, in batches; yields (offset + t, image)."""
+def _display(video: VideoStreamInfo | None, image: Image.Image) -> tuple[int, int] | None:
+    """The size ``image`` is shown at (None: as it is, square pixels)."""
+    return None if video is None or video.pixel_aspect == 1 else video.display_size_of(image.size)
+
+
+def video_stream(path: str | Path) -> VideoStreamInfo:
+    """The video stream of ``path`` (never an attached picture); ``ValueError`` naming the file when it has none."""
+    video = probe_media(path).video
+    if video is None:
+        raise ValueError(f"{path}: no video stream")
+    return video
+
+
+def _frame_decoder(path: str | Path, video: VideoStreamInfo):
     from torchcodec.decoders import VideoDecoder
 
-    decoder = VideoDecoder(
-        str(path), seek_mode="exact", dimension_order="NHWC"
-    )  # HWC rows are what PIL reads: no copy per frame
-    end = decoder.metadata.end_stream_seconds or decoder.metadata.duration_seconds
-    times = [t for t in times if t < end]
-    for i in range(0, len(times), DECODE_BATCH):
-        batch = decoder.get_frames_played_at(times[i : i + DECODE_BATCH])
-        for t, frame in zip(times[i : i + DECODE_BATCH], batch.data):
-            yield offset + float(t), Image.fromarray(frame.numpy())
+    # HWC rows are what PIL reads: no copy per frame
+    try:
+        return VideoDecoder(ffmpeg_input(path), stream_index=video.index, seek_mode="exact", dimension_order="NHWC")
+    except Exception:  # noqa: BLE001 - a cut file defeats the exact scan; pts-based access works without it
+        return VideoDecoder(
+            ffmpeg_input(path), stream_index=video.index, seek_mode="approximate", dimension_order="NHWC"
+        )
+
+
+def decode_frames(
+    path: str | Path, times: Sequence[float], offset: float = 0.0, video: VideoStreamInfo | None = None
+) -> Iterable[tuple[float, Image.Image]]:
+    """Decode the frames shown at ``times`` (seconds from the first frame) of a video, in batches; yields
+    (offset + t, image) with the picture as stored (see :func:`to_jpeg` for its display aspect ratio).
+
+    ``video``: the stream (:func:`video_stream`) when the caller has probed it. Raises ``ValueError`` naming the
+    file when the stream cannot be decoded.
+    """
+    video = video_stream(path) if video is None else video
+    try:
+        decoder = _frame_decoder(path, video)
+        meta = decoder.metadata
+        first = meta.begin_stream_seconds if meta.begin_stream_seconds is not None else video.start
+        end = meta.end_stream_seconds or ((meta.duration_seconds or 0.0) + video.start)
+        times = [t for t in times if video.start + t < end]
+        for i in range(0, len(times), DECODE_BATCH):
+            batch = decoder.get_frames_played_at([max(video.start + t, first) for t in times[i : i + DECODE_BATCH]])
+            for t, frame in zip(times[i : i + DECODE_BATCH], batch.data):
+                yield offset + float(t), Image.fromarray(frame.numpy())
+    except (RuntimeError, IndexError, ValueError) as err:  # torchcodec's errors for undecodable data
+        raise ValueError(f"{path}: video stream cannot be decoded: {decoder_message(err)}") from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +197,14 @@ class VideoScan:
     path: str
     fps: float
     hashes: list[imagehash.ImageHash]
-    end: float  # seconds: the end of the video stream; no frame is sampled at or after it
+    end: float  # seconds from the first frame: the end of the video stream; no frame is sampled at or after it
     seconds: float  # wall time the scan took
+    video: VideoStreamInfo | None = None  # the stream scanned (its first frame is 0 s; its display size)
+
+    @property
+    def decoded_seconds(self) -> float:
+        """How much of the video the scan decoded (the fps filter fills its slots up to the last frame's end)."""
+        return len(self.hashes) / self.fps
 
 
 def _analysis_size(width: int, height: int) -> tuple[int, int]:
@@ -164,30 +214,37 @@ def _analysis_size(width: int, height: int) -> tuple[int, int]:
     return ANALYSIS_WIDTH, max(1, round(height * ANALYSIS_WIDTH / width))
 
 
-def scan_video(path: str | Path, params: KeyFrameParams = KeyFrameParams(), threads: int = 1) -> VideoScan:
-    """Hash the frames shown at ``k / params.fps`` in one ffmpeg pass that also samples and downscales.
+def _stream_length(path: str | Path, video: VideoStreamInfo) -> float:
+    """Seconds from the first frame to the stream's stated end (the container's when the stream states none)."""
+    if video.duration is not None:
+        return video.duration
+    container = probe_media(path)
+    return max((container.stated_end or 0.0) - video.start, 0.0)
 
-    ``threads``: ffmpeg's decoding threads (the build gives it the worker's share of the cores).
-    Raises :class:`ValueError` naming the file when ffmpeg fails.
+
+def scan_video(
+    path: str | Path, params: KeyFrameParams = KeyFrameParams(), threads: int = 1, video: VideoStreamInfo | None = None
+) -> VideoScan:
+    """Hash the frames shown at ``k / params.fps`` s after the first frame, in one ffmpeg pass that also samples
+    and downscales.
+
+    ``threads``: ffmpeg's decoding threads (the build gives it the worker's share of the cores); ``video``: the
+    stream (:func:`video_stream`) when the caller has probed it. Raises :class:`ValueError` naming the file when
+    ffmpeg fails.
     """
     import time
 
-    from torchcodec.decoders import VideoDecoder
-
     start = time.perf_counter()
-    try:
-        meta = VideoDecoder(str(path), seek_mode="approximate").metadata  # header only: no scan of the file
-    except Exception as err:  # noqa: BLE001 - torchcodec raises several types for bad input
-        raise ValueError(f"{path}: the video stream cannot be opened: {err}") from err
-    width, height = _analysis_size(meta.width, meta.height)
-    end = meta.end_stream_seconds or meta.duration_seconds or 0.0
+    video = video_stream(path) if video is None else video  # headers only: no scan of the file
+    width, height = _analysis_size(video.width, video.height)
+    end = _stream_length(path, video)
     command = [
         "ffmpeg", "-v", "error", "-nostdin", "-threads", str(max(threads, 1)),
         "-copyts", "-noautorotate",  # the stream's own timestamps and pixels, as torchcodec sees them
-        "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
-        # round=up: slot k holds the last frame whose pts <= k / fps (the frame shown then);
-        # start_time=0: slots count from 0 s, before the first frame too (it fills them)
-        "-vf", f"fps=fps={params.fps!r}:round=up:start_time=0,scale={width}:{height}:flags=bilinear,format=gray",
+        "-i", ffmpeg_input(path), "-map", f"0:{video.index}", "-an", "-sn", "-dn",
+        # round=up: slot k holds the last frame whose pts <= first + k / fps (the frame shown then);
+        # start_time: slots count from the first frame's timestamp (0 s on the video's own clock)
+        "-vf", f"fps=fps={params.fps!r}:round=up:start_time={video.start!r},scale={width}:{height}:flags=bilinear,format=gray",
         "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1",
     ]  # fmt: skip
     hash_fn, size = HASHES[params.hash], width * height
@@ -202,8 +259,8 @@ def scan_video(path: str | Path, params: KeyFrameParams = KeyFrameParams(), thre
         log.seek(0)
         error = log.read().decode(errors="replace").strip()
     if proc.returncode:
-        raise ValueError(f"{path}: ffmpeg could not decode the video for key frames: {error[-500:]}")
-    return VideoScan(str(path), params.fps, hashes, float(end), time.perf_counter() - start)
+        raise ValueError(f"{path}: video stream cannot be decoded (ffmpeg: {decoder_message(error[-500:])})")
+    return VideoScan(str(path), params.fps, hashes, float(end), time.perf_counter() - start, video)
 
 
 def key_frames_from_scans(
@@ -234,8 +291,8 @@ def key_frames_from_scans(
     for clip, scan in enumerate(scans):
         times = [t for c, t in kept if c == clip]
         frames.extend(
-            KeyFrame(t, to_jpeg(image, params.max_side, params.jpeg_quality))
-            for t, image in decode_frames(scan.path, times, offsets[clip])
+            KeyFrame(t, to_jpeg(image, params.max_side, params.jpeg_quality, _display(scan.video, image)))
+            for t, image in decode_frames(scan.path, times, offsets[clip], scan.video)
         )
     return frames
 
@@ -248,10 +305,15 @@ def extract_key_frames(
 
 
 def frames_at(
-    path: str | Path, times: Sequence[float], params: KeyFrameParams = KeyFrameParams(), offset: float = 0.0
+    path: str | Path,
+    times: Sequence[float],
+    params: KeyFrameParams = KeyFrameParams(),
+    offset: float = 0.0,
+    video: VideoStreamInfo | None = None,
 ) -> list[KeyFrame]:
     """Frames at given times (e.g. the released SoS ``Frames`` list), without any selection."""
+    video = video_stream(path) if video is None else video
     return [
-        KeyFrame(t, to_jpeg(img, params.max_side, params.jpeg_quality))
-        for t, img in decode_frames(path, [t - offset for t in times], offset)
+        KeyFrame(t, to_jpeg(img, params.max_side, params.jpeg_quality, _display(video, img)))
+        for t, img in decode_frames(path, [t - offset for t in times], offset, video)
     ]

@@ -16,8 +16,9 @@ returned as failures, one per row; the good rows go on. Every story id, given or
 (LSMDC runs are named ``<movie>_NNN``), is unique: a second input with a taken id is a failure
 naming both inputs.
 
-Paths may point at any readable file (absolute, relative to the manifest, through symlinks);
-the build only reads them.
+Paths may point at any readable file (absolute, relative to the manifest, through symlinks, with any
+character in their names, a colon included); the build only reads them. A URL is a failure of its row
+("URLs are not supported: download the file first"), never a local path that happens not to exist.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import re
 from pathlib import Path
 
 FRAME_NAME = re.compile(r"(\d+)[-:](\d{1,2})[-:](\d{1,2}(?:\.\d+)?)")
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+URL_FAILURE = "URLs are not supported: download the file first"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,13 @@ def _rows(path: Path) -> list[tuple[int, dict | None, str | None]]:
     return rows
 
 
+def _video_problem(video) -> str | None:
+    """Why a row's video field cannot be a local file (a URL), or None."""
+    if URL.match(str(video or "")):
+        return f"{URL_FAILURE} (video is {printable(video)!r})"
+    return None
+
+
 def _encoding_problem(**fields) -> str | None:
     """Which of the named fields (an id, a movie, a path) holds bytes that are not UTF-8."""
     for field, value in fields.items():
@@ -153,6 +163,7 @@ def _sos_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
     video = row.get("video")
     problem = (
         _encoding_problem(id=story_id, movie=row["Movie"], **{"video path": video or ""})
+        or _video_problem(video)
         or _text_problem(row["Desc"], "description (Desc)")
         or (None if video else "no video path (add a 'video' field to the released row)")
     )
@@ -170,8 +181,10 @@ def _sos_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
 def _lsmdc_row(row: dict, line: int, manifest: Path) -> _LsmdcClip | Failure:
     """An LSMDC clip and its caption."""
     clip_id = str(row.get("id") or f"{row['movie']}_clip_{row['clip_index']}")
-    problem = _encoding_problem(id=clip_id, movie=row["movie"], **{"video path": row["video"]}) or _text_problem(
-        row["caption"], "caption"
+    problem = (
+        _encoding_problem(id=clip_id, movie=row["movie"], **{"video path": row["video"]})
+        or _video_problem(row["video"])
+        or _text_problem(row["caption"], "caption")
     )
     try:
         index = int(row["clip_index"])
@@ -187,9 +200,11 @@ def _lsmdc_row(row: dict, line: int, manifest: Path) -> _LsmdcClip | Failure:
 def _cmd_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
     """A CMD key clip: one clip, one story (``movie`` groups clips for the split; the id when absent)."""
     story_id = str(row["id"])
-    problem = _encoding_problem(
-        id=story_id, movie=row.get("movie") or "", **{"video path": row["video"]}
-    ) or _text_problem(row["description"], "description")
+    problem = (
+        _encoding_problem(id=story_id, movie=row.get("movie") or "", **{"video path": row["video"]})
+        or _video_problem(row["video"])
+        or _text_problem(row["description"], "description")
+    )
     if problem:
         return Failure(story_id, str(row["video"]), problem)
     movie = str(row.get("movie") or story_id)

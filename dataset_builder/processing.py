@@ -12,7 +12,14 @@ marker, sizes and hashes), so a killed build, run again, redoes only what is mis
 ``run_story_job`` is the worker every engine runs (a local process pool, Ray): it never raises,
 and returns a :class:`StoryOutcome`. The entry records each step's time in its ``timings``.
 
-Decoding: the audio is decoded once (torchcodec); the video once, by the ffmpeg process of
+One clock: each clip's story time 0 is its first video frame (a stream's timestamps may start anywhere: 0.5-1.5 s
+in MPEG-TS and DVD files, a few ms in Matroska), and its audio is decoded from that frame on (padded with silence
+when the sound starts later, trimmed when it starts earlier), so the sound of a slice is the sound of its
+pictures. Audio with more than two channels is downmixed to stereo (ITU-R BS.775); with the ``center``
+separator, a centre channel (5.1, 7.1: where film dialogue lives) is handed to the separator on its own. A clip
+that decodes to less than its container states is a failure naming both lengths, unless ``allow_truncated``.
+
+Decoding: the audio is decoded once (ffmpeg, :mod:`sound_of_story.audio.decoding`); the video once, by the ffmpeg process of
 :func:`.key_frames.scan_video` that samples, downscales and hashes it, plus full-size pictures of
 the kept key frames only. When the worker has two or more threads (torch's thread count, which
 the engines set to its share of the cores) that scan runs in a background thread beside the
@@ -34,14 +41,21 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from sound_of_story.audio.decoding import (
+    TRUNCATION_TOLERANCE_S,
+    MediaFileError,
+    TruncatedMediaError,
+    decode_audio_file,
+    decoder_message,
+)
 from sound_of_story.core.hashing import file_sha256, json_sha256
 
 from .content_filter import ContentFilterParams, check_content
 from .key_frames import KeyFrame, KeyFrameParams, VideoScan, frames_at, key_frames_from_scans, scan_video
 from .manifest import Failure, StorySource
-from .media import MediaError, decode_audio, probe
+from .media import MediaError, MediaInfo, probe
 from .slicing import slice_story
-from .speech_removal import SpeechRemovalParams, remove_speech_and_measure
+from .speech_removal import SpeechRemovalParams, remove_centre_channel_speech, remove_speech_and_measure
 from .story_cache import SliceRecord, StoryCacheEntry, StoryRecord
 
 PNG_COMPRESS_LEVEL = 3
@@ -74,6 +88,9 @@ class ProcessingParams:
     keep_long_slices: bool = True
     content: ContentFilterParams = ContentFilterParams()
     max_story_seconds: float = MAX_STORY_SECONDS
+    # build a truncated file (less decodes than its container states) as the shorter story it decodes to,
+    # instead of failing; part of the cache key only when set, so the keys of other builds stay what they were
+    allow_truncated: bool = False
 
     def __post_init__(self) -> None:
         # checked once, before any work; NaN passes every comparison, so finiteness is explicit
@@ -90,7 +107,10 @@ class ProcessingParams:
             )
 
     def to_json(self) -> dict:
-        return {"version": PROCESSING_VERSION, **dataclasses.asdict(self)}
+        data = {"version": PROCESSING_VERSION, **dataclasses.asdict(self)}
+        if not self.allow_truncated:
+            del data["allow_truncated"]
+        return data
 
     def public_json(self) -> dict:
         """:meth:`to_json` with the separator checkpoint named by content (SHA-256), not by its local path.
@@ -144,7 +164,7 @@ def run_story_job(job: StoryJob) -> StoryOutcome:
     except StoryError as err:
         return StoryOutcome.failed(job, err.reason, err.file)
     except Exception as err:  # noqa: BLE001 - one bad story must not stop the build
-        return StoryOutcome.failed(job, f"{type(err).__name__}: {err}")
+        return StoryOutcome.failed(job, f"internal error ({type(err).__name__}): {decoder_message(err)}")
 
 
 def _checkpoint_digest(path: str) -> str:
@@ -158,8 +178,14 @@ def _digest_of_version(path: str, mtime_ns: int, size: int) -> str:
     return file_sha256(path)
 
 
-def cache_key(source: StorySource, params: ProcessingParams) -> str:
-    """Hash of the inputs' content, the story fields and the parameters (the separator checkpoint's content)."""
+def cache_key(source: StorySource, params: ProcessingParams, infos: list[MediaInfo] | None = None) -> str:
+    """Hash of the inputs' content, the story fields and the parameters (the separator checkpoint's content).
+
+    ``infos``: the clips' probes; a clip whose streams do not both start at 0 s, whose pixels are not square or
+    whose audio has more than two channels adds that layout to the key (its processing changed when the builder
+    learnt to put such files on one clock), while a plain clip's key stays what it always was.
+    """
+    layouts = [info.layout_key() for info in infos or ()]
     payload = {
         "files": [file_sha256(v) for v in source.videos],
         "story": {
@@ -171,10 +197,12 @@ def cache_key(source: StorySource, params: ProcessingParams) -> str:
         },
         "params": params.public_json(),  # the separator checkpoint by content: a new file at the same path is a new key
     }
+    if any(layouts):
+        payload["layouts"] = layouts
     return json_sha256(payload)[:20]
 
 
-def _check_inputs(source: StorySource) -> list:
+def _check_inputs(source: StorySource) -> list[MediaInfo]:
     infos = []
     for video in source.videos:
         try:
@@ -182,33 +210,100 @@ def _check_inputs(source: StorySource) -> list:
         except MediaError as err:
             raise StoryError(video, str(err)) from err
         if not info.has_video:
-            raise StoryError(video, f"{video}: audio-only file (no video stream)")
+            cover = info.probe is not None and info.probe.attached_pictures
+            why = "; its picture is attached cover art, not video" if cover else ""
+            raise StoryError(video, f"{video}: audio-only file (no video stream{why})")
         infos.append(info)
     return infos
 
 
-def _story_audio(source: StorySource, infos) -> tuple[np.ndarray, int, list[float]]:
-    """The story's audio (clips joined in order by decoding) and each clip's start time."""
-    rate, channels = infos[0].sample_rate, infos[0].channels
-    parts, offsets, total = [], [], 0
+@dataclasses.dataclass
+class StoryAudio:
+    """A story's sound: its clips decoded one after the other, each from its first video frame on."""
+
+    samples: np.ndarray  # (channels, samples) float32: at most two channels
+    rate: int
+    offsets: list[float]  # each clip's start in the story
+    ends: list[float]  # each clip's decoded audio end on its container's clock
+    centre: np.ndarray | None  # (samples,): the part of ``samples`` (in each channel) that is a centre channel
+
+
+def _output_channels(info: MediaInfo) -> int:
+    return min(info.channels, 2)
+
+
+def _story_audio(source: StorySource, infos: list[MediaInfo], params: ProcessingParams) -> StoryAudio:
+    """The story's audio (clips joined in order by decoding, each on its video's clock) and each clip's start."""
+    rate, channels = infos[0].sample_rate, _output_channels(infos[0])
+    separate_centre = params.separation.backend == "center"
+    parts, centres, lengths, offsets, ends, total = [], [], [], [], [], 0
     for video, info in zip(source.videos, infos):
-        same = info.sample_rate == rate and info.channels == channels
         try:
-            audio, _ = decode_audio(video, None if same else rate, None if same else channels)
-        except MediaError as err:
+            decoded = decode_audio_file(
+                video,
+                origin=info.origin,
+                sample_rate=None if info.sample_rate == rate else rate,
+                channels="stereo" if _output_channels(info) == channels else channels,
+                separate_centre=separate_centre,
+                allow_truncated=params.allow_truncated,
+                probe=info.probe,
+            )
+        except TruncatedMediaError as err:
+            raise StoryError(video, f"{err}; --allow-truncated (allow_truncated) builds what decodes") from err
+        except MediaFileError as err:
             raise StoryError(video, str(err)) from err
         offsets.append(total / rate)
-        parts.append(audio)
-        total += audio.shape[1]
-    return np.concatenate(parts, axis=1), rate, offsets
+        lengths.append(decoded.samples.shape[1])
+        ends.append(decoded.end)
+        parts.append(decoded.samples)
+        centres.append(None if decoded.centre is None else decoded.centre * np.float32(decoded.centre_gain))
+        total += decoded.samples.shape[1]
+        del decoded
+    samples = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    del parts
+    centre = None
+    if any(c is not None for c in centres):
+        centre = np.concatenate([np.zeros(n, np.float32) if c is None else c for c, n in zip(centres, lengths)])
+    return StoryAudio(samples, rate, offsets, ends, centre)
 
 
-def _scan_videos(source: StorySource, params: KeyFrameParams, threads: int) -> list[VideoScan]:
+def _check_complete(source: StorySource, infos: list[MediaInfo], audio: StoryAudio, scans, params) -> None:
+    """A clip whose streams both end before the end its container states (beyond the tolerance) is truncated.
+
+    The audio decoder has compared the audio with its own stream's stated length already; this compares the
+    clip as a whole (the later of the decoded audio's and the scanned video's ends) with the container's, so a
+    video that legitimately outlasts its sound, or the reverse, is not taken for a cut file.
+    """
+    if params.allow_truncated:
+        return
+    for clip, (video, info) in enumerate(zip(source.videos, infos)):
+        stated = info.probe.stated_end if info.probe is not None else None
+        if stated is None:
+            continue
+        decoded = audio.ends[clip]
+        if scans:
+            decoded = max(decoded, info.origin + scans[clip].decoded_seconds)
+        if decoded < stated - TRUNCATION_TOLERANCE_S:
+            error = TruncatedMediaError(video, stated - info.origin, decoded - info.origin, what="sound and pictures")
+            raise StoryError(video, f"{error}; --allow-truncated (allow_truncated) builds what decodes")
+
+
+def _stale_truncated_entry(infos: list[MediaInfo], story: StoryRecord) -> bool:
+    """A cached story shorter than its clips' audio streams state (an entry built from a cut file before cut files
+    were refused): it is built again, by the rules above."""
+    stated = [info.probe.audio.stated_end for info in infos if info.probe is not None and info.probe.audio]
+    if len(stated) != len(infos) or any(end is None for end in stated):
+        return False
+    expected = sum(end - info.origin for end, info in zip(stated, infos))
+    return story.duration < expected - TRUNCATION_TOLERANCE_S * len(infos)
+
+
+def _scan_videos(source: StorySource, infos: list[MediaInfo], params: KeyFrameParams, threads: int) -> list[VideoScan]:
     """Each clip's frame hashes (one ffmpeg pass per clip); a clip that cannot be decoded is the story's fault."""
     scans = []
-    for video in source.videos:
+    for video, info in zip(source.videos, infos):
         try:
-            scans.append(scan_video(video, params, threads))
+            scans.append(scan_video(video, params, threads, info.probe.video if info.probe else None))
         except ValueError as err:
             raise StoryError(video, str(err)) from err
     return scans
@@ -216,19 +311,24 @@ def _scan_videos(source: StorySource, params: KeyFrameParams, threads: int) -> l
 
 def _story_frames(
     source: StorySource,
+    infos: list[MediaInfo],
     offsets: list[float],
     durations: list[float],
     params: KeyFrameParams,
     scans: list[VideoScan] | None,
 ) -> list[KeyFrame]:
-    if source.frame_times is not None:  # the released SoS metadata lists its frames
-        frames: list[KeyFrame] = []
-        for video, start, length in zip(source.videos, offsets, durations):
-            times = [t for t in source.frame_times if start <= t < start + length]
-            frames.extend(frames_at(video, times, params, offset=start))
-        return frames
-    assert scans is not None
-    return key_frames_from_scans(scans, params, offsets, durations)
+    try:
+        if source.frame_times is not None:  # the released SoS metadata lists its frames
+            frames: list[KeyFrame] = []
+            for video, info, start, length in zip(source.videos, infos, offsets, durations):
+                times = [t for t in source.frame_times if start <= t < start + length]
+                frames.extend(frames_at(video, times, params, offset=start, video=info.probe.video))
+            return frames
+        assert scans is not None
+        return key_frames_from_scans(scans, params, offsets, durations)
+    except ValueError as err:  # the message names the clip whose video cannot be decoded
+        clip = next((v for v in source.videos if str(err).startswith(f"{v}: ")), source.videos[0])
+        raise StoryError(clip, str(err)) from err
 
 
 def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -314,10 +414,10 @@ def process_story(
     """Process one story, or load it from the cache. Returns (entry, came_from_cache)."""
     infos = _check_inputs(source)
     _check_length(source, sum(info.duration for info in infos), params)  # before decoding anything
-    entry = StoryCacheEntry.at(cache_dir, source.id, cache_key(source, params))
-    if entry.is_complete():
+    entry = StoryCacheEntry.at(cache_dir, source.id, cache_key(source, params, infos))
+    if entry.is_complete() and (params.allow_truncated or not _stale_truncated_entry(infos, entry.story)):
         return entry, True
-    entry.discard()  # unfinished or damaged: recomputed below
+    entry.discard()  # unfinished, damaged or cut short: recomputed below
 
     import torch
 
@@ -327,25 +427,38 @@ def process_story(
     background_scan = scan_here and threads >= 2
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         # the video's one decoding pass runs beside the audio work when the worker has a core to spare for it
-        scanning = pool.submit(_scan_videos, source, params.key_frames, threads - 1) if background_scan else None
+        scanning = (
+            pool.submit(_scan_videos, source, infos, params.key_frames, threads - 1) if background_scan else None
+        )
         with _timed(timings, "decode"):
-            audio, rate, offsets = _story_audio(source, infos)
-        duration = audio.shape[1] / rate
+            story_audio = _story_audio(source, infos, params)
+        rate, offsets = story_audio.rate, story_audio.offsets
+        duration = story_audio.samples.shape[1] / rate
         if duration < MIN_STORY_SECONDS:
             raise StoryError(source.videos[0], f"clip under {MIN_STORY_SECONDS:g} s ({duration:.2f} s)")
         _check_length(source, duration, params)  # a container may understate its length
         durations = [b - a for a, b in zip(offsets, [*offsets[1:], duration])]
         # one VAD pass over the input (ratio before, and the centre separator's gate), one over the result
-        separated = remove_speech_and_measure(audio, rate, params.separation, timings)  # adds "vad", "separation"
+        if story_audio.centre is not None:  # a film mix's centre channel: its dialogue is removed there
+            separated = remove_centre_channel_speech(
+                story_audio.samples, story_audio.centre, rate, params.separation, timings
+            )
+        else:
+            separated = remove_speech_and_measure(story_audio.samples, rate, params.separation, timings)
         background = separated.background
-        del audio
+        story_audio.samples = story_audio.centre = None  # freed: the background replaces them
         with _timed(timings, "flac_encoding"):  # before the key frames: more time for a background scan
             audio_flac = flac_bytes(background, rate)
         with _timed(timings, "key_frames"):  # with a background scan: the wait for it, and the kept frames' decoding
             scans = (
-                (scanning.result() if scanning else _scan_videos(source, params.key_frames, 1)) if scan_here else None
+                (scanning.result() if scanning else _scan_videos(source, infos, params.key_frames, 1))
+                if scan_here
+                else None
             )
-            frames = _story_frames(source, offsets, durations, params.key_frames, scans)
+            _check_complete(source, infos, story_audio, scans, params)
+            frames = _story_frames(source, infos, offsets, durations, params.key_frames, scans)
+            if scans is not None and not frames:  # a story without pictures is no story of SoS
+                raise StoryError(source.videos[0], f"{source.videos[0]}: video stream cannot be decoded (no picture)")
         if scans:
             timings["key_frame_scan"] = sum(scan.seconds for scan in scans)
     frame_times = [f.time for f in frames]

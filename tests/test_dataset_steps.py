@@ -108,6 +108,38 @@ def test_vad_backend_attenuates_where_silero_hears_speech(cmd_samples):
     assert np.mean(dialogue[changed]) > 0.8
 
 
+def test_a_centre_channel_takes_the_dialogue_out_of_a_surround_mix(cmd_samples):
+    """A 5.1 film mix from a sample clip's stems: the background in front and (lower) in the surrounds, the
+    dialogue in the centre over half the background's level. Taking the dialogue out where it lives (the centre
+    channel, gated by what silero hears there) beats the stereo separator on the downmix by far."""
+    from sound_of_story.audio.decoding import CHANNEL_LAYOUTS, downmix_matrix
+
+    folder, records = cmd_samples
+    bg, _ = sf.read(folder / records[0]["files"]["background"], dtype="float32", always_2d=True)
+    sp, _ = sf.read(folder / records[0]["files"]["speech"], dtype="float32", always_2d=True)
+    bg, sp = bg.T, sp.T
+    matrix = downmix_matrix(CHANNEL_LAYOUTS["5.1(side)"])
+
+    def surround(dialogue: bool) -> np.ndarray:
+        centre = 0.5 * bg.mean(0) + (sp.mean(0) if dialogue else 0.0)
+        return np.stack([bg[0], bg[1], centre, np.zeros_like(centre), 0.5 * bg[0], 0.5 * bg[1]]).astype(np.float32)
+
+    clean, film = matrix @ surround(False), surround(True)
+    mix = matrix @ film
+    base = speech_removal.si_sdr(mix, clean)
+    centred = speech_removal.remove_centre_channel_speech(mix, film[2] * matrix[0, 2], SR)
+    stereo = speech_removal.remove_speech_and_measure(mix, SR)
+    gain_centre = speech_removal.si_sdr(centred.background, clean) - base
+    gain_stereo = speech_removal.si_sdr(stereo.background, clean) - base
+    assert gain_centre >= 15.0 and gain_centre >= gain_stereo + 5.0, (gain_centre, gain_stereo)
+    assert centred.speech_ratio_after <= 0.1 * centred.speech_ratio_before
+    # outside what silero hears in the centre (beyond padding and fades) the mix is kept as it is
+    same = np.all(centred.background == mix, axis=0)
+    assert same.mean() > 0.3
+    with pytest.raises(ValueError, match="centre channel must have shape"):
+        speech_removal.remove_centre_channel_speech(mix, film[2][:-1], SR)
+
+
 class _FakeSeparator(torch.nn.Module):
     """Splits its input into known stems: vocals = the centre (mid), others = what is left."""
 
@@ -341,6 +373,25 @@ def test_manifest_formats_and_bad_rows(tmp_path):
     assert "encodes no timestamp" in reasons["m3_000006"]
     assert "not valid JSON" in reasons["line 7"]
     assert "matching no manifest format" in reasons["line 8"]
+
+
+def test_a_url_row_is_a_failure_in_words_and_a_colon_is_part_of_a_name(tmp_path):
+    rows = [
+        {"id": "web", "video": "https://example.com/a.mp4", "description": "A story."},
+        {"movie": "m", "clip_index": 0, "video": "s3://bucket/b.mp4", "caption": "SOMEONE runs."},
+        {"Movie": "M", "Desc": "A story.", "Frames": ["frame0-00-01.50.jpg"], "video": "ftp://host/c.mp4", "id": "r"},
+        {"id": "colon", "video": "S01E01:Pilot.mp4", "description": "A story."},
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stories, failures = manifest.read_manifest(path)
+    assert [f.reason for f in failures] == [
+        "URLs are not supported: download the file first (video is 'https://example.com/a.mp4')",
+        "URLs are not supported: download the file first (video is 's3://bucket/b.mp4')",
+        "URLs are not supported: download the file first (video is 'ftp://host/c.mp4')",
+    ]
+    assert {f.category for f in failures} == {"URLs are not supported"}
+    assert [s.videos for s in stories] == [(str(tmp_path / "S01E01:Pilot.mp4"),)]
 
 
 def test_every_bad_value_of_every_row_format_is_one_failure_in_row_order(tmp_path):

@@ -528,6 +528,15 @@ def test_failure_categories_leave_out_files_and_details():
     )
     assert Failure("x", "m.jsonl", "line 3 is not valid JSON: Expecting value").category == "is not valid JSON"
     assert Failure("x", "a.mp4", "clip under 1 s (0.50 s)").category == "clip under 1 s"
+    # in words, never an exception class: what users see in the summary line
+    for reason, category in [
+        ("a.mp4: truncated file: it decodes to 9.52 s of audio but states 12.00 s (2.48 s missing)", "truncated file"),
+        ("a.mp4: video stream cannot be decoded (ffmpeg: Invalid data found)", "video stream cannot be decoded"),
+        ("a.mp4: audio-only file (no video stream; its picture is attached cover art, not video)", "audio-only file"),
+        ("URLs are not supported: download the file first (video is 'https://x/a.mp4')", "URLs are not supported"),
+        ("internal error (RuntimeError): something unforeseen", "internal error"),
+    ]:
+        assert Failure("x", "a.mp4", reason).category == category
 
 
 # ---------------------------------------------------------------------------------------------
