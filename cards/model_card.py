@@ -5,6 +5,11 @@ Retrieval models (`SoSRetrievalModel.push_to_hub`), SoSgen pipelines (`push_to_h
 dataset, pipeline tag, tags and a `model-index` from the last evaluation), then a body with the description,
 the command line that produced the model and its training settings. The card is built without Jinja templates
 (Jinja2 is only an optional dependency of huggingface_hub).
+
+A card is public once pushed: the builder shows the command, the settings, the dataset, the base models and the
+evaluation's dataset names through `cards.public` (no secret values, no absolute local paths), so no caller can put a
+token or a user's folder on the Hub. Base models and datasets that are local folders are named in the body only (the
+YAML's `base_model` and `datasets` take Hub ids).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import json
 from typing import Literal
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .public import is_hub_id, mask_tokens, public_command, public_eval_results, public_path, public_settings
 
 PAPER_CITATION = """@inproceedings{bae2023soundofstory,
   title     = {Sound of Story: Multi-modal Storytelling with Audio},
@@ -61,12 +68,14 @@ def build_model_card(
 
     Args:
         library_name: `transformers` (retrieval models) or `diffusers` (pipelines).
-        base_models: Hub ids or local folders the weights started from (`base_model` in the YAML).
-        dataset: the dataset id or folder it was trained / evaluated on.
+        base_models: Hub ids or local folders the weights started from (Hub ids: `base_model` in the YAML; local
+            folders: in the body only, relative or as `<local>/NAME`).
+        dataset: the dataset id or folder it was trained / evaluated on (a local folder: in the body only).
         pipeline_tag: the Hub task tag (e.g. `text-to-audio`, `zero-shot-audio-classification`).
         tags: extra tags; `sound-of-story` is always added.
-        command: the command line that produced the model (shown verbatim).
-        training_settings: hyper-parameters and other settings, shown as a table.
+        command: the command line that produced the model, shown with secret values masked and local paths made
+            public (`cards.public.public_command`).
+        training_settings: hyper-parameters and other settings, shown as a table (`public_settings`).
         eval_results: the last evaluation; serialised to the `model-index` YAML (requires `model_name`, which
             defaults to the first base model's name when not given).
         model_name: the model's name (card title and `model-index` name).
@@ -79,10 +88,14 @@ def build_model_card(
         raise ValueError(f"library_name must be 'transformers' or 'diffusers', got {library_name!r}")
     all_tags = list(DEFAULT_TAGS) + [t for t in (tags or []) if t not in DEFAULT_TAGS]
     name = model_name or "sound-of-story-model"
+    hub_models = [m for m in base_models if is_hub_id(m)]
+    shown_models = [m if is_hub_id(m) else f"{public_path(m)} (a local folder)" for m in base_models]
+    if eval_results:
+        eval_results = public_eval_results(eval_results)
     data = ModelCardData(
         library_name=library_name,
-        base_model=list(base_models) or None,
-        datasets=[dataset] if dataset else None,
+        base_model=hub_models or None,
+        datasets=[dataset] if dataset and is_hub_id(dataset) else None,
         pipeline_tag=pipeline_tag,
         tags=all_tags,
         model_name=name if eval_results else model_name,
@@ -90,15 +103,20 @@ def build_model_card(
     )
     body = [f"# {name}", ""]
     if description:
-        body += [description.strip(), ""]
+        body += [mask_tokens(description.strip()), ""]
     if base_models:
-        body += ["## Base models", ""] + [f"- `{m}`" for m in base_models] + [""]
+        body += ["## Base models", ""] + [f"- `{m}`" for m in shown_models] + [""]
     if dataset:
-        body += ["## Dataset", "", f"`{dataset}`", ""]
+        body += [
+            "## Dataset",
+            "",
+            f"`{public_path(dataset)}`" + ("" if is_hub_id(dataset) else " (a local folder)"),
+            "",
+        ]
     if command:
-        body += ["## Command", "", "```bash", command, "```", ""]
+        body += ["## Command", "", "```bash", public_command(command), "```", ""]
     if training_settings:
-        body += ["## Training settings", "", _settings_table(training_settings), ""]
+        body += ["## Training settings", "", _settings_table(public_settings(training_settings)), ""]
     if eval_results:
         body += ["## Evaluation", "", _results_table(eval_results), ""]
     body += ["## Citation", "", "```bibtex", PAPER_CITATION, "```", ""]

@@ -28,6 +28,7 @@ from training_fixtures import (  # noqa: F401
     tiny_retrieval_dir_float64,
 )
 
+from sound_of_story.cards.public import public_path
 from sound_of_story.modeling import SoSRetrievalModel
 from sound_of_story.modeling.tiny_random import tiny_random_inputs, tiny_retrieval_config
 from sound_of_story.training.arguments import RetrievalTrainingArguments
@@ -432,12 +433,18 @@ def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(
     histories = [json.loads((tmp_path / run / HISTORY_FILE).read_text()) for run in ("a", "b")]
     assert histories[0] == histories[1] and len(histories[0]) == 1
     _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
-    # The card of arguments built in Python gives a command line that parses back to them.
+    # The card of arguments built in Python gives a command line that parses back to them, with their local
+    # folders shown as the card shows them (relative to the current folder, or <local>/NAME).
     (command,) = [
         line for line in (tmp_path / "b" / "README.md").read_text().splitlines() if line.startswith("accelerate")
     ]
     assert command.split()[:3] == ["accelerate", "launch", "train/retrieval.py"]
-    assert parse_retrieval_args(shlex.split(command)[3:]) == built
+    shown = {
+        name: public_path(getattr(built, name)) for name in ("dataset", "init_from", "feature_cache", "output_dir")
+    }
+    assert shown["dataset"] == "<local>/sos" and str(tmp_path) not in command
+    assert parse_retrieval_args(shlex.split(command)[3:]) == replace(built, **shown)
+    assert parse_retrieval_args(shlex.split(built.launch_command())[3:]) == built
     before, after = _weights(tiny_retrieval_dir), _weights(tmp_path / "b")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert {k.split(".")[0] for k in changed} == {"temporal_encoder", "audio_projection", "clip"}

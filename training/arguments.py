@@ -15,12 +15,12 @@ back into the arguments.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 import types
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from sound_of_story.cards.public import is_secret_name, public_command, public_settings
 from sound_of_story.core import model_ids
 from sound_of_story.core.help_formatter import HelpFormatter
 from sound_of_story.evaluation.retrieval import PAIR_DIRECTIONS, Pair
@@ -82,7 +82,12 @@ class CommonTrainingArguments:
     logging_dir: str = _flag("tracker folder, relative to --output_dir", "logs")
     push_to_hub: bool = _flag("upload the final model and its card to --hub_model_id", False)
     hub_model_id: str | None = _flag("user/name of the model repository (default: the --output_dir name)", None)
-    hub_token: str | None = _flag("Hub token (default: the logged-in user's)", None)
+    hub_token: str | None = _flag(
+        "Hub token for --push_to_hub. Prefer `hf auth login` or the HF_TOKEN environment variable, which "
+        "huggingface_hub reads when this flag is not given: a token on the command line shows in the process list "
+        "and the shell history. Its value is never written to the card, the tracker or --output_dir",
+        None,
+    )
     dataloader_num_workers: int = _flag("data-loading worker processes (0 = in the main process)", 0)
     # The command that started the run, for the model card: set by the parse functions, not a flag.
     command: str | None = field(default=None, init=False, compare=False, repr=False)
@@ -311,22 +316,44 @@ def parse_arguments(arguments_class: type[Arguments], description: str, argv: li
     args, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True, look_for_args_file=False)
     if remaining:
         parser.error(f"unrecognized arguments: {' '.join(remaining)}")
-    args.command = command_line(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args.command = command_line(argv, secret_flags=_secret_option_strings(parser, argv))
     return args
 
 
-def command_line(argv: list[str] | None, script: str | None = None) -> str:
+def _secret_option_strings(parser, argv: list[str]) -> set[str]:
+    """The option strings of `argv` that argparse resolves to a secret field, abbreviations included (argparse
+    takes `--hub_tok` for `--hub_token`)."""
+    options = parser._option_string_actions
+    found = set()
+    for word in argv:
+        flag = word.partition("=")[0]
+        if not flag.startswith("--"):
+            continue
+        actions = [options[flag]] if flag in options else [a for s, a in options.items() if s.startswith(flag)]
+        if actions and any(is_secret_name(action.dest) for action in actions):
+            found.add(flag)
+    return found
+
+
+def command_line(argv: list[str] | None, script: str | None = None, secret_flags: set[str] = frozenset()) -> str:
     """The command that started this run (`script`, default: this process's, with `argv`, default: its arguments),
-    for the model card."""
+    for the model card and the tracker, with the values of secret flags (`cards.public.is_secret_name`, and
+    `secret_flags`) and anything shaped like an access token replaced by `<redacted>`: the token is never held in
+    the arguments' `command`. Local paths are made public where the command is shown (`cards.public`)."""
     parts = [script or sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
-    return "accelerate launch " + shlex.join(parts)
+    return "accelerate launch " + public_command(parts, secret_flags=secret_flags, local_paths=False)
 
 
 def training_settings(args: CommonTrainingArguments) -> dict:
-    """Every argument except secrets, and the command, for the model card and the tracker's hyper-parameters."""
-    settings = {item.name: getattr(args, item.name) for item in dataclasses.fields(args) if item.name != "hub_token"}
+    """Every argument but the secret ones (`--hub_token`, anything named like a token, password or key), and the
+    command, as a card and a tracker (tensorboard's hparams, wandb, comet) may show them: secrets masked and absolute
+    local paths relative or `<local>/NAME` (`cards.public.public_settings`)."""
+    settings = {
+        item.name: getattr(args, item.name) for item in dataclasses.fields(args) if not is_secret_name(item.name)
+    }
     settings["command"] = args.launch_command()
-    return dict(sorted(settings.items()))
+    return dict(sorted(public_settings(settings).items()))
 
 
 __all__ = [
