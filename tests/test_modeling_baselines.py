@@ -3,6 +3,8 @@ with the same feature / similarity interface as SoSRetrievalModel."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -54,15 +56,22 @@ def test_wav2clip_features_live_in_the_clip_image_space(wav2clip):
 
 
 def test_wav2clip_normalises_each_spectrogram_by_itself(wav2clip):
-    inputs = toy_batch()["input_values"]
+    # In float64: in float32 a batch of one and a batch of three, or x and 3x + 1, take kernels that sum in other
+    # orders (other ones again on another processor), moving the unit-norm embeddings by ~1e-7. In float64 what is
+    # left is round-off, u = 1.1e-16 per operation over sums of at most a few hundred terms (the 131072-value mean and
+    # deviation of a spectrogram are summed pairwise, 17 levels): 2e-16 measured, 1e-12 far above it and far below
+    # what a batch statistic or a missing standardisation would change.
+    model = copy.deepcopy(wav2clip).double()
+    inputs = toy_batch()["input_values"].double()
     with torch.no_grad():
-        batched = wav2clip.get_audio_features(inputs).audio_embeds
-        alone = torch.cat([wav2clip.get_audio_features(inputs[i : i + 1]).audio_embeds for i in range(3)])
-        rescaled = wav2clip.get_audio_features(inputs * 3.0 + 1.0).audio_embeds
-        crops = wav2clip.get_audio_features(inputs.unsqueeze(0)).audio_embeds
-    torch.testing.assert_close(alone, batched, atol=1e-6, rtol=0)  # no batch statistics in the embedding
-    torch.testing.assert_close(rescaled, batched, atol=1e-5, rtol=0)  # per-sample standardisation
-    torch.testing.assert_close(crops[0], F.normalize(batched.mean(dim=0), dim=-1))  # three crops of one story
+        batched = model.get_audio_features(inputs).audio_embeds
+        alone = torch.cat([model.get_audio_features(inputs[i : i + 1]).audio_embeds for i in range(3)])
+        rescaled = model.get_audio_features(inputs * 3.0 + 1.0).audio_embeds
+        crops = model.get_audio_features(inputs.unsqueeze(0)).audio_embeds
+    torch.testing.assert_close(alone, batched, atol=1e-12, rtol=0)  # no batch statistics in the embedding
+    torch.testing.assert_close(rescaled, batched, atol=1e-12, rtol=0)  # per-sample standardisation
+    three_crops_of_one_story = crops[0]
+    torch.testing.assert_close(three_crops_of_one_story, F.normalize(batched.mean(dim=0), dim=-1), atol=1e-12, rtol=0)
 
 
 def test_wav2clip_trains_the_audio_side_only_and_its_loss_falls():
