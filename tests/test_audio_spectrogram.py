@@ -106,6 +106,33 @@ def test_params_reject_bad_values(kwargs, message):
         SpectrogramParams(**kwargs)
 
 
+def filterbank_allowance(audio: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+    """How far each mel amplitude ``(mels, frames)`` may move between two float32 builds of the filterbank.
+
+    The converter, like Riffusion, uses torchaudio's float32 ``melscale_fbanks``, whose weights carry rounding errors
+    of up to ~5e-5 (Hz values near 10 kHz rounded to 1e-3 Hz, in triangles 57 Hz wide) that depend on torch's CPU
+    kernels: the AVX2 and AVX-512 ones give the golden's weights, the scalar ones (ATEN_CPU_CAPABILITY=default, as on
+    processors without AVX2) move 908 of them by up to 6.8e-5. Two float32 builds thus differ by at most delta = twice
+    this build's largest error against float64, and a mel amplitude, a sum of |X| over its triangle's bins, by at most
+    delta times that sum.
+    """
+    args = (params.n_fft // 2 + 1, float(params.min_frequency), float(params.max_frequency), params.num_frequencies,
+            params.sample_rate, params.mel_scale_norm, params.mel_scale_type)  # fmt: skip
+    float32 = torchaudio.functional.melscale_fbanks(*args).double()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        float64 = torchaudio.functional.melscale_fbanks(*args)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    delta = 2 * float((float32 - float64).abs().max())
+    stft = torchaudio.transforms.Spectrogram(
+        n_fft=params.n_fft, win_length=params.win_length, hop_length=params.hop_length, power=1.0
+    )
+    magnitude = stft(torch.from_numpy(audio[0]).double())  # (bins, frames) of the first channel
+    return delta * ((float32 > 0).double().T @ magnitude).numpy()
+
+
 def test_golden_riffusion_image(tmp_path):
     """audio -> image reproduces Riffusion's caseA.png within the golden README's tolerance."""
     golden = np.load(GOLDEN / "caseA.npz")
@@ -119,11 +146,20 @@ def test_golden_riffusion_image(tmp_path):
     assert difference.max() <= 1 and (difference > 0).mean() <= 1e-3
     assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 0] == pixels[..., 2]).all()  # mono: R = G = B
 
-    # Floats before quantisation, from the converter.
-    mel = get_converter().audio_to_mel(torch.from_numpy(audio))[0].numpy()
-    np.testing.assert_allclose(mel / mel.max(), golden["mel_amplitudes"][0] / golden["max_value"], atol=1e-5, rtol=0)
-    pre_quantization = 255 - 255 * (mel / mel.max()) ** 0.25
-    np.testing.assert_allclose(pre_quantization, golden["pre_quantization"][0], atol=2e-3, rtol=0)
+    # Floats before quantisation, from the converter, within the golden README's tolerances (1e-5 on mel / max, 2e-3
+    # before quantisation: what two float32 pipelines with the same filterbank differ by) plus what the filterbank
+    # may move: see filterbank_allowance.
+    mel = get_converter().audio_to_mel(torch.from_numpy(audio))[0].double().numpy()
+    amplitude = mel / mel.max()
+    allowance = filterbank_allowance(audio, SpectrogramParams()) / mel.max()
+    allowance = allowance + amplitude * allowance.flat[mel.argmax()]  # the maximum it is divided by moves too
+    tolerance = 1e-5 + allowance
+    golden_amplitude = golden["mel_amplitudes"][0] / golden["max_value"]
+    assert (np.abs(amplitude - golden_amplitude) <= tolerance).all(), np.abs(amplitude - golden_amplitude).max()
+    pre_quantization = 255 - 255 * amplitude**0.25
+    # x -> x^(1/4) is increasing: the golden's value lies between those of amplitude -/+ tolerance.
+    spread = 255 * ((amplitude + tolerance) ** 0.25 - np.clip(amplitude - tolerance, 0, None) ** 0.25)
+    assert (np.abs(pre_quantization - golden["pre_quantization"][0]) <= 2e-3 + spread).all()
 
     # EXIF: tags 11000-11070 exactly, 11080 in Riffusion's units, same TIFF types; kept by a plain save.
     path = tmp_path / "caseA.png"
@@ -132,7 +168,7 @@ def test_golden_riffusion_image(tmp_path):
     golden_exif = {int(tag): value for tag, value in META["cases"]["caseA"]["exif"].items()}
     for tag in EXIF_TAGS.values():
         assert exif[tag] == golden_exif[tag]
-    np.testing.assert_allclose(exif[EXIF_MAX_VALUE], float(golden["max_value"]), rtol=1e-5)
+    np.testing.assert_allclose(exif[EXIF_MAX_VALUE], float(golden["max_value"]), rtol=1e-5 + allowance.max())
     assert exif_types(path) == {int(tag): kind for tag, kind in META["cases"]["caseA"]["exif_tiff_types"].items()}
     np.testing.assert_array_equal(np.asarray(Image.open(path)), pixels)
     # 16-bit samples as Riffusion reads them: same pixels and max value.
@@ -149,21 +185,32 @@ def test_golden_riffusion_inverse():
 
     params = SpectrogramParams()
     mel = torchaudio_mel(params)
-    sc_mel = spectral_convergence(mel(torch.from_numpy(audio_in)), mel(torch.from_numpy(audio_out)))
     stft = torchaudio.transforms.Spectrogram(
         n_fft=params.n_fft, win_length=params.win_length, hop_length=params.hop_length, power=1.0
     )
-    sc_lin = spectral_convergence(
-        stft(torch.from_numpy(audio_in))[:, :4001], stft(torch.from_numpy(audio_out))[:, :4001]
-    )
-    golden_inverse = META["inverse_caseA"]
-    assert sc_mel <= golden_inverse["sc_mel_ls_aligned"] * 1.001 and sc_mel <= 0.09
-    assert sc_lin <= golden_inverse["sc_lin_0_10k_ls_aligned"] * 1.001 and sc_lin <= 0.12
+    spectra = {"mel": lambda x: mel(torch.from_numpy(x)), "lin": lambda x: stft(torch.from_numpy(x))[:, :4001]}
 
-    # Same seed, same initial phases: the waveform is Riffusion's, up to its gain and int16 rounding.
+    # Same seed, same initial phases: the waveform is Riffusion's, up to its gain. Griffin-Lim's momentum (0.99)
+    # amplifies the float32 round-off in which two implementations, or one on two processors' kernels, differ: 3.4e-4
+    # from Riffusion's with torch's AVX2 and AVX-512 kernels, 1.6e-3 with its scalar ones. An estimate from other
+    # initial phases is uncorrelated with Riffusion's, at a distance near 1 (seed 1: 0.99). 0.05 tells the two apart
+    # on any processor.
     riffusion, _ = load_audio(GOLDEN / "caseA_reconstructed_seed0.wav")
-    gain = float((audio_out * riffusion).sum() / (riffusion * riffusion).sum())
-    assert np.linalg.norm(audio_out - gain * riffusion) / np.linalg.norm(audio_out) < 1e-3
+    riffusion = riffusion * float((audio_out * riffusion).sum() / (riffusion * riffusion).sum())
+    assert np.linalg.norm(audio_out - riffusion) / np.linalg.norm(audio_out) < 0.05
+    for name, golden_sc, bound in (("mel", "sc_mel_ls_aligned", 0.09), ("lin", "sc_lin_0_10k_ls_aligned", 0.12)):
+        reference, ours, theirs = (spectra[name](x).double() for x in (audio_in, audio_out, riffusion))
+        sc = spectral_convergence(reference, ours)
+        # At least Riffusion's own spectral convergence (the golden's figure, recomputed here with this machine's
+        # transforms), up to how far our estimate is from Riffusion's: SC(ours) <= SC(theirs) + a ||ours - theirs|| /
+        # ||reference||, a Riffusion's least-squares gain (the triangle inequality); and the README's absolute bound.
+        theirs_sc = spectral_convergence(reference, theirs)
+        gain = float((reference * theirs).sum() / (theirs * theirs).sum())
+        slack = gain * float((ours - theirs).norm() / reference.norm())
+        # A relative error e of both spectra moves SC by at most 2 e / SC; the filterbank's kernel-dependent e is
+        # below 3e-5 (test_golden_riffusion_image), so 2 * 3e-5 / 0.068 < 1e-3 (measured: 3e-7).
+        assert theirs_sc == pytest.approx(META["inverse_caseA"][golden_sc], rel=1e-3)
+        assert sc <= theirs_sc + slack and sc <= bound, (name, sc, theirs_sc, slack)
     # caseA.png carries Riffusion's max value (EXIF 11080), so the input's level comes back.
     level = np.sqrt(np.mean(audio_out**2)) / np.sqrt(np.mean(audio_in**2))
     assert 0.95 < level < 1.05
@@ -250,6 +297,8 @@ def test_forward_at_riffusion_parameters_matches_torchaudio():
     converter = get_converter(params)
     mel = converter.audio_to_mel(clip)
     reference = torchaudio_mel(params)(clip)
+    # Two float32 pipelines (scipy's and torch's FFTs, banded and dense products) with the same filterbank: each FFT
+    # errs by ~u log2(n_fft) of the spectrum's scale (u = 6e-8, n_fft = 17640: 1e-6), the mel sums by a few u more.
     assert float((mel - reference).abs().max() / reference.abs().max()) < 1e-5
 
     images, max_values = converter.audio_to_images(clip[None])
@@ -283,7 +332,7 @@ def test_transforms_equal_torchaudio(params):
     mel = converter.audio_to_mel(audio)
     reference = torchaudio_mel(params)(audio)
     assert mel.shape == reference.shape == (3, params.num_frequencies, 1 + 7919 // params.hop_length)
-    assert float((mel - reference).abs().max() / reference.abs().max()) < 1e-5
+    assert float((mel - reference).abs().max() / reference.abs().max()) < 1e-5  # as at Riffusion's parameters
 
     inverse = torchaudio.transforms.InverseMelScale(
         n_stft=params.n_fft // 2 + 1,
@@ -310,7 +359,10 @@ def test_transforms_equal_torchaudio(params):
     expected = griffin_lim(linear_reference)
     actual = converter.griffin_lim(linear, num_iters=8, generator=torch.Generator().manual_seed(3))
     assert actual.shape == expected.shape == (3, params.hop_length * (mel.shape[-1] - 1))
-    assert float((actual - expected).norm() / expected.norm()) < 1e-4
+    # Same initial phases: the momentum (0.99) amplifies the round-off in which the two inputs (the least-squares
+    # inverses, 2.4e-7 apart) and the two FFTs differ, to 4e-6 and 1.3e-5 with torch's AVX2 and AVX-512 kernels and
+    # 2.5e-5 with its scalar ones; other phases (seed 4) land 1.4 away. 1e-3 tells the two apart on any processor.
+    assert float((actual - expected).norm() / expected.norm()) < 1e-3
 
 
 def _tones(frequencies_hz, seconds, sample_rate, seed=0):
@@ -379,11 +431,14 @@ def test_batched_conversion_equals_per_clip():
     for k in range(3):
         single, single_max = converter.audio_to_images(clips[k : k + 1])
         assert torch.equal(images[k], single[0]) and torch.equal(max_values[k], single_max[0])
-    # uint8 and [0, 1] float images give the same amplitudes; max values scale them.
+    # uint8 and [0, 1] float images give the same amplitudes max_value * d^4 of the darkness d <= 1, up to rounding:
+    # (255 - x) / 255 and 1 - x / 255 differ by at most 3 u (u = 2**-24), which d^4 turns into 12 u; each side's power
+    # and product add a rounding or two (2 u each): 20 u max_value in all.
     mel_uint8 = converter.images_to_mel(images, max_values)
     mel_float = converter.images_to_mel(images.float() / 255, max_values)
-    torch.testing.assert_close(mel_uint8, mel_float)
-    torch.testing.assert_close(mel_uint8.amax(dim=(1, 2, 3)), max_values)
+    torch.testing.assert_close(mel_uint8, mel_float, atol=20 * 2**-24 * float(max_values.max()), rtol=0)
+    # The darkest pixel of each image is 0 (its maximum), d = 1 exactly: the amplitude is max_value exactly.
+    assert torch.equal(mel_uint8.amax(dim=(1, 2, 3)), max_values)
 
 
 def test_silence_gives_a_white_image_and_silence_back():
@@ -412,6 +467,7 @@ def test_audio_files_round_trip(tmp_path):
     path = save_audio(tmp_path / "a.wav", audio, 8000)
     loaded, sample_rate = load_audio(path)
     assert sample_rate == 8000 and loaded.shape == audio.shape and loaded.dtype == np.float32
+    # 16-bit PCM: libsndfile rounds x * 32768 to an integer (this build truncates): an error below one step.
     np.testing.assert_allclose(loaded, audio, atol=1 / 32768)
 
 
