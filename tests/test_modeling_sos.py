@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -24,25 +25,35 @@ def model() -> SoSRetrievalModel:
 
 
 def test_forward_logits_are_scaled_multi_grained_similarity(model):
-    batch = toy_batch()
+    # In float64: the forward pass and the separate calls below run the same arithmetic with other block shapes, so
+    # in other summation orders. Round-off bound (as ROUND_OFF_ATOL in tests/test_modeling_similarity.py): D eps per
+    # cosine (D = 16) times the error gains 1 + 2 (k - 1) / e of the poolings over 513 audio tokens (378) and 5 frames
+    # (3.9) or 77 words (57), times the logit scale 14.3: 8e-11 (video) and 1.1e-9 (text). In float32 the same bounds
+    # are 0.04 and 0.6, far above any tolerance that would test something.
+    model = copy.deepcopy(model).double()
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in toy_batch().items()}
     with torch.no_grad():
         out = model(**batch, return_loss=True)
         audio = model.get_audio_features(batch["input_values"])
         video = model.get_video_features(batch["pixel_values"], batch["frame_mask"])
         text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
-    scale = math.exp(tiny_retrieval_config().clip_config.logit_scale_init_value)
+    # the learnable scale, initialised as float32 ln(1/0.07): exp of it is within ln-value * 2**-24 relative
+    scale, init = model.scale().item(), tiny_retrieval_config().clip_config.logit_scale_init_value
+    assert scale == pytest.approx(math.exp(init), rel=init * 2**-23)
     expected_av = scale * multi_grained_similarity(
         audio.audio_embeds, audio.audio_token_embeds, video.video_embeds, video.frame_embeds
     )
     expected_at = scale * multi_grained_similarity(
         audio.audio_embeds, audio.audio_token_embeds, text.text_embeds, text.word_embeds
     )
-    torch.testing.assert_close(out.logits_per_audio_video, expected_av, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out.logits_per_video_audio, expected_av.T, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out.logits_per_audio_text, expected_at, rtol=1e-5, atol=1e-5)
+    round_off = 2e-9
+    torch.testing.assert_close(out.logits_per_audio_video, expected_av, rtol=0, atol=round_off)
+    torch.testing.assert_close(out.logits_per_video_audio, expected_av.T, rtol=0, atol=round_off)
+    torch.testing.assert_close(out.logits_per_audio_text, expected_at, rtol=0, atol=round_off)
     labels = torch.arange(BATCH)
     infonce = lambda logits: (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2  # noqa: E731
-    torch.testing.assert_close(out.loss, (infonce(expected_av) + infonce(expected_at)) / 2, rtol=1e-5, atol=1e-5)
+    # cross-entropy is 2-Lipschitz in the logits (max norm)
+    torch.testing.assert_close(out.loss, (infonce(expected_av) + infonce(expected_at)) / 2, rtol=0, atol=2 * round_off)
     # Shapes of every grain: 513 AST tokens (distillation + 8 x 64 patches), 16-d, 77 words.
     assert audio.audio_token_embeds.shape == (BATCH, 513, 16) and video.frame_embeds.shape == (BATCH, FRAMES, 16)
     assert text.word_embeds.shape == (BATCH, 77, 16)
@@ -54,7 +65,10 @@ def test_forward_logits_are_scaled_multi_grained_similarity(model):
         text.text_embeds,
         text.word_embeds,
     ):
-        torch.testing.assert_close(grain.norm(dim=-1), torch.ones(grain.shape[:-1]))
+        # unit vectors to round-off: (D + 2) eps for a norm of D = 16 float64 entries
+        torch.testing.assert_close(
+            grain.norm(dim=-1), torch.ones(grain.shape[:-1], dtype=grain.dtype), rtol=0, atol=1e-14
+        )
 
 
 def test_backward_reaches_every_trainable_part():
@@ -87,7 +101,9 @@ def test_logit_scale_starts_as_clip_and_is_clamped_at_100(model):
     clamped = SoSRetrievalModel(tiny_retrieval_config())
     with torch.no_grad():
         clamped.logit_scale.fill_(7.0)
-    assert clamped.scale().item() == pytest.approx(100.0, rel=1e-6)
+    # exp of float32 ln(100) (rounded by up to 2.4e-7 absolute, so 2.4e-7 relative after exp) with exp's own ulp
+    # (1.2e-7): within 4e-7 of 100 relative.
+    assert clamped.scale().item() == pytest.approx(100.0, rel=4e-7)
 
 
 def test_text_features_are_clips_projected_end_token_and_every_position(model):
