@@ -96,7 +96,9 @@ def resume_training(accelerator, scheduler, resume_path: Path | None, args, upda
     if resume_path is None:
         return ResumePoint()
     accelerator.print(f"resuming from {resume_path}")
-    accelerator.load_state(str(resume_path))
+    # The folder was checked by resolve_resume_checkpoint (check_checkpoint_files); weights_only=True is also what
+    # accelerate uses by default for the files these kwargs reach (optimizer, scheduler, dataloader state).
+    accelerator.load_state(str(resume_path), load_kwargs={"weights_only": True})
     apply_schedule_after_resume(scheduler)
     global_step = checkpoint_step(resume_path)
     return ResumePoint(

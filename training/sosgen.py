@@ -483,15 +483,51 @@ def _ema_target(trained: DenoisingModel, mode: str) -> nn.Module:
     return trained.unet if mode == "text" else trained.controlnet
 
 
+def _ema_folder(mode: str) -> str:
+    """The checkpoint's sub-folder of the EMA weights (diffusers' examples: `unet_ema`)."""
+    return "unet_ema" if mode == "text" else "controlnet_ema"
+
+
 def build_ema(trained: DenoisingModel, args: SoSgenTrainingArguments, accelerator):
-    """With `--use_ema`, the moving average of the trained UNet (text) or ControlNet, saved in every checkpoint."""
+    """With `--use_ema`, the moving average of the trained UNet (text) or ControlNet, saved in every checkpoint
+    (`register_ema_checkpointing`)."""
     if not args.use_ema:
         return None
     from diffusers.training_utils import EMAModel
 
-    ema = EMAModel(_ema_target(trained, args.mode).parameters(), decay=args.ema_decay)
-    accelerator.register_for_checkpointing(ema)
+    target = _ema_target(trained, args.mode)
+    ema = EMAModel(target.parameters(), decay=args.ema_decay, model_cls=type(target), model_config=target.config)
+    register_ema_checkpointing(accelerator, ema, _ema_folder(args.mode))
     return ema
+
+
+def register_ema_checkpointing(accelerator, ema, folder: str) -> None:
+    """Save the EMA weights in every checkpoint as `CHECKPOINT/<folder>` (`EMAModel.save_pretrained`: safetensors,
+    the EMA state in its config.json) and load them from there on resume, as diffusers' training examples do
+    (train_text_to_image.py). `accelerator.register_for_checkpointing(ema)` would store them as
+    `custom_checkpoint_0.pkl`, which accelerate loads with a full pickle load: a downloaded checkpoint could run code
+    (`checkpointing.check_checkpoint_files` refuses such files)."""
+
+    def save_hook(models, weights, output_dir: str) -> None:
+        if accelerator.is_main_process:
+            ema.save_pretrained(str(Path(output_dir) / folder))
+
+    def load_hook(models, input_dir: str) -> None:
+        path = Path(input_dir) / folder
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {input_dir}: no EMA weights ({folder}/) for --use_ema; it was saved by a run "
+                "without --use_ema"
+            )
+        # EMAModel.from_pretrained, reading safetensors only: the weights, and the EMA state from config.json.
+        config = ema.model_cls.load_config(str(path))
+        weights = ema.model_cls.from_pretrained(str(path), use_safetensors=True)
+        state = {key: config[key] for key in ema.state_dict() if key in config}
+        state["shadow_params"] = [p.detach().to(ema.shadow_params[0].device) for p in weights.parameters()]
+        ema.load_state_dict(state)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
 
 
 def slice_loader(pipe, train_slices, args: SoSgenTrainingArguments):
