@@ -34,6 +34,9 @@ def brute_force_kad(x: np.ndarray, y: np.ndarray, exclude=lambda i, j: i == j) -
 def test_kad_equals_the_brute_force_definition():
     rng = np.random.default_rng(0)
     reference, generated = rng.standard_normal((31, 6)), rng.standard_normal((24, 6)) * 1.2 + 0.4
+    # Both float64, in other orders: squared distances from |a|^2 + |b|^2 - 2 a.b lose ~u (|a|^2 + |b|^2) ~ 1e-15 to
+    # cancellation, the three means are of kernel values in (0, 1], and KAD/100 (~0.02) cancels means ~0.5: ~1e-13
+    # relative at worst, where 1e-10 and the 1e-9 below sit far above and far below any wrong pair or bandwidth.
     assert kernel_audio_distance(generated, reference) == pytest.approx(
         brute_force_kad(reference, generated), rel=1e-10
     )
