@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_fixtures import reset_accelerate, script, sos_training_dataset, tiny_sosgen_dir  # noqa: F401
+from training_fixtures import (  # noqa: F401
+    reset_accelerate,
+    script,
+    sos_training_dataset,
+    tiny_retrieval_dir,
+    tiny_sosgen_dir,
+)
 
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
@@ -131,3 +137,35 @@ def test_resumed_ema_run_equals_an_uninterrupted_one(ema_run, sos_training_datas
     assert all(torch.equal(emas[0][k], emas[1][k]) for k in emas[0])
     losses = [[h["loss"] for h in json.loads((tmp_path / run / HISTORY_FILE).read_text())] for run in ("full", "part")]
     assert losses[0] == losses[1] and len(losses[0]) == 3
+
+
+def test_a_planted_feature_cache_file_is_refused_before_it_runs(
+    sos_training_dataset,
+    tiny_retrieval_dir,
+    tmp_path,
+    capsys,
+    monkeypatch,  # noqa: F811
+):
+    """The frozen-encoder cache is read with torch.load(weights_only=True) passed explicitly: even where torch's
+    default is turned off (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 overrides an implicit default only), a pickle planted in
+    the cache folder does not run, and the run stops naming the file."""
+    from sound_of_story.training.retrieval import parse_retrieval_args, train_retrieval
+
+    cache = tmp_path / "features"
+    argv = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--train_batch_size", "4",
+            "--max_train_steps", "1", "--eval_split", "none", "--report_to", "none",
+            "--freeze_encoders", "--feature_cache", str(cache)]  # fmt: skip
+    reset_accelerate()
+    train_retrieval(parse_retrieval_args([*argv, "--output_dir", str(tmp_path / "a")]))
+    (stored,) = cache.glob("features-*.pt")
+    marker = tmp_path / "code-ran"
+    _torch_pickle(stored, marker)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    spec = importlib.util.spec_from_file_location("train_retrieval_safety", script("retrieval.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reset_accelerate()
+    code = module.main([*argv, "--output_dir", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert not marker.exists(), "the planted pickle ran"
+    assert code == 2 and stored.name in err and "weights_only=True" in err and "Traceback" not in err, err

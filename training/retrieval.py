@@ -445,7 +445,16 @@ def frozen_encoder_features(
     ).hexdigest()[:24]
     path = Path(cache_dir) / f"features-{key}.pt"
     if path.exists():
-        return torch.load(path)
+        # weights_only=True passed explicitly: the cache folder may be shared, and an implicit default can be turned
+        # off (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD), which would make torch.load run a planted pickle's code.
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - a file this code did not write: say which, and how to go on
+            raise ValueError(
+                f"--feature_cache: {path.name} in {cache_dir} does not load with torch.load(weights_only=True) "
+                f"({type(error).__name__}); it was not written by this package or is damaged. Delete it to compute "
+                "the features again"
+            ) from None
     device = next(model.parameters()).device
     parts: dict[str, list[torch.Tensor]] = {}
     was_training = model.training
