@@ -8,8 +8,25 @@ CLIP = "openai/clip-vit-base-patch32"
 AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 # The CLAP baseline of Table 2 (LAION's transformers port) and the CLAP embedder of the generation metrics.
 CLAP = "laion/clap-htsat-unfused"
+# The original-format checkpoint files of Table 2's baselines as the paper ran them (paper section 4.1.3: "fine-tuned
+# ... from their pretrained weights"): Wav2CLIP's release (the file wav2clip.get_model() downloads) and Microsoft
+# CLAP 2022 (msclap's CLAPWrapper(version="2022")), whose BERT tokenizer comes from the Hub id msclap names.
+WAV2CLIP_CHECKPOINT = "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/Wav2CLIP.pt"
+MSCLAP_CHECKPOINT = "https://huggingface.co/microsoft/msclap/resolve/main/CLAP_weights_2022.pth"
+MSCLAP_CHECKPOINT_SHA256 = "5b917c47fec10547b65cf1d9096e194896fa1c2d6180536c8524289721a4c5b8"
+MSCLAP_TEXT_MODEL = "bert-base-uncased"
 # Generation (paper section 4.2): SoSgen starts from Riffusion; MusicGen is a Table 3 baseline.
 RIFFUSION = "riffusion/riffusion-model-v1"
 MUSICGEN = "facebook/musicgen-small"
 
-__all__ = ["AST", "CLAP", "CLIP", "MUSICGEN", "RIFFUSION"]
+__all__ = [
+    "AST",
+    "CLAP",
+    "CLIP",
+    "MSCLAP_CHECKPOINT",
+    "MSCLAP_CHECKPOINT_SHA256",
+    "MSCLAP_TEXT_MODEL",
+    "MUSICGEN",
+    "RIFFUSION",
+    "WAV2CLIP_CHECKPOINT",
+]

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from transformers import ASTFeatureExtractor, BatchFeature, CLIPImageProcessor, CLIPTokenizer, ProcessorMixin
 
-from sound_of_story.audio import Resampler
+from sound_of_story.audio import Resampler, ResamplingMethod
 from sound_of_story.audio import prepare_waveform as audio_prepare_waveform
 
 AST_SAMPLING_RATE = 16_000
@@ -32,7 +32,10 @@ AudioCrop = Literal["energetic", "random"]
 
 
 def prepare_waveform(
-    audio: Any, sampling_rate: int | None = None, target_sampling_rate: int = AST_SAMPLING_RATE
+    audio: Any,
+    sampling_rate: int | None = None,
+    target_sampling_rate: int = AST_SAMPLING_RATE,
+    resampler: ResamplingMethod = AST_RESAMPLER,
 ) -> np.ndarray:
     """One story's audio as a mono float32 array at `target_sampling_rate`.
 
@@ -42,11 +45,11 @@ def prepare_waveform(
             `(samples,)` or `(channels, samples)` together with `sampling_rate`.
         sampling_rate: the rate of a bare array; must agree with the rate carried by `audio`, if any.
         target_sampling_rate: output rate (AST's 16 kHz by default).
+        resampler: the resampling method (`AST_RESAMPLER` by default, the SoS processor's).
 
-    The package's `sound_of_story.audio.prepare_waveform` (channels averaged, then resampled) with
-    the processor's resampler, `AST_RESAMPLER`.
+    The package's `sound_of_story.audio.prepare_waveform` (channels averaged, then resampled).
     """
-    return audio_prepare_waveform(audio, sampling_rate, target_sampling_rate, resampler=AST_RESAMPLER)
+    return audio_prepare_waveform(audio, sampling_rate, target_sampling_rate, resampler=resampler)
 
 
 def select_audio_windows(
@@ -104,12 +107,13 @@ def audio_windows(
     audio_crop: AudioCrop = "energetic",
     audio_crops: int = 1,
     generator: torch.Generator | None = None,
+    resampler: ResamplingMethod = AST_RESAMPLER,
 ) -> tuple[np.ndarray, list[int]]:
     """One story's mono waveform at `target_sampling_rate` and the start samples of its windows.
 
-    `prepare_waveform` then `select_audio_windows` with a `window_seconds` window and a 10 ms grid.
+    `prepare_waveform` (with `resampler`) then `select_audio_windows` with a `window_seconds` window and a 10 ms grid.
     """
-    wave = prepare_waveform(audio, sampling_rate, target_sampling_rate)
+    wave = prepare_waveform(audio, sampling_rate, target_sampling_rate, resampler=resampler)
     window = int(round(window_seconds * target_sampling_rate))
     hop = max(1, int(round(ENERGY_HOP_SECONDS * target_sampling_rate)))
     starts = select_audio_windows(wave, window, mode=audio_crop, num_windows=audio_crops, hop=hop, generator=generator)
@@ -177,6 +181,9 @@ class SoSRetrievalProcessor(ProcessorMixin):
     (torch.Size([1, 1024, 128]), torch.Size([1, 40, 3, 224, 224]), torch.Size([1, 77]))
     ```
     """
+
+    # How story audio is brought to the feature extractor's rate (a subclass for another model may change it).
+    audio_resampler: ResamplingMethod = AST_RESAMPLER
 
     def __init__(
         self,
@@ -282,7 +289,7 @@ class SoSRetrievalProcessor(ProcessorMixin):
             for clip in clips:
                 wave, starts = audio_windows(
                     clip, sampling_rate, target_sampling_rate=self.sampling_rate, window_seconds=self.audio_window_seconds,
-                    audio_crop=audio_crop, audio_crops=audio_crops, generator=generator,
+                    audio_crop=audio_crop, audio_crops=audio_crops, generator=generator, resampler=self.audio_resampler,
                 )  # fmt: skip
                 windows.extend(wave[s : s + self.window_samples] for s in starts)
             values = self.feature_extractor(windows, sampling_rate=self.sampling_rate, return_tensors="np")[
