@@ -1,4 +1,4 @@
-"""Configuration of the Wav2CLIP-style audio-video baseline (paper Table 2)."""
+"""Configuration of a Wav2CLIP-style audio-video baseline on the AST fbank (a variant of Table 2's Wav2CLIP)."""
 
 import math
 
@@ -18,8 +18,9 @@ class Wav2CLIPBaselineConfig(PreTrainedConfig):
     - each spectrogram is standardised with its own mean and standard deviation. The original
       standardised with one mean/std over the whole batch tensor, so an embedding depended on the
       rest of the batch.
-    The original checkpoint (a Dropbox download in `wav2clip.get_model()`) does not fit this input
-    and is not loaded; the audio encoder starts from random weights.
+    The released Wav2CLIP checkpoint does not fit this input and is not loaded; the audio encoder starts
+    from random weights. The paper's baseline, fine-tuned from that checkpoint, is `Wav2CLIPOriginalModel`
+    (kind `wav2clip_original`); this model (kind `wav2clip`) is a variant on the SoS model's own audio input.
 
     Args:
         clip_config (`dict` or `CLIPConfig`, *optional*):
