@@ -1,7 +1,12 @@
 """The one way to load a saved retrieval model: by its configuration's ``model_type``.
 
 Training (``--init_from``), Table 2 (``evaluate retrieval``) and the sound library index (``index --model``) all
-load through :func:`load_retrieval_model`; a folder or Hub id of any of the three kinds works everywhere.
+load through :func:`load_retrieval_model`; a folder or Hub id of any of the kinds works everywhere.
+
+The kinds: ``sos`` (the paper's model), ``wav2clip_original`` and ``msclap`` (Table 2's baselines as the paper ran
+them: the original Wav2CLIP and Microsoft CLAP 2022, first made from their own checkpoint files with
+``Wav2CLIPOriginalModel.from_original_checkpoint`` / ``MSClapModel.from_original_checkpoint`` and saved), and two
+variants: ``wav2clip`` (a Wav2CLIP-style ResNet on the AST fbank, random audio weights) and ``clap`` (LAION's CLAP).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-ModelKind = Literal["sos", "wav2clip", "clap"]
+ModelKind = Literal["sos", "wav2clip", "clap", "wav2clip_original", "msclap"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 
 
@@ -28,17 +33,25 @@ class LoadedRetrievalModel:
 
 
 def _kinds() -> dict[str, tuple[ModelKind, Any, Any]]:
+    from .configuration_msclap import MSClapConfig
     from .configuration_sos import SoSRetrievalConfig
     from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
+    from .configuration_wav2clip_original import Wav2CLIPOriginalConfig
     from .modeling_clap_baseline import ClapBaselineProcessor, ClapRetrievalBaseline
+    from .modeling_msclap import MSClapModel
     from .modeling_sos import SoSRetrievalModel
     from .modeling_wav2clip_baseline import Wav2CLIPBaselineModel
+    from .modeling_wav2clip_original import Wav2CLIPOriginalModel
+    from .processing_msclap import MSClapProcessor
     from .processing_sos import SoSRetrievalProcessor
+    from .processing_wav2clip_original import Wav2CLIPOriginalProcessor
 
     return {
         SoSRetrievalConfig.model_type: ("sos", SoSRetrievalModel, SoSRetrievalProcessor),
         Wav2CLIPBaselineConfig.model_type: ("wav2clip", Wav2CLIPBaselineModel, SoSRetrievalProcessor),
         "clap": ("clap", ClapRetrievalBaseline, ClapBaselineProcessor),
+        Wav2CLIPOriginalConfig.model_type: ("wav2clip_original", Wav2CLIPOriginalModel, Wav2CLIPOriginalProcessor),
+        MSClapConfig.model_type: ("msclap", MSClapModel, MSClapProcessor),
     }
 
 
@@ -64,7 +77,7 @@ def retrieval_model_kind(name_or_path: str | os.PathLike, revision: str | None =
     if model_type not in kinds:
         raise ValueError(
             f"{name_or_path!r} is a {model_type!r} model, not a retrieval model: expected one of "
-            f"{sorted(kinds)} (SoS, the Wav2CLIP baseline, CLAP)"
+            f"{sorted(kinds)} (SoS, the Wav2CLIP and CLAP baselines)"
         )
     return kinds[model_type][0]
 
@@ -81,7 +94,8 @@ def load_retrieval_model(
 
     ``SoSRetrievalModel`` and ``Wav2CLIPBaselineModel`` come with a ``SoSRetrievalProcessor``; a ``ClapModel``
     checkpoint (for example ``laion/clap-htsat-unfused``) loads as ``ClapRetrievalBaseline`` with a
-    ``ClapBaselineProcessor``. ``expected_kind`` refuses a model of another kind (for a flag that names one);
+    ``ClapBaselineProcessor``; ``Wav2CLIPOriginalModel`` and ``MSClapModel`` with ``Wav2CLIPOriginalProcessor`` and
+    ``MSClapProcessor``. (Their original checkpoint files load with ``from_original_checkpoint``, not here.) ``expected_kind`` refuses a model of another kind (for a flag that names one);
     ``device`` defaults to the CPU; ``eval_mode=False`` leaves the model in training mode.
 
     Raises:

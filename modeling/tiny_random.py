@@ -10,11 +10,16 @@ from typing import Any
 
 import torch
 from tokenizers.pre_tokenizers import ByteLevel
-from transformers import ASTFeatureExtractor, ClapConfig, CLIPImageProcessor, CLIPTokenizer
+from transformers import ASTFeatureExtractor, BertTokenizer, ClapConfig, CLIPImageProcessor, CLIPTokenizer
 
+from .configuration_msclap import MSClapConfig
 from .configuration_sos import SoSRetrievalConfig
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
+from .configuration_wav2clip_original import Wav2CLIPOriginalConfig
+from .feature_extraction_waveform import WaveformWindowFeatureExtractor
+from .processing_msclap import MSCLAP_SAMPLING_RATE, MSCLAP_WINDOW_SECONDS, MSClapProcessor
 from .processing_sos import SoSRetrievalProcessor
+from .processing_wav2clip_original import WAV2CLIP_SAMPLING_RATE, WAV2CLIP_WINDOW_SECONDS, Wav2CLIPOriginalProcessor
 
 TINY_IMAGE_SIZE = 32
 TINY_WIDTH = 16
@@ -108,6 +113,77 @@ def tiny_clap_config() -> ClapConfig:
     )  # fmt: skip
 
 
+def tiny_wav2clip_original_config(**overrides: Any) -> Wav2CLIPOriginalConfig:
+    """A `Wav2CLIPOriginalConfig` with the tiny CLIP (its vision tower spread as in `tiny_wav2clip_config`), a
+    two-stage 4/8-channel ResNet on the real spectrogram, and an 8 -> 16 -> 16 transform."""
+    clip = tiny_clip_config_dict()
+    clip["vision_config"].update(initializer_factor=5.0, initializer_range=0.1)
+    settings = {"clip_config": clip, "audio_channels": [4, 8], "audio_blocks": [1, 1], "transform_units": [8, 16, 16]}
+    settings.update(overrides)
+    return Wav2CLIPOriginalConfig(**settings)
+
+
+def tiny_bert_tokenizer() -> BertTokenizer:
+    """A BERT (WordPiece) tokenizer whose vocabulary is the special tokens, lower-case letters, digits and
+    punctuation, each also as a `##` continuation: every lower-cased ASCII text tokenizes, one token per character."""
+    characters = list("abcdefghijklmnopqrstuvwxyz0123456789") + list(".,;:!?'\"-()")
+    symbols = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + characters + ["##" + c for c in characters]
+    return BertTokenizer(vocab={symbol: index for index, symbol in enumerate(symbols)})
+
+
+def tiny_bert_config_dict(tokenizer: BertTokenizer | None = None, hidden_size: int = TINY_WIDTH) -> dict[str, Any]:
+    """A one-layer BERT matching `tiny_bert_tokenizer` (positions for msclap's 100 tokens)."""
+    tokenizer = tokenizer or tiny_bert_tokenizer()
+    return {
+        "model_type": "bert",
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * TINY_WIDTH,
+        "max_position_embeddings": 128,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def tiny_msclap_config(**overrides: Any) -> MSClapConfig:
+    """A `MSClapConfig` on the real 44.1 kHz log-mel front end with a 4-16 channel Cnn14, a 16-d embedding and the
+    tiny BERT."""
+    settings = {
+        "text_config": tiny_bert_config_dict(),
+        "audio_channels": [4, 4, 8, 8, 16, 16],
+        "audio_embed_dim": TINY_WIDTH,
+        "projection_dim": TINY_WIDTH,
+    }
+    settings.update(overrides)
+    return MSClapConfig(**settings)
+
+
+def tiny_wav2clip_original_processor(**kwargs: Any) -> Wav2CLIPOriginalProcessor:
+    """The real Wav2CLIP processor (16 kHz, 10 s windows) with the tiny CLIP tokenizer and 32 px frames."""
+    return Wav2CLIPOriginalProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+        ),
+        feature_extractor=WaveformWindowFeatureExtractor(
+            sampling_rate=WAV2CLIP_SAMPLING_RATE, window_seconds=WAV2CLIP_WINDOW_SECONDS
+        ),
+        tokenizer=tiny_clip_tokenizer(),
+        **kwargs,
+    )
+
+
+def tiny_msclap_processor(**kwargs: Any) -> MSClapProcessor:
+    """The real msclap processor (44.1 kHz, 5 s windows, 100 tokens) with the tiny BERT tokenizer."""
+    return MSClapProcessor(
+        feature_extractor=WaveformWindowFeatureExtractor(
+            sampling_rate=MSCLAP_SAMPLING_RATE, window_seconds=MSCLAP_WINDOW_SECONDS
+        ),
+        tokenizer=tiny_bert_tokenizer(),
+        **kwargs,
+    )
+
+
 def tiny_retrieval_processor(**kwargs: Any) -> SoSRetrievalProcessor:
     """The real processor with the tiny tokenizer and 32 px frames; `kwargs` go to `SoSRetrievalProcessor`."""
     image_processor = CLIPImageProcessor(
@@ -138,10 +214,16 @@ def tiny_random_inputs(batch: int = 3, frames: int = 5, seed: int = 0) -> dict[s
 
 __all__ = [
     "tiny_ast_config_dict",
+    "tiny_bert_config_dict",
+    "tiny_bert_tokenizer",
     "tiny_clip_config_dict",
     "tiny_clip_tokenizer",
+    "tiny_msclap_config",
+    "tiny_msclap_processor",
     "tiny_random_inputs",
     "tiny_retrieval_config",
     "tiny_retrieval_processor",
     "tiny_wav2clip_config",
+    "tiny_wav2clip_original_config",
+    "tiny_wav2clip_original_processor",
 ]
