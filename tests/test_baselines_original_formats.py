@@ -382,8 +382,17 @@ def test_msclap_front_end_and_features():
 # --------------------------------------------------------------------------- both: loading, Auto classes, Table 2
 
 
-def test_new_kinds_are_registered():
+def test_new_kinds_are_registered_and_their_defaults_are_the_package_checkpoint_ids():
+    """The model files are copied next to saved weights as remote code, so they spell the ids out."""
+    import inspect
+
     assert {"wav2clip_original", "msclap"} <= set(MODEL_KINDS)
+    for method in (Wav2CLIPOriginalModel.from_original_checkpoint, Wav2CLIPOriginalProcessor.from_encoders):
+        assert inspect.signature(method).parameters["clip"].default == model_ids.CLIP
+    assert (
+        inspect.signature(MSClapProcessor.from_encoders).parameters["text_model"].default
+        == model_ids.MSCLAP_TEXT_MODEL
+    )
     assert modeling_wav2clip_original.WAV2CLIP_CHECKPOINT == model_ids.WAV2CLIP_CHECKPOINT
     assert (modeling_msclap.MSCLAP_CHECKPOINT, modeling_msclap.MSCLAP_CHECKPOINT_SHA256, modeling_msclap.MSCLAP_TEXT_MODEL) == (
         model_ids.MSCLAP_CHECKPOINT, model_ids.MSCLAP_CHECKPOINT_SHA256, model_ids.MSCLAP_TEXT_MODEL
