@@ -16,8 +16,10 @@ the tokenizer's `__call__` with the same arguments (equal for one text).
 
 from __future__ import annotations
 
+import atexit
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ sys.path.insert(0, str(TESTS))
 # The package by a link to this checkout (as tests/conftest.py does), for the small BERT vocabulary and config.
 _link = Path(tempfile.mkdtemp(prefix="sos-golden-package-"))
 (_link / "sound_of_story").symlink_to(TESTS.parent, target_is_directory=True)
+atexit.register(shutil.rmtree, _link, ignore_errors=True)  # removes the link, never what it points to
 sys.path.insert(0, str(_link))
 
 from original_baselines import (  # noqa: E402
