@@ -27,10 +27,12 @@ logger = logging.getLogger(__name__)
 MSCLAP_CHECKPOINT = "https://huggingface.co/microsoft/msclap/resolve/main/CLAP_weights_2022.pth"
 MSCLAP_CHECKPOINT_SHA256 = "5b917c47fec10547b65cf1d9096e194896fa1c2d6180536c8524289721a4c5b8"
 MSCLAP_TEXT_MODEL = "bert-base-uncased"
-# Keys of a msclap checkpoint this model has no place for: Cnn14's AudioSet classifier (its output is not part of
-# the embedding), and text-model buffers that newer transformers no longer save.
+# Keys of a msclap checkpoint this model has no place for: Cnn14's AudioSet classifier and BERT's pooler (neither
+# output is part of an embedding, and parameters without a gradient would stop a DDP fine-tuning), and text-model
+# buffers that newer transformers no longer save.
 IGNORED_CHECKPOINT_KEYS = (
     "audio_encoder.base.fc_audioset.",
+    "caption_encoder.base.pooler.",
     "caption_encoder.base.embeddings.position_ids",
     "caption_encoder.base.embeddings.token_type_ids",
 )
@@ -214,11 +216,12 @@ class MSClapAudioEncoder(nn.Module):
 
 
 class MSClapTextEncoder(nn.Module):
-    """msclap's `TextEncoder` for BERT: the last hidden state of the first ([CLS]) token, projected."""
+    """msclap's `TextEncoder` for BERT: the last hidden state of the first ([CLS]) token, projected. BERT's pooler,
+    which msclap builds and never uses, is left out."""
 
     def __init__(self, config: MSClapConfig):
         super().__init__()
-        self.base = AutoModel.from_config(config.text_config)
+        self.base = AutoModel.from_config(config.text_config, add_pooling_layer=False)
         self.projection = Projection(config.text_width, config.projection_dim, config.projection_dropout)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -307,7 +310,8 @@ class MSClapModel(RetrievalForwardMixin, PreTrainedModel):
             logger.warning(
                 "msclap checkpoint %s holds no text model weights: using %s's, as msclap does", name, text_model
             )
-            self.caption_encoder.base.load_state_dict(AutoModel.from_pretrained(text_model).state_dict())
+            pretrained = AutoModel.from_pretrained(text_model, add_pooling_layer=False)
+            self.caption_encoder.base.load_state_dict(pretrained.state_dict())
             state.update({f"caption_encoder.base.{k}": v for k, v in self.caption_encoder.base.state_dict().items()})
         load_exactly(self, state, f"msclap checkpoint {name!s}")
 

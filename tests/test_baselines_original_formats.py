@@ -330,6 +330,7 @@ def test_msclap_checkpoint_format_errors_and_text_model_fallback(tmp_path):
     state = {key: value.clone() for key, value in model.state_dict().items()}
     extra = {
         "audio_encoder.base.fc_audioset.weight": torch.zeros(527, 16),
+        "caption_encoder.base.pooler.dense.weight": torch.zeros(16, 16),
         "caption_encoder.base.embeddings.position_ids": torch.arange(8),
     }
     other = MSClapModel(tiny_msclap_config())
@@ -375,6 +376,11 @@ def test_msclap_front_end_and_features():
     torch.testing.assert_close(crops, F.normalize(each.mean(dim=1), dim=-1))
     torch.testing.assert_close(text.text_embeds.norm(dim=-1), torch.ones(2))
     assert not any("melW" in name or "conv_real" in name for name, _ in model.named_parameters())
+    # Every parameter takes part in the loss (DDP needs a gradient for each): no AudioSet head, no BERT pooler.
+    model.train()
+    batch = {"input_values": audio[:, 0], **tiny_msclap_processor()(text=["a dog", "rain"])}
+    model(**batch, return_loss=True).loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
     with pytest.raises(TypeError, match="audio-text"):
         model.similarity(model.get_audio_features(audio[:, 0]), SoSVideoFeatures(video_embeds=crops))
 
