@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--minutes",
         type=float,
         default=15.0,
-        help="time budget on 2 CPU cores: scales the data and the training (15 gives 24+ held-out stories)",
+        help="time budget on 2 CPU cores: scales the data and the training (15 gives 72 held-out stories)",
     )
     p.add_argument(
         "--pretrained",

@@ -1,5 +1,8 @@
 """The demo's report: one self-contained ``report.html``, a ``report.md`` and a ``report.json``.
 
+The first half of this module is the report format (blocks, pictures, the HTML and Markdown writers); the second
+half, :func:`build_demo_report`, fills a report with the demo's sections from the run's figures and media.
+
 A report is a list of sections, each a list of blocks (paragraphs, tables, images, audio clips).
 The HTML embeds every image and clip as a ``data:`` URI, so the one file can be mailed or opened
 offline; the Markdown links the same files, written next to it into ``report_files/``; the JSON holds
@@ -19,16 +22,22 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sound_of_story.core.atomic_files import atomic_path, write_json_atomic
 
+if TYPE_CHECKING:
+    from .demo import DemoPaths
+
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"
 JSON_NAME = "report.json"
 FILES_FOLDER = "report_files"
+PAPER_DIRECTIONS = ("A2V", "V2A", "A2T", "T2A")
+RANDOM_LABEL = "RANDOM weights"
+VGGISH_RANDOM_LABEL = "VGGish with random weights (no download offline): distances compare runs of this report only"
 # Clips in the report are cut and resampled so that the HTML stays a few MB.
 REPORT_AUDIO_SECONDS = 10.0
 REPORT_AUDIO_RATE = 16_000
@@ -372,7 +381,180 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
+# --------------------------------------------------------------------------- the demo report
+
+
+def build_demo_report(data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> Report:
+    """The demo report's sections from the run's figures and media (decoding the clips, drawing the figures).
+
+    The run summary is added last by :func:`add_run_summary`, once every stage's time is known.
+    """
+    from sound_of_story.evaluation.retrieval import RANDOM_BASELINE_DRAWS
+
+    report = Report("Sound of Story: the demo", data=data)
+    stats = data["dataset"]
+    rows = [
+        [split, s["stories"], ", ".join(f"{k} {v}" for k, v in s["by_source"].items()), s["mean_story_s"], s["mean_key_frames"],
+         s["speech_ratio_before"], s["speech_ratio_after"], s["generation_slices"]]
+        for split, s in stats["splits"].items()
+    ]  # fmt: skip
+    report.section("Data: SoS built from the sample clips").add(
+        Paragraph(f"Sample clips: {', '.join(f'{v} {k.upper()}-style' for k, v in stats['sample_clips'].items())}; {stats['failed_inputs']} inputs failed."),
+        Table(
+            ["split", "stories", "by source", "mean length (s)", "mean key frames", "speech ratio before", "after", "15 s slices"],
+            rows, caption="Dataset statistics (like the paper's Table 1)", digits=2,
+        ),
+    )  # fmt: skip
+    table2 = data["table2"]
+    head = ["model"] + [f"{d} {f}" for d in PAPER_DIRECTIONS for f in ("R@1", "R@5", "MdR")]
+    table_rows = []
+    for name, label in (
+        ("random", f"random baseline (mean of {RANDOM_BASELINE_DRAWS} draws)"),
+        ("untrained", f"SoS, {RANDOM_LABEL} (before training)"),
+        ("trained", "SoS, trained here"),
+    ):
+        cells = [label]
+        for direction in PAPER_DIRECTIONS:
+            for figure in ("R@1", "R@5", "MdR"):
+                entry = table2[name].get(direction, {}).get(figure)
+                cells.append(
+                    "n/a" if entry is None else f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]"
+                )
+        table_rows.append(cells)
+    a2v = table2["trained"]["A2V"]["R@1"]
+    rand = table2["random"]["A2V"]["R@1"]
+    verdict = "lies above" if data["table2_beats_random"] else "does NOT lie above"
+    section = report.section("Retrieval (Table 2)")
+    section.add(
+        Table(
+            head,
+            table_rows,
+            caption=f"Retrieval on {stats['splits']['test']['stories']} held-out stories: value [95% bootstrap interval]",
+        ),
+        Paragraph(
+            f"The trained model's A2V R@1 interval [{a2v['ci_low']:.1f}, {a2v['ci_high']:.1f}] {verdict} the random baseline's [{rand['ci_low']:.1f}, {rand['ci_high']:.1f}]."
+        ),
+    )
+    section.add(
+        Image(
+            curves_png(_loss_curves(data["retrieval_training"]), "step", "contrastive loss", "Retrieval training"),
+            "Training loss per step",
+            "retrieval_loss",
+        )
+    )
+    _generation_section(report, data, built, paths)
+    _recommendation_section(report, data, built, paths)
+    return report
+
+
+def add_run_summary(report: Report, data: dict[str, Any]) -> None:
+    """Put the "This run" section (settings and the time of every stage, from ``data["seconds"]``) first."""
+    settings = data["settings"]
+    weights = (
+        "the paper's CLIP and AST (--pretrained)"
+        if settings["pretrained"]
+        else f"{settings['encoder_width']}-wide CLIP and AST initialised in code with RANDOM weights and kept frozen; "
+        "their head (temporal encoder, audio projection, logit scale) trained here"
+    )
+    weights += f"; similarity pooled at temperature {settings['similarity_temperature']:g} (the paper's: 0.01)"
+    summary = Section("This run").add(
+        Paragraph(
+            f"Everything below was computed in this run ({data['seconds']['total'] / 60:.1f} min, budget {settings['minutes']:g} min) "
+            f"on sample clips generated with seed {settings['seed']}. Retrieval models: {weights}."
+        ),
+        Table(["stage", "seconds"], [[k, v] for k, v in data["seconds"].items()], caption="Time per stage"),
+    )
+    report.sections.insert(0, summary)
+
+
+def _loss_curves(trainings: dict[str, dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    return {name: (list(range(1, len(t["losses"]) + 1)), t["losses"]) for name, t in trainings.items()}
+
+
+def _decoded(value: Any) -> tuple[Any, int]:
+    from sound_of_story.audio import channels_first, decoded_audio
+
+    array, rate = decoded_audio(value)
+    return channels_first(array), rate
+
+
+def _clip_block(audio: Any, rate: int, caption: str, name: str) -> AudioClip:
+    return AudioClip(wav_bytes(audio, rate), caption, name, spectrogram_png(audio, rate))
+
+
+def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
+    from sound_of_story.audio import read_audio_file
+
+    section = report.section("Generation (Table 3)")
+    table3 = data["table3"]
+    tokens_note = "" if data["settings"]["pretrained"] else " (the tiny models' tokenizer has one token per character)"
+    labels = {
+        paths.init_sosgen.name: f"SoSgen, {RANDOM_LABEL} (before training)",
+        paths.sosgen_text.name: "SoSgen (text), trained here",
+        paths.sosgen_controlnet.name: "SoSgen ControlNet (text + frames), trained here",
+    }
+    rows = []
+    for name, row in table3.items():
+        cells = [labels.get(name, name)]
+        for key in ("FAD", "KAD"):
+            ci = row.get(f"{key}_ci")
+            cells.append(f"{row[key]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
+        rows.append(cells + [row["num_generated"], len(row["excluded"])])
+    section.add(
+        Table(["pipeline", "FAD", "KAD", "clips", "excluded"], rows, caption="Generated against real held-out slices: value [95% bootstrap interval]; lower is better"),
+        Paragraph(f"Embedder: {VGGISH_RANDOM_LABEL}. SoSgen's text encoder reads the first {data['generation_text_tokens']} tokens of each description{tokens_note}; the rest is cut."),
+        Image(curves_png(_loss_curves(data["sosgen_training"]), "step", "denoising loss", "SoSgen training"), "Training loss per step", "sosgen_loss"),
+    )  # fmt: skip
+    test = built["slices"]["test"]
+    for row in test.select(range(min(2, len(test)))):
+        audio, rate = _decoded(row["audio"])
+        items = [_clip_block(audio, rate, f"real slice {row['id']}", f"real_{row['id']}")]
+        for name in table3:
+            wav = paths.generated / name / "audio" / f"{row['id']}.wav"
+            if wav.is_file():
+                generated, generated_rate = read_audio_file(wav)
+                items.append(
+                    _clip_block(generated, generated_rate, f"{labels.get(name, name)}", f"{name}_{row['id']}")
+                )
+        section.add(Gallery(items, caption=f"Held-out slice {row['id']}: “{row['text'][:160]}”"))
+
+
+def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
+    from sound_of_story.audio import read_audio_file
+
+    section = report.section("Recommendation")
+    info = data["recommendation"]
+    section.add(
+        Paragraph(
+            f"Library: the {info['library_clips']} training slices; model: the audio-video retrieval model trained above."
+        )
+    )
+    stories = built["stories"]["test"]
+    positions = {sid: i for i, sid in enumerate(stories["id"])}
+    for query in info["queries"]:
+        row = stories[positions[query["story"]]]
+        section.add(
+            Image(
+                frames_png(row["frames"]),
+                f"Held-out story {query['story']}: its key frames (the query)",
+                f"query_{query['story']}",
+            ),
+            Table(
+                ["rank", "library clip", "score"],
+                [[r["rank"], r["clip_id"], r["score"]] for r in query["recommendations"]],
+                digits=3,
+            ),
+        )
+        clips = []
+        for r in query["recommendations"]:
+            audio, rate = read_audio_file(r["path"])
+            clips.append(_clip_block(audio, rate, f"#{r['rank']} {r['clip_id']}", f"rec_{query['story']}_{r['rank']}"))
+        section.add(Gallery(clips))
+
+
 __all__ = [
+    "add_run_summary",
+    "build_demo_report",
     "AudioClip",
     "Gallery",
     "Image",

@@ -137,7 +137,8 @@ def test_sample_jobs_cover_the_plan_in_parts_of_whole_movie_pairs():
 def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     from datasets import load_dataset
 
-    from sound_of_story.app.demo import DEMO_SIMILARITY_TEMPERATURE, FIGURES, PAPER_DIRECTIONS, DemoPaths, DemoPlan
+    from sound_of_story.app.demo import DEMO_SIMILARITY_TEMPERATURE, FIGURES, DemoPaths, DemoPlan
+    from sound_of_story.app.report import PAPER_DIRECTIONS
     from sound_of_story.evaluation.retrieval import encode_stories, random_baseline_figures, retrieval_figures
     from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
 
@@ -192,6 +193,10 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     for row in table3.values():
         assert row["num_generated"] + len(row["excluded"]) == min(plan.eval_slices, len(slices["test"]))
         assert row["FAD"] >= 0 and row["KAD"] == row["KAD"] and row["random_weights"] is True
+    # The stage table times real work: the report stage decodes the clips and draws every figure of the page.
+    seconds = data["seconds"]
+    assert set(seconds) >= {"sample clips", "build SoS", "report", "total"} and seconds["report"] > 0.05
+    assert sum(v for k, v in seconds.items() if k != "total") <= seconds["total"]
     # Recommendation: three held-out stories, five library sounds each, best first, from the training slices.
     library = {p.stem for p in paths.library.iterdir()}
     assert library == set(slices["train"]["id"])
