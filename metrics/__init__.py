@@ -6,9 +6,9 @@
   Fréchet distance, FAD-infinity, per-clip FAD (imports torch; import it explicitly).
 
 Each also ships as an `evaluate` module with a module card, in the folders
-``sos_retrieval/`` and ``fad/`` next to this file: from a source checkout,
-``evaluate.load("metrics/sos_retrieval")``; from an installed package,
-``evaluate.load(evaluate_module_path("fad"))``.
+``sos_retrieval/`` and ``fad/`` next to this file: load them by their absolute installed path,
+``evaluate.load(evaluate_module_path("fad"))``. (A relative path such as ``"metrics/fad"`` is looked up as a Hub
+repository, and its script run, wherever the current folder has no such subfolder.)
 """
 
 from pathlib import Path

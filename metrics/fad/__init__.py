@@ -1,7 +1,7 @@
 """Fréchet Audio Distance (FAD): VGGish in PyTorch, Fréchet distance, FAD-infinity, per-clip FAD.
 
 The maths is importable from here; ``metrics/fad/fad.py`` next to this file is the thin
-`evaluate` module (``evaluate.load("metrics/fad")``) and ``README.md`` its module card.
+`evaluate` module (``evaluate.load(evaluate_module_path("fad"))``) and ``README.md`` its module card.
 
 Typical use::
 

@@ -69,7 +69,7 @@ Returns:
     "fad" (float >= 0, lower is better), "embedder", "random_weights", clip and embedding
     counts; "fad_infinity" and "per_clip_fad" when asked; "warning" when weights are random.
 Examples:
-    >>> fad = evaluate.load("metrics/fad")
+    >>> fad = evaluate.load(evaluate_module_path("fad"))  # from sound_of_story.metrics
     >>> out = fad.compute(predictions=["gen/0.wav", "gen/1.wav"], references=["ref/0.wav", "ref/1.wav", "ref/2.wav"],
     ...                   vggish_checkpoint="vggish-10086976.pth")
     >>> out["fad"]

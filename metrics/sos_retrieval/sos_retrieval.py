@@ -42,7 +42,7 @@ Returns:
     A dict per direction with "R@1", "R@5", "R@10" (percent, 0-100, higher is better), "MdR"
     and "MnR" (1-based ranks, lower is better) and "num_queries".
 Examples:
-    >>> sos_retrieval = evaluate.load("metrics/sos_retrieval")
+    >>> sos_retrieval = evaluate.load(evaluate_module_path("sos_retrieval"))  # from sound_of_story.metrics
     >>> out = sos_retrieval.compute(predictions=[[0.9, 0.1, 0.0], [0.2, 0.1, 0.7], [0.3, 0.4, 0.8]], references=[0, 1, 2])
     >>> out["query_to_candidate"]["R@1"], out["query_to_candidate"]["MnR"]
     (66.66666666666666, 1.6666666666666667)
