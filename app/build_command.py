@@ -17,9 +17,12 @@ The manifest (JSONL or CSV; paths relative to it) holds one of:
   SoS:    {Movie, Desc, Frames, video, id?}         the released metadata; Frames give the key-frame times
 
 Each story: audio at the source rate -> speech removal -> key frames -> slices of at most 15 s ->
-low-content filter -> spectrogram images. Results are cached per story under OUT/work, so an
-interrupted build, run again, redoes only what is missing. Inputs that cannot be used are listed
-in OUT/failures.jsonl (id, file, reason) and the build goes on.
+low-content filter -> spectrogram images. Any file ffmpeg reads (MP4, MKV, WebM, MPEG-TS, DVD VOB, AVI,
+MOV, ...): sound and pictures on one clock from the first video frame, pictures at their display aspect
+ratio, 5.1/7.1 downmixed to stereo (dialogue removed in the centre channel). Results are cached per
+story under OUT/work, so an interrupted build, run again, redoes only what is missing. Inputs that
+cannot be used (audio-only files, cover art, truncated or corrupt files, URLs) are listed in
+OUT/failures.jsonl (id, file, reason) and the build goes on.
 
 On a cluster: run `--shard-index i --num-shards n` once per i (e.g. a SLURM array), then
 `sound-of-story build --merge --out OUT` (the processing options are read from the shards, which

@@ -268,21 +268,23 @@ def _story_audio(source: StorySource, infos: list[MediaInfo], params: Processing
 
 
 def _check_complete(source: StorySource, infos: list[MediaInfo], audio: StoryAudio, scans, params) -> None:
-    """A clip whose streams both end before the end its container states (beyond the tolerance) is truncated.
+    """A clip whose sound and pictures both end before the end it states (beyond the tolerance) is truncated.
 
     The audio decoder has compared the audio with its own stream's stated length already; this compares the
-    clip as a whole (the later of the decoded audio's and the scanned video's ends) with the container's, so a
-    video that legitimately outlasts its sound, or the reverse, is not taken for a cut file.
+    clip as a whole (the later of the decoded audio's and the scanned video's ends) with the later of its
+    streams' stated ends (the container's when a stream states none), so a video that legitimately outlasts its
+    sound, or the reverse, is not taken for a cut file, nor is a subtitle track that outlasts both.
     """
-    if params.allow_truncated:
+    if params.allow_truncated or not scans:
         return
     for clip, (video, info) in enumerate(zip(source.videos, infos)):
-        stated = info.probe.stated_end if info.probe is not None else None
+        if info.probe is None:
+            continue
+        ends = [stream.stated_end for stream in (info.probe.audio, info.probe.video) if stream is not None]
+        stated = max(ends) if ends and None not in ends else info.probe.stated_end
         if stated is None:
             continue
-        decoded = audio.ends[clip]
-        if scans:
-            decoded = max(decoded, info.origin + scans[clip].decoded_seconds)
+        decoded = max(audio.ends[clip], info.origin + scans[clip].decoded_seconds)
         if decoded < stated - TRUNCATION_TOLERANCE_S:
             error = TruncatedMediaError(video, stated - info.origin, decoded - info.origin, what="sound and pictures")
             raise StoryError(video, f"{error}; --allow-truncated (allow_truncated) builds what decodes")

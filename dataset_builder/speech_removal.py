@@ -17,6 +17,11 @@ Three backends behind one interface, ``remove_speech(audio, sample_rate, backend
 * ``checkpoint``: a neural separator, torchaudio's HDemucs architecture, with weights loaded
   from a local checkpoint; everything but the ``vocals`` stem is kept.
 
+A film mix with a centre channel (5.1, 7.1) is not a stereo problem: its dialogue lives in that channel.
+:func:`remove_centre_channel_speech` takes the stereo downmix and the centre channel's part of it, lowers the
+centre where silero-vad hears speech in it (heard alone, dialogue is not masked by the music), and keeps every
+other channel as it is; the builder uses it for such sources with the ``center`` backend.
+
 ``speech_ratio(audio, sample_rate=...)`` (from :mod:`.voice_activity`) is the share of 32 ms
 silero-vad windows whose speech probability exceeds 0.5; every story records it before and after
 removal (:func:`remove_speech_and_measure` does both with two VAD passes in all).
