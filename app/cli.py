@@ -23,6 +23,7 @@ from .generate_command import add_generate_parser
 from .recommend_command import add_recommend_parsers
 from .samples_command import add_samples_parser
 from .space_command import add_space_parser
+from .stand_ins_command import add_stand_ins_parser
 
 
 def _version() -> str:
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_generate_parser(sub)
     add_recommend_parsers(sub)
+    add_stand_ins_parser(sub)
     return parser
 
 
