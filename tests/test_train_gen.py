@@ -143,7 +143,8 @@ def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_so
     (no_unet / "model_index.json").write_text(
         json.dumps({"_class_name": "SoSgenPipeline", "vae": ["diffusers", "AutoencoderKL"]})
     )
-    base = ["--dataset", str(sos_training_dataset), "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    base = ["--dataset", str(sos_training_dataset), "--output_dir", str(tmp_path / "out"), "--report_to", "none",
+            "--no_validation_fad"]  # fmt: skip
     text = ["--pretrained_model", str(tiny_sosgen_dir / "text")]
     cases = {
         "has no unet/ folder": ["--mode", "controlnet", "--pretrained_model", str(no_unet)],
@@ -188,3 +189,30 @@ def test_arguments_built_in_python_equal_the_parsed_command_line():
         built.held_out_split == "test"
         and SoSgenTrainingArguments(dataset="sos", output_dir="out", validation_split="none").held_out_split is None
     )
+
+
+@pytest.mark.parametrize(
+    "fad_flags, message",
+    [([], "no VGGish checkpoint given"), (["--validation_fad_checkpoint", "missing/vggish.pth"], "does not exist")],
+)
+def test_the_validation_fad_checkpoint_is_resolved_before_the_first_step(
+    sos_training_dataset, tiny_sosgen_dir, tmp_path, capsys, fad_flags, message
+):
+    """Validation with FAD needs torchvggish's checkpoint: a run that cannot have it stops before any training work
+    (no checkpoint, history or validation output), with the same message as at validation, exit 2. With
+    --no_validation_fad, 'random' or no validation split, none is needed."""
+    spec = importlib.util.spec_from_file_location("train_gen_fad", script("gen.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out"
+    argv = ["--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"),
+            "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "1",
+            "--num_validation_samples", "1", "--validation_inference_steps", "1", *FAST]  # fmt: skip
+    reset_accelerate()
+    assert module.main([*argv, *fad_flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "vggish-10086976.pth" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+    reset_accelerate()
+    assert module.main([*argv, "--no_validation_fad", "--max_train_steps", "1"]) == 0
+    assert (out / "validation" / "step-1" / "00.wav").exists()

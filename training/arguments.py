@@ -250,8 +250,9 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
     num_validation_samples: int = _flag("held-out slices generated at each validation", 4)
     validation_inference_steps: int = _flag("denoising steps of the validation generations", 25)
     validation_fad_checkpoint: str | None = _flag(
-        "VGGish .pth for the validation FAD (default: torchvggish's, downloaded); 'random' = random weights (offline "
-        "tests only)",
+        "local path of torchvggish's vggish-10086976.pth for the validation FAD (not bundled, never downloaded; "
+        "checked before the first step); 'random' = random weights (offline tests only). Needed unless "
+        "--no_validation_fad or --validation_split none",
         None,
     )
     no_validation_fad: bool = _flag("skip the FAD at validation (audio and images are still logged)", False)

@@ -388,10 +388,33 @@ def save_generation_output(
 # --------------------------------------------------------------------------- validation
 
 
-def run_validation(pipe, slices, args, accelerator, global_step: int) -> float | None:
+def validation_embedder(args: SoSgenTrainingArguments, is_main_process: bool = True):
+    """The VGGish embedder of the validation FAD, loaded before training so that a run that cannot have it stops
+    before any training work (exit 2, with `metrics.fad.vggish`'s message: where to get the checkpoint); None when no
+    FAD is computed (`--no_validation_fad`, `--validation_split none`) and on the other processes, which check the
+    same file (memory-mapped) so that every process stops alike, but never score."""
+    if args.held_out_split is None or args.no_validation_fad:
+        return None
+    from sound_of_story.metrics.fad import VGGishEmbedder
+    from sound_of_story.metrics.fad.vggish import load_vggish_state_dict
+
+    random_weights = args.validation_fad_checkpoint == "random"
+    try:
+        if not is_main_process:
+            if not random_weights:
+                load_vggish_state_dict(args.validation_fad_checkpoint)
+            return None
+        if random_weights:
+            return VGGishEmbedder.from_random_weights(0, pad_short_clips=True)
+        return VGGishEmbedder.from_checkpoint(args.validation_fad_checkpoint, pad_short_clips=True)
+    except (ValueError, FileNotFoundError) as error:
+        raise type(error)(f"--validation_fad_checkpoint: {error} (or --no_validation_fad)") from None
+
+
+def run_validation(pipe, slices, args, accelerator, global_step: int, embedder=None) -> float | None:
     """Generate audio for the first `--num_validation_samples` held-out slices (their text, and frames in the frame
     modes); write WAVs and spectrogram images under OUTPUT/validation/step-N and to the tracker; return the FAD of
-    the generated audio against the real slices (None with --no_validation_fad)."""
+    the generated audio against the real slices with `embedder` (`validation_embedder`; None: no FAD)."""
     from sound_of_story.audio.spectrogram import save_audio
 
     out = Path(args.output_dir) / "validation" / f"step-{global_step}"
@@ -423,15 +446,10 @@ def run_validation(pipe, slices, args, accelerator, global_step: int) -> float |
                 tracker.writer.add_image(
                     f"validation/{i}", np.array(result.spectrograms[0].convert("RGB")), global_step, dataformats="HWC"
                 )
-    if args.no_validation_fad:
+    if embedder is None:
         return None
-    from sound_of_story.metrics.fad import VGGishEmbedder, compute_fad
+    from sound_of_story.metrics.fad import compute_fad
 
-    embedder = (
-        VGGishEmbedder.from_random_weights(0, pad_short_clips=True)
-        if args.validation_fad_checkpoint == "random"
-        else VGGishEmbedder.from_checkpoint(args.validation_fad_checkpoint, pad_short_clips=True)
-    )
     rates = [r for _, r in references]
     fad = compute_fad(
         generated, [a for a, _ in references], embedder, sample_rate=params.sample_rate, reference_sample_rate=rates
@@ -585,6 +603,8 @@ def train_sosgen(args: SoSgenTrainingArguments, accelerator=None) -> GenerationR
     accelerator = accelerator or build_accelerator(args)
     resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     train_slices, validation_slices = load_generation_splits(args)
+    # Every checkpoint the run needs is loaded before the first step: VGGish here, the pipeline below.
+    embedder = validation_embedder(args, accelerator.is_main_process)
     set_seed(args.seed)
     pipe, trained = prepare_denoising_model(args, accelerator.device)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -617,9 +637,9 @@ def train_sosgen(args: SoSgenTrainingArguments, accelerator=None) -> GenerationR
             if ema is not None and accelerator.sync_gradients:
                 ema.step(_ema_target(unwrapped, args.mode).parameters())
             if run.end_batch(global_loss) and validation_slices is not None and _validation_due(run, args):
-                fad = validate(pipe, validation_slices, args, accelerator, run.global_step)
+                fad = validate(pipe, validation_slices, args, accelerator, run.global_step, embedder)
     if validation_slices is not None:
-        fad = validate(pipe, validation_slices, args, accelerator, run.global_step)
+        fad = validate(pipe, validation_slices, args, accelerator, run.global_step, embedder)
     run.finish(partial(save_generation_output, pipe, unwrapped, args, fad, ema))
     return GenerationResult(run.global_step, run.losses, fad, args.output_dir)
 
@@ -629,7 +649,7 @@ def _validation_due(run: TrainingRun, args: SoSgenTrainingArguments) -> bool:
     return run.global_step % args.validation_steps == 0 and not run.done
 
 
-def validate(pipe, slices, args: SoSgenTrainingArguments, accelerator, global_step: int) -> float | None:
+def validate(pipe, slices, args: SoSgenTrainingArguments, accelerator, global_step: int, embedder) -> float | None:
     """`run_validation` on the main process in evaluation mode, without touching the training's random state;
     the FAD returned on every process."""
 
@@ -638,7 +658,7 @@ def validate(pipe, slices, args: SoSgenTrainingArguments, accelerator, global_st
         pipe.unet.eval()
         pipe.text_encoder.eval()
         with torch.random.fork_rng(devices=[]):
-            fad = run_validation(pipe, slices, args, accelerator, global_step)
+            fad = run_validation(pipe, slices, args, accelerator, global_step, embedder)
         pipe.unet.train(was[0])
         pipe.text_encoder.train(was[1])
         return fad
