@@ -183,32 +183,19 @@ def test_two_processes_give_the_one_process_loss_and_weights(
     assert min(moves) > 1e4 * tolerance, (moves, tolerance)
 
 
-def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(
-    sos_training_dataset, tiny_retrieval_dir, tmp_path
-):
-    common = [
-        "--dataset",
-        str(sos_training_dataset),
-        "--init_from",
-        str(tiny_retrieval_dir),
-        "--train_batch_size",
-        "2",
-        "--checkpointing_steps",
-        "1",
-        "--report_to",
-        "none",
-        "--seed",
-        "3",
-        "--learning_rate",
-        "1e-3",
-        "--lr_warmup_steps",
-        "1",
-    ]
+@pytest.mark.parametrize("selection", ["last", "validation"])
+def test_resume_matches_an_uninterrupted_run(sos_training_dataset, tiny_retrieval_dir, tmp_path, selection):
+    """Stopped after step 1, then resumed to step 3, equals 3 steps in one go. `last`: 4 training stories in batches
+    of 2, so step 1 stops mid-epoch. `validation`: 2 stories are carved off, one update an epoch; step 1 ends epoch 1,
+    whose validation picked the best so far, which the resumed run continues from (best/selection.json)."""
+    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--train_batch_size", "2",
+              "--checkpointing_steps", "1", "--report_to", "none", "--seed", "3", "--learning_rate", "1e-3",
+              "--lr_warmup_steps", "1", "--selection", selection]  # fmt: skip
     full = tmp_path / "full"
     result = _run([*common, "--output_dir", str(full), "--max_train_steps", "3"])
     assert result.global_step == 3 and len(result.losses) == 3
-    # Stopped after step 1 (mid-epoch: 2 updates per epoch), then resumed to step 3. The schedule's position comes
-    # from the checkpoint and its shape from the new --max_train_steps, as in diffusers' examples.
+    # The schedule's position comes from the checkpoint and its shape from the new --max_train_steps, as in
+    # diffusers' examples.
     part = tmp_path / "part"
     _run([*common, "--output_dir", str(part), "--max_train_steps", "1", "--eval_split", "none"])
     resumed = _run(
@@ -217,11 +204,18 @@ def test_resume_matches_an_uninterrupted_run_and_evaluates_every_epoch(
     # Exact: the same computations in the same process, from the checkpoint's exact state.
     assert resumed.losses == result.losses
     _assert_same_weights(_weights(part), _weights(full))
-    # Every epoch was evaluated in both directions; the card carries the last figures as model-index.
-    assert set(result.figures) >= {"A2V/R@1", "V2A/R@1", "A2V/MdR", "V2A/MnR"}
+    assert resumed.figures == result.figures and set(result.figures) >= {"A2V/R@1", "V2A/R@1", "A2V/MdR", "V2A/MnR"}
+    assert (resumed.validation, resumed.selected_step) == (result.validation, result.selected_step)
     card = (full / "README.md").read_text()
     assert "model-index" in card and "A2V/R@1" in card and "--max_train_steps 3" in card
-    assert (full / "best" / "model.safetensors").exists() and (full / "best" / "README.md").exists()
+    if selection == "last":
+        assert result.validation is None and not (full / "best").exists()
+        assert "this is its last model: the protocol as the paper states it" in card
+    else:
+        assert 1 <= result.selected_step <= 3
+        selected = [json.loads((run / "best" / "selection.json").read_text()) for run in (full, part)]
+        assert selected[0] == selected[1]
+        _assert_same_weights(_weights(full / "best"), _weights(full))
 
 
 def test_an_epoch_drops_its_last_partial_batch_as_x_clip(sos_training_dataset, tiny_retrieval_dir, tmp_path):
@@ -467,6 +461,10 @@ def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(
         ({"grad_cache_chunk_size": 0}, "--grad_cache_chunk_size must be >= 1"),
         ({"best_metric": "T2A/R@1"}, "--best_metric must be DIRECTION/FIGURE with a direction of audio-video"),
         ({"best_metric": "A2V/R@2"}, "--best_metric must be"),
+        ({"best_metric": "A2V/R@1", "selection": "last"}, "--best_metric picks an epoch on the validation split"),
+        ({"best_metric": "A2V/R@1", "eval_split": "none"}, "it has no use with --selection last"),
+        ({"validation_size": 0.0}, "--validation_size must be a share (< 1) or a number of stories > 0"),
+        ({"selection": "best"}, "--selection must be one of ['validation', 'last']"),
     ],
 )
 def test_arguments_reject_bad_values_naming_the_flag(values, message):
@@ -485,8 +483,11 @@ def test_arguments_parse_build_and_resolve_without_changing_themselves(monkeypat
     # The defaults that depend on the run are computed, never written back: the paper's global batch of 256
     # (audio-text) over 3 processes, and R@1 of the pair's first direction.
     resolved = built.resolved(num_processes=3)
-    assert (resolved.train_batch_size, resolved.best_metric) == (85, "A2T/R@1")
-    assert (built.train_batch_size, built.best_metric) == (None, None) and built.command is None
+    assert (resolved.train_batch_size, resolved.selection, resolved.best_metric) == (85, "validation", "A2T/R@1")
+    assert (built.train_batch_size, built.selection, built.best_metric) == (None, None, None) and built.command is None
+    # Without a test split, the paper's protocol: no validation split, the last model.
+    untested = replace(built, eval_split="none").resolved(num_processes=1)
+    assert (untested.selection, untested.best_metric) == ("last", None)
     assert (
         resolved.command
         == built.launch_command()
@@ -504,3 +505,61 @@ def test_arguments_parse_build_and_resolve_without_changing_themselves(monkeypat
     with pytest.raises(SystemExit) as exit_info:
         parse_retrieval_args([*argv, "--no_such_flag", "1"])
     assert exit_info.value.code == 2
+
+
+def test_model_selection_uses_a_validation_split_and_the_test_split_is_read_once_at_the_end(
+    sos_training_dataset, tiny_retrieval_dir, tmp_path, monkeypatch
+):
+    """No selection on the test split: every epoch is evaluated on a validation split carved from the training
+    stories by movie (the builder's rule), the best epoch by --best_metric is the saved model, and the test split is
+    evaluated once, after the last training step, on that model. The evaluation and the collator are instrumented
+    (they still run): which stories each evaluation reads, which stories are trained on, and when."""
+    from datasets import load_dataset
+
+    from sound_of_story.dataset_builder.build import split_by_movie
+    from sound_of_story.training import retrieval
+
+    out = tmp_path / "run"
+    evaluated, trained_ids, batches = [], set(), []
+    evaluate, collate = retrieval.evaluate_retrieval, retrieval.StoryCollator.__call__
+
+    def recording_evaluate(model, processor, stories, *args, **kwargs):
+        history = out / HISTORY_FILE
+        recorded_steps = len(json.loads(history.read_text())) if history.exists() else 0
+        evaluated.append((sorted(stories["id"]), len(batches), recorded_steps))
+        return evaluate(model, processor, stories, *args, **kwargs)
+
+    def recording_collate(self, items):
+        trained_ids.update(row["id"] for _, row in items)
+        batches.append(len(items))
+        return collate(self, items)
+
+    monkeypatch.setattr(retrieval, "evaluate_retrieval", recording_evaluate)
+    monkeypatch.setattr(retrieval.StoryCollator, "__call__", recording_collate)
+    result = _run(["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--output_dir",
+                   str(out), "--train_batch_size", "2", "--num_train_epochs", "3", "--report_to", "none", "--seed", "3",
+                   "--learning_rate", "1e-3", "--lr_warmup_steps", "1", "--checkpointing_steps", "100"])  # fmt: skip
+
+    splits = load_dataset(str(sos_training_dataset))
+    train, test = splits["train"], splits["test"]
+    test_ids = sorted(test["id"])
+    carved = split_by_movie(list(zip(train["id"], train["movie"])), RetrievalTrainingArguments.validation_size)
+    validation_ids = sorted(i for i, part in carved.items() if part == "test")
+    assert validation_ids and set(validation_ids) < set(train["id"])
+    # Whole movies: no movie is both trained on and validated on.
+    movie = dict(zip(train["id"], train["movie"]))
+    assert {movie[i] for i in validation_ids}.isdisjoint(movie[i] for i in trained_ids)
+    assert trained_ids == set(train["id"]) - set(validation_ids)
+    # One validation per epoch (1 update each: 2 stories in batches of 2), then the test split once, at the end.
+    assert [ids for ids, _, _ in evaluated] == [validation_ids] * 3 + [test_ids]
+    assert [done for _, done, _ in evaluated] == [1, 2, 3, 3]  # batches trained on before each evaluation
+    assert [recorded for _, _, recorded in evaluated] == [0, 0, 0, 3]  # the test: after the run's history is final
+    assert result.global_step == 3 and set(result.figures) >= {"A2V/R@1", "V2A/R@1"}
+    # The saved model is the selected epoch's: it equals best/, and the card says how it was chosen.
+    selection = json.loads((out / "best" / "selection.json").read_text())
+    assert selection["metric"] == "A2V/R@1" and 1 <= selection["step"] <= 3
+    assert result.selected_step == selection["step"]
+    _assert_same_weights(_weights(out), _weights(out / "best"))
+    card = (out / "README.md").read_text()
+    assert "split: test" in card and "validation split" in card and f"step {selection['step']}" in card
+    assert "evaluated once" in card

@@ -15,6 +15,7 @@ back into the arguments.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin,
 from sound_of_story.cards.public import is_secret_name, public_command, public_settings
 from sound_of_story.core import model_ids
 from sound_of_story.core.help_formatter import HelpFormatter
+from sound_of_story.dataset_builder.build_options import PAPER_TEST_SHARE
 from sound_of_story.evaluation.retrieval import PAIR_DIRECTIONS, Pair
 from sound_of_story.modeling import ModelKind
 
@@ -30,6 +32,7 @@ LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", 
 MixedPrecision = Literal["no", "fp16", "bf16"]
 Tracker = Literal["tensorboard", "wandb", "comet_ml", "none", "all"]
 GenMode = Literal["text", "controlnet", "image"]
+Selection = Literal["validation", "last"]
 GEN_MODES: tuple[str, ...] = get_args(GenMode)
 
 # Retrieval, section 4.1.2: batch 128 for audio-video, 256 for audio-text, 100 epochs.
@@ -144,7 +147,23 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
     dataset: str = _flag("a built SoS folder (`sound-of-story build`) or a Hub dataset id")
     dataset_config: str | None = _flag("dataset config (default: the stories config)", None)
     train_split: str = _flag("split to train on", "train")
-    eval_split: str = _flag("split evaluated every epoch ('none' to skip)", "test")
+    eval_split: str = _flag(
+        "the test split: evaluated once, at the end, on the saved model ('none': no test evaluation)", "test"
+    )
+    selection: Selection | None = _flag(
+        "which model is saved. 'validation' (the default when --eval_split names a split): every epoch is evaluated "
+        "on a validation split carved from the training stories by movie (--validation_size), and the epoch with the "
+        "best --best_metric is the model; 'last' (the default with --eval_split none): the protocol as the paper "
+        "states it (section 4.1.2: 100 epochs, no validation split or selection named), --num_train_epochs epochs "
+        "and the last model",
+        None,
+    )
+    validation_size: float = _flag(
+        "--selection validation: the training stories held out as the validation split, a share (< 1) or a number "
+        "(>= 1), whole movies at a time, chosen as the builder chooses its test split (by a hash of the movie's "
+        "name); default: the share of the paper's test split, 1300 of 27354 stories",
+        PAPER_TEST_SHARE,
+    )
     pair: Pair = _flag("which pair to train", "audio-video")
     model: ModelKind = _flag("SoS model, or a Table 2 baseline", "sos")
     init_from: str | None = _flag(
@@ -168,7 +187,11 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
     )
     eval_batch_size: int = _flag("stories per forward pass in the evaluation", 8)
     eval_cache_dir: str | None = _flag("evaluation embedding cache (default: none)", None)
-    best_metric: str | None = _flag("'DIRECTION/FIGURE' that picks the best epoch (default: A2V/R@1 or A2T/R@1)", None)
+    best_metric: str | None = _flag(
+        "--selection validation: 'DIRECTION/FIGURE' on the validation split that picks the epoch (default: A2V/R@1 or "
+        "A2T/R@1)",
+        None,
+    )
     train_batch_size: int | None = _flag(
         "batch size per process (default: the paper's global batch, 128 audio-video / 256 audio-text, over the "
         "processes)",
@@ -193,6 +216,14 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
             )
         _at_least("grad_cache_chunk_size", self.grad_cache_chunk_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 1)
+        if not (math.isfinite(self.validation_size) and self.validation_size > 0):
+            raise ValueError(
+                f"--validation_size must be a share (< 1) or a number of stories > 0, got {self.validation_size}"
+            )
+        if self.best_metric is not None and self.resolved_selection() == "last":
+            raise ValueError(
+                "--best_metric picks an epoch on the validation split: it has no use with --selection last"
+            )
         if self.best_metric is not None:
             direction, _, figure = self.best_metric.partition("/")
             if direction not in PAIR_DIRECTIONS[self.pair] or figure not in RETRIEVAL_FIGURES:
@@ -203,8 +234,12 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
 
     @property
     def held_out_split(self) -> str | None:
-        """The split evaluated every epoch, None for `--eval_split none`."""
+        """The test split, evaluated once at the end; None for `--eval_split none`."""
         return None if self.eval_split == "none" else self.eval_split
+
+    def resolved_selection(self) -> str:
+        """`--selection`, or 'validation' when a test split is evaluated and 'last' when none is."""
+        return self.selection or ("validation" if self.held_out_split else "last")
 
     def per_process_batch_size(self, num_processes: int) -> int:
         """`--train_batch_size`, or the paper's global batch of the pair divided over the processes."""
@@ -217,13 +252,15 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
         return self.best_metric or f"{PAIR_DIRECTIONS[self.pair][0]}/R@1"
 
     def resolved(self, num_processes: int) -> RetrievalTrainingArguments:
-        """A copy with the defaults that depend on the run filled in (the per-process batch, the best metric): what
-        the loop trains with and what the card and the tracker record, with these arguments' command. These
-        arguments are left as they are."""
+        """A copy with the defaults that depend on the run filled in (the per-process batch, the selection and its
+        metric): what the loop trains with and what the card and the tracker record, with these arguments' command.
+        These arguments are left as they are."""
+        selection = self.resolved_selection()
         copy = dataclasses.replace(
             self,
             train_batch_size=self.per_process_batch_size(num_processes),
-            best_metric=self.selection_metric(),
+            selection=selection,
+            best_metric=self.selection_metric() if selection == "validation" else None,
         )
         copy.command = self.launch_command()
         return copy
@@ -364,6 +401,7 @@ __all__ = [
     "LrScheduler",
     "MixedPrecision",
     "RetrievalTrainingArguments",
+    "Selection",
     "SoSgenTrainingArguments",
     "Tracker",
     "build_parser",

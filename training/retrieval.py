@@ -14,14 +14,21 @@ The loop follows diffusers' training examples (Accelerator, gradient accumulatio
   back-propagated with its slice of that gradient. The gradients equal the full batch's.
 - `--freeze_encoders --feature_cache DIR`: CLIP and AST are frozen and their outputs for every story are computed
   once and stored, so each step runs only the temporal encoder, the audio projection and the similarity.
-- Every epoch the evaluation split is encoded with the evaluation protocol (`sound_of_story.evaluation.retrieval`)
-  and ranked in every direction of the pair; the best model by `--best_metric` is kept in `OUTPUT/best`.
+- No model selection on the test split. With `--selection validation` (the default when a test split is
+  evaluated) a validation split is carved from the training stories by movie, with the builder's split rule
+  (`dataset_builder.build.split_by_movie`, `--validation_size`); every epoch it is encoded with the evaluation
+  protocol (`sound_of_story.evaluation.retrieval`) and ranked in every direction of the pair, the best epoch by
+  `--best_metric` is kept in `OUTPUT/best`, and that epoch is the saved model. `--selection last` is the paper's
+  protocol (section 4.1.2: a fixed number of epochs, the last model). Either way the test split (`--eval_split`) is
+  read once, after training, to evaluate the saved model: the figures of its card.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sound_of_story.core import model_ids
-from sound_of_story.core.atomic_files import atomic_path
+from sound_of_story.core.atomic_files import atomic_path, write_json_atomic
 from sound_of_story.core.hashing import model_fingerprint
 from sound_of_story.evaluation.retrieval import (
     AUDIO_INPUTS,
@@ -91,14 +98,27 @@ def parse_retrieval_args(argv: list[str] | None = None) -> RetrievalTrainingArgu
 # --------------------------------------------------------------------------- data
 
 
+@dataclass
+class RetrievalSplits:
+    """The stories a run trains on, selects on (None with `--selection last`) and tests on once at the end (None
+    with `--eval_split none`)."""
+
+    train: Any
+    validation: Any | None
+    test: Any | None
+    validation_movies: int = 0
+
+
 def load_retrieval_splits(
-    dataset: str, pair: str, train_split: str, eval_split: str | None, config: str | None = None
-):
-    """The training and evaluation splits of a built SoS dataset, checked for the pair's columns.
+    dataset: str, pair: str, train_split: str, eval_split: str | None, config: str | None = None,
+    validation_size: float | None = None,
+) -> RetrievalSplits:  # fmt: skip
+    """The training, validation and test splits of a built SoS dataset, checked for the pair's columns. With
+    `validation_size` the validation split is carved from the training split by movie (`carve_validation_split`).
 
     Raises:
         FileNotFoundError: `dataset` is neither a folder nor a reachable Hub dataset.
-        ValueError: a split is missing or empty, or lacks the pair's columns.
+        ValueError: a split is missing or empty, or lacks the pair's columns; the validation split cannot be carved.
     """
     import datasets
 
@@ -130,8 +150,48 @@ def load_retrieval_splits(
             raise ValueError(
                 f"--dataset {dataset} split {name!r} has {len(split)} story: contrastive training needs at least 2"
             )
-        result.append(split.select_columns(["id", *PAIR_COLUMNS[pair]]))
-    return result[0], (result[1] if eval_split else None)
+        result.append(split)
+    train, validation, movies = result[0], None, 0
+    if validation_size is not None:
+        train, validation, movies = carve_validation_split(
+            train, validation_size, f"--dataset {dataset} split {train_split!r}"
+        )
+    columns = ["id", *PAIR_COLUMNS[pair]]
+    return RetrievalSplits(
+        train=train.select_columns(columns),
+        validation=validation.select_columns(columns) if validation is not None else None,
+        test=result[1].select_columns(columns) if eval_split else None,
+        validation_movies=movies,
+    )
+
+
+def carve_validation_split(stories, size: float, name: str):
+    """`stories` split into (training stories, validation stories, number of validation movies), whole movies at a
+    time: the builder's rule for its test split (`dataset_builder.build.split_by_movie`: movies in the order of a hash
+    of their name until the validation split holds `size` stories, a share when < 1, a count otherwise), so the
+    carve is deterministic and the same on every machine and process."""
+    from sound_of_story.dataset_builder.build import split_by_movie
+
+    if "movie" not in stories.column_names:
+        raise ValueError(
+            f"{name} has no 'movie' column to carve a validation split by movie (use --selection last, the paper's "
+            "protocol, or a SoS stories config)"
+        )
+    ids, movies = stories["id"], stories["movie"]
+    part = split_by_movie(list(zip(ids, movies)), size)
+    validation = [i for i, story_id in enumerate(ids) if part[story_id] == "test"]
+    train = [i for i, story_id in enumerate(ids) if part[story_id] == "train"]
+    if not validation:
+        raise ValueError(
+            f"{name} holds {len(set(movies))} movie(s): a validation split by movie needs at least two (use --selection "
+            "last, the paper's protocol)"
+        )
+    if len(train) < 2:
+        raise ValueError(
+            f"{name}: after the validation split ({len(validation)} stories) {len(train)} story is left to train on, "
+            "contrastive training needs at least 2 (lower --validation_size, or --selection last)"
+        )
+    return stories.select(train), stories.select(validation), len({movies[i] for i in validation})
 
 
 class IndexedStories(torch.utils.data.Dataset):
@@ -541,10 +601,54 @@ def eval_results(figures: dict[str, float], dataset: str, split: str) -> list:
     ]
 
 
+SELECTION_FILE = "selection.json"
+VALIDATION_SPLIT = "validation"
+
+
+def _figures_text(figures: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in sorted(figures.items()))
+
+
+def protocol_description(
+    args: RetrievalTrainingArguments, splits: RetrievalSplits, selected: dict | None, final: bool
+) -> str:
+    """How the model was chosen and evaluated, for its card: the selection and, for the final model, the test."""
+    epochs = f"--max_train_steps {args.max_train_steps}" if args.max_train_steps else f"{args.num_train_epochs} epochs"
+    if args.selection == "last":
+        chosen = (
+            f"Model selection: none. A fixed run ({epochs}), and this is its last model: the protocol as the paper "
+            "states it (section 4.1.2: 100 epochs; it names no validation split or selection)."
+        )
+    else:
+        chosen = (
+            f"Model selection: every epoch was evaluated on a validation split of {len(splits.validation)} stories "
+            f"({splits.validation_movies} movie(s)) carved by movie from the training split '{args.train_split}' "
+            f"(`--validation_size {args.validation_size:g}`, the dataset builder's split rule; the model trained on the "
+            f"other {len(splits.train)}), and the epoch with the best {args.best_metric} on it is this model"
+        )
+        if selected:
+            chosen += (
+                f": step {selected['step']} (epoch {selected['epoch'] + 1}; {_figures_text(selected['figures'])})."
+            )
+        else:
+            chosen += "."
+    if not final:
+        return chosen + " The figures below are the validation split's."
+    if splits.test is None:
+        return chosen + " No test split was evaluated (`--eval_split none`)."
+    tested = (
+        f" The test split '{args.eval_split}' ({len(splits.test)} stories) was evaluated once, after training, on this "
+        "model: the figures below."
+    )
+    return chosen + tested + (" It took no part in choosing it." if args.selection == "validation" else "")
+
+
 def save_retrieval_model(
-    model, processor, out_dir: str | Path, args: RetrievalTrainingArguments, figures: dict[str, float] | None
-) -> None:
-    """`save_pretrained` of the model and processor, and the model card (README.md), into `out_dir`."""
+    model, processor, out_dir: str | Path, args: RetrievalTrainingArguments, figures: dict[str, float] | None,
+    split: str | None = None, protocol: str = "",
+) -> None:  # fmt: skip
+    """`save_pretrained` of the model and processor, and the model card (README.md: `figures` on `split` as its
+    model-index, `protocol` said in words), into `out_dir`."""
     from sound_of_story.cards import build_model_card
 
     out_dir = Path(out_dir)
@@ -554,37 +658,71 @@ def save_retrieval_model(
     card = build_model_card(
         library_name="transformers", base_models=base_models(args), dataset=args.dataset, pipeline_tag="feature-extraction",
         tags=["audio-retrieval", args.pair, args.model], command=args.launch_command(), training_settings=training_settings(args),
-        eval_results=eval_results(figures, args.dataset, args.eval_split) if figures else None,
+        eval_results=eval_results(figures, args.dataset, split) if figures else None,
         model_name=args.hub_model_id.split("/")[-1] if args.hub_model_id else Path(args.output_dir).name,
-        description=f"A {type(model).__name__} trained for {args.pair} retrieval with `train/retrieval.py` (Sound of Story, section 4.1.2).",
+        description=f"A {type(model).__name__} trained for {args.pair} retrieval with `train/retrieval.py` (Sound of Story, section 4.1.2).\n\n{protocol}",
     )  # fmt: skip
     with atomic_path(out_dir / "README.md") as tmp:
         card.save(tmp)
 
 
-def evaluate_and_keep_best(
-    accelerator, model, processor, stories, args: RetrievalTrainingArguments, global_step: int,
-    best: dict[str, float] | None,
-) -> tuple[dict[str, float], dict[str, float] | None]:  # fmt: skip
-    """An epoch's evaluation on the main process (the figures go to the tracker and to every process), and
-    `OUTPUT/best` saved when `--best_metric` improves. Returns the figures and the best figures so far (the latter
-    only on the main process, which saves the best model)."""
+def evaluate_and_select(
+    accelerator, model, processor, splits: RetrievalSplits, args: RetrievalTrainingArguments, global_step: int,
+    epoch: int, selected: dict | None,
+) -> tuple[dict[str, float], dict | None]:  # fmt: skip
+    """An epoch's evaluation of the validation split on the main process (the figures go to the tracker and to
+    every process), and `OUTPUT/best` saved, with `selection.json`, when `--best_metric` improves. Returns the
+    figures and the selection so far (`{"metric", "value", "step", "epoch", "figures"}`, on the main process)."""
 
     def evaluate() -> dict[str, float]:
         figures = flat_figures(
-            evaluate_retrieval(model, processor, stories, args.pair, args.eval_batch_size, args.eval_cache_dir)
+            evaluate_retrieval(
+                model, processor, splits.validation, args.pair, args.eval_batch_size, args.eval_cache_dir
+            )
         )
-        accelerator.log({f"eval/{k}": v for k, v in figures.items()}, step=global_step)
-        accelerator.print(f"step {global_step}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
+        accelerator.log({f"{VALIDATION_SPLIT}/{k}": v for k, v in figures.items()}, step=global_step)
+        accelerator.print(f"step {global_step} validation: {_figures_text(figures)}")
         return figures
 
     figures = broadcast_from_main(accelerator, evaluate)
     metric = args.best_metric
-    if accelerator.is_main_process and _is_better(figures[metric], best[metric] if best else None, metric):
-        best = dict(figures)
-        save_retrieval_model(model, processor, Path(args.output_dir) / "best", args, figures)
+    if accelerator.is_main_process and _is_better(figures[metric], selected["value"] if selected else None, metric):
+        selected = {
+            "metric": metric,
+            "value": figures[metric],
+            "step": global_step,
+            "epoch": epoch,
+            "figures": figures,
+        }
+        best = Path(args.output_dir) / "best"
+        save_retrieval_model(
+            model,
+            processor,
+            best,
+            args,
+            figures,
+            VALIDATION_SPLIT,
+            protocol_description(args, splits, selected, False),
+        )
+        write_json_atomic(best / SELECTION_FILE, selected)
     accelerator.wait_for_everyone()
-    return figures, best
+    return figures, selected
+
+
+def resumed_selection(accelerator, output_dir: str | Path, resumed_step: int) -> dict | None:
+    """The selection a resumed run continues from: `best/selection.json` when its step is at most the resumed
+    checkpoint's; a later one (a resume from an older checkpoint) is removed with its model, on the main process."""
+    if resumed_step == 0:
+        return None
+    best = Path(output_dir) / "best"
+    path = best / SELECTION_FILE
+    selected = json.loads(path.read_text()) if path.is_file() else None
+    if selected is not None and selected["step"] > resumed_step:
+        if accelerator.is_main_process:
+            shutil.rmtree(best)
+        selected = None
+    accelerator.wait_for_everyone()
+    return selected
 
 
 def _is_better(value: float, best: float | None, metric: str) -> bool:
@@ -593,14 +731,39 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
     return value < best if metric.split("/")[1] in LOWER_IS_BETTER else value > best
 
 
+def save_final_model(
+    model, processor, args: RetrievalTrainingArguments, splits: RetrievalSplits, selection: dict, outcome: dict
+) -> None:
+    """The run's model into `--output_dir` (main process): the selected epoch's (`OUTPUT/best`) or the last, then the
+    test split evaluated once on it (the card's figures, `outcome["figures"]`)."""
+    selected = selection.get("selected")
+    if args.selection == "validation" and selected is not None:
+        best = type(model).from_pretrained(Path(args.output_dir) / "best")
+        model.load_state_dict(best.state_dict())
+        del best
+    figures = None
+    if splits.test is not None:
+        figures = flat_figures(
+            evaluate_retrieval(model, processor, splits.test, args.pair, args.eval_batch_size, args.eval_cache_dir)
+        )
+        print(f"test ({args.eval_split}, evaluated once): {_figures_text(figures)}")
+    outcome["figures"] = figures
+    save_retrieval_model(
+        model, processor, args.output_dir, args, figures, args.eval_split,
+        protocol_description(args, splits, selected, final=True),
+    )  # fmt: skip
+
+
 @dataclass
 class TrainingResult:
-    """What a training run returns: steps done, per-step losses, the last evaluation, where the model is."""
+    """What a training run returns: steps done, per-step losses, the test figures (evaluated once, at the end, on
+    the saved model), the validation figures of the selected epoch and its step, where the model is."""
 
     global_step: int
     losses: list[float] = field(default_factory=list)
     figures: dict[str, float] | None = None
-    best: dict[str, float] | None = None
+    validation: dict[str, float] | None = None
+    selected_step: int | None = None
     output_dir: str = ""
 
 
@@ -673,9 +836,11 @@ def train_retrieval(args: RetrievalTrainingArguments, accelerator=None) -> Train
     accelerator = accelerator or build_accelerator(args)
     args = args.resolved(accelerator.num_processes)
     resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    train_stories, eval_stories = load_retrieval_splits(
-        args.dataset, args.pair, args.train_split, args.held_out_split, args.dataset_config
-    )
+    splits = load_retrieval_splits(
+        args.dataset, args.pair, args.train_split, args.held_out_split, args.dataset_config,
+        validation_size=args.validation_size if args.selection == "validation" else None,
+    )  # fmt: skip
+    train_stories = splits.train
     set_seed(args.seed)
     model, processor = prepare_retrieval_model(args, train_stories, accelerator.device)
     loader, collator = training_loader(args, model, processor, train_stories, accelerator)
@@ -688,7 +853,7 @@ def train_retrieval(args: RetrievalTrainingArguments, accelerator=None) -> Train
     run = TrainingRun(accelerator, args, schedule, scheduler, resume_path, tracker_project="sos-retrieval")
     model = accelerator.unwrap_model(encoder).model
     trained = [p for p in encoder.parameters() if p.requires_grad]
-    figures = best = None
+    selection = {"selected": resumed_selection(accelerator, args.output_dir, run.global_step)}
     for epoch in run.epochs():
         encoder.train()
         if collator is not None:
@@ -698,12 +863,17 @@ def train_retrieval(args: RetrievalTrainingArguments, accelerator=None) -> Train
                 loss = contrastive_backward(accelerator, encoder, model, batch, args)
                 apply_gradients(accelerator, optimizer, scheduler, trained, args.max_grad_norm)
             run.end_batch(loss)
-        if eval_stories is not None:
-            figures, best = evaluate_and_keep_best(
-                accelerator, model, processor, eval_stories, args, run.global_step, best
+        if splits.validation is not None:
+            _, selection["selected"] = evaluate_and_select(
+                accelerator, model, processor, splits, args, run.global_step, epoch, selection["selected"]
             )
-    run.finish(partial(save_retrieval_model, model, processor, args.output_dir, args, figures))
-    return TrainingResult(run.global_step, run.losses, figures, best, args.output_dir)
+    outcome: dict[str, Any] = {}
+    run.finish(partial(save_final_model, model, processor, args, splits, selection, outcome))
+    selected = selection["selected"]
+    return TrainingResult(
+        run.global_step, run.losses, outcome.get("figures"), selected["figures"] if selected else None,
+        selected["step"] if selected else None, args.output_dir,
+    )  # fmt: skip
 
 
 __all__ = [
@@ -711,6 +881,7 @@ __all__ = [
     "ModelKind",
     "Pair",
     "RetrievalEncoder",
+    "RetrievalSplits",
     "StoryCollator",
     "TrainingResult",
     "build_retrieval_parser",
@@ -720,6 +891,7 @@ __all__ = [
     "global_contrastive_loss",
     "grad_cached_backward",
     "build_retrieval_model",
+    "carve_validation_split",
     "load_retrieval_splits",
     "parse_retrieval_args",
     "train_retrieval",
