@@ -64,11 +64,12 @@ PROCESSING_VERSION = 3  # bump when the processing changes its output for equal 
 # 3: the kept slices' FLAC and spectrogram images are computed here and stored in the entry)
 MIN_STORY_SECONDS = 1.0
 # Peak memory grows with story length (decoded audio, its STFTs and the separated copy): about
-# MEMORY_PER_STORY_SECOND_MB per second of 44.1 kHz stereo story over a fixed ~1 GB with the center
-# separator (docs/building.md has the measurements). 600 s, four times the paper's 150 s stories, keeps
-# one worker near 2.5 GB; --max-story-seconds raises it on a machine with more memory.
+# MEMORY_PER_STORY_SECOND_MB per second of 44.1 kHz stereo story over a fixed ~1.1 GB with the center
+# separator and one torch thread (docs/building.md has the measurements and benchmarks/build_memory.py makes
+# them). 600 s, four times the paper's 150 s stories, keeps one worker near 2.5 GB; --max-story-seconds raises
+# it on a machine with more memory.
 MAX_STORY_SECONDS = 600.0
-MEMORY_PER_STORY_SECOND_MB = 2.4
+MEMORY_PER_STORY_SECOND_MB = 2.3
 
 
 class StoryError(ValueError):
