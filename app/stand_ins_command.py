@@ -43,8 +43,8 @@ def _cmd_stand_ins(args: argparse.Namespace) -> int:
         print(f"{result.name}: {result.hub_id} {state}, {params:,} parameters, {_size(size)}: {where}")
     if args.hub_cache is not None:
         print(
-            f"\nRun any command on the stand-ins by their Hub ids:\n"
-            f"  HF_HUB_CACHE={args.hub_cache} HF_HUB_OFFLINE=1 sound-of-story demo --pretrained --out runs/paper-size"
+            f"\nWith HF_HUB_CACHE={args.hub_cache} HF_HUB_OFFLINE=1, every from_pretrained of these Hub ids (the "
+            "package's defaults included) loads the stand-in: HF_HUB_CACHE=... HF_HUB_OFFLINE=1 sound-of-story ..."
         )
     return 0
 
