@@ -48,7 +48,10 @@ from .story_cache import StoryCacheEntry, remove_unfinished
 
 SPLITS = ("train", "test")
 STAGING_PREFIX = ".staging-"
-LEGACY_STAGING_PREFIX = "sos-build-"  # what builds before the staging folder left behind when killed
+# A build marks its output folder and each staging folder, and deletes only what carries its marks: a staging
+# folder, or a Parquet file the card does not name inside a folder that is one of its builds.
+BUILD_MARKER = ".sound-of-story-build"
+STAGING_MARKER = ".sound-of-story-staging"
 
 
 @dataclasses.dataclass
@@ -184,12 +187,32 @@ def _shard_file(out_dir: Path, index: int, count: int) -> Path:
     return _work(out_dir) / "shards" / f"shard-{index:05d}-of-{count:05d}.json"
 
 
+def is_previous_build(out_dir: Path) -> bool:
+    """Whether ``out_dir`` is a build of this tool: its marker, or (builds from before the marker) a dataset card
+    that names our Parquet files or the story cache in ``work/``."""
+    from .dataset_card import live_data_files
+
+    return (out_dir / BUILD_MARKER).is_file() or bool(live_data_files(out_dir)) or (_work(out_dir) / "cache").is_dir()
+
+
 def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty folder that is not a build of this tool: a build removes
+    leftovers of its own runs there, and must never touch a user's files."""
     for parent in [out_dir, *out_dir.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"--out {out_dir}: {parent} is a file, not a folder")
             break
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_previous_build(out_dir):
+        raise ValueError(
+            f"--out {out_dir} is a folder with other files in it, not a build of sound-of-story (no {BUILD_MARKER}, "
+            "dataset card or work/cache): choose a new or empty folder; nothing was changed"
+        )
+
+
+def _mark_out_dir(out_dir: Path) -> None:
+    if not (out_dir / BUILD_MARKER).is_file():
+        write_json_atomic(out_dir / BUILD_MARKER, {"tool": "sound-of-story build", "marker_version": 1})
 
 
 def build_dataset(
@@ -205,6 +228,8 @@ def build_dataset(
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     stories, failures = read_manifest(manifest, lsmdc_target_s=options.lsmdc_target_s)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _mark_out_dir(out_dir)
     positions = options.shard_of(range(len(stories)))
     stories, failures = options.shard_of(stories), options.shard_of(failures)
     cache_dir = _work(out_dir) / "cache"
@@ -292,8 +317,8 @@ def merge_shards(out_dir: str | Path, options: BuildOptions | None = None, **ove
 
 def _remove_leftovers(out_dir: Path, keep: Sequence[str]) -> None:
     """Remove staging folders of killed runs and Parquet files the live card does not name (``keep``)."""
-    for leftover in [*out_dir.glob(f"{STAGING_PREFIX}*"), *out_dir.glob(f"{LEGACY_STAGING_PREFIX}*")]:
-        if leftover.is_dir():
+    for leftover in out_dir.glob(f"{STAGING_PREFIX}*"):
+        if leftover.is_dir() and not leftover.is_symlink() and (leftover / STAGING_MARKER).is_file():
             shutil.rmtree(leftover, ignore_errors=True)
     keep = set(keep)
     for config in CONFIG_NAMES:
@@ -375,6 +400,7 @@ def _assemble(out_dir: Path, index: BuildIndex, options: BuildOptions, cached: i
     from .dataset_card import live_data_files, write_dataset_card
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    _mark_out_dir(out_dir)
     _remove_leftovers(out_dir, live_data_files(out_dir))  # what a killed run left
     ordered = sorted(index.stories, key=lambda s: s.position)
     if not ordered:
@@ -386,6 +412,8 @@ def _assemble(out_dir: Path, index: BuildIndex, options: BuildOptions, cached: i
     staging = out_dir / f"{STAGING_PREFIX}{build_id}-{os.getpid()}"
     infos, data_files, timings = {}, {}, {}
     try:
+        staging.mkdir()
+        (staging / STAGING_MARKER).touch()
         for config in options.configs:
             by_split = _entries_by_split(config, entries, splits, slice_splits)
             info, files, timings[config] = _write_config(

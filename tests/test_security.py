@@ -467,3 +467,46 @@ def test_error_messages_in_the_browser_name_no_server_path(tmp_path):
 def test_docs_load_the_metrics_from_their_installed_path():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
     assert 'evaluate.load("metrics/' not in docs and "evaluate_module_path" in docs
+
+
+# --------------------------------------------------------------------------- build --out
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_build_refuses_a_users_folder_and_deletes_only_its_own_staging(tmp_path, capsys):
+    """`build --out` on a folder of the user's (Parquet files in `stories/`, a `sos-build-*` and a `.staging-*`
+    folder of their own) is refused before anything is touched; in a build folder, only staging folders that
+    carry the build's own marker are removed."""
+    from sound_of_story.dataset_builder.build import BUILD_MARKER, STAGING_MARKER
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "s1", "video": str(tmp_path / "missing.mp4"), "text": "a scene"}) + "\n")
+    users = tmp_path / "my-data"
+    (users / "stories").mkdir(parents=True)
+    (users / "stories" / "train-mine.parquet").write_bytes(b"PAR1 the user's own table")
+    (users / "sos-build-notes").mkdir()
+    (users / "sos-build-notes" / "todo.txt").write_text("keep me")
+    (users / ".staging-drafts").mkdir()
+    (users / ".staging-drafts" / "draft.txt").write_text("keep me too")
+    before = _tree(users)
+    with pytest.raises(SystemExit) as exited:
+        main(["build", "--manifest", str(manifest), "--out", str(users), "--quiet"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a build of sound-of-story" in err and "nothing was changed" in err and "Traceback" not in err
+    assert _tree(users) == before
+
+    out = tmp_path / "sos"
+    assert main(["build", "--manifest", str(manifest), "--out", str(out), "--quiet"]) == 1  # 0 stories, 1 failed row
+    assert (out / BUILD_MARKER).is_file()
+    ours, theirs = out / ".staging-killed-run", out / ".staging-not-ours"
+    ours.mkdir()
+    (ours / STAGING_MARKER).touch()
+    (ours / "part.parquet").write_bytes(b"half written")
+    theirs.mkdir()
+    (theirs / "x.txt").write_text("not the build's")
+    assert main(["build", "--manifest", str(manifest), "--out", str(out), "--quiet"]) == 1  # a rerun in its own folder
+    assert not ours.exists() and (theirs / "x.txt").read_text() == "not the build's"
