@@ -277,7 +277,7 @@ class SoSgenPipeline(
             f"A `{class_name}` of the `sound-of-story` package: {self._card_summary}.\n\n"
             f"Spectrogram images: {params.sample_rate} Hz {'stereo' if params.stereo else 'mono'}, {params.num_frequencies} mel bins "
             f"({params.min_frequency}-{params.max_frequency} Hz), {params.columns_per_second:g} columns per second; audio from "
-            f"{params.num_griffin_lim_iters} Griffin-Lim iterations (`{self.config.griffin_lim_method}` method). Audio longer than "
+            f"{_griffin_lim_card_text(params, self.config.griffin_lim_method)}. Audio longer than "
             f"{self.config.window_width} columns is generated as windows overlapping by {self.config.window_overlap} columns.\n\n"
             "```python\n"
             f"from sound_of_story.pipelines import {class_name}\n\n"
@@ -795,6 +795,25 @@ class SoSgenPipeline(
             head = canvas[..., window.start :] * (1 - ramp) + image[..., : window.overlap] * ramp
             canvas = torch.cat([canvas[..., : window.start], head, image[..., window.overlap :]], dim=-1)
         return canvas
+
+
+def _griffin_lim_card_text(params: SpectrogramParams, method: str) -> str:
+    """What the pipeline's Griffin-Lim runs, for its model card: the method, its iterations and their FFT grids."""
+    n_fft, asked = params.n_fft, params.num_griffin_lim_iters
+    if method == "exact":
+        return (
+            f"Griffin-Lim, `exact` method (Riffusion's own inverse, torchaudio's fast Griffin-Lim): {asked} iterations "
+            f"on the {n_fft}-point FFT grid, momentum {params.griffin_lim_momentum:g}"
+        )
+    converter = get_converter(params)
+    coarse, full = converter._coarse_and_full_grid_iterations(asked, method)
+    steps = f"{coarse} iterations on the {n_fft // converter.coarse_stride}-point FFT grid of the window's length"
+    if full:
+        steps += f", then {full} on the full {n_fft}-point grid"
+    return (
+        f"Griffin-Lim, `{method}` method: {steps} ({coarse + full} in all for the {asked} configured; the `exact` "
+        f"method, Riffusion's own inverse, runs {asked} on the full grid)"
+    )
 
 
 def _griffin_lim_generator(

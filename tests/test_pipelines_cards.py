@@ -7,6 +7,7 @@ import shutil
 
 import yaml
 
+from sound_of_story.audio.spectrogram import SpectrogramParams
 from sound_of_story.pipelines.tiny_random import tiny_sosgen, tiny_sosgen_controlnet
 
 
@@ -37,7 +38,11 @@ def test_push_to_hub_uploads_the_card_and_save_pretrained_writes_it(tmp_path, mo
     assert "base_model" not in metadata  # built in code: no Hub id to name
     assert body.startswith("# someone/sosgen-tiny\n") and "`SoSgenPipeline`" in body
     assert 'SoSgenPipeline.from_pretrained("someone/sosgen-tiny")' in body
-    assert "8000 Hz mono, 32 mel bins (0-3000 Hz), 100 columns per second" in body and "(`refined` method)" in body
+    assert "8000 Hz mono, 32 mel bins (0-3000 Hz), 100 columns per second" in body
+    assert (
+        "audio from Griffin-Lim, `refined` method: 10 iterations on the 400-point FFT grid of the window's length, "
+        "then 2 on the full 800-point grid (12 in all for the 8 configured" in " ".join(body.split())
+    )
     assert (
         "longer than 128 columns is generated as windows overlapping by 32 columns" in body
         and "@inproceedings{bae2023soundofstory" in body
@@ -60,3 +65,30 @@ def test_push_to_hub_uploads_the_card_and_save_pretrained_writes_it(tmp_path, mo
         metadata["tags"]
     )
     assert 'SoSgenControlNetPipeline.from_pretrained("someone/sosgen-frames")' in body and "frames=" in body
+
+
+def test_the_card_states_the_griffin_lim_iterations_that_run():
+    """For Riffusion's spectrogram parameters: refined is 40 iterations on the 4410-point grid and 8 on the full
+    17640-point one (the converter's schedule, checked here against the iterations it runs), exact is 32."""
+    from sound_of_story.audio.spectrogram import get_converter
+
+    riffusion = SpectrogramParams()
+    texts = {
+        method: " ".join(
+            tiny_sosgen(spectrogram_params=riffusion, griffin_lim_method=method).model_card("m").text.split()
+        )
+        for method in ("refined", "exact", "fast")
+    }
+    assert (
+        "audio from Griffin-Lim, `refined` method: 40 iterations on the 4410-point FFT grid of the window's length, "
+        "then 8 on the full 17640-point grid (48 in all for the 32 configured; the `exact` method, Riffusion's own "
+        "inverse, runs 32 on the full grid)" in texts["refined"]
+    )
+    assert (
+        "audio from Griffin-Lim, `exact` method (Riffusion's own inverse, torchaudio's fast Griffin-Lim): 32 "
+        "iterations on the 17640-point FFT grid, momentum 0.99" in texts["exact"]
+    )
+    assert "`fast` method: 46 iterations on the 4410-point FFT grid of the window's length, then 2 on" in texts["fast"]
+    converter = get_converter(riffusion)
+    assert converter.num_griffin_lim_steps(32, "refined") == 48 and converter.num_griffin_lim_steps(32, "exact") == 32
+    assert converter.num_griffin_lim_steps(32, "fast") == 48 and riffusion.n_fft // converter.coarse_stride == 4410
