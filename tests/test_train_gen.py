@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import subprocess
 
@@ -70,7 +71,10 @@ def test_text_mode_under_two_processes_writes_a_loadable_pipeline_with_validatio
     assert _max_difference(_state(trained.text_encoder), _state(base.text_encoder)) > 0  # eq. 12 trains both
     assert (out / "validation" / "step-2" / "00.wav").stat().st_size > 1000
     card = (out / "README.md").read_text()
-    assert "library_name: diffusers" in card and "type: fad" in card and "FAD (VGGish) random weights" in card
+    assert "library_name: diffusers" in card and "type: fad" in card
+    # A validation figure, labelled as one: 1 clip of the held-out split, 2 denoising steps, random VGGish weights.
+    assert "validation FAD (VGGish, random weights): 1 clip of split 'test', 2 denoising steps" in card
+    assert "not a test figure" in card and "Not the paper's schedule" in card
 
 
 def test_resume_matches_an_uninterrupted_run(sos_training_dataset, tiny_sosgen_dir, tmp_path):
@@ -216,3 +220,71 @@ def test_the_validation_fad_checkpoint_is_resolved_before_the_first_step(
     reset_accelerate()
     assert module.main([*argv, "--no_validation_fad", "--max_train_steps", "1"]) == 0
     assert (out / "validation" / "step-1" / "00.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "mode, reading, updates",
+    [("text", "passes", 25_375), ("controlnet", "passes", 32_813), ("image", "passes", 32_813),
+     ("text", "updates", 406_000), ("image", "updates", 525_000)],
+)  # fmt: skip
+def test_paper_schedule_sets_the_papers_steps_of_each_mode(mode, reading, updates):
+    """Section 4.2.2: SoSgen_text 406,000 steps, SoSgen_text+image 525,000 more, SoSgen_image 525,000, at batch 1,
+    16 accumulation steps, lr 1e-6, cosine. 'passes' reads a step as a forward/backward pass (16 to an update),
+    'updates' as an optimizer update; --max_train_steps counts updates."""
+    args = parse_sosgen_args(["--mode", mode, "--dataset", "sos", "--output_dir", "out", "--paper_schedule", reading])
+    resolved = args.resolved()
+    assert (resolved.max_train_steps, resolved.lr_warmup_steps) == (updates, 0)
+    assert (resolved.train_batch_size, resolved.gradient_accumulation_steps) == (1, 16)
+    assert (resolved.learning_rate, resolved.lr_scheduler) == (1e-6, "cosine")
+    assert (args.max_train_steps, args.lr_warmup_steps) == (None, None)  # computed, not written back
+    assert parse_sosgen_args(resolved.to_argv()) == resolved
+    text = resolved.schedule_description(updates, 1)
+    paper_steps = {"text": "406,000", "controlnet": "525,000", "image": "525,000"}[mode]
+    assert f"its {paper_steps} steps read as" in text and f"{updates:,} optimizer updates" in text
+    assert ("forward/backward passes" in text) == (reading == "passes")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--max_train_steps", "10"], "--paper_schedule sets --max_train_steps (25375 for --mode text)"),
+     (["--learning_rate", "1e-4"], "--paper_schedule is the paper's learning rate too (1e-06)"),
+     (["--gradient_accumulation_steps", "1"], "--gradient_accumulation_steps 1 is not"),
+     (["--lr_warmup_steps", "5"], "--paper_schedule trains without warm-up")],
+)  # fmt: skip
+def test_paper_schedule_refuses_flags_that_change_it(flags, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_sosgen_args(["--dataset", "sos", "--output_dir", "out", "--paper_schedule", "passes", *flags])
+
+
+def test_the_card_states_the_schedule_and_labels_the_validation_fad(
+    sos_training_dataset, tiny_sosgen_dir, tmp_path, monkeypatch
+):
+    """A --paper_schedule run (the paper's steps shrunk to 32 passes, i.e. 2 updates of 16, so that it runs here):
+    its card says which schedule it trained with and how the paper's steps were read, and its FAD entry is a
+    validation figure with its split, clips and denoising steps."""
+    from sound_of_story.training import arguments
+
+    monkeypatch.setitem(arguments.PAPER_SOSGEN_STEPS, "text", 32)
+    out = tmp_path / "paper"
+    result = _run(["--dataset", str(sos_training_dataset), "--pretrained_model", str(tiny_sosgen_dir / "text"),
+                   "--output_dir", str(out), "--paper_schedule", "passes", "--report_to", "none", "--seed", "2",
+                   "--checkpointing_steps", "100", "--validation_steps", "100", "--num_validation_samples", "2",
+                   "--validation_inference_steps", "1", "--validation_fad_checkpoint", "random"])  # fmt: skip
+    assert result.global_step == 2
+    history = json.loads((out / HISTORY_FILE).read_text())
+    # lr 1e-6, cosine over 2 updates, no warm-up: the rate recorded after the first update is half the initial one
+    assert [h["lr"] for h in history] == pytest.approx([1e-6 * (1 + math.cos(math.pi / 2)) / 2, 0.0], abs=1e-15)
+    card = (out / "README.md").read_text()
+    assert (
+        "Schedule: the paper's SoSgen_text schedule (section 4.2.2), its 32 steps read as forward/backward passes of "
+        "one example, 16 to an update" in card
+    )
+    assert "2 optimizer updates, each of 16 accumulated batches of 1 on 1 process(es) (32 examples)" in card
+    assert "learning rate 1e-06, cosine schedule, 0 warm-up steps" in card
+    # The clips the FAD compared: 2 asked for, as many as the held-out split holds.
+    from datasets import load_dataset
+
+    clips = min(2, len(load_dataset(str(sos_training_dataset), "generation", split="test")))
+    label = f"validation FAD (VGGish, random weights): {clips} clip{'s' if clips > 1 else ''} of split 'test'"
+    assert f"{label}, 1 denoising step" in " ".join(card.replace("''", "'").split())
+    assert "split: test" in card and "name: Validation during training" in card

@@ -43,10 +43,19 @@ NEW_LAYERS_LR = 1e-4
 ENCODER_LR = 1e-7
 RETRIEVAL_WEIGHT_DECAY = 0.2
 RETRIEVAL_FIGURES = ("R@1", "R@5", "R@10", "MdR", "MnR")
-# SoSgen, section 4.2.2: batch 1, gradient accumulation 16, lr 1e-6, cosine schedule.
+# SoSgen, section 4.2.2: batch 1, gradient accumulation 16, lr 1e-6, cosine schedule (no warm-up stated); SoSgen_text
+# 406,000 steps, SoSgen_text+image 525,000 more from SoSgen_text, SoSgen_image 525,000 from Riffusion.
 PAPER_SOSGEN_BATCH_SIZE = 1
 PAPER_SOSGEN_ACCUMULATION = 16
 PAPER_SOSGEN_LR = 1e-6
+PAPER_SOSGEN_SCHEDULER = "cosine"
+PAPER_SOSGEN_STEPS = {"text": 406_000, "controlnet": 525_000, "image": 525_000}
+PAPER_SOSGEN_NAMES = {"text": "SoSgen_text", "controlnet": "SoSgen_text+image", "image": "SoSgen_image"}
+# What the paper's "steps" count is not stated. "passes": forward/backward passes of one example, 16 to an optimizer
+# update (406,000 passes in the reported 2 days on one RTX 3090 is 2.3 a second, a plausible rate for a Stable
+# Diffusion UNet; 406,000 updates of 16 passes would be 6.5 million passes, about a month). "updates": optimizer
+# updates, as diffusers' --max_train_steps counts them.
+PaperSchedule = Literal["passes", "updates"]
 
 
 def _flag(help: str, default: Any = dataclasses.MISSING) -> Any:
@@ -305,6 +314,16 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
     train_batch_size: int = _flag("batch size per process", PAPER_SOSGEN_BATCH_SIZE)
     gradient_accumulation_steps: int = _flag("batches per optimizer step", PAPER_SOSGEN_ACCUMULATION)
     learning_rate: float = _flag("peak learning rate", PAPER_SOSGEN_LR)
+    paper_schedule: PaperSchedule | None = _flag(
+        "the paper's schedule of --mode (section 4.2.2): SoSgen_text 406,000 steps, SoSgen_text+image 525,000 more "
+        "(from SoSgen_text), SoSgen_image 525,000 (from Riffusion), at batch 1, 16 accumulation steps, lr 1e-6, "
+        "cosine. The paper does not say what a step is. 'passes': a forward/backward pass of one example, so "
+        "406,000 steps are 25,375 optimizer updates (525,000: 32,813), the reading its 2 days on one RTX 3090 "
+        "supports; 'updates': an optimizer update of 16 passes (16 times longer). Sets --max_train_steps (optimizer "
+        "updates) and no warm-up (the paper states none); the batch, accumulation, learning rate and scheduler must "
+        "stay the paper's (their defaults)",
+        None,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -316,11 +335,82 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
             _at_least(name, getattr(self, name), 1)
         if self.snr_gamma is not None and not self.snr_gamma > 0:
             raise ValueError(f"--snr_gamma must be > 0, got {self.snr_gamma}")
+        if self.paper_schedule is not None:
+            self._check_paper_schedule()
 
     @property
     def held_out_split(self) -> str | None:
         """The split of the validations, None for `--validation_split none`."""
         return None if self.validation_split == "none" else self.validation_split
+
+    def _check_paper_schedule(self) -> None:
+        if self.max_train_steps not in (None, self.paper_schedule_updates()):
+            raise ValueError(
+                f"--paper_schedule sets --max_train_steps ({self.paper_schedule_updates()} for --mode {self.mode}); "
+                f"--max_train_steps {self.max_train_steps} is not: give one of them"
+            )
+        if self.lr_warmup_steps not in (None, 0):
+            raise ValueError(
+                "--paper_schedule trains without warm-up, as the paper states none: drop --lr_warmup_steps"
+            )
+        paper = {
+            "train_batch_size": PAPER_SOSGEN_BATCH_SIZE, "gradient_accumulation_steps": PAPER_SOSGEN_ACCUMULATION,
+            "learning_rate": PAPER_SOSGEN_LR, "lr_scheduler": PAPER_SOSGEN_SCHEDULER,
+        }  # fmt: skip
+        for name, value in paper.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"--paper_schedule is the paper's {name.replace('_', ' ')} too ({value}); --{name} "
+                    f"{getattr(self, name)} is not: drop one of them"
+                )
+
+    def paper_schedule_updates(self) -> int | None:
+        """The optimizer updates of `--paper_schedule` for this mode (None without it): the paper's steps of the
+        mode, divided by the 16 passes of an update for the `passes` reading (rounded up)."""
+        if self.paper_schedule is None:
+            return None
+        steps = PAPER_SOSGEN_STEPS[self.mode]
+        return steps if self.paper_schedule == "updates" else math.ceil(steps / PAPER_SOSGEN_ACCUMULATION)
+
+    def resolved(self) -> SoSgenTrainingArguments:
+        """A copy with `--paper_schedule`'s steps and warm-up filled in (what the loop trains with and the card and
+        tracker record), with these arguments' command. These arguments are left as they are."""
+        if self.paper_schedule is None:
+            return self
+        copy = dataclasses.replace(self, max_train_steps=self.paper_schedule_updates(), lr_warmup_steps=0)
+        copy.command = self.launch_command()
+        return copy
+
+    def schedule_description(self, max_steps: int, num_processes: int) -> str:
+        """The schedule a run trained with, in words, for its card: the paper's (and how its steps were read) or not."""
+        passes = max_steps * self.gradient_accumulation_steps * self.train_batch_size * num_processes
+        plan = (
+            f"{max_steps:,} optimizer updates, each of {self.gradient_accumulation_steps} accumulated batches of "
+            f"{self.train_batch_size} on {num_processes} process(es) ({passes:,} examples), learning rate "
+            f"{self.learning_rate:g}, {self.lr_scheduler} schedule, {warmup_steps(self.lr_warmup_steps, max_steps)} "
+            "warm-up steps"
+        )
+        if self.paper_schedule is None:
+            return f"Schedule: {plan}. Not the paper's schedule (`--paper_schedule`)."
+        steps, name = PAPER_SOSGEN_STEPS[self.mode], PAPER_SOSGEN_NAMES[self.mode]
+        reading = (
+            f"its {steps:,} steps read as forward/backward passes of one example, {PAPER_SOSGEN_ACCUMULATION} to an "
+            "update (`--paper_schedule passes`; the paper does not say which a step is)"
+            if self.paper_schedule == "passes"
+            else f"its {steps:,} steps read as optimizer updates (`--paper_schedule updates`; the paper does not say "
+            "which a step is)"
+        )
+        note = (
+            ""
+            if num_processes == 1
+            else f" The paper trained on one GPU; here each update averages {num_processes} processes' batches."
+        )
+        return f"Schedule: the paper's {name} schedule (section 4.2.2), {reading}: {plan}.{note}"
+
+
+def warmup_steps(lr_warmup_steps: int | None, max_steps: int) -> int:
+    """`--lr_warmup_steps`, or 10% of the run's optimizer updates (X-CLIP's warmup_proportion 0.1)."""
+    return lr_warmup_steps if lr_warmup_steps is not None else int(0.1 * max_steps)
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:
@@ -400,6 +490,7 @@ __all__ = [
     "GenMode",
     "LrScheduler",
     "MixedPrecision",
+    "PaperSchedule",
     "RetrievalTrainingArguments",
     "Selection",
     "SoSgenTrainingArguments",
@@ -408,4 +499,5 @@ __all__ = [
     "command_line",
     "parse_arguments",
     "training_settings",
+    "warmup_steps",
 ]

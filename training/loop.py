@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .arguments import CommonTrainingArguments, training_settings
+from .arguments import CommonTrainingArguments, training_settings, warmup_steps
 from .checkpointing import apply_schedule_after_resume, checkpoint_step, read_history, save_checkpoint, write_history
 
 
@@ -71,7 +71,7 @@ def plan_schedule(args, optimizer, num_examples: int, num_processes: int, drop_l
     batches = num_examples // global_batch if drop_last else math.ceil(num_examples / global_batch)
     updates_per_epoch = math.ceil(batches / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else int(0.1 * max_steps)
+    warmup = warmup_steps(args.lr_warmup_steps, max_steps)
     scheduler = get_scheduler(
         args.lr_scheduler,
         optimizer,

@@ -330,10 +330,38 @@ class GenerationResult:
     output_dir: str = ""
 
 
+def validation_fad_results(fad: float, args: SoSgenTrainingArguments, clips: int | None) -> list:
+    """The last validation's FAD as the card's model-index entry, labelled as what it is: a validation figure of
+    `clips` generated clips of the validation split at `--validation_inference_steps` denoising steps."""
+    from huggingface_hub import EvalResult
+
+    weights = ", random weights" if args.validation_fad_checkpoint == "random" else ""
+    clips = clips if clips is not None else args.num_validation_samples
+    return [
+        EvalResult(
+            task_type="text-to-audio",
+            task_name="Validation during training",
+            dataset_type=args.dataset,
+            dataset_name=args.dataset,
+            dataset_split=args.validation_split,
+            metric_type="fad",
+            metric_name=(
+                f"validation FAD (VGGish{weights}): {clips} clip{'s' if clips != 1 else ''} of split "
+                f"'{args.validation_split}', {args.validation_inference_steps} denoising "
+                f"step{'s' if args.validation_inference_steps != 1 else ''}"
+            ),
+            metric_value=fad,
+        )
+    ]
+
+
 def save_generation_output(
-    pipe, trained: DenoisingModel, args: SoSgenTrainingArguments, fad: float | None, ema=None
-) -> None:
-    """The trained pipeline (or the LoRA adapters) with its model card into `--output_dir`."""
+    pipe, trained: DenoisingModel, args: SoSgenTrainingArguments, fad: float | None, ema=None, schedule: str = "",
+    validation_clips: int | None = None,
+) -> None:  # fmt: skip
+    """The trained pipeline (or the LoRA adapters) with its model card into `--output_dir`; `schedule` says in words
+    how it was trained (`SoSgenTrainingArguments.schedule_description`), `validation_clips` how many held-out slices
+    the last validation's FAD compared."""
     from sound_of_story.cards import build_model_card
 
     out = Path(args.output_dir)
@@ -358,28 +386,28 @@ def save_generation_output(
             ema.copy_to(shadow.parameters())
             saved.register_modules(**({"unet": shadow} if args.mode == "text" else {"controlnet": shadow}))
         saved.save_pretrained(out)
-    from huggingface_hub import EvalResult
-
-    results = None
+    results, description = (
+        None,
+        [
+            f"SoSgen ({args.mode} mode) trained with `train/gen.py` (Sound of Story, section 4.2.2).",
+            schedule,
+        ],
+    )
+    if args.use_lora:
+        description.append("LoRA adapters: load the base pipeline, then `pipe.load_lora_weights(this_folder)`.")
     if fad is not None:
-        results = [
-            EvalResult(
-                task_type="text-to-audio",
-                dataset_type=args.dataset,
-                dataset_name=args.dataset,
-                dataset_split=args.validation_split,
-                metric_type="fad",
-                metric_name="FAD (VGGish)" + (" random weights" if args.validation_fad_checkpoint == "random" else ""),
-                metric_value=fad,
-            )
-        ]
+        results = validation_fad_results(fad, args, validation_clips)
+        description.append(
+            f"The FAD below is the last validation's ({results[0].metric_name}), a check during training: not a "
+            "test figure, and not the paper's Table 3 (`sound-of-story evaluate generation` computes that on the whole "
+            "test split)."
+        )
     card = build_model_card(
         library_name="diffusers", base_models=[args.pretrained_model] + ([args.image_encoder] if _new_controlnet(args) else []),
         dataset=args.dataset, pipeline_tag="text-to-audio", tags=["sosgen", f"sosgen-{args.mode}", "riffusion"] + (["lora"] if args.use_lora else []),
         command=args.launch_command(), training_settings=training_settings(args), eval_results=results,
         model_name=args.hub_model_id.split("/")[-1] if args.hub_model_id else out.name,
-        description=f"SoSgen ({args.mode} mode) trained with `train/gen.py` (Sound of Story, section 4.2.2)."
-        + (" LoRA adapters: load the base pipeline, then `pipe.load_lora_weights(this_folder)`." if args.use_lora else ""),
+        description="\n\n".join(part for part in description if part),
     )  # fmt: skip
     with atomic_path(out / "README.md") as tmp:
         card.save(tmp)
@@ -601,6 +629,7 @@ def train_sosgen(args: SoSgenTrainingArguments, accelerator=None) -> GenerationR
     from diffusers import DDPMScheduler
 
     accelerator = accelerator or build_accelerator(args)
+    args = args.resolved()
     resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     train_slices, validation_slices = load_generation_splits(args)
     # Every checkpoint the run needs is loaded before the first step: VGGish here, the pipeline below.
@@ -640,7 +669,9 @@ def train_sosgen(args: SoSgenTrainingArguments, accelerator=None) -> GenerationR
                 fad = validate(pipe, validation_slices, args, accelerator, run.global_step, embedder)
     if validation_slices is not None:
         fad = validate(pipe, validation_slices, args, accelerator, run.global_step, embedder)
-    run.finish(partial(save_generation_output, pipe, unwrapped, args, fad, ema))
+    schedule_text = args.schedule_description(run.max_steps, accelerator.num_processes)
+    clips = min(args.num_validation_samples, len(validation_slices)) if validation_slices is not None else None
+    run.finish(partial(save_generation_output, pipe, unwrapped, args, fad, ema, schedule_text, clips))
     return GenerationResult(run.global_step, run.losses, fad, args.output_dir)
 
 
