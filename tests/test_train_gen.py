@@ -7,11 +7,13 @@ import importlib.util
 import json
 import math
 import re
+import shlex
 import subprocess
 
 import pytest
 import torch
 from training_fixtures import (  # noqa: F401
+    REPO,
     accelerate_launch,
     launch_env,
     reset_accelerate,
@@ -20,6 +22,7 @@ from training_fixtures import (  # noqa: F401
     tiny_sosgen_dir,
 )
 
+from sound_of_story.core import model_ids
 from sound_of_story.training.arguments import SoSgenTrainingArguments
 from sound_of_story.training.checkpointing import HISTORY_FILE
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
@@ -288,3 +291,24 @@ def test_the_card_states_the_schedule_and_labels_the_validation_fad(
     label = f"validation FAD (VGGish, random weights): {clips} clip{'s' if clips > 1 else ''} of split 'test'"
     assert f"{label}, 1 denoising step" in " ".join(card.replace("''", "'").split())
     assert "split: test" in card and "name: Validation during training" in card
+
+
+def _documented_gen_commands() -> list[list[str]]:
+    """The `accelerate launch train/gen.py ...` commands of docs/training.md, continuation lines joined."""
+    text = (REPO / "docs" / "training.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line)[3:] for line in text.splitlines() if line.startswith("accelerate launch train/gen.py")]
+
+
+def test_the_documented_recipe_starts_each_generator_where_the_paper_does():
+    """Section 4.2.2 and Figure 5: SoSgen_text is fine-tuned from Riffusion, SoSgen_text+image continues from
+    SoSgen_text (its model frozen), SoSgen_image starts from the Riffusion checkpoint, not from SoSgen_text."""
+    recipes = {}
+    for argv in _documented_gen_commands():
+        if "..." not in argv:
+            args = parse_sosgen_args(argv)
+            recipes.setdefault(args.mode, args)
+    assert set(recipes) == {"text", "controlnet", "image"}
+    assert recipes["text"].pretrained_model == model_ids.RIFFUSION
+    assert recipes["controlnet"].pretrained_model == recipes["text"].output_dir
+    assert recipes["image"].pretrained_model == model_ids.RIFFUSION
+    assert all(args.paper_schedule == "passes" for args in recipes.values())

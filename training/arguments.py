@@ -283,7 +283,10 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
 
     mode: GenMode = _flag("text: UNet + text encoder; controlnet: frames; image: frames, text 'Audio'", "text")
     pretrained_model: str = _flag(
-        "a SoSgen/Riffusion pipeline folder or Hub id (a `text` output for controlnet)", model_ids.RIFFUSION
+        "a SoSgen/Riffusion pipeline folder or Hub id to start from. The paper (section 4.2.2, Figure 5): Riffusion "
+        "for text and for image (SoSgen_image), a text output for controlnet (SoSgen_text+image continues from "
+        "SoSgen_text)",
+        model_ids.RIFFUSION,
     )
     image_encoder: str = _flag("CLIP vision model of a new ControlNet's frame tokens", model_ids.CLIP)
     dataset: str = _flag("a built SoS folder (`sound-of-story build`) or a Hub dataset id")

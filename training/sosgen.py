@@ -8,7 +8,8 @@ Modes (the paper's three generators):
   UNet, as `controlnet_from_unet`) and its frame projection learn to add the story's frames, as diffusers'
   `train_controlnet.py`. The frames enter as the pipeline feeds them: CLIP frame tokens with time positions as the
   ControlNet's cross-attention context, and the time-aligned filmstrip as its spatial hint.
-- `image` (SoSgen_image): the same, with the text fixed to "Audio".
+- `image` (SoSgen_image): the same, with the text fixed to "Audio". The paper trains it on the Riffusion checkpoint
+  (section 4.2.2, Figure 5), while SoSgen_text+image continues from SoSgen_text: `--pretrained_model` says which.
 
 Each step takes one random `window_width`-column window of the slice's spectrogram (the width the pipeline
 generates per window); the spectrogram is computed from the audio with the pipeline's own spectrogram parameters
