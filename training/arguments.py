@@ -38,7 +38,10 @@ GEN_MODES: tuple[str, ...] = get_args(GenMode)
 # Retrieval, section 4.1.2: batch 128 for audio-video, 256 for audio-text, 100 epochs.
 PAPER_RETRIEVAL_BATCH_SIZE = {"audio-video": 128, "audio-text": 256}
 PAPER_RETRIEVAL_EPOCHS = 100
-# X-CLIP's optimiser where the paper is silent: lr 1e-4 for new layers, 1e-4 x coef_lr (1e-3) for CLIP.
+# Where the paper is silent (section 4.1.2 gives the batch and the epochs only), X-CLIP's release: its run scripts'
+# --lr 1e-4 (new layers) and --coef_lr 1e-3 (CLIP at 1e-4 x 1e-3), and main_xclip.py's weight decay 0.2 (not on
+# biases and norms) and warmup_proportion 0.1. Its optimiser is BertAdam (betas 0.9/0.98, epsilon 1e-6); this package
+# uses torch's AdamW with diffusers' defaults.
 NEW_LAYERS_LR = 1e-4
 ENCODER_LR = 1e-7
 RETRIEVAL_WEIGHT_DECAY = 0.2
@@ -78,10 +81,14 @@ class CommonTrainingArguments:
     gradient_accumulation_steps: int = _flag("batches per optimizer step", 1)
     learning_rate: float = _flag("peak learning rate", NEW_LAYERS_LR)
     lr_scheduler: LrScheduler = _flag("learning-rate schedule after warm-up", "cosine")
-    lr_warmup_steps: int | None = _flag("warm-up steps (default: 10%% of the steps, X-CLIP's warmup_proportion)", None)
-    adam_beta1: float = _flag("AdamW beta1", 0.9)
-    adam_beta2: float = _flag("AdamW beta2", 0.999)
-    adam_epsilon: float = _flag("AdamW epsilon", 1e-8)
+    lr_warmup_steps: int | None = _flag(
+        "warm-up steps (default: 10%% of the optimizer updates, X-CLIP's release's warmup_proportion 0.1, for both "
+        "scripts; the SoSgen paper states none, and --paper_schedule uses 0)",
+        None,
+    )
+    adam_beta1: float = _flag("AdamW beta1 (torch's and diffusers' default; X-CLIP's BertAdam: 0.9 too)", 0.9)
+    adam_beta2: float = _flag("AdamW beta2 (torch's and diffusers' default; X-CLIP's BertAdam: 0.98)", 0.999)
+    adam_epsilon: float = _flag("AdamW epsilon (torch's and diffusers' default; X-CLIP's BertAdam: 1e-6)", 1e-8)
     max_grad_norm: float = _flag("gradient clipping norm (0 = no clipping)", 1.0)
     checkpointing_steps: int = _flag("save the training state every N optimizer steps", 500)
     checkpoints_total_limit: int | None = _flag("keep at most this many checkpoints (oldest removed)", None)
@@ -177,17 +184,28 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
     model: ModelKind = _flag("SoS model, or a Table 2 baseline", "sos")
     init_from: str | None = _flag(
         "a saved model folder or Hub id of --model's class (with its processor); default: build it from "
-        f"--clip_model and --audio_model ({model_ids.CLAP} for clap)",
+        f"--clip_model and --audio_model ({model_ids.CLAP} for clap: LAION's CLAP in transformers, this package's "
+        "stand-in; the paper's baseline is Microsoft's CLAP, Elizalde et al. 2023)",
         None,
     )
-    clip_model: str = _flag("CLIP checkpoint when --init_from is not given", model_ids.CLIP)
-    audio_model: str = _flag("AST checkpoint when --init_from is not given", model_ids.AST)
+    clip_model: str = _flag(
+        "CLIP checkpoint when --init_from is not given (this package's choice, X-CLIP's ViT-B/32: the paper names CLIP, "
+        "no checkpoint)",
+        model_ids.CLIP,
+    )
+    audio_model: str = _flag(
+        "AST checkpoint when --init_from is not given (this package's choice, AST's AudioSet release: the paper names "
+        "the Audio Spectrogram Transformer, no checkpoint)",
+        model_ids.AST,
+    )
     encoder_learning_rate: float = _flag(
-        "learning rate of the pretrained CLIP/AST/CLAP encoders (X-CLIP: lr x coef_lr); --learning_rate is the new "
-        "layers'",
+        "learning rate of the pretrained CLIP/AST/CLAP encoders (X-CLIP's release: lr 1e-4 x coef_lr 1e-3; the paper "
+        "gives none); --learning_rate is the new layers'",
         ENCODER_LR,
     )
-    weight_decay: float = _flag("AdamW weight decay (X-CLIP's), not on biases and norms", RETRIEVAL_WEIGHT_DECAY)
+    weight_decay: float = _flag(
+        "AdamW weight decay, not on biases and norms (X-CLIP's release; the paper gives none)", RETRIEVAL_WEIGHT_DECAY
+    )
     grad_cache: bool = _flag("gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks", False)
     grad_cache_chunk_size: int = _flag("stories encoded at once with --grad_cache", 16)
     freeze_encoders: bool = _flag("freeze CLIP and AST; train the temporal encoder, audio projection, scale", False)
@@ -206,8 +224,12 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
         "processes)",
         None,
     )
-    num_train_epochs: int = _flag("epochs (ignored when --max_train_steps is given)", PAPER_RETRIEVAL_EPOCHS)
-    learning_rate: float = _flag("peak learning rate", NEW_LAYERS_LR)
+    num_train_epochs: int = _flag(
+        "epochs (ignored when --max_train_steps is given; the paper's 100, section 4.1.2)", PAPER_RETRIEVAL_EPOCHS
+    )
+    learning_rate: float = _flag(
+        "peak learning rate of the new layers (X-CLIP's release: lr 1e-4; the paper gives none)", NEW_LAYERS_LR
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -288,7 +310,11 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
         "SoSgen_text)",
         model_ids.RIFFUSION,
     )
-    image_encoder: str = _flag("CLIP vision model of a new ControlNet's frame tokens", model_ids.CLIP)
+    image_encoder: str = _flag(
+        "CLIP vision model of a new ControlNet's frame tokens (this package's choice, ViT-B/32 as the retrieval model: "
+        "the paper names 'an additional CLIP image encoder', no checkpoint)",
+        model_ids.CLIP,
+    )
     dataset: str = _flag("a built SoS folder (`sound-of-story build`) or a Hub dataset id")
     dataset_config: str = _flag("dataset config with 15 s slices", "generation")
     train_split: str = _flag("split to train on", "train")
@@ -308,15 +334,19 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
     freeze_text_encoder: bool = _flag("text mode: train the UNet only (the paper trains both)", False)
     gradient_checkpointing: bool = _flag("recompute activations in the backward pass (less memory)", False)
     use_ema: bool = _flag("keep an exponential moving average of the trained weights and save it", False)
-    ema_decay: float = _flag("EMA decay", 0.9999)
+    ema_decay: float = _flag("EMA decay (diffusers' EMAModel default)", 0.9999)
     snr_gamma: float | None = _flag("Min-SNR loss weighting gamma (Hang et al. 2023; 5.0 recommended)", None)
     noise_offset: float = _flag("noise offset (0 = none)", 0.0)
     use_lora: bool = _flag("text mode: train LoRA adapters of the UNet and text encoder (peft) instead", False)
     lora_rank: int = _flag("LoRA rank", 4)
-    weight_decay: float = _flag("AdamW weight decay", 1e-2)
-    train_batch_size: int = _flag("batch size per process", PAPER_SOSGEN_BATCH_SIZE)
-    gradient_accumulation_steps: int = _flag("batches per optimizer step", PAPER_SOSGEN_ACCUMULATION)
-    learning_rate: float = _flag("peak learning rate", PAPER_SOSGEN_LR)
+    weight_decay: float = _flag(
+        "AdamW weight decay (diffusers' training examples' default; the paper gives none)", 1e-2
+    )
+    train_batch_size: int = _flag("batch size per process (the paper's 1, section 4.2.2)", PAPER_SOSGEN_BATCH_SIZE)
+    gradient_accumulation_steps: int = _flag(
+        "batches per optimizer step (the paper's 16, section 4.2.2)", PAPER_SOSGEN_ACCUMULATION
+    )
+    learning_rate: float = _flag("peak learning rate (the paper's initial 1e-6, section 4.2.2)", PAPER_SOSGEN_LR)
     paper_schedule: PaperSchedule | None = _flag(
         "the paper's schedule of --mode (section 4.2.2): SoSgen_text 406,000 steps, SoSgen_text+image 525,000 more "
         "(from SoSgen_text), SoSgen_image 525,000 (from Riffusion), at batch 1, 16 accumulation steps, lr 1e-6, "

@@ -18,8 +18,8 @@ The loop follows diffusers' training examples (Accelerator, gradient accumulatio
   evaluated) a validation split is carved from the training stories by movie, with the builder's split rule
   (`dataset_builder.build.split_by_movie`, `--validation_size`); every epoch it is encoded with the evaluation
   protocol (`sound_of_story.evaluation.retrieval`) and ranked in every direction of the pair, the best epoch by
-  `--best_metric` is kept in `OUTPUT/best`, and that epoch is the saved model. `--selection last` is the paper's
-  protocol (section 4.1.2: a fixed number of epochs, the last model). Either way the test split (`--eval_split`) is
+  `--best_metric` is kept in `OUTPUT/best`, and that epoch is the saved model. `--selection last` is the protocol
+  as the paper states it (section 4.1.2: a fixed number of epochs, no selection named; the last model). Either way the test split (`--eval_split`) is
   read once, after training, to evaluate the saved model: the figures of its card.
 """
 
@@ -174,8 +174,8 @@ def carve_validation_split(stories, size: float, name: str):
 
     if "movie" not in stories.column_names:
         raise ValueError(
-            f"{name} has no 'movie' column to carve a validation split by movie (use --selection last, the paper's "
-            "protocol, or a SoS stories config)"
+            f"{name} has no 'movie' column to carve a validation split by movie (use --selection last, the protocol as "
+            "the paper states it, or a SoS stories config)"
         )
     ids, movies = stories["id"], stories["movie"]
     part = split_by_movie(list(zip(ids, movies)), size)
@@ -184,7 +184,7 @@ def carve_validation_split(stories, size: float, name: str):
     if not validation:
         raise ValueError(
             f"{name} holds {len(set(movies))} movie(s): a validation split by movie needs at least two (use --selection "
-            "last, the paper's protocol)"
+            "last, the protocol as the paper states it)"
         )
     if len(train) < 2:
         raise ValueError(
@@ -307,7 +307,7 @@ def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool) -> None:
 def optimizer_groups(
     model: nn.Module, learning_rate: float, encoder_learning_rate: float, weight_decay: float
 ) -> list[dict]:
-    """AdamW groups as X-CLIP: pretrained encoders at the lower rate, new layers at the base rate; no weight decay on
+    """AdamW groups as X-CLIP's release (main_xclip.py): pretrained encoders at the lower rate, new layers at the base rate; no weight decay on
     biases, norms, embeddings and the logit scale."""
     groups: dict[tuple[bool, bool], list] = {}
     for name, parameter in model.named_parameters():
@@ -498,7 +498,8 @@ def grad_cached_backward(
 def frozen_encoder_features(
     model: SoSRetrievalModel, processor, stories, pair: str, cache_dir: str | Path, batch_size: int = 8
 ) -> dict:
-    """CLIP and AST outputs of every story (evaluation crop: the most energetic window), computed once and stored in
+    """CLIP and AST outputs of every story (evaluation crop: the window of most energy, this package's reading of the
+    paper's "information-rich area"), computed once and stored in
     `cache_dir` under a key of the frozen weights, the processor, the pair and the stories' fingerprint."""
     key = hashlib.sha256(
         f"{model_fingerprint(model, include=lambda name: is_encoder_parameter(model, name))[:16]}:{processor_fingerprint(processor)}:{pair}:{stories._fingerprint}".encode()

@@ -12,7 +12,7 @@ Modes (the paper's three generators):
   (section 4.2.2, Figure 5), while SoSgen_text+image continues from SoSgen_text: `--pretrained_model` says which.
 
 Each step takes one random `window_width`-column window of the slice's spectrogram (the width the pipeline
-generates per window); the spectrogram is computed from the audio with the pipeline's own spectrogram parameters
+generates per window; this package's choice, the paper does not say how a 15 s slice met Riffusion's input); the spectrogram is computed from the audio with the pipeline's own spectrogram parameters
 so the images match what the pipeline decodes. Flags, checkpoints, resume and the model card are shared with
 `train/retrieval.py`; `--use_ema`, `--snr_gamma`, `--use_lora`, `--gradient_checkpointing` follow diffusers.
 """
