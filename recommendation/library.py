@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Literal
 
 from sound_of_story.audio import read_audio_file
-from sound_of_story.metrics.fad.audio_input import audio_file_extensions
+from sound_of_story.audio.decoding import AUDIO_FILE_EXTENSIONS, decode_audio_file
+from sound_of_story.core.hashing import bytes_sha256, file_sha256
 
 DatasetConfig = Literal["stories", "generation"]
 DATASET_CONFIGS: tuple[DatasetConfig, ...] = ("stories", "generation")
 # A Hub repo is named explicitly: hf://owner/name (Hub repo ids: letters, digits, '-', '_', '.').
 HUB_PREFIX = "hf://"
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# What is decoded of one library file: a sound designer's library holds hour-long field recordings, and the
+# retrieval processor reads one window of a clip anyway (the most energetic 10.24 s of what is decoded).
+LIBRARY_MAX_SECONDS = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +37,10 @@ class LibraryClip:
     read: Callable[[], bytes] = dataclasses.field(repr=False, compare=False)
     # A cheap change detector for files: (size, mtime_ns); None for dataset rows (always hashed).
     stat: tuple[int, int] | None = None
+
+    def sha256(self) -> str:
+        """SHA-256 of the clip's encoded bytes; a file is hashed in chunks, never read whole into memory."""
+        return file_sha256(self.path) if self.stat is not None else bytes_sha256(self.read())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +121,10 @@ def clip_path(source: LibrarySource, clip_id: str) -> str:
 
 
 def _file_clips(root: Path) -> Iterator[LibraryClip]:
-    extensions = audio_file_extensions()
     for path in sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in AUDIO_FILE_EXTENSIONS and not p.name.startswith(".")
     ):
         stat = path.stat()
         yield LibraryClip(
@@ -142,14 +151,24 @@ def iter_library(source: LibrarySource) -> Iterator[LibraryClip]:
     return _dataset_clips(source)
 
 
-def decode_clip(clip: LibraryClip, data: bytes) -> tuple:
-    """The waveform as the processor takes it, ``(channels, samples)`` float32, and its sampling rate."""
-    return read_audio_file(data, clip.path)
+def decode_clip(clip: LibraryClip) -> tuple:
+    """The waveform as the processor takes it, ``(channels, samples)`` float32, and its sampling rate.
+
+    A library file goes through the package's media decoder: any container ffmpeg reads (MP3, M4A, Opus and
+    Vorbis in Ogg/WebM/MKA, FLAC, WAV, ...), cover art ignored, 5.1 and 7.1 downmixed to stereo, at most
+    :data:`LIBRARY_MAX_SECONDS` read, a truncated, empty or audio-less file refused with its reason
+    (``ValueError``). A built dataset's rows are the builder's own FLAC, read directly.
+    """
+    if clip.stat is None:
+        return read_audio_file(clip.read(), clip.path)
+    decoded = decode_audio_file(clip.path, max_seconds=LIBRARY_MAX_SECONDS)
+    return decoded.samples, decoded.sample_rate
 
 
 __all__ = [
     "DATASET_CONFIGS",
     "HUB_PREFIX",
+    "LIBRARY_MAX_SECONDS",
     "LibraryClip",
     "LibrarySource",
     "check_clip_id",

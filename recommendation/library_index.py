@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sound_of_story.core.atomic_files import write_jsonl_atomic
-from sound_of_story.core.hashing import bytes_sha256, model_fingerprint
+from sound_of_story.core.hashing import model_fingerprint
 from sound_of_story.evaluation.retrieval import AUDIO_INPUTS, TEXT_INPUTS, VIDEO_INPUTS
 from sound_of_story.evaluation.table2 import model_directions
 from sound_of_story.modeling import SoSAudioFeatures, SoSTextFeatures, SoSVideoFeatures, load_retrieval_model
@@ -422,11 +422,10 @@ class SoundLibraryIndex:
                 scan.unchanged += 1
                 continue
             try:
-                data = clip.read()
+                digest = clip.sha256()
             except OSError as err:
                 scan.failures.append({"clip_id": clip.clip_id, "path": clip.path, "reason": f"cannot read: {err}"})
                 continue
-            digest = bytes_sha256(data)
             if row is not None and row["sha256"] == digest:
                 row["stat"] = list(clip.stat) if clip.stat else None
                 scan.unchanged += 1
@@ -456,7 +455,7 @@ class SoundLibraryIndex:
             batch, waves = [], []
             for clip, digest in pending[start : start + batch_size]:
                 try:
-                    waves.append(decode_clip(clip, clip.read()))
+                    waves.append(decode_clip(clip))
                     batch.append((clip, digest))
                 except (OSError, ValueError) as err:
                     failures.append({"clip_id": clip.clip_id, "path": clip.path, "reason": str(err)})
