@@ -7,6 +7,7 @@ subcommands so that ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,10 @@ def _cmd_generation(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be a positive number of denoising steps, got {args.steps}")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise ValueError(f"--duration must be a positive number of seconds, got {args.duration}")
     if args.model_card is not None and len(args.pipeline) != 1:
         raise ValueError("--model-card takes the results of one --pipeline")
     if args.embedder == "vggish" and not args.random_weights and args.checkpoint is None:
@@ -243,7 +248,7 @@ def _cmd_generation(args: argparse.Namespace) -> int:
     table = run_table3(
         args.pipeline, args.dataset, out=args.out, split=args.split, limit=args.limit, seed=args.seed,
         with_frames=True if args.with_frames else None, duration_s=args.duration, num_inference_steps=args.steps,
-        embedder=embedder, bootstrap=args.bootstrap, fad_inf_min_n=args.fad_inf_min_n, cache_dir=args.cache_dir,
+        griffin_lim_method=args.griffin_lim, embedder=embedder, bootstrap=args.bootstrap, fad_inf_min_n=args.fad_inf_min_n, cache_dir=args.cache_dir,
         device=args.device, progress=not args.quiet,
     )  # fmt: skip
     print(format_table3(table))
@@ -424,12 +429,16 @@ def _add_generation_parser(sub: argparse._SubParsersAction) -> None:
         "generation",
         help="Table 3: generate background sound for every test slice and score it (FAD, FAD-inf, KAD)",
         description=(
-            "Generate background sound for every slice of a SoS split (its 'generation' config) with each --pipeline "
-            "(a saved SoSgenPipeline or SoSgenControlNetPipeline, 'riffusion' for riffusion/riffusion-model-v1 through "
-            "SoSgenPipeline, or a saved MusicGen model with its tokenizer), resumably and with a fixed seed per slice, "
-            "into OUT/<pipeline>/audio and OUT/<pipeline>/spectrograms; then score against the real slices: FAD, "
-            "FAD-infinity, KAD (kadtk's unbiased RBF MMD), per-clip FAD and its outliers, bootstrap intervals. Missing, "
-            "silent or too short generated clips are listed by name and left out. Writes OUT/table3.md and OUT/table3.json."
+            "Generate background sound for every slice of a SoS split (its 'generation' config) with each --pipeline, "
+            "resumably and with a fixed seed per slice, into OUT/<pipeline>/audio and OUT/<pipeline>/spectrograms; then "
+            "score against the real slices: FAD, FAD-infinity, KAD (kadtk's unbiased RBF MMD), per-clip FAD and its "
+            "outliers, bootstrap intervals. Missing, silent or too short generated clips are listed by name and left "
+            "out. Writes OUT/table3.md and OUT/table3.json, which state every setting that decides a number and whose "
+            "choice it is. The paper states only that the baselines get the descriptions and that FAD uses VGGish; "
+            "the baselines run at their own defaults, this package's choice: Riffusion in its 512-pixel (5.12 s) "
+            "windows, overlapping by 256 pixels over a longer slice, 50 steps, guidance 7, its checkpoint's "
+            "scheduler; MusicGen sampling with top-k 250, guidance 3 (audiocraft's defaults), as many EnCodec frames "
+            "as the slice lasts. A rerun resumes only with the same settings."
         ),
         formatter_class=HelpFormatter,
     )
@@ -437,11 +446,16 @@ def _add_generation_parser(sub: argparse._SubParsersAction) -> None:
         "--pipeline",
         action="append",
         required=True,
-        help="pipeline folder, 'riffusion', or MusicGen folder (repeatable)",
+        help=(
+            "a saved SoSgenPipeline or SoSgenControlNetPipeline folder; 'riffusion' (riffusion/riffusion-model-v1) or "
+            "'musicgen' (facebook/musicgen-small, this package's choice of size); riffusion=FOLDER or "
+            "musicgen=FOLDER for a local copy of a baseline (offline, or a stand-in of the same layout); a "
+            "StableDiffusionPipeline folder (run as Riffusion is); or a MusicGen folder (repeatable)"
+        ),
     )
     p.add_argument("--dataset", required=True, help="SoS dataset folder or Hub id (its 'generation' config)")
     p.add_argument("--split", default="test", help="split to generate for")
-    p.add_argument("--out", required=True, type=Path, help="output folder (a rerun resumes from what is there)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (a rerun with the same settings resumes)")
     p.add_argument("--limit", type=int, help="only the first N slices (a quick look)")
     p.add_argument("--seed", type=int, default=0, help="base seed; each slice's seed is fixed by it and the slice id")
     p.add_argument(
@@ -450,7 +464,23 @@ def _add_generation_parser(sub: argparse._SubParsersAction) -> None:
         help="require frame conditioning (error for text-only pipelines); default: frames for pipelines that take them",
     )
     p.add_argument("--duration", type=float, help="seconds to generate per slice (default: the slice's own length)")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps of the diffusion pipelines")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=50,
+        help="denoising steps of the diffusion pipelines (50: Riffusion's own and diffusers' default; the paper states none)",
+    )
+    p.add_argument(
+        "--griffin-lim",
+        choices=("exact", "refined", "fast"),
+        default="exact",
+        help=(
+            "spectrogram to audio for every diffusion pipeline. exact: Riffusion's own inverse (torchaudio's "
+            "Griffin-Lim, 32 iterations, momentum 0.99), this package's choice for numbers comparable with the "
+            "paper's (which names no inversion); refined: 40 iterations on the window-length FFT grid, then 8 on "
+            "the full grid, faster, with a lower spectral convergence, not comparable; fast: the quickest"
+        ),
+    )
     _add_embedder_arguments(p)
     p.add_argument(
         "--resampler",

@@ -36,8 +36,11 @@ def retrieval_eval_results(figures: dict[str, dict[str, Any]], dataset: str, spl
 
 
 def generation_eval_results(row: dict[str, Any], dataset: str, split: str) -> list[EvalResult]:
-    """FAD (and FAD-inf, KAD when computed) of one pipeline's Table 3 row."""
+    """FAD (and FAD-inf, KAD when computed) of one pipeline's Table 3 row, named with the embedder and, for a
+    spectrogram pipeline, the Griffin-Lim method that made its audio (the number depends on both)."""
     names = {"FAD": "fad", "FAD-inf": "fad_inf", "KAD": "kad"}
+    griffin_lim = row.get("settings", {}).get("Griffin-Lim", {}).get("value")
+    made_with = row["embedder"] + (f"; Griffin-Lim {griffin_lim.split(':')[0]}" if griffin_lim else "")
     return [
         EvalResult(
             task_type=GENERATION_TASK[0],
@@ -46,7 +49,7 @@ def generation_eval_results(row: dict[str, Any], dataset: str, split: str) -> li
             dataset_name=dataset,
             dataset_split=split,
             metric_type=metric,
-            metric_name=f"{key} ({row['embedder']})",
+            metric_name=f"{key} ({made_with})",
             metric_value=float(row[key]),
         )  # fmt: skip
         for key, metric in names.items()

@@ -1,4 +1,5 @@
-"""``sound-of-story evaluate fad|retrieval``, through a parser built with add_evaluate_parser."""
+"""``sound-of-story evaluate fad|retrieval|generation``, through a parser built with add_evaluate_parser (generation:
+its help and the checks that run before any dataset or model loads; tests/test_evaluate_generation.py runs it)."""
 
 from __future__ import annotations
 
@@ -266,3 +267,35 @@ def test_similarity_files_that_cannot_be_numbers_exit_2(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["evaluate", "retrieval", "--similarity", str(tmp_path / name)])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, name
+
+
+def test_generation_help_states_whose_settings_the_baselines_run_at(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(["evaluate", "generation", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0
+    assert "The paper states only that the baselines get the descriptions and that FAD uses VGGish" in text
+    assert "512-pixel (5.12 s) windows" in text and "top-k 250, guidance 3 (audiocraft's defaults)" in text
+    assert "exact: Riffusion's own inverse" in text and "the paper's (which names no inversion)" in text
+    assert "riffusion=FOLDER" in text and "this package's choice of size" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pipeline", "sosgen=somewhere"], "NAME=FOLDER names a baseline (riffusion, musicgen), got 'sosgen'"),
+        (["--pipeline", "riffusion=/no/such/folder"], "folder '/no/such/folder' does not exist"),
+        (["--pipeline", "riffusion", "--pipeline", "riffusion"], "would write to the same folder ['riffusion']"),
+        (["--pipeline", "riffusion", "--steps", "0"], "--steps must be a positive number"),
+        (["--pipeline", "riffusion", "--duration", "nan"], "--duration must be a positive number of seconds"),
+    ],
+)
+def test_generation_refuses_bad_pipelines_and_settings_before_loading_anything(extra, message, tmp_path, capsys):
+    """The dataset does not exist: each error comes before it (or any model) is read."""
+    from sound_of_story.app.cli import main
+
+    argv = ["evaluate", "generation", "--dataset", str(tmp_path / "no-dataset"), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--random-weights", *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
