@@ -3,7 +3,7 @@
 A stand-in has the Hub checkpoint's exact configuration, file names and folder layout (configurations, processor,
 feature-extractor, scheduler and tokenizer files) and random weights, saved as safetensors in float32 (as the Hub
 repositories store them). It loads with the same ``from_pretrained`` call as the Hub id, so every path of the package
-can run at the paper's size (model widths, 40 frames, 1,214 AST tokens, 77 text tokens, 15 s windows) on a machine
+can run at full size (the real checkpoints' widths, 40 frames, 1,214 AST tokens, 77 text tokens, 15 s windows) on a machine
 that cannot reach the Hub. Its outputs mean nothing: it is for memory, speed and shape checks, never for results.
 
 Two ways to use them (``sound-of-story stand-ins``):

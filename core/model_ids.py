@@ -3,7 +3,8 @@
 A user online gets these by id; offline, every command takes a local folder in place of any of them.
 """
 
-# Retrieval (paper section 4.1): CLIP ViT-B/32 for frames and text, AST fine-tuned on AudioSet for audio.
+# Retrieval (paper section 4.1 names "CLIP" and "AST"; the variants are this package's choice): CLIP ViT-B/32 for
+# frames and text, AST fine-tuned on AudioSet for audio.
 CLIP = "openai/clip-vit-base-patch32"
 AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 # The CLAP baseline of Table 2 (LAION's transformers port) and the CLAP embedder of the generation metrics.
@@ -15,7 +16,8 @@ WAV2CLIP_CHECKPOINT = "https://github.com/descriptinc/lyrebird-wav2clip/releases
 MSCLAP_CHECKPOINT = "https://huggingface.co/microsoft/msclap/resolve/main/CLAP_weights_2022.pth"
 MSCLAP_CHECKPOINT_SHA256 = "5b917c47fec10547b65cf1d9096e194896fa1c2d6180536c8524289721a4c5b8"
 MSCLAP_TEXT_MODEL = "bert-base-uncased"
-# Generation (paper section 4.2): SoSgen starts from Riffusion; MusicGen is a Table 3 baseline.
+# Generation (paper section 4.2): SoSgen starts from Riffusion; MusicGen is a Table 3 baseline (the paper names no
+# MusicGen size: small is this package's choice).
 RIFFUSION = "riffusion/riffusion-model-v1"
 MUSICGEN = "facebook/musicgen-small"
 

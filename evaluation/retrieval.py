@@ -1,7 +1,8 @@
 """Table 2 from a model and a dataset: encode the stories, rank them, report R@1/5/10, MdR, MnR.
 
-The evaluation protocol is the paper's section 4.1.2, as ``SoSRetrievalProcessor`` implements it:
-40 frames per story, the most informative (most energetic) 10.24 s audio window, 77 text tokens.
+The evaluation protocol follows the paper's section 4.1.2 as ``SoSRetrievalProcessor`` implements it: 40 frames per
+story, the audio window of the "information-rich area" (read here as the most energetic window; its 10.24 s is AST's
+input length, this package's choice), 77 text tokens.
 The same code runs the SoS model and the Table 2 baselines (``Wav2CLIPBaselineModel``,
 ``ClapRetrievalBaseline``): every model here has ``get_audio_features``, ``get_video_features`` /
 ``get_text_features`` and ``similarity``; the SoS model's similarity is the chunked multi-grained one.
