@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sound_of_story.core import model_ids
 from sound_of_story.core.atomic_files import write_jsonl_atomic
 
 DEFAULT_MINUTES = 15.0
@@ -538,6 +539,25 @@ def recommend_for_stories(paths: DemoPaths, stories: Any, slices: Any, progress:
 # --------------------------------------------------------------------------- orchestration
 
 
+# What `--pretrained` loads by Hub id, each with a file every snapshot of it has.
+PRETRAINED_CHECKPOINTS = (
+    (model_ids.CLIP, "config.json"),
+    (model_ids.AST, "config.json"),
+    (model_ids.RIFFUSION, "model_index.json"),
+)
+
+
+def pretrained_checkpoints_missing_from_cache() -> list[str]:
+    """The Hub ids of `--pretrained` that the hub cache (HF_HUB_CACHE) does not hold: what an offline run lacks."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return [
+        hub_id
+        for hub_id, filename in PRETRAINED_CHECKPOINTS
+        if not isinstance(try_to_load_from_cache(hub_id, filename), str)
+    ]
+
+
 def run_demo(
     out_dir: str | Path,
     minutes: float = DEFAULT_MINUTES,
@@ -552,9 +572,13 @@ def run_demo(
     if pretrained:
         from huggingface_hub import constants
 
-        if constants.HF_HUB_OFFLINE:
+        missing = pretrained_checkpoints_missing_from_cache() if constants.HF_HUB_OFFLINE else []
+        if missing:
             raise ValueError(
-                "--pretrained downloads CLIP, AST and Riffusion from the Hub, but HF_HUB_OFFLINE is set: drop --pretrained"
+                f"--pretrained needs {', '.join(missing)}, which HF_HUB_OFFLINE=1 forbids downloading and the hub cache "
+                f"({constants.HF_HUB_CACHE}) does not hold: unset HF_HUB_OFFLINE, point HF_HUB_CACHE at a cache that "
+                "has them (`sound-of-story stand-ins --hub-cache DIR` writes full-size random stand-ins), or drop "
+                "--pretrained"
             )
     paths = DemoPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
