@@ -66,7 +66,7 @@ def write_eval_card(
     dataset: str,
 ) -> Path:
     """Write ``eval_results`` as the ``model-index`` of the card at ``path`` (a README.md), creating it if needed."""
-    from sound_of_story.cards import build_model_card
+    from sound_of_story.cards import build_model_card, public_eval_results
     from sound_of_story.core.atomic_files import atomic_path
 
     path = Path(path)
@@ -74,7 +74,7 @@ def write_eval_card(
         path = path / "README.md"
     if path.is_file():
         card = ModelCard.load(path)
-        card.data.eval_results = eval_results
+        card.data.eval_results = public_eval_results(eval_results)  # as build_model_card does: no local dataset path
         card.data.model_name = card.data.model_name or model_name
     else:
         card = build_model_card(

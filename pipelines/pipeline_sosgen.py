@@ -50,8 +50,8 @@ from sound_of_story.audio.spectrogram import (
     images_to_pil,
     peak_normalize,
 )
-from sound_of_story.cards import build_model_card
-from sound_of_story.core.atomic_files import atomic_path
+from sound_of_story.cards import build_model_card, public_path
+from sound_of_story.core.atomic_files import atomic_path, write_text_atomic
 
 __all__ = ["SoSgenPipeline", "SoSgenPipelineOutput", "GenerationWindow"]
 
@@ -313,6 +313,7 @@ class SoSgenPipeline(
         super().save_pretrained(
             save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
         )
+        _publish_source_paths(save_directory)
         with atomic_path(os.path.join(save_directory, "README.md")) as card_path:
             self.model_card(model_name).save(card_path)
         if push_to_hub:
@@ -825,3 +826,22 @@ def _griffin_lim_generator(
     source = generator[0] if isinstance(generator, list) else generator
     seed = int(torch.randint(0, 2**62, (1,), generator=source, device=source.device))
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def _publish_source_paths(save_directory: str | os.PathLike) -> None:
+    """Rewrite the ``_name_or_path`` that diffusers' ``save_config`` copies into ``model_index.json`` and each
+    component's configuration: the folder the pipeline was loaded from is an absolute local path (it names the
+    machine's folders and, through the home folder, its user), and the saved folder is what ``push_to_hub``
+    publishes. The path becomes what a card may show (:func:`sound_of_story.cards.public_path`)."""
+    import json
+    from pathlib import Path
+
+    for config_file in sorted(Path(save_directory).glob("*.json")) + sorted(Path(save_directory).glob("*/*.json")):
+        try:
+            data = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        source = data.get("_name_or_path") if isinstance(data, dict) else None
+        if isinstance(source, str) and public_path(source) != source:
+            data["_name_or_path"] = public_path(source)
+            write_text_atomic(config_file, json.dumps(data, indent=2, sort_keys=True) + "\n")

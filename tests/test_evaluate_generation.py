@@ -254,6 +254,7 @@ def test_table3_equals_direct_scores_and_names_bad_clips(sos_eval_dataset, tiny_
     assert row["FAD_ci"][0] <= row["FAD_ci"][1] and row["random_weights"] is True
     card = (tmp_path / "README.md").read_text()
     assert "model-index" in card and "fad" in card and "; Griffin-Lim exact)" in card
+    assert str(sos_eval_dataset) not in card  # rewritten by the resumed run too: the dataset folder is not published
 
     # Every setting is stated with whose choice it is; the paper's only where it says so.
     settings, scoring = row["settings"], row["scoring"]

@@ -55,6 +55,13 @@ def test_push_to_hub_uploads_the_card_and_save_pretrained_writes_it(tmp_path, mo
     text = (tmp_path / "second" / "README.md").read_text()
     assert str(tmp_path) not in text and "base_model" not in card_parts(text)[0] and text.count("# second\n") == 1
     assert not list((tmp_path / "second").glob("*.partial"))
+    # diffusers copies the source folder into the configurations as _name_or_path: none names the local folder
+    configs = {
+        p.relative_to(tmp_path / "second").as_posix(): p.read_text() for p in (tmp_path / "second").rglob("*.json")
+    }
+    assert "model_index.json" in configs and "unet/config.json" in configs
+    assert not [name for name, text in configs.items() if str(tmp_path) in text]
+    assert type(pipe).from_pretrained(tmp_path / "second").unet.config.sample_size == pipe.unet.config.sample_size
 
     # A pipeline loaded by Hub id names it as its base model; the ControlNet pipeline says what it is.
     controlnet = tiny_sosgen_controlnet()
