@@ -1,6 +1,25 @@
 """Key frames: the salient images of a story (paper section 3.3).
 
-Frames are sampled at no more than ``fps`` frames per second, downscaled, and fingerprinted
+Two methods, chosen by ``KeyFrameParams.method`` (``--key-frames``):
+
+* ``hash`` (the default, below): a perceptual hash of each sampled frame, a frame kept when its similarity to the
+  last kept frame is at most ``max_similarity``. No weights, about one frame per shot, and the frames' pictures are
+  hashed small and gray while the video decodes, so it costs little beyond the decoding.
+* ``imagecluster``: what the paper did (:mod:`.image_clusters`): VGG16 ``fc2`` fingerprints of the frames the
+  release's OpenCV loop sampled, imagecluster's average-linkage clusters cut at ``(1 - max_similarity)`` times the
+  story's largest fingerprint distance, and one frame per distinct cluster size. ``max_similarity`` (0.5, the
+  paper's value) is that relative cut here, not an absolute similarity to the last kept frame. A VGG16 forward per
+  sampled frame (about 15 GFLOPs; a 150 s story at 10 fps has 1,500, minutes of CPU time per story).
+
+The default stays ``hash``: it needs no weights and runs at decoding speed, and its keep-or-drop decision is
+local in time, so every shot gets a frame; ``imagecluster`` reproduces the paper's selection.
+
+A story of the released metadata lists its frames by name (``frameH-MM-SS.cc.jpg``: the time of a frame on
+OpenCV's clock, frame count over the container's frame rate, to a hundredth of a second): :func:`release_frames`
+takes frame ``round(t * fps)`` of the story's frames (its clips' frames one after the other, as the release's
+joined file holds them), which is the frame the release saved.
+
+The ``hash`` method in detail: frames are sampled at no more than ``fps`` frames per second, downscaled, and fingerprinted
 with an imagehash perceptual hash. Walking in time order, a frame is kept when its
 similarity to the *last kept* frame is at most ``max_similarity`` (similarity = 1 -
 normalised Hamming distance of the hashes); the first frame is always kept. This sequential
@@ -50,16 +69,49 @@ ANALYSIS_WIDTH = 160  # pixels: hashes look at 8x8 to 32x32 anyway
 DECODE_BATCH = 32  # frames decoded at once: bounded memory at any resolution
 
 
+KEY_FRAME_METHODS = ("hash", "imagecluster")
+DEFAULT_METHOD = "hash"
+
+
 @dataclasses.dataclass(frozen=True)
 class KeyFrameParams:
     fps: float = 10.0
     hash: str = "dhash"
     hash_size: int = 8
+    # hash: keep a frame when its similarity to the last kept one is at most this; imagecluster: its ``sim``, the
+    # dendrogram cut at (1 - max_similarity) x the story's largest fingerprint distance
     max_similarity: float = 0.5
     max_side: int = 512
     jpeg_quality: int = 90
+    method: str = DEFAULT_METHOD
+    # imagecluster: VGG16 weights (a file, or torchvision's id "IMAGENET1K_V1") and the input they expect
+    vgg16_weights: str | None = None
+    vgg16_input: str = "auto"  # "auto": as the weights file says (Keras' converted: caffe; torchvision's: torchvision)
+
+    # fields that enter a build's cache key only with their method (ProcessingParams.to_json), so that the keys of
+    # the default method's builds stay what they were before imagecluster existed
+    METHOD_ONLY_FIELDS = {"method": "imagecluster", "vgg16_weights": "imagecluster", "vgg16_input": "imagecluster"}
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        for field, method in self.METHOD_ONLY_FIELDS.items():
+            if self.method != method:
+                del data[field]
+        return data
 
     def __post_init__(self) -> None:
+        from .image_clusters import VGG16_INPUTS
+
+        if self.method not in KEY_FRAME_METHODS:
+            raise ValueError(f"key-frame method must be one of {', '.join(KEY_FRAME_METHODS)}, got {self.method!r}")
+        if self.method == "imagecluster" and not self.vgg16_weights:
+            raise ValueError(
+                "the imagecluster key frames need VGG16 weights (--vgg16-weights): a file converted from Keras' "
+                "vgg16_weights_tf_dim_ordering_tf_kernels.h5 with `sound-of-story convert-vgg16` (the release's "
+                "network), or IMAGENET1K_V1 (torchvision's, a different network)"
+            )
+        if self.vgg16_input not in VGG16_INPUTS:
+            raise ValueError(f"VGG16 input must be one of {', '.join(VGG16_INPUTS)}, got {self.vgg16_input!r}")
         if self.hash not in HASHES:
             raise ValueError(f"hash must be one of {', '.join(HASHES)}, got {self.hash!r}")
         if not 0 < self.fps <= 10:
@@ -316,4 +368,146 @@ def frames_at(
     return [
         KeyFrame(t, to_jpeg(img, params.max_side, params.jpeg_quality, _display(video, img)))
         for t, img in decode_frames(path, [t - offset for t in times], offset, video)
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# Frames by index on the story's frame timeline (the release's clock), for imagecluster and the released frames
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipFrames:
+    """One clip's video frames: how many, at what rate, and where the clip starts in the story."""
+
+    path: str
+    video: VideoStreamInfo
+    count: int
+    fps: float
+    offset: float  # the clip's start in the story (seconds)
+    duration: float | None  # frames at or after this many seconds of the clip are not the story's (its audio ends)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameTimeline:
+    """A story's frames as the release's OpenCV loop saw them: its clips' frames one after the other (the release
+    joined LSMDC clips into one file with ffmpeg's concat protocol), counted at the first clip's frame rate (the
+    joined file's)."""
+
+    clips: tuple[ClipFrames, ...]
+
+    @property
+    def fps(self) -> float:
+        return self.clips[0].fps
+
+    @property
+    def count(self) -> int:
+        return sum(clip.count for clip in self.clips)
+
+    def locate(self, index: int) -> tuple[int, int] | None:
+        """(clip, frame in the clip) of the story's frame ``index``; None past the last frame."""
+        for number, clip in enumerate(self.clips):
+            if index < clip.count:
+                return number, index
+            index -= clip.count
+        return None
+
+
+def _clip_frames(path: str, video: VideoStreamInfo, offset: float, duration: float | None) -> ClipFrames:
+    decoder = _frame_decoder(path, video)
+    meta = decoder.metadata
+    count = int(meta.num_frames or 0)
+    fps = video.frame_rate or meta.average_fps or 0.0  # OpenCV's CAP_PROP_FPS is the stream's average frame rate
+    if count <= 0 or not fps > 0:
+        raise ValueError(f"{path}: video stream states no frames or frame rate")
+    return ClipFrames(str(path), video, count, float(fps), offset, duration)
+
+
+def frame_timeline(
+    paths: Sequence[str],
+    videos: Sequence[VideoStreamInfo | None] | None = None,
+    offsets: Sequence[float] | None = None,
+    durations: Sequence[float | None] | None = None,
+) -> FrameTimeline:
+    """The frame timeline of clips played one after the other (``offsets``: their starts in the story, default 0;
+    ``durations``: their audio lengths). Raises ``ValueError`` naming a clip whose video cannot be read."""
+    videos = videos or [None] * len(paths)
+    offsets = offsets or [0.0] * len(paths)
+    durations = durations or [None] * len(paths)
+    clips = []
+    for path, video, offset, duration in zip(paths, videos, offsets, durations):
+        video = video_stream(path) if video is None else video
+        try:
+            clips.append(_clip_frames(str(path), video, offset, duration))
+        except (RuntimeError, IndexError) as err:
+            raise ValueError(f"{path}: video stream cannot be decoded: {decoder_message(err)}") from err
+    return FrameTimeline(tuple(clips))
+
+
+def _frames_by_index(
+    timeline: FrameTimeline, indices: Sequence[int]
+) -> Iterator[tuple[int, ClipFrames, float, Image.Image]]:
+    """(story frame index, its clip, its time in the story, picture) of the frames ``indices`` (ascending), decoded
+    by index in presentation order; frames past a clip's audio are left out."""
+    by_clip: dict[int, list[tuple[int, int]]] = {}
+    for index in indices:
+        where = timeline.locate(index)
+        if where is not None:
+            by_clip.setdefault(where[0], []).append((index, where[1]))
+    for number, wanted in sorted(by_clip.items()):
+        clip = timeline.clips[number]
+        try:
+            decoder = _frame_decoder(clip.path, clip.video)
+            for i in range(0, len(wanted), DECODE_BATCH):
+                part = wanted[i : i + DECODE_BATCH]
+                batch = decoder.get_frames_at([local for _, local in part])
+                for (index, _), frame, pts in zip(part, batch.data, batch.pts_seconds.tolist()):
+                    time = max(float(pts) - clip.video.start, 0.0)
+                    if clip.duration is not None and time >= clip.duration:
+                        continue
+                    yield index, clip, clip.offset + time, Image.fromarray(frame.numpy())
+        except (RuntimeError, IndexError) as err:  # torchcodec's errors for undecodable data
+            raise ValueError(f"{clip.path}: video stream cannot be decoded: {decoder_message(err)}") from err
+
+
+def release_frame_indices(timeline: FrameTimeline, times: Sequence[float]) -> list[int]:
+    """The story frames the released names stand for: frame ``round(t * fps)`` for each time ``t`` (the release
+    named frame ``count`` by ``count / fps`` rounded to a hundredth of a second, so below 100 fps the nearest
+    frame is that frame), without repeats, ascending."""
+    return sorted({round(t * timeline.fps) for t in times if t >= 0})
+
+
+def release_frames(
+    timeline: FrameTimeline, times: Sequence[float], params: KeyFrameParams = KeyFrameParams()
+) -> list[KeyFrame]:
+    """The frames a released story's ``Frames`` names (their times ``times``), decoded by index, with their times on
+    the story's clock (the clip's start plus the frame's own timestamp)."""
+    return [
+        KeyFrame(time, to_jpeg(image, params.max_side, params.jpeg_quality, _display(clip.video, image)))
+        for _, clip, time, image in _frames_by_index(timeline, release_frame_indices(timeline, times))
+    ]
+
+
+def imagecluster_key_frames(timeline: FrameTimeline, params: KeyFrameParams) -> list[KeyFrame]:
+    """The paper's key frames (:mod:`.image_clusters`): the frames the release's loop samples at ``min(fps,
+    params.fps)``, fingerprinted with VGG16, clustered at ``params.max_similarity`` and one kept per cluster size;
+    decoded again, full size, for their JPEGs."""
+    from .image_clusters import key_frame_rows, load_vgg16, sos_sample_indices
+
+    model, weights_input = load_vgg16(str(params.vgg16_weights))
+    vgg16_input = weights_input if params.vgg16_input == "auto" else params.vgg16_input
+    sampled: list[int] = []
+
+    def pictures() -> Iterator[Image.Image]:
+        for index, _, _, image in _frames_by_index(
+            timeline, sos_sample_indices(timeline.count, timeline.fps, params.fps)
+        ):
+            sampled.append(index)
+            yield image
+
+    rows = key_frame_rows(pictures(), model, vgg16_input, params.max_similarity)
+    kept = [sampled[row] for row in rows]
+    return [
+        KeyFrame(time, to_jpeg(image, params.max_side, params.jpeg_quality, _display(clip.video, image)))
+        for _, clip, time, image in _frames_by_index(timeline, kept)
     ]

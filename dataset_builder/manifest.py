@@ -7,9 +7,12 @@ its fields; paths are relative to the manifest's folder unless absolute):
 * LSMDC style: ``{movie, clip_index, video, caption}``: consecutive clips of one movie are
   joined in ``clip_index`` order until the story reaches ``lsmdc_target_s`` seconds (default
   150 s, about 20 clips as in the paper); the captions are joined in the same order.
-* The released SoS metadata: ``{Movie, Desc, Frames, video, id?}``: ``Frames`` lists frame
+* The released SoS metadata: ``{Movie, Desc, Frames, video | videos, id?, movie?}``: ``Frames`` lists frame
   file names that encode timestamps (``frame0-00-12.50.jpg``, or ``frame0:00:12.50.jpg`` from
-  the release's own helper); those timestamps are used instead of computing key frames.
+  the release's own helper for whole seconds); the frames they name are the story's key frames
+  (:func:`.key_frames.release_frames` takes them by frame index, as the release saved them). ``videos`` lists an
+  LSMDC story's clips in order (the release joined them into one file); ``movie`` groups stories for the split
+  (default ``Movie``). ``sound-of-story manifest sos`` writes such rows from the release's ``data.jsonl``.
 
 Bad rows (empty text, a non-UTF-8 byte in a text, id, movie or path, missing fields) are
 returned as failures, one per row; the good rows go on. Every story id, given or generated
@@ -30,7 +33,7 @@ import json
 import re
 from pathlib import Path
 
-FRAME_NAME = re.compile(r"(\d+)[-:](\d{1,2})[-:](\d{1,2}(?:\.\d+)?)")
+FRAME_NAME = re.compile(r"(\d+)[-:](\d{1,2})[-:](\d{1,2})(?:\.(\d+))?")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 URL_FAILURE = "URLs are not supported: download the file first"
 
@@ -79,12 +82,23 @@ class Failure:
 
 
 def frame_time_from_name(name: str) -> float:
-    """Seconds encoded in a released SoS frame name (``frameH-MM-SS.cc.jpg``)."""
+    """Seconds encoded in a released SoS frame name (``frameH-MM-SS.cc.jpg``).
+
+    The release's ``format_timedelta`` writes the hundredths of a second as ``round(microseconds / 1e4)``, which is
+    ``100`` for the last 5 ms of a second (``frame0-02-04.100.jpg`` is 125.00 s), and whole seconds as
+    ``frameH:MM:SS.00.jpg`` (colons kept). A fraction of two or three digits is read as hundredths, any other as a
+    decimal fraction.
+    """
     match = FRAME_NAME.search(Path(name).name)
     if match is None:
         raise ValueError(f"frame name {name!r} encodes no timestamp (expected frameH-MM-SS.cc.jpg)")
-    h, m, s = match.groups()
-    return int(h) * 3600 + int(m) * 60 + float(s)
+    h, m, s, fraction = match.groups()
+    seconds = int(h) * 3600 + int(m) * 60 + int(s)
+    if fraction is None:
+        return float(seconds)
+    if len(fraction) in (2, 3):
+        return seconds + int(fraction) / 100
+    return seconds + float(f"0.{fraction}")
 
 
 def _rows(path: Path) -> list[tuple[int, dict | None, str | None]]:
@@ -158,14 +172,27 @@ class _LsmdcClip:
 
 
 def _sos_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
-    """A row of the released SoS metadata, with the builder's ``video``; its frame names give the key-frame times."""
+    """A row of the released SoS metadata, with the builder's ``video`` (or an LSMDC story's ``videos``, its clips in
+    order); its frame names give the key frames."""
     story_id = str(row.get("id") or f"{row['Movie']}_{line:06d}")
-    video = row.get("video")
+    movie = row.get("movie") or row["Movie"]
+    videos = row.get("videos")
+    if videos is None:
+        videos = [row["video"]] if row.get("video") else []
+    problem = None
+    if not isinstance(videos, list) or not all(isinstance(v, str) and v for v in videos):
+        problem = f"videos must be a list of paths, got {printable(videos)!r}"
+        videos = []
     problem = (
-        _encoding_problem(id=story_id, movie=row["Movie"], **{"video path": video or ""})
-        or _video_problem(video)
+        problem
+        or _encoding_problem(id=story_id, movie=movie, **{"video path": " ".join(videos)})
+        or next((p for p in map(_video_problem, videos) if p), None)
         or _text_problem(row["Desc"], "description (Desc)")
-        or (None if video else "no video path (add a 'video' field to the released row)")
+        or (
+            None
+            if videos
+            else "no video path (add a 'video' field, or 'videos' for an LSMDC story, to the released row)"
+        )
     )
     if problem is None:
         try:
@@ -173,9 +200,10 @@ def _sos_row(row: dict, line: int, manifest: Path) -> StorySource | Failure:
         except (TypeError, ValueError) as err:
             problem = str(err)
     if problem:
-        return Failure(story_id, str(video or manifest), problem)
+        return Failure(story_id, str(videos[0] if videos else manifest), problem)
     text = row["Desc"].strip()
-    return StorySource(story_id, str(row["Movie"]), "sos", text, (_resolve(manifest, video),), (story_id,), times)
+    resolved = tuple(_resolve(manifest, v) for v in videos)
+    return StorySource(story_id, str(movie), "sos", text, resolved, (story_id,), times)
 
 
 def _lsmdc_row(row: dict, line: int, manifest: Path) -> _LsmdcClip | Failure:
@@ -228,7 +256,7 @@ def _parse_row(row: dict, line: int, manifest: Path) -> StorySource | _LsmdcClip
     return Failure(
         str(row.get("id", f"line {line}")),
         str(manifest),
-        f"line {line} has fields {sorted(row)}, matching no manifest format (CMD: id, video, description; LSMDC: movie, clip_index, video, caption; SoS: Movie, Desc, Frames, video)",
+        f"line {line} has fields {sorted(row)}, matching no manifest format (CMD: id, video, description; LSMDC: movie, clip_index, video, caption; SoS: Movie, Desc, Frames, video or videos)",
     )
 
 
@@ -322,7 +350,7 @@ def read_manifest(
         if isinstance(parsed, Failure):
             failures.append(parsed)
         elif isinstance(parsed, StorySource):
-            add(parsed, f"line {line}", str(row["video"]))
+            add(parsed, f"line {line}", str(row.get("video") or parsed.videos[0]))
         elif parsed.id in clip_lines:
             reason = f"duplicate clip id (line {line}; first at line {clip_lines[parsed.id]})"
             failures.append(Failure(parsed.id, str(row["video"]), reason))

@@ -51,11 +51,26 @@ from sound_of_story.audio.decoding import (
 from sound_of_story.core.hashing import file_sha256, json_sha256
 
 from .content_filter import ContentFilterParams, check_content
-from .key_frames import KeyFrame, KeyFrameParams, VideoScan, frames_at, key_frames_from_scans, scan_video
+from .image_clusters import is_weights_file
+from .key_frames import (
+    KeyFrame,
+    KeyFrameParams,
+    VideoScan,
+    frame_timeline,
+    imagecluster_key_frames,
+    key_frames_from_scans,
+    release_frames,
+    scan_video,
+)
 from .manifest import Failure, StorySource
 from .media import MediaError, MediaInfo, probe
 from .slicing import slice_story
-from .speech_removal import SpeechRemovalParams, remove_centre_channel_speech, remove_speech_and_measure
+from .speech_removal import (
+    SpeechRemovalParams,
+    bytesep_checkpoint_file,
+    remove_centre_channel_speech,
+    remove_speech_and_measure,
+)
 from .story_cache import SliceRecord, StoryCacheEntry, StoryRecord
 
 PNG_COMPRESS_LEVEL = 3
@@ -108,19 +123,31 @@ class ProcessingParams:
             )
 
     def to_json(self) -> dict:
+        """The parameters as the cache key sees them. A method's own fields (the bytesep window, the imagecluster
+        key frames' VGG16 weights) appear only when that method is chosen, so the keys of other builds stay what
+        they were before the method existed."""
         data = {"version": PROCESSING_VERSION, **dataclasses.asdict(self)}
+        data["separation"] = self.separation.to_json()
+        data["key_frames"] = self.key_frames.to_json()
         if not self.allow_truncated:
             del data["allow_truncated"]
         return data
 
     def public_json(self) -> dict:
-        """:meth:`to_json` with the separator checkpoint named by content (SHA-256), not by its local path.
+        """:meth:`to_json` with the separator checkpoint and the VGG16 weights file named by content (SHA-256), not
+        by their local paths or URLs.
 
         This is what the dataset card shows and what cluster shards compare: it holds no local path.
         """
         data = self.to_json()
         if self.separation.checkpoint:
-            data["separation"]["checkpoint"] = f"sha256:{_checkpoint_digest(self.separation.checkpoint)}"
+            checkpoint = self.separation.checkpoint
+            if self.separation.backend == "bytesep":  # a URL names its download
+                checkpoint = str(bytesep_checkpoint_file(checkpoint))
+            data["separation"]["checkpoint"] = f"sha256:{_checkpoint_digest(checkpoint)}"
+        weights = data["key_frames"].get("vgg16_weights")
+        if weights and is_weights_file(weights):
+            data["key_frames"]["vgg16_weights"] = f"sha256:{_checkpoint_digest(weights)}"
         return data
 
 
@@ -169,7 +196,8 @@ def run_story_job(job: StoryJob) -> StoryOutcome:
 
 
 def _checkpoint_digest(path: str) -> str:
-    """SHA-256 of a separator checkpoint, hashed once per file version (it is large, and every story's key needs it)."""
+    """SHA-256 of a separator checkpoint or weights file, hashed once per file version (it is large, and every
+    story's key needs it)."""
     st = Path(path).stat()
     return _digest_of_version(str(path), st.st_mtime_ns, st.st_size)
 
@@ -200,6 +228,8 @@ def cache_key(source: StorySource, params: ProcessingParams, infos: list[MediaIn
     }
     if any(layouts):
         payload["layouts"] = layouts
+    if source.frame_times is not None:  # the released frames are taken by frame index (they were taken by time)
+        payload["release_frames"] = "by index"
     return json_sha256(payload)[:20]
 
 
@@ -321,12 +351,12 @@ def _story_frames(
     scans: list[VideoScan] | None,
 ) -> list[KeyFrame]:
     try:
-        if source.frame_times is not None:  # the released SoS metadata lists its frames
-            frames: list[KeyFrame] = []
-            for video, info, start, length in zip(source.videos, infos, offsets, durations):
-                times = [t for t in source.frame_times if start <= t < start + length]
-                frames.extend(frames_at(video, times, params, offset=start, video=info.probe.video))
-            return frames
+        if source.frame_times is not None or params.method == "imagecluster":
+            videos = [info.probe.video if info.probe else None for info in infos]
+            timeline = frame_timeline(source.videos, videos, offsets, durations)
+            if source.frame_times is not None:  # the released SoS metadata lists its frames
+                return release_frames(timeline, source.frame_times, params)
+            return imagecluster_key_frames(timeline, params)
         assert scans is not None
         return key_frames_from_scans(scans, params, offsets, durations)
     except ValueError as err:  # the message names the clip whose video cannot be decoded
@@ -426,7 +456,7 @@ def process_story(
 
     timings: dict[str, float] = {}
     threads = torch.get_num_threads()  # this worker's share of the cores (the engines set it)
-    scan_here = source.frame_times is None
+    scan_here = source.frame_times is None and params.key_frames.method == "hash"
     background_scan = scan_here and threads >= 2
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         # the video's one decoding pass runs beside the audio work when the worker has a core to spare for it
@@ -460,7 +490,7 @@ def process_story(
             )
             _check_complete(source, infos, story_audio, scans, params)
             frames = _story_frames(source, infos, offsets, durations, params.key_frames, scans)
-            if scans is not None and not frames:  # a story without pictures is no story of SoS
+            if source.frame_times is None and not frames:  # a story without pictures is no story of SoS
                 raise StoryError(source.videos[0], f"{source.videos[0]}: video stream cannot be decoded (no picture)")
         if scans:
             timings["key_frame_scan"] = sum(scan.seconds for scan in scans)

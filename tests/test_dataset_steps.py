@@ -415,7 +415,11 @@ def test_every_bad_value_of_every_row_format_is_one_failure_in_row_order(tmp_pat
     assert [(f.id, f.file, f.reason) for f in failures] == [
         ("sos_text", "a.mp4", "empty description (Desc)"),
         ("sos_frames", "a.mp4", "'int' object is not iterable"),
-        ("sos_video", str(path), "no video path (add a 'video' field to the released row)"),
+        (
+            "sos_video",
+            str(path),
+            "no video path (add a 'video' field, or 'videos' for an LSMDC story, to the released row)",
+        ),
         ("m_clip_None", "a.mp4", "clip_index None is not an integer"),
         ("inf_index", "a.mp4", "clip_index inf is not an integer"),
         ("list_index", "a.mp4", "clip_index [1] is not an integer"),
