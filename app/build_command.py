@@ -75,9 +75,18 @@ def _processing_params(args: argparse.Namespace):
 
     return ProcessingParams(
         separation=SpeechRemovalParams(
-            backend=args.separator, checkpoint=str(args.separator_checkpoint) if args.separator_checkpoint else None
+            backend=args.separator,
+            checkpoint=args.separator_checkpoint or None,
+            bytesep_segment_s=args.bytesep_segment_seconds,
         ),
-        key_frames=KeyFrameParams(fps=args.frame_fps, hash=args.hash, max_similarity=args.max_similarity),
+        key_frames=KeyFrameParams(
+            fps=args.frame_fps,
+            hash=args.hash,
+            max_similarity=args.max_similarity,
+            method=args.key_frames,
+            vgg16_weights=args.vgg16_weights,
+            vgg16_input=args.vgg16_input,
+        ),
         slice_seconds=args.slice_seconds,
         keep_long_slices=not args.drop_long_slices,
         content=ContentFilterParams(measure=args.content_measure, threshold=args.min_content),
@@ -183,21 +192,51 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_processing_arguments(p: argparse.ArgumentParser) -> None:
+    from sound_of_story.dataset_builder.bytesep_model import CHECKPOINT_URL
     from sound_of_story.dataset_builder.content_filter import MEASURES
-    from sound_of_story.dataset_builder.key_frames import HASHES
+    from sound_of_story.dataset_builder.image_clusters import TORCHVISION_WEIGHTS, VGG16_INPUTS
+    from sound_of_story.dataset_builder.key_frames import DEFAULT_METHOD, HASHES, KEY_FRAME_METHODS
     from sound_of_story.dataset_builder.processing import MAX_STORY_SECONDS, MEMORY_PER_STORY_SECOND_MB
-    from sound_of_story.dataset_builder.speech_removal import BACKENDS
+    from sound_of_story.dataset_builder.speech_removal import BACKENDS, DEFAULT_BACKEND
 
     group = p.add_argument_group("processing of each story (part of its cache key)")
-    group.add_argument("--separator", choices=BACKENDS, default="center", help="speech removal backend")
-    group.add_argument("--separator-checkpoint", type=Path, help="local HDemucs state_dict for --separator checkpoint")
-    group.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="key-frame fingerprint")
+    group.add_argument(
+        "--separator", choices=BACKENDS, default=DEFAULT_BACKEND,
+        help="speech removal: center (default; no weights; assumes centred dialogue: centred music under speech "
+        "goes too, and mono falls back to muting the speech spans), vad (mutes speech spans), checkpoint (HDemucs), "
+        "bytesep (the paper's: bytesep's MUSDB18 accompaniment model)",
+    )  # fmt: skip
+    group.add_argument(
+        "--separator-checkpoint",
+        help=f"--separator checkpoint: a local HDemucs state_dict; --separator bytesep: a path or URL of its "
+        f"checkpoint (the paper's: {CHECKPOINT_URL}; a URL is downloaded once into torch hub's folder)",
+    )
+    group.add_argument(
+        "--bytesep-segment-seconds", type=positive_float, default=30.0,
+        help="--separator bytesep: window length (bytesep's 30 s; the hop is half of it)",
+    )  # fmt: skip
+    group.add_argument(
+        "--key-frames", choices=KEY_FRAME_METHODS, default=DEFAULT_METHOD,
+        help="hash (default: perceptual hash, kept when unlike the last kept frame; no weights) or imagecluster "
+        "(the paper's: VGG16 fingerprints, average-linkage clusters, one frame per cluster size)",
+    )  # fmt: skip
+    group.add_argument(
+        "--vgg16-weights",
+        help=f"--key-frames imagecluster: a file from `sound-of-story convert-vgg16` (Keras' weights, the release's) "
+        f"or {TORCHVISION_WEIGHTS} (torchvision's, another network)",
+    )
+    group.add_argument(
+        "--vgg16-input", choices=VGG16_INPUTS, default="auto",
+        help="--key-frames imagecluster: the weights' input (auto: caffe for converted Keras weights, torchvision otherwise)",
+    )  # fmt: skip
+    group.add_argument("--hash", choices=tuple(HASHES), default="dhash", help="--key-frames hash: the fingerprint")
     group.add_argument("--frame-fps", type=positive_float, default=10.0, help="key-frame sampling rate (at most 10)")
     group.add_argument(
         "--max-similarity",
         type=finite_float,
         default=0.5,
-        help="keep a frame when its similarity to the last kept one is at most this",
+        help="--key-frames hash: keep a frame when its similarity to the last kept one is at most this; "
+        "imagecluster: its sim, the clusters cut at (1 - this) x the story's largest fingerprint distance",
     )
     group.add_argument(
         "--slice-seconds", type=positive_float, default=15.0, help="maximum length of a generation slice"

@@ -20,6 +20,7 @@ from sound_of_story.dataset_builder.sample_options import SampleGenerationError
 from .build_command import add_build_parser
 from .evaluate_command import add_evaluate_parser
 from .generate_command import add_generate_parser
+from .manifest_command import add_manifest_parsers
 from .recommend_command import add_recommend_parsers
 from .samples_command import add_samples_parser
 from .space_command import add_space_parser
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_space_parser(sub)
 
     add_build_parser(sub)
+    add_manifest_parsers(sub)
     add_evaluate_parser(sub)
     add_generate_parser(sub)
     add_recommend_parsers(sub)
