@@ -75,3 +75,56 @@ def test_baseline_trains_saves_and_evaluates(
     assert all(0.0 <= result.figures[d] <= 100.0 for d in directions)
     card = (out / "README.md").read_text()
     assert f"--model {kind}" in card and directions[0] in card
+
+
+def test_wav2clip_starts_from_its_released_checkpoint_file(sos_training_dataset, tmp_path):
+    """--model wav2clip_original without --init_from: the audio encoder starts from a checkpoint file in Wav2CLIP's
+    released format (a flat state dict), CLIP from --clip_model; the audio side trains at the encoder rate and CLIP
+    stays frozen (Wav2CLIP's design), and the card names the checkpoint."""
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    from sound_of_story.modeling import Wav2CLIPOriginalConfig, Wav2CLIPOriginalModel
+    from sound_of_story.modeling.tiny_random import TINY_IMAGE_SIZE, tiny_clip_config_dict, tiny_clip_tokenizer
+
+    clip_config = tiny_clip_config_dict()
+    clip_config["projection_dim"] = 512  # the released audio side maps into a 512-d space
+    torch.manual_seed(0)
+    clip_dir = tmp_path / "clip"
+    CLIPModel(Wav2CLIPOriginalConfig(clip_config=clip_config).clip_config).save_pretrained(clip_dir)
+    tiny_clip_tokenizer().save_pretrained(clip_dir)
+    size = {"shortest_edge": TINY_IMAGE_SIZE}
+    CLIPImageProcessor(size=size, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}).save_pretrained(
+        clip_dir
+    )
+    released = Wav2CLIPOriginalModel(Wav2CLIPOriginalConfig(clip_config=clip_config)).original_state_dict()
+    checkpoint = tmp_path / "Wav2CLIP.pt"
+    torch.save(released, checkpoint)
+
+    out = tmp_path / "wav2clip-original"
+    _train(
+        [
+            "--model", "wav2clip_original", "--pair", "audio-video", "--dataset", str(sos_training_dataset),
+            "--original_checkpoint", str(checkpoint), "--clip_model", str(clip_dir), "--output_dir", str(out),
+            "--train_batch_size", "4", "--max_train_steps", "2", "--learning_rate", "1e-2",
+            "--encoder_learning_rate", "1e-3", "--lr_warmup_steps", "0", "--report_to", "none", "--seed", "0",
+        ]
+    )  # fmt: skip
+    trained = Wav2CLIPOriginalModel.from_pretrained(out)
+    start = trained.original_state_dict()
+    assert start.keys() == released.keys()
+    moved = {k for k in released if not torch.equal(released[k], start[k]) and released[k].is_floating_point()}
+    assert any(k.startswith("audio_encoder.") for k in moved) and any(k.startswith("audio_transform.") for k in moved)
+    clip = CLIPModel.from_pretrained(clip_dir).state_dict()
+    assert all(torch.equal(v, trained.clip.state_dict()[k]) for k, v in clip.items())  # CLIP stays frozen
+    card = (out / "README.md").read_text()
+    assert "wav2clip_original" in card and "Wav2CLIP.pt" in card and str(tmp_path) not in card
+
+
+def test_original_format_baselines_are_checked_against_their_pair():
+    from sound_of_story.training.arguments import RetrievalTrainingArguments
+
+    for model, pair in (("msclap", "audio-video"), ("wav2clip_original", "audio-text")):
+        with pytest.raises(ValueError, match=f"--model {model}"):
+            RetrievalTrainingArguments(dataset="d", output_dir="o", model=model, pair=pair)
+    with pytest.raises(ValueError, match="--original_checkpoint"):
+        RetrievalTrainingArguments(dataset="d", output_dir="o", model="sos", original_checkpoint="x.pt")

@@ -61,6 +61,10 @@ PAPER_SOSGEN_NAMES = {"text": "SoSgen_text", "controlnet": "SoSgen_text+image", 
 PaperSchedule = Literal["passes", "updates"]
 
 
+# The Table 2 baselines that start from their authors' released checkpoint files (their original formats).
+ORIGINAL_FORMAT_KINDS = ("wav2clip_original", "msclap")
+
+
 def _flag(help: str, default: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that `HfArgumentParser` turns into `--name` with this help (no default: a required flag)."""
     return field(default=default, metadata={"help": help})
@@ -188,6 +192,11 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
         "stand-in; the paper's baseline is Microsoft's CLAP, Elizalde et al. 2023)",
         None,
     )
+    original_checkpoint: str | None = _flag(
+        "--model wav2clip_original / msclap without --init_from: the baseline's released checkpoint in its original "
+        "format, a path or an http(s) URL (default: Wav2CLIP's release, Microsoft CLAP 2022's)",
+        None,
+    )
     clip_model: str = _flag(
         "CLIP checkpoint when --init_from is not given (this package's choice, X-CLIP's ViT-B/32: the paper names CLIP, "
         "no checkpoint)",
@@ -233,8 +242,15 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.model == "clap" and self.pair != "audio-text":
-            raise ValueError("--model clap is an audio-text model: use --pair audio-text")
+        if self.model in ("clap", "msclap") and self.pair != "audio-text":
+            raise ValueError(f"--model {self.model} is an audio-text model: use --pair audio-text")
+        if self.model == "wav2clip_original" and self.pair != "audio-video":
+            raise ValueError("--model wav2clip_original is the paper's audio-video baseline: use --pair audio-video")
+        if self.original_checkpoint and (self.init_from or self.model not in ORIGINAL_FORMAT_KINDS):
+            raise ValueError(
+                f"--original_checkpoint starts {' or '.join(ORIGINAL_FORMAT_KINDS)} from its released file; "
+                "it does not combine with --init_from or another --model"
+            )
         if self.feature_cache and not self.freeze_encoders:
             raise ValueError(
                 "--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)"

@@ -64,7 +64,13 @@ from sound_of_story.modeling import (
     contrastive_loss,
 )
 
-from .arguments import RetrievalTrainingArguments, build_parser, parse_arguments, training_settings
+from .arguments import (
+    ORIGINAL_FORMAT_KINDS,
+    RetrievalTrainingArguments,
+    build_parser,
+    parse_arguments,
+    training_settings,
+)
 from .checkpointing import resolve_resume_checkpoint
 from .loop import TrainingRun, apply_gradients, broadcast_from_main, build_accelerator, plan_schedule
 
@@ -246,6 +252,8 @@ def build_retrieval_model(args: RetrievalTrainingArguments):
     ``--model clap``) through the package's one loader, or a new one built from ``--clip_model``/``--audio_model``."""
     from sound_of_story.modeling import SoSRetrievalProcessor, Wav2CLIPBaselineModel, load_retrieval_model
 
+    if args.model in ORIGINAL_FORMAT_KINDS and not args.init_from:
+        return original_baseline(args)
     source = args.init_from or (model_ids.CLAP if args.model == "clap" else None)
     if source:
         try:
@@ -264,18 +272,55 @@ def build_retrieval_model(args: RetrievalTrainingArguments):
         ) from error
 
 
+def original_checkpoint(args: RetrievalTrainingArguments) -> str:
+    """The released checkpoint a --model wav2clip_original / msclap run starts from (path or URL)."""
+    default = model_ids.WAV2CLIP_CHECKPOINT if args.model == "wav2clip_original" else model_ids.MSCLAP_CHECKPOINT
+    return args.original_checkpoint or default
+
+
+def original_baseline(args: RetrievalTrainingArguments):
+    """Table 2's baselines as the paper runs them, "fine-tuned ... from their pretrained weights" (section 4.1.3):
+    Wav2CLIP's released audio encoder beside a frozen CLIP (Wav2CLIP's own design: the audio is trained into CLIP's
+    space), or Microsoft CLAP 2022, from their original checkpoint files."""
+    from sound_of_story.modeling import (
+        MSClapModel,
+        MSClapProcessor,
+        Wav2CLIPOriginalModel,
+        Wav2CLIPOriginalProcessor,
+    )
+
+    checkpoint = original_checkpoint(args)
+    try:
+        if args.model == "wav2clip_original":
+            model = Wav2CLIPOriginalModel.from_original_checkpoint(checkpoint, clip=args.clip_model)
+            return model, Wav2CLIPOriginalProcessor.from_encoders(clip=args.clip_model)
+        model = MSClapModel.from_original_checkpoint(checkpoint)
+        return model, MSClapProcessor.from_encoders(model_ids.MSCLAP_TEXT_MODEL)
+    except OSError as error:  # a missing file, an unreachable URL or Hub id
+        raise FileNotFoundError(f"--original_checkpoint: cannot load the {args.model} baseline ({error})") from error
+
+
 def base_models(args: RetrievalTrainingArguments) -> list[str]:
     """What the weights started from, for the model card."""
     if args.init_from:
         return [args.init_from]
     if args.model == "clap":
         return [model_ids.CLAP]
+    if args.model == "wav2clip_original":
+        return [original_checkpoint(args), args.clip_model]
+    if args.model == "msclap":
+        return [original_checkpoint(args), model_ids.MSCLAP_TEXT_MODEL]
     return [args.clip_model] + ([args.audio_model] if args.model == "sos" else [])
 
 
 def _encoder_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """The parameter-name prefixes of a model's pretrained encoders (the lower learning rate; --freeze_encoders):
+    what the model class declares (the original-format baselines), else CLAP's or SoS's towers."""
     from transformers import ClapModel
 
+    declared = getattr(model, "encoder_parameter_prefixes", None)
+    if declared:
+        return tuple(declared)
     return CLAP_ENCODER_PREFIXES if isinstance(model, ClapModel) else SOS_ENCODER_PREFIXES
 
 
