@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, StrictDataclassError
 
 from sound_of_story.core.help_formatter import HelpFormatter
 from sound_of_story.dataset_builder.sample_options import SampleGenerationError
@@ -96,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # bad input or arguments: say what is wrong, no traceback
         parser.exit(2, f"sound-of-story {args.command}: error: {err}\n")
+    except StrictDataclassError as err:  # a saved model's configuration holds a value its class refuses
+        parser.exit(2, f"sound-of-story {args.command}: error: a model configuration is invalid: {err}\n")
     except SampleGenerationError as err:  # a tool we run failed (ffmpeg, espeak-ng)
         parser.exit(1, f"sound-of-story {args.command}: error: {err}\n")
     except (ConnectionError, HfHubHTTPError) as err:  # the Hub refused or is out of reach (HF_HUB_OFFLINE included)

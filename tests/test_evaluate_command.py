@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from evaluation_fixtures import sos_eval_dataset  # noqa: F401 (fixture)
 
 from sound_of_story.app.evaluate_command import add_evaluate_parser
 from sound_of_story.metrics import retrieval_metrics
@@ -299,3 +300,22 @@ def test_generation_refuses_bad_pipelines_and_settings_before_loading_anything(e
         main(argv + ["--random-weights", *extra])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_whose_saved_config_is_invalid_exits_2(sos_eval_dataset, tmp_path, capsys):
+    """A saved configuration holding a value its class refuses (huggingface_hub's strict dataclass validation, not
+    a ValueError) is bad input: exit 2 with the reason, no traceback."""
+    from sound_of_story.app.cli import main
+    from sound_of_story.modeling import SoSRetrievalModel
+    from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
+
+    folder = tmp_path / "model"
+    SoSRetrievalModel(tiny_retrieval_config()).save_pretrained(folder)
+    tiny_retrieval_processor().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["temperature"] = -1.0
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "retrieval", "--model", str(folder), "--dataset", str(sos_eval_dataset), "--quiet"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "temperature must be > 0" in err and "Traceback" not in err

@@ -15,13 +15,15 @@ arguments built in Python.
 
 import sys
 
+from huggingface_hub.errors import StrictDataclassError
+
 from sound_of_story.training.sosgen import parse_sosgen_args, train_sosgen
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         train_sosgen(parse_sosgen_args(argv))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, StrictDataclassError) as error:  # bad input, or an invalid saved config
         print(f"train/gen.py: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -10,13 +10,15 @@ calls with arguments built in Python.
 
 import sys
 
+from huggingface_hub.errors import StrictDataclassError
+
 from sound_of_story.training.retrieval import parse_retrieval_args, train_retrieval
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         train_retrieval(parse_retrieval_args(argv))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, StrictDataclassError) as error:  # bad input, or an invalid saved config
         print(f"train/retrieval.py: error: {error}", file=sys.stderr)
         return 2
     return 0
