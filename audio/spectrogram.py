@@ -415,7 +415,7 @@ class SpectrogramConverter(torch.nn.Module):
             angles = self._griffin_lim_iterations(magnitude, angles, envelope, range(num_iters), 1, callback)
             return self._istft(magnitude * angles, envelope)
         stride = self.coarse_stride
-        coarse_iters, full_grid = self._coarse_and_full_grid_iterations(num_iters, method)
+        coarse_iters, full_grid = self.griffin_lim_grid_iterations(num_iters, method)
         total = coarse_iters + full_grid
         coarse = magnitude[..., ::stride]
         turns = torch.rand(coarse.shape, generator=generator, device=magnitude.device)
@@ -429,8 +429,9 @@ class SpectrogramConverter(torch.nn.Module):
         angles = self._griffin_lim_iterations(magnitude, angles, envelope, range(coarse_iters, total), 1, callback)
         return self._istft(magnitude * angles, envelope)
 
-    def _coarse_and_full_grid_iterations(self, num_iters: int, method: GriffinLimMethod) -> tuple[int, int]:
-        """Iterations on the coarse grid, then on the full grid, of ``method`` ("fast" or "refined")."""
+    def griffin_lim_grid_iterations(self, num_iters: int, method: GriffinLimMethod) -> tuple[int, int]:
+        """How many iterations ``method`` ("fast" or "refined") runs on the coarse grid (the FFT of the window's own
+        length), then on the full grid, for ``num_iters`` asked (what cards and Table 3 state)."""
         if method == "refined":
             coarse, full = (
                 math.ceil(num_iters * REFINED_COARSE_FACTOR),
@@ -447,7 +448,7 @@ class SpectrogramConverter(torch.nn.Module):
     def num_griffin_lim_steps(self, num_iters: int | None = None, method: GriffinLimMethod = "exact") -> int:
         """How many iterations (callbacks) :meth:`griffin_lim` runs for ``num_iters`` with ``method``."""
         num_iters = self.params.num_griffin_lim_iters if num_iters is None else num_iters
-        return num_iters if method == "exact" else sum(self._coarse_and_full_grid_iterations(num_iters, method))
+        return num_iters if method == "exact" else sum(self.griffin_lim_grid_iterations(num_iters, method))
 
     def _griffin_lim_iterations(
         self,

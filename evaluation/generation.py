@@ -137,7 +137,7 @@ def describe_griffin_lim(params: Any, method: str) -> str:
     from sound_of_story.audio.spectrogram import get_converter
 
     converter = get_converter(params)
-    coarse, full = converter._coarse_and_full_grid_iterations(asked, method)
+    coarse, full = converter.griffin_lim_grid_iterations(asked, method)
     grid = f"{coarse} iterations on the {n_fft // converter.coarse_stride}-point FFT grid"
     return f"{method}: {grid}, then {full} on the full {n_fft}-point grid (for {asked} asked)"
 

@@ -807,7 +807,7 @@ def _griffin_lim_card_text(params: SpectrogramParams, method: str) -> str:
             f"on the {n_fft}-point FFT grid, momentum {params.griffin_lim_momentum:g}"
         )
     converter = get_converter(params)
-    coarse, full = converter._coarse_and_full_grid_iterations(asked, method)
+    coarse, full = converter.griffin_lim_grid_iterations(asked, method)
     steps = f"{coarse} iterations on the {n_fft // converter.coarse_stride}-point FFT grid of the window's length"
     if full:
         steps += f", then {full} on the full {n_fft}-point grid"
