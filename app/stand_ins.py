@@ -47,7 +47,7 @@ from . import stand_in_files as hub
 # An SD 1.5 ControlNet to stand in for. The package never loads one (it builds its ControlNet from the Riffusion
 # UNet with controlnet_from_unet, which has this architecture plus a frame projection); the stand-in gives the size
 # of a published SD 1.5 ControlNet checkpoint.
-CONTROLNET_SD15 = "lllyasviel/sd-controlnet-canny"
+CONTROLNET_SD15 = model_ids.CONTROLNET_SD15
 
 # The file that marks a folder (or a cache snapshot) as a complete stand-in: written last, it lists every file.
 MANIFEST_NAME = "stand_in.json"

@@ -20,11 +20,15 @@ MSCLAP_TEXT_MODEL = "bert-base-uncased"
 # MusicGen size: small is this package's choice).
 RIFFUSION = "riffusion/riffusion-model-v1"
 MUSICGEN = "facebook/musicgen-small"
+# An SD 1.5-size ControlNet: the reference layout of the ControlNet that SoSgen_text+image and SoSgen_image train (the
+# package initialises its own from the UNet, as diffusers' train_controlnet.py; this id is the size it stands in for).
+CONTROLNET_SD15 = "lllyasviel/sd-controlnet-canny"
 
 __all__ = [
     "AST",
     "CLAP",
     "CLIP",
+    "CONTROLNET_SD15",
     "MSCLAP_CHECKPOINT",
     "MSCLAP_CHECKPOINT_SHA256",
     "MSCLAP_TEXT_MODEL",
