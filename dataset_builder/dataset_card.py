@@ -65,6 +65,7 @@ def _stats(out_dir: Path, index, splits: dict[str, list[str]], slice_splits: dic
         "slices_by_split": {name: sum(v == name for v in slice_splits.values()) for name in splits},
         "slices_dropped": dropped,
         "frames_per_150s": 150 * sum(len(r.frame_times) for r in rows) / max(sum(r.duration for r in rows), 1e-9),
+        "release_stories": sum(r.source == "sos" for r in rows),
     }
 
 
@@ -82,8 +83,10 @@ def _card_data(infos: dict, data_files: dict[str, dict[str, str]]) -> DatasetCar
         pretty_name="Sound of Story (SoS), built locally",
         license="other",
         language=["en"],
-        task_categories=["text-to-audio"],
-        tags=["storytelling", "background-sound", "movies", "sound-of-story"],
+        # the paper's two benchmarks: retrieval between audio, image sequences and text (section 4.1), and audio
+        # generation from them (section 4.2); the Hub has no audio-retrieval category
+        task_categories=["text-to-audio", "text-retrieval"],
+        tags=["storytelling", "background-sound", "movies", "sound-of-story", "audio-retrieval", "video-retrieval"],
         configs=configs,
     )
     DatasetInfosDict(infos).to_dataset_card_data(data)
@@ -108,6 +111,62 @@ def write_dataset_card(
     with atomic_path(path) as tmp:
         card.save(str(tmp))
     return path
+
+
+def _separation_text(sep: dict) -> str:
+    """The speech removal that ran, in words (the card's method, step 2)."""
+    backend = sep["backend"]
+    if backend == "bytesep":
+        return (
+            "`bytesep`, as the paper (section 3.2): bytesep's ResUNet143_Subbandtime with its MUSDB18 accompaniment "
+            f"checkpoint (`{sep['checkpoint']}`), 44.1 kHz stereo in {sep['bytesep_segment_s']:g} s windows at half "
+            "that hop, the windows' middle halves joined."
+        )
+    if backend == "center":
+        return (
+            f"`center` (this package's default; STFT {sep['n_fft']}/{sep['hop']}, gain exponent "
+            f"{sep['gain_exponent']:g}, speech band {sep['speech_band_hz'][0]:g}-{sep['speech_band_hz'][1]:g} Hz): "
+            "the centre-panned part of a stereo mix where silero-vad hears speech. It assumes centred dialogue: "
+            "music or effects mixed in the centre are removed with the speech (9.3 dB lost on a test mix with the "
+            "music in the centre), and mono input falls back to muting the speech spans. The paper used bytesep's "
+            "MUSDB18 accompaniment model (`--separator bytesep`)."
+        )
+    if backend == "vad":
+        return (
+            f"`vad`: the spans where silero-vad hears speech lowered by {sep['vad_attenuation_db']:g} dB, the "
+            "background under them too. The paper used bytesep's MUSDB18 accompaniment model (`--separator bytesep`)."
+        )
+    return (
+        f"`checkpoint`: HDemucs (`{sep['checkpoint']}`), every stem but vocals kept. The paper used bytesep's "
+        "MUSDB18 accompaniment model (`--separator bytesep`)."
+    )
+
+
+def _key_frame_text(kf: dict, release_stories: int) -> str:
+    """The key-frame selection that ran, in words (the card's method, step 3)."""
+    if kf.get("method") == "imagecluster":
+        text = (
+            f"`imagecluster`, as the paper (section 3.3): frames sampled at up to {kf['fps']:g} fps as the release's "
+            f"OpenCV loop did, VGG16 `fc2` fingerprints (weights `{kf['vgg16_weights']}`, input "
+            f"`{kf['vgg16_input']}`), Euclidean distances, average linkage, clusters cut at (1 - "
+            f"{kf['max_similarity']:g}) times the story's largest distance, and one frame kept per distinct cluster "
+            f"size (the release's script). The {kf['max_similarity']:g} is imagecluster's relative `sim`, not a "
+            "similarity between two frames."
+        )
+    else:
+        text = (
+            f"`hash` (this package's default): sampled at {kf['fps']:g} fps, `{kf['hash']}` perceptual hashes, a frame "
+            f"kept when its similarity (1 - normalised Hamming distance) to the last kept frame is at most "
+            f"{kf['max_similarity']:g}. The paper's {kf['max_similarity']:g} means something else: imagecluster's "
+            "VGG16 clusters cut at half the story's largest fingerprint distance (`--key-frames imagecluster`)."
+        )
+    text += f" JPEG, long side at most {kf['max_side']} px."
+    if release_stories:
+        text += (
+            f" Stories of the release's metadata ({release_stories}) keep the frames its `Frames` name, taken by "
+            "frame index."
+        )
+    return text
 
 
 def _card_body(s: dict, index, splits: dict[str, list[str]], generation_split: str) -> str:
@@ -140,24 +199,24 @@ slices = load_dataset("path/to/this/folder", "generation")       # 15 s slices +
 |---|---|
 | stories | {s["stories"]} ({split_counts}; split by movie) |
 | movies | {s["movies"]} |
-| images | {s["images"]} ({s["images_per_story"]:.1f} per story; {s["frames_per_150s"]:.1f} per 150 s, the paper has about 20) |
+| images | {s["images"]} ({s["images_per_story"]:.1f} per story; the paper: 19.6 per story, "an average of 20 images" per clip) |
 | audio | {s["hours"]:.3f} h ({s["mean_duration"]:.1f} s per story on average) |
 {word_rows}
 | speech ratio (silero-vad windows), before / after removal | {s["speech_before"]:.3f} / {s["speech_after"]:.3f} |
 | generation slices kept | {s["slices_kept"]} ({gen_counts}; dropped: {dropped}) |
 | inputs that failed | {len(index.failures)} (listed in the builder's `failures.jsonl`, not published) |
 
-The paper's full dataset: 27,354 stories from 3,807 movies (CMD and LSMDC), 535,707 images (19.6
-per story), 984 h of speech-decoupled audio, about 150 s per story.
+The paper's full dataset: 27,354 stories from 3,807 movies (22,330 from CMD, 5,024 from LSMDC), 535,707 images
+(19.6 per story in Table 1; "an average of 20 images" per clip in section 3.4) and 984 h of speech-decoupled
+audio. Its mean story length is ambiguous: 984 h over 27,354 stories is 129.5 s, section 3.4 says "around 150
+seconds on average" and section 4.1.3 "an average length of 215 seconds".
 
 ## How it was built
 
 1. Audio decoded at the source rate, channels kept (LSMDC runs: clips joined in order by decoding).
-2. Speech removal: backend `{sep["backend"]}`{f" (STFT {sep['n_fft']}/{sep['hop']}, gain exponent {sep['gain_exponent']:g}, speech band {sep['speech_band_hz'][0]:g}-{sep['speech_band_hz'][1]:g} Hz)" if sep["backend"] == "center" else ""}.
-   The paper used bytesep's MUSDB18 accompaniment model; `speech_ratio_before`/`after` record the
-   share of silero-vad speech windows before and after.
-3. Key frames: sampled at {kf["fps"]:g} fps, `{kf["hash"]}` fingerprints, a frame kept when its similarity to
-   the last kept frame is at most {kf["max_similarity"]:g}; JPEG, long side at most {kf["max_side"]} px.
+2. Speech removal: {_separation_text(sep)}
+   `speech_ratio_before`/`after` record the share of silero-vad speech windows before and after.
+3. Key frames: {_key_frame_text(kf, s["release_stories"])}
 4. Generation slices: spans between key-frame times accumulated up to {params["slice_seconds"]:g} s
    (longer single spans {"kept" if params["keep_long_slices"] else "dropped"}); slices whose
    `{params["content"]["measure"]}` is below {params["content"]["threshold"]:g} or that are digitally silent are dropped.
@@ -166,7 +225,7 @@ per story), 984 h of speech-decoupled audio, about 150 s per story.
 6. Splits: stories by movie (no movie in both). Generation config: {GENERATION_SPLIT_TEXT[generation_split]}
    (`--generation-split {generation_split}`).
 
-Processing parameters (a separator checkpoint is named by its SHA-256): `{json.dumps(params, sort_keys=True, default=str)}`
+Processing parameters (a separator checkpoint and a VGG16 weights file are named by their SHA-256): `{json.dumps(params, sort_keys=True, default=str)}`
 
 ## License
 

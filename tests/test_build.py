@@ -259,6 +259,14 @@ def test_dataset_card_describes_this_build(built):
     assert f"| stories | {len(report.succeeded)} (" in text
     assert "| inputs that failed | 9 (" in text
     assert "@inproceedings{bae2023soundofstory" in text
+    # retrieval and generation, the paper's two benchmarks
+    assert meta["task_categories"] == ["text-to-audio", "text-retrieval"] and "audio-retrieval" in meta["tags"]
+    # the paper's figures as it states them: images per story and per clip, and its three story lengths
+    assert 'the paper: 19.6 per story, "an average of 20 images" per clip' in text and "per 150 s" not in text
+    assert "984 h over 27,354 stories is 129.5 s" in text and "an average length of 215 seconds" in text
+    # the methods that ran, the defaults' limits, and what the 0.5 means for each
+    assert "`center` (this package's default" in text and "9.3 dB lost" in text and "muting the speech spans" in text
+    assert "`hash` (this package's default)" in text and "imagecluster's VGG16 clusters cut at half" in text
 
 
 def test_num_proc_2_gives_identical_results(built, manifest, tmp_path):
