@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from sound_of_story.core.help_formatter import HelpFormatter
+from sound_of_story.core.model_ids import KERAS_VGG16_WEIGHTS
 
 MANIFEST_DESCRIPTION = """\
 Write a build manifest (JSONL; paths relative to its folder) from the paper's sources.
@@ -106,10 +107,9 @@ def add_manifest_parsers(subparsers) -> None:
     convert = subparsers.add_parser(
         "convert-vgg16",
         help="Keras' VGG16 weights (the release's key-frame network) for --key-frames imagecluster",
-        description="Convert Keras' vgg16_weights_tf_dim_ordering_tf_kernels.h5 (https://storage.googleapis.com/"
-        "tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5, what imagecluster and so "
-        "the release used) into torchvision's VGG16 layout, marked for Caffe input. Reading HDF5 needs h5py "
-        "(pip install h5py), for this conversion only.",
+        description=f"Convert Keras' vgg16_weights_tf_dim_ordering_tf_kernels.h5 ({KERAS_VGG16_WEIGHTS}, what "
+        "imagecluster and so the release used) into torchvision's VGG16 layout, marked for Caffe input. Reading HDF5 "
+        "needs h5py (pip install h5py), for this conversion only.",
         formatter_class=HelpFormatter,
     )
     convert.add_argument("keras_h5", type=Path, help="Keras' VGG16 weights file (with the top)")

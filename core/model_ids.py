@@ -16,6 +16,16 @@ WAV2CLIP_CHECKPOINT = "https://github.com/descriptinc/lyrebird-wav2clip/releases
 MSCLAP_CHECKPOINT = "https://huggingface.co/microsoft/msclap/resolve/main/CLAP_weights_2022.pth"
 MSCLAP_CHECKPOINT_SHA256 = "5b917c47fec10547b65cf1d9096e194896fa1c2d6180536c8524289721a4c5b8"
 MSCLAP_TEXT_MODEL = "bert-base-uncased"
+# The dataset as the paper built it (section 3): bytesep's MUSDB18 accompaniment checkpoint (ResUNet143_Subbandtime,
+# the file `python -m bytesep download-checkpoints` fetches; bytesep asserts its size) for --separator bytesep, and
+# Keras' ImageNet VGG16 (imagecluster's fingerprints) for `sound-of-story convert-vgg16`.
+BYTESEP_CHECKPOINT = (
+    "https://zenodo.org/record/5804160/files/resunet143_subbtandtime_accompaniment_16.4dB_500k_steps_v2.pth?download=1"
+)
+BYTESEP_CHECKPOINT_BYTES = 414_046_363
+KERAS_VGG16_WEIGHTS = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+)
 # Generation (paper section 4.2): SoSgen starts from Riffusion; MusicGen is a Table 3 baseline (the paper names no
 # MusicGen size: small is this package's choice).
 RIFFUSION = "riffusion/riffusion-model-v1"
@@ -26,8 +36,11 @@ CONTROLNET_SD15 = "lllyasviel/sd-controlnet-canny"
 
 __all__ = [
     "AST",
+    "BYTESEP_CHECKPOINT",
+    "BYTESEP_CHECKPOINT_BYTES",
     "CLAP",
     "CLIP",
+    "KERAS_VGG16_WEIGHTS",
     "CONTROLNET_SD15",
     "MSCLAP_CHECKPOINT",
     "MSCLAP_CHECKPOINT_SHA256",

@@ -75,12 +75,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sound_of_story.core import model_ids
+
 SAMPLE_RATE = 44100  # bytesep's MUSDB18 models (the config's sample_rate)
 CHANNELS = 2  # input_channels = output_channels = 2 in the accompaniment config
 SEGMENT_SECONDS = 30.0  # separate.py: segment_seconds = 30, batch_size = 1
-CHECKPOINT_FILE = "resunet143_subbtandtime_accompaniment_16.4dB_500k_steps_v2.pth"  # bytesep's own spelling
-CHECKPOINT_URL = f"https://zenodo.org/record/5804160/files/{CHECKPOINT_FILE}?download=1"
-CHECKPOINT_BYTES = 414_046_363  # bytesep's __main__.get_paths asserts this size
+CHECKPOINT_URL = model_ids.BYTESEP_CHECKPOINT
+CHECKPOINT_FILE = os.path.basename(urlparse(CHECKPOINT_URL).path)  # "subbtandtime": bytesep's own spelling
+CHECKPOINT_BYTES = model_ids.BYTESEP_CHECKPOINT_BYTES  # bytesep's __main__.get_paths asserts this size
 
 
 # ----------------------------------------------------------------------------------------
