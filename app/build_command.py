@@ -14,7 +14,8 @@ Build the SoS dataset from your copies of movie clips.
 The manifest (JSONL or CSV; paths relative to it) holds one of:
   CMD:    {id, video, description, movie?}          one clip = one story
   LSMDC:  {movie, clip_index, video, caption}       consecutive clips joined to ~150 s stories
-  SoS:    {Movie, Desc, Frames, video, id?}         the released metadata; Frames give the key-frame times
+  SoS:    {Movie, Desc, Frames, video|videos, id?}  the released metadata; its Frames are the key frames
+(`sound-of-story manifest cmd|lsmdc|sos` writes these from CMD's, LSMDC's and the release's files.)
 
 Each story: audio at the source rate -> speech removal -> key frames -> slices of at most 15 s ->
 low-content filter -> spectrogram images. Any file ffmpeg reads (MP4, MKV, WebM, MPEG-TS, DVD VOB, AVI,
