@@ -4,6 +4,7 @@
 - :mod:`.hashing`: :func:`file_sha256`, :func:`bytes_sha256`, :func:`json_sha256`, :func:`model_fingerprint`.
 - :mod:`.help_formatter`: the argparse :class:`HelpFormatter` of every command and training script.
 - :mod:`.model_ids`: the Hub ids of the checkpoints the package starts from by default.
+- :mod:`.checkpoint_files`: :func:`checkpoint_file`, a checkpoint given as a path or a URL (downloaded once).
 """
 
 from . import model_ids

@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sound_of_story.core import model_ids
+from sound_of_story.core.checkpoint_files import checkpoint_file
 
 SAMPLE_RATE = 44100  # bytesep's MUSDB18 models (the config's sample_rate)
 CHANNELS = 2  # input_channels = output_channels = 2 in the accompaniment config
@@ -387,10 +388,6 @@ class ResUNet143_Subbandtime(nn.Module):  # noqa: N801 - bytesep's class name, k
 # ----------------------------------------------------------------------------------------
 
 
-def is_url(source) -> bool:
-    return isinstance(source, str) and urlparse(source).scheme in ("http", "https")
-
-
 def checkpoint_path(source: str | os.PathLike, progress: bool = False) -> Path:
     """The local file of a bytesep checkpoint: ``source`` itself, or a URL's download in torch hub's checkpoint folder
     (downloaded once; a later call finds it there). The official checkpoint's size is checked, as bytesep does.
@@ -398,26 +395,10 @@ def checkpoint_path(source: str | os.PathLike, progress: bool = False) -> Path:
     Raises ``FileNotFoundError`` naming the path or URL when there is no such file or the download fails, and
     ``ValueError`` when the official file has another size (a partial download).
     """
-    if is_url(source):
-        url = str(source)
-        name = os.path.basename(urlparse(url).path) or "bytesep_checkpoint.pth"
-        path = Path(torch.hub.get_dir()) / "checkpoints" / name
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:  # writes a temporary file in the folder and renames it when whole
-                torch.hub.download_url_to_file(url, str(path), progress=progress)
-            except OSError as err:
-                raise FileNotFoundError(f"cannot download the bytesep checkpoint {url}: {err}") from None
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"bytesep checkpoint not found: {source}")
-    if path.name == CHECKPOINT_FILE and path.stat().st_size != CHECKPOINT_BYTES:
-        raise ValueError(
-            f"{path} has {path.stat().st_size} bytes, bytesep's {CHECKPOINT_FILE} has {CHECKPOINT_BYTES}: "
-            "a partial or different file (delete it to download it again)"
-        )
-    return path
+    official = os.path.basename(urlparse(str(source)).path) == CHECKPOINT_FILE
+    return checkpoint_file(
+        source, what="bytesep checkpoint", size=CHECKPOINT_BYTES if official else None, progress=progress
+    )
 
 
 def load_model(source: str | os.PathLike | Mapping) -> ResUNet143_Subbandtime:

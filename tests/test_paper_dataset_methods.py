@@ -140,7 +140,7 @@ def test_bytesep_options_and_checkpoint_errors(tmp_path, monkeypatch):
         SpeechRemovalParams(backend="bytesep")
     with pytest.raises(ValueError, match="divisible by 4"):
         SpeechRemovalParams(backend="bytesep", checkpoint="x.pth", bytesep_segment_s=0.00005)
-    with pytest.raises(FileNotFoundError, match="bytesep checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="bytesep checkpoint .* does not exist"):
         bytesep_model.load_model(tmp_path / "missing.pth")
     torch.save({"step": 1, "model": {"conv.weight": torch.zeros(1)}}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a ResUNet143_Subbandtime checkpoint.*missing"):
