@@ -116,7 +116,7 @@ class KeyFrameParams:
             raise ValueError(f"hash must be one of {', '.join(HASHES)}, got {self.hash!r}")
         if not 0 < self.fps <= 10:
             raise ValueError(
-                f"key-frame sampling fps must be in (0, 10] (the paper samples at most 10 fps), got {self.fps}"
+                f"key-frame sampling fps must be in (0, 10] (the release scripts sample at most 10 fps: extract_frames.py, min(fps, 10)), got {self.fps}"
             )
         if not 0.0 <= self.max_similarity <= 1.0:
             raise ValueError(f"max_similarity must be in [0, 1], got {self.max_similarity}")
