@@ -611,7 +611,7 @@ def run_demo(
         }
 
     data["retrieval_training"] = clock.run("retrieval training", retrieval_training)
-    # The similarity's pooling temperature of the models trained here (the demo's own, or the paper's with --pretrained).
+    # The similarity's pooling temperature of the models trained here (the demo's own, or X-CLIP's with --pretrained).
     from sound_of_story.modeling import SoSRetrievalConfig
 
     data["settings"]["similarity_temperature"] = SoSRetrievalConfig.from_pretrained(paths.init_retrieval).temperature

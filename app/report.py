@@ -456,7 +456,7 @@ def add_run_summary(report: Report, data: dict[str, Any]) -> None:
         else f"{settings['encoder_width']}-wide CLIP and AST initialised in code with RANDOM weights and kept frozen; "
         "their head (temporal encoder, audio projection, logit scale) trained here"
     )
-    weights += f"; similarity pooled at temperature {settings['similarity_temperature']:g} (the paper's: 0.01)"
+    weights += f"; similarity pooled at temperature {settings['similarity_temperature']:g} (X-CLIP's code: 0.01)"
     summary = Section("This run").add(
         Paragraph(
             f"Everything below was computed in this run ({data['seconds']['total'] / 60:.1f} min, budget {settings['minutes']:g} min) "
@@ -484,6 +484,7 @@ def _clip_block(audio: Any, rate: int, caption: str, name: str) -> AudioClip:
 
 def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
     from sound_of_story.audio import read_audio_file
+    from sound_of_story.recommendation import printable
 
     section = report.section("Generation (Table 3)")
     table3 = data["table3"]
@@ -495,7 +496,7 @@ def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any]
     }
     rows = []
     for name, row in table3.items():
-        cells = [labels.get(name, name)]
+        cells = [labels.get(name, printable(name))]
         for key in ("FAD", "KAD"):
             ci = row.get(f"{key}_ci")
             cells.append(f"{row[key]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
@@ -508,19 +509,21 @@ def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any]
     test = built["slices"]["test"]
     for row in test.select(range(min(2, len(test)))):
         audio, rate = _decoded(row["audio"])
-        items = [_clip_block(audio, rate, f"real slice {row['id']}", f"real_{row['id']}")]
+        slice_id = printable(row["id"])
+        items = [_clip_block(audio, rate, f"real slice {slice_id}", f"real_{slice_id}")]
         for name in table3:
             wav = paths.generated / name / "audio" / f"{row['id']}.wav"
             if wav.is_file():
                 generated, generated_rate = read_audio_file(wav)
                 items.append(
-                    _clip_block(generated, generated_rate, f"{labels.get(name, name)}", f"{name}_{row['id']}")
+                    _clip_block(generated, generated_rate, labels.get(name, printable(name)), f"{name}_{slice_id}")
                 )
-        section.add(Gallery(items, caption=f"Held-out slice {row['id']}: “{row['text'][:160]}”"))
+        section.add(Gallery(items, caption=f"Held-out slice {slice_id}: “{printable(row['text'][:160])}”"))
 
 
 def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, Any], paths: DemoPaths) -> None:
     from sound_of_story.audio import read_audio_file
+    from sound_of_story.recommendation import printable  # ids come from file names
 
     section = report.section("Recommendation")
     info = data["recommendation"]
@@ -533,22 +536,20 @@ def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, 
     positions = {sid: i for i, sid in enumerate(stories["id"])}
     for query in info["queries"]:
         row = stories[positions[query["story"]]]
+        story = printable(query["story"])
         section.add(
-            Image(
-                frames_png(row["frames"]),
-                f"Held-out story {query['story']}: its key frames (the query)",
-                f"query_{query['story']}",
-            ),
+            Image(frames_png(row["frames"]), f"Held-out story {story}: its key frames (the query)", f"query_{story}"),
             Table(
                 ["rank", "library clip", "score"],
-                [[r["rank"], r["clip_id"], r["score"]] for r in query["recommendations"]],
+                [[r["rank"], printable(r["clip_id"]), r["score"]] for r in query["recommendations"]],
                 digits=3,
             ),
         )
         clips = []
         for r in query["recommendations"]:
             audio, rate = read_audio_file(r["path"])
-            clips.append(_clip_block(audio, rate, f"#{r['rank']} {r['clip_id']}", f"rec_{query['story']}_{r['rank']}"))
+            caption = f"#{r['rank']} {printable(r['clip_id'])}"
+            clips.append(_clip_block(audio, rate, caption, f"rec_{story}_{r['rank']}"))
         section.add(Gallery(clips))
 
 

@@ -210,7 +210,7 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page
     assert page.count("RANDOM weights") >= 2 and "VGGish with random weights" in page
-    assert f"similarity pooled at temperature {DEMO_SIMILARITY_TEMPERATURE:g} (the paper&#x27;s: 0.01)" in page
+    assert f"similarity pooled at temperature {DEMO_SIMILARITY_TEMPERATURE:g} (X-CLIP&#x27;s code: 0.01)" in page
     players = len(_data_uris(page, "audio/wav"))
     assert players == min(2, len(slices["test"])) * (1 + len(table3)) + min(5, len(library)) * len(queries)
     a2v = table2["trained"]["A2V"]["R@1"]
