@@ -1,7 +1,8 @@
 """SoSRetrievalProcessor: story text, frames and audio into model inputs, as paper section 4.1.2.
 
 - Text: CLIP tokens, truncated to 77 and padded to 77 (so word features never depend on the batch).
-- Frames: 40 per story; fewer are repeated in time order, more are sampled uniformly.
+- Frames: 40 per story; fewer are repeated in time order (each distinct frame processed once), more are sampled
+  uniformly.
 - Audio: mono, 16 kHz, one 10.24 s window (1024 fbank frames, AST's input): a random window for
   training, and for evaluation the window with the most energy (the paper's "information-rich area"),
   chosen deterministically. `audio_crops=K` instead takes K windows spread evenly over the story, which
@@ -228,6 +229,19 @@ class SoSRetrievalProcessor(ProcessorMixin):
     def window_samples(self) -> int:
         return int(round(self.audio_window_seconds * self.sampling_rate))
 
+    def _story_pixel_values(self, story: Any) -> np.ndarray:
+        """`(num_frames, 3, H, W)` pixels of one story's frames: each distinct frame goes through the image
+        processor once and is then repeated into its slots. A story of 4 key frames fills 40 slots; processing the
+        40 copies would cost 10 times the work and memory for the same pixels, since a frame's pixels do not depend
+        on the other images in the call."""
+        indices = sample_frame_indices(len(story), self.num_frames)
+        distinct = sorted(set(indices))
+        processed = np.asarray(
+            self.image_processor(images=[story[i] for i in distinct], return_tensors="pt")["pixel_values"]
+        )
+        row = {frame: position for position, frame in enumerate(distinct)}
+        return processed[[row[i] for i in indices]]
+
     def __call__(
         self,
         text: str | list[str] | None = None,
@@ -276,10 +290,7 @@ class SoSRetrievalProcessor(ProcessorMixin):
             stories = [frames] if _is_single_story_frames(frames) else list(frames)
             pixel_values = []
             for story in stories:
-                picked = [story[i] for i in sample_frame_indices(len(story), self.num_frames)]
-                pixel_values.append(
-                    np.asarray(self.image_processor(images=picked, return_tensors="pt")["pixel_values"])
-                )
+                pixel_values.append(self._story_pixel_values(story))
             data["pixel_values"] = np.stack(pixel_values)
             data["frame_mask"] = np.ones((len(stories), self.num_frames), dtype=np.int64)
             sizes["frames"] = len(stories)

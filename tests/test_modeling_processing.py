@@ -9,7 +9,13 @@ import soundfile as sf
 import torch
 from torchcodec.decoders import AudioDecoder, VideoDecoder
 
-from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor, prepare_waveform, select_audio_windows
+from sound_of_story.modeling import (
+    SoSRetrievalModel,
+    SoSRetrievalProcessor,
+    prepare_waveform,
+    sample_frame_indices,
+    select_audio_windows,
+)
 from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
 
 WINDOW = 163_840  # 10.24 s at 16 kHz
@@ -212,3 +218,43 @@ def test_processor_save_load_round_trip(processor, clips, tmp_path):
     assert expected["pixel_values"].shape == (1, 12, 3, 32, 32)
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "pil"])
+def test_each_distinct_frame_is_processed_once_and_repeated_into_its_slots(clips, backend):
+    """A story's few key frames fill the 40 slots; the image processor sees each distinct frame once, and the pixels
+    are bit for bit those of processing all 40 repeated copies (what the processor did before)."""
+    from PIL import Image
+    from transformers import CLIPImageProcessorPil
+
+    processor = tiny_retrieval_processor()
+    if backend == "pil":
+        processor.image_processor = CLIPImageProcessorPil(**processor.image_processor.to_dict())
+    few = list(clips[0]["sparse"][:4])  # 4 key frames: each fills 10 slots
+    # PIL frames of three sizes in one story: the torchvision backend groups images by shape, and a frame's pixels
+    # must not depend on which others share its call
+    mixed = [Image.fromarray(f.permute(1, 2, 0).numpy()) for f in clips[1]["sparse"][:7]]
+    mixed = [im.resize((im.width // (1 + k % 3), im.height // (1 + k % 3))) for k, im in enumerate(mixed)]
+    dense = list(clips[1]["dense"][:45])  # more frames than slots: 40 distinct ones
+    stories = [few, mixed, dense]
+
+    seen: list[int] = []
+    original = processor.image_processor.preprocess
+
+    def counting_preprocess(images, *args, **kwargs):
+        seen.append(len(images))
+        return original(images, *args, **kwargs)
+
+    processor.image_processor.preprocess = counting_preprocess
+    pixel_values = processor(frames=stories)["pixel_values"]
+    assert seen == [4, 7, 40]
+
+    del processor.image_processor.preprocess
+    assert pixel_values.shape == (3, 40, 3, 32, 32)
+    for story, actual in zip(stories, pixel_values):
+        repeated = [story[i] for i in sample_frame_indices(len(story), 40)]
+        expected = processor.image_processor(images=repeated, return_tensors="pt")["pixel_values"]
+        assert torch.equal(actual, expected)
+    # the 10 slots of a key frame are one picture, and the 4 pictures differ
+    assert all(torch.equal(pixel_values[0, k], pixel_values[0, 10 * (k // 10)]) for k in range(40))
+    assert len({pixel_values[0, k].numpy().tobytes() for k in range(0, 40, 10)}) == 4
