@@ -451,7 +451,8 @@ def add_run_summary(report: Report, data: dict[str, Any]) -> None:
     """Put the "This run" section (settings and the time of every stage, from ``data["seconds"]``) first."""
     settings = data["settings"]
     weights = (
-        "the paper's CLIP and AST (--pretrained)"
+        "the paper's CLIP and AST (--pretrained; from the random-weight stand-ins of `sound-of-story stand-ins` "
+        "nothing can be learnt, and every figure below then measures cost and shapes only)"
         if settings["pretrained"]
         else f"{settings['encoder_width']}-wide CLIP and AST initialised in code with RANDOM weights and kept frozen; "
         "their head (temporal encoder, audio projection, logit scale) trained here"
