@@ -31,6 +31,12 @@ PAPER_CITATION = """@inproceedings{bae2023soundofstory,
 
 DEFAULT_TAGS = ("sound-of-story",)
 
+# Every model and pipeline card says where the package's methods and defaults differ from the paper's.
+PAPER_DIFFERENCES = (
+    "Where this package's methods and defaults differ from the paper's, whose choice each is and the flag that gives "
+    "the paper's way: `docs/paper.md` in the sound-of-story source."
+)
+
 
 def _settings_table(settings: dict) -> str:
     """A two-column markdown table; non-scalar values are shown as JSON so the table stays one line per row."""
@@ -119,5 +125,6 @@ def build_model_card(
         body += ["## Training settings", "", _settings_table(public_settings(training_settings)), ""]
     if eval_results:
         body += ["## Evaluation", "", _results_table(eval_results), ""]
+    body += [PAPER_DIFFERENCES, ""]
     body += ["## Citation", "", "```bibtex", PAPER_CITATION, "```", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))

@@ -207,8 +207,8 @@ slices = load_dataset("path/to/this/folder", "generation")       # 15 s slices +
 | inputs that failed | {len(index.failures)} (listed in the builder's `failures.jsonl`, not published) |
 
 The paper's full dataset: 27,354 stories from 3,807 movies (22,330 from CMD, 5,024 from LSMDC), 535,707 images
-(19.6 per story in Table 1; "an average of 20 images" per clip in section 3.4) and 984 h of speech-decoupled
-audio. Its mean story length is ambiguous: 984 h over 27,354 stories is 129.5 s, section 3.4 says "around 150
+(19.6 per story in Table 1; "an average of 20 images" per clip in section 3.5) and 984 h of speech-decoupled
+audio. Its mean story length is ambiguous: 984 h over 27,354 stories is 129.5 s, section 3.5 says "around 150
 seconds on average" and section 4.1.3 "an average length of 215 seconds".
 
 ## How it was built
@@ -224,6 +224,9 @@ seconds on average" and section 4.1.3 "an average length of 215 seconds".
    1536 px for a 15 s slice.
 6. Splits: stories by movie (no movie in both). Generation config: {GENERATION_SPLIT_TEXT[generation_split]}
    (`--generation-split {generation_split}`).
+
+Every step's setting in the paper, this build's default where it differs, whose choice that is and the flag that gives
+the paper's way: `docs/paper.md` in the sound-of-story source.
 
 Processing parameters (a separator checkpoint and a VGG16 weights file are named by their SHA-256): `{json.dumps(params, sort_keys=True, default=str)}`
 

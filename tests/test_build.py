@@ -267,6 +267,7 @@ def test_dataset_card_describes_this_build(built):
     # the methods that ran, the defaults' limits, and what the 0.5 means for each
     assert "`center` (this package's default" in text and "9.3 dB lost" in text and "muting the speech spans" in text
     assert "`hash` (this package's default)" in text and "imagecluster's VGG16 clusters cut at half" in text
+    assert "`docs/paper.md` in the sound-of-story source" in text  # every step's deviation from the paper
 
 
 def test_num_proc_2_gives_identical_results(built, manifest, tmp_path):

@@ -161,10 +161,11 @@ def test_independent_reference_reproduces_golden(golden):
         np.testing.assert_allclose(ref[k], golden[name], atol=GOLDEN_FLOAT64_ATOL, rtol=0, err_msg=name)
 
 
-@pytest.mark.parametrize("temperature", [0.01, 0.3], ids=["paper", "demo"])
+@pytest.mark.parametrize("temperature", [0.01, 0.3], ids=["default", "demo"])
 @pytest.mark.parametrize("mask_frames", [False, True], ids=["xclip", "mask_respecting"])
 def test_padded_frames_match_independent_reference(padded_case, mask_frames, temperature):
-    # 0.01 is the paper's (X-CLIP's) temperature; 0.3 is the demo's softer one (app/demo.py).
+    # 0.01 is X-CLIP's temperature, the model's default (the paper's equations have none); 0.3 is the demo's softer
+    # one (app/demo.py).
     ref = reference_similarity(*padded_case, temperature, mask_frames)
     out = _model_similarity(*padded_case, temperature, mask_frames)
     # The same float64 arithmetic in another order (per pair, numpy): round-off apart, as in ROUND_OFF_ATOL.
@@ -190,7 +191,7 @@ def test_high_temperature_aggregations_tend_to_plain_means(padded_case):
             assert out.s_a_f[i, j].item() == pytest.approx((f[j][valid] @ a[i]).mean(), abs=bias / 2)
             assert out.s_as_v[i, j].item() == pytest.approx((w[i] @ v).mean(), abs=bias / 2)
             assert out.s_as_f[i, j].item() == pytest.approx((w[i] @ f[j][valid].T).mean(), abs=bias)
-    # ... while at the paper's temperature the poolings sit well above those means (near the maxima).
+    # ... while at X-CLIP's temperature (the default) the poolings sit well above those means (near the maxima).
     sharp = _model_similarity(audio_cls, audio_seq, frames, mask, 0.01, True)
     assert (sharp.s_as_f > out.s_as_f + 1e-3).all()
 
