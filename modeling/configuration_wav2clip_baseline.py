@@ -54,12 +54,18 @@ class Wav2CLIPBaselineConfig(PreTrainedConfig):
         return self.clip_config.projection_dim
 
     def validate_audio_encoder(self):
-        if len(self.audio_channels) == 0 or len(self.audio_channels) != len(self.audio_blocks):
-            raise ValueError(
-                f"audio_channels and audio_blocks must be non-empty and of equal length, got {list(self.audio_channels)} and {list(self.audio_blocks)}"
-            )
-        if min(self.audio_channels) < 1 or min(self.audio_blocks) < 1:
-            raise ValueError("audio_channels and audio_blocks must be positive")
+        check_resnet_stages(self.audio_channels, self.audio_blocks)
+
+
+def check_resnet_stages(audio_channels, audio_blocks) -> None:
+    """The ResNet stages of both Wav2CLIP configurations: as many widths as block counts, all positive."""
+    if len(audio_channels) == 0 or len(audio_channels) != len(audio_blocks):
+        raise ValueError(
+            "audio_channels and audio_blocks must be non-empty and of equal length, got "
+            f"{list(audio_channels)} and {list(audio_blocks)}"
+        )
+    if min(audio_channels) < 1 or min(audio_blocks) < 1:
+        raise ValueError("audio_channels and audio_blocks must be positive")
 
 
 __all__ = ["Wav2CLIPBaselineConfig"]

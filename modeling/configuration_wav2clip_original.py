@@ -6,6 +6,8 @@ from typing import Literal
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 
+from .configuration_wav2clip_baseline import check_resnet_stages
+
 
 @strict
 class Wav2CLIPOriginalConfig(PreTrainedConfig):
@@ -68,13 +70,7 @@ class Wav2CLIPOriginalConfig(PreTrainedConfig):
 
     def validate_wav2clip_settings(self):
         """Checked at construction: sizes that would fail later, with the argument named."""
-        if len(self.audio_channels) == 0 or len(self.audio_channels) != len(self.audio_blocks):
-            raise ValueError(
-                "audio_channels and audio_blocks must be non-empty and of equal length, got "
-                f"{list(self.audio_channels)} and {list(self.audio_blocks)}"
-            )
-        if min(self.audio_channels) < 1 or min(self.audio_blocks) < 1:
-            raise ValueError("audio_channels and audio_blocks must be positive")
+        check_resnet_stages(self.audio_channels, self.audio_blocks)
         if len(self.transform_units) < 2 or self.transform_units[0] != self.audio_channels[-1]:
             raise ValueError(
                 f"transform_units must have at least two widths, the first the ResNet's output "

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, ClapModel, ClapProcessor
 
-from .modeling_sos import SoSAudioFeatures, SoSTextFeatures
+from .modeling_sos import SoSAudioFeatures, SoSTextFeatures, global_similarity
 from .processing_sos import AudioCrop, _is_single_audio, audio_windows
 
 
@@ -63,11 +63,7 @@ class ClapRetrievalBaseline(ClapModel):
         self, audio_features: SoSAudioFeatures, other_features: SoSTextFeatures, **_: object
     ) -> torch.Tensor:
         """Cosine similarity, `(num_audio, num_text)` (block options are accepted and unused)."""
-        if not isinstance(other_features, SoSTextFeatures):
-            raise TypeError(
-                f"CLAP is an audio-text model: other_features must be SoSTextFeatures, got {type(other_features).__name__}"
-            )
-        return audio_features.audio_embeds @ other_features.text_embeds.T
+        return global_similarity(audio_features, other_features, audio_text_model="CLAP")
 
 
 class ClapBaselineProcessor(ClapProcessor):

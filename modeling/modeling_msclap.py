@@ -17,7 +17,13 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_msclap import MSClapConfig
-from .modeling_sos import RetrievalForwardMixin, SoSAudioFeatures, SoSTextFeatures
+from .modeling_sos import (
+    RetrievalForwardMixin,
+    SoSAudioFeatures,
+    SoSTextFeatures,
+    crop_pooled_embeds,
+    global_similarity,
+)
 from .original_checkpoints import CheckpointSource, load_exactly, read_checkpoint, split_prefix
 
 logger = logging.getLogger(__name__)
@@ -354,15 +360,7 @@ class MSClapModel(RetrievalForwardMixin, PreTrainedModel):
     def get_audio_features(self, input_values: torch.Tensor) -> SoSAudioFeatures:
         """`(batch, samples)` or `(batch, crops, samples)` -> one normalised vector per story (with several crops,
         the normalised mean of the crops' normalised embeddings)."""
-        if input_values.dim() == 2:
-            input_values = input_values.unsqueeze(1)
-        if input_values.dim() != 3:
-            raise ValueError(
-                f"input_values must have shape (batch, samples) or (batch, crops, samples), got {tuple(input_values.shape)}"
-            )
-        batch, crops = input_values.shape[:2]
-        embeds = F.normalize(self.embed_audio(input_values.flatten(0, 1)), dim=-1)
-        return SoSAudioFeatures(audio_embeds=F.normalize(embeds.view(batch, crops, -1).mean(dim=1), dim=-1))
+        return SoSAudioFeatures(audio_embeds=crop_pooled_embeds(input_values, "samples", self.embed_audio))
 
     def get_text_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -376,11 +374,7 @@ class MSClapModel(RetrievalForwardMixin, PreTrainedModel):
     ) -> torch.Tensor:
         """Cosine similarity, `(num_audio, num_text)`: msclap's `compute_similarity` divided by `scale()` (block
         options are accepted and unused)."""
-        if not isinstance(other_features, SoSTextFeatures):
-            raise TypeError(
-                f"CLAP is an audio-text model: other_features must be SoSTextFeatures, got {type(other_features).__name__}"
-            )
-        return audio_features.audio_embeds @ other_features.text_embeds.T
+        return global_similarity(audio_features, other_features, audio_text_model="CLAP")
 
 
 __all__ = [

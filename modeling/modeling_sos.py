@@ -179,6 +179,44 @@ def _check_frame_mask(frame_mask: torch.Tensor, batch: int, num_frames: int, nam
         raise ValueError(f"{name}: rows {empty} have no valid entry; every item needs at least one")
 
 
+def crop_pooled_embeds(
+    input_values: torch.Tensor, item_shape: str, embed: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """One normalised audio vector per story from `(batch, *item)` or `(batch, crops, *item)` inputs: `embed` of
+    every crop, normalised, averaged over the story's crops and normalised again. `item_shape` names the dimensions
+    of one crop (`"samples"`, `"time, mel"`) for the error message. Shared by the baselines with global embeddings."""
+    item_dims = len(item_shape.split(","))
+    if input_values.dim() == item_dims + 1:
+        input_values = input_values.unsqueeze(1)
+    if input_values.dim() != item_dims + 2:
+        raise ValueError(
+            f"input_values must have shape (batch, {item_shape}) or (batch, crops, {item_shape}), "
+            f"got {tuple(input_values.shape)}"
+        )
+    batch, crops = input_values.shape[:2]
+    embeds = F.normalize(embed(input_values.flatten(0, 1)), dim=-1)
+    return F.normalize(embeds.view(batch, crops, -1).mean(dim=1), dim=-1)
+
+
+def global_similarity(
+    audio_features: SoSAudioFeatures,
+    other_features: SoSVideoFeatures | SoSTextFeatures,
+    audio_text_model: str | None = None,
+) -> torch.Tensor:
+    """Cosine similarity of normalised global embeddings, `(num_audio, num_other)`: the similarity of the baselines,
+    which have one vector per clip. `audio_text_model` (its name) refuses video features."""
+    if isinstance(other_features, SoSTextFeatures):
+        return audio_features.audio_embeds @ other_features.text_embeds.T
+    if audio_text_model is not None:
+        raise TypeError(
+            f"{audio_text_model} is an audio-text model: other_features must be SoSTextFeatures, "
+            f"got {type(other_features).__name__}"
+        )
+    if isinstance(other_features, SoSVideoFeatures):
+        return audio_features.audio_embeds @ other_features.video_embeds.T
+    raise TypeError(f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}")
+
+
 def _softmax_pool(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """sum_x softmax(logits)_x * logits_x along `dim` (in the units of `logits`).
 
@@ -496,6 +534,31 @@ class RetrievalForwardMixin:
         return output if return_dict else output.to_tuple()
 
 
+class ClipGlobalRetrievalMixin:
+    """What both Wav2CLIP models share of the retrieval interface, around their frozen CLIP `self.clip`: CLIP's
+    text embedding (end token, projected), the clamped logit scale, and the cosine of the global embeddings."""
+
+    def scale(self) -> torch.Tensor:
+        """exp(logit_scale), clamped at exp(`config.logit_scale_max`)."""
+        return self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
+
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> SoSTextFeatures:
+        """CLIP's text embedding (end token, projected), normalised."""
+        text = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        return SoSTextFeatures(
+            text_embeds=F.normalize(self.clip.text_projection(text.pooler_output), dim=-1),
+            attention_mask=attention_mask,
+        )
+
+    def similarity(
+        self, audio_features: SoSAudioFeatures, other_features: SoSVideoFeatures | SoSTextFeatures, **_: object
+    ) -> torch.Tensor:
+        """Cosine similarity of the global embeddings, `(num_audio, num_other)` (block options are accepted and unused)."""
+        return global_similarity(audio_features, other_features)
+
+
 class SoSRetrievalPreTrainedModel(PreTrainedModel):
     """Base class: configuration class, loading and saving, and the default initialisation of the new
     layers (normal with `config.initializer_range`; CLIP and AST initialise themselves)."""
@@ -771,6 +834,7 @@ class SoSRetrievalModel(RetrievalForwardMixin, SoSRetrievalPreTrainedModel):
 
 __all__ = [
     "SIMILARITY_BLOCK_BYTES",
+    "ClipGlobalRetrievalMixin",
     "RetrievalForwardMixin",
     "SoSAudioFeatures",
     "SoSRetrievalModel",
@@ -779,8 +843,11 @@ __all__ = [
     "SoSSimilarityOutput",
     "SoSTextFeatures",
     "SoSVideoFeatures",
+    "clip_frame_embeddings",
     "contrastive_loss",
+    "crop_pooled_embeds",
     "default_chunk_size",
+    "global_similarity",
     "masked_mean_pool",
     "multi_grained_similarity",
 ]

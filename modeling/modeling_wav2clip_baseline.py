@@ -9,11 +9,12 @@ from transformers import initialization as init
 
 from .configuration_wav2clip_baseline import Wav2CLIPBaselineConfig
 from .modeling_sos import (
+    ClipGlobalRetrievalMixin,
     RetrievalForwardMixin,
     SoSAudioFeatures,
-    SoSTextFeatures,
     SoSVideoFeatures,
     clip_frame_embeddings,
+    crop_pooled_embeds,
     masked_mean_pool,
 )
 
@@ -63,7 +64,7 @@ class AudioResNet(nn.Module):
         return self.stages(self.stem(spectrogram.unsqueeze(1))).mean(dim=(2, 3))
 
 
-class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
+class Wav2CLIPBaselineModel(ClipGlobalRetrievalMixin, RetrievalForwardMixin, PreTrainedModel):
     r"""Audio mapped into the CLIP image space; video = mean of the CLIP frame embeddings; text = CLIP text.
 
     Same interface as `SoSRetrievalModel` (`get_audio_features`, `get_video_features`,
@@ -100,28 +101,18 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
         if isinstance(module, nn.Conv2d):  # ResNet's initialisation
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def scale(self) -> torch.Tensor:
-        """exp(logit_scale), clamped at exp(`config.logit_scale_max`)."""
-        return self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
-
     def get_audio_features(self, input_values: torch.Tensor) -> SoSAudioFeatures:
         """`(batch, time, mel)` or `(batch, crops, time, mel)` fbank -> one normalised vector per story.
 
         Each spectrogram is standardised by its own mean and standard deviation (not the batch's).
         """
-        if input_values.dim() == 3:
-            input_values = input_values.unsqueeze(1)
-        if input_values.dim() != 4:
-            raise ValueError(
-                f"input_values must have shape (batch, time, mel) or (batch, crops, time, mel), got {tuple(input_values.shape)}"
-            )
-        batch, crops = input_values.shape[:2]
-        spectrograms = input_values.flatten(0, 1)
-        mean = spectrograms.mean(dim=(1, 2), keepdim=True)
-        std = spectrograms.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-        embeds = self.audio_projection(self.audio_encoder((spectrograms - mean) / std))
-        embeds = F.normalize(embeds, dim=-1).view(batch, crops, -1).mean(dim=1)
-        return SoSAudioFeatures(audio_embeds=F.normalize(embeds, dim=-1))
+
+        def embed(spectrograms: torch.Tensor) -> torch.Tensor:
+            mean = spectrograms.mean(dim=(1, 2), keepdim=True)
+            std = spectrograms.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+            return self.audio_projection(self.audio_encoder((spectrograms - mean) / std))
+
+        return SoSAudioFeatures(audio_embeds=crop_pooled_embeds(input_values, "time, mel", embed))
 
     def get_video_features(
         self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None
@@ -132,30 +123,6 @@ class Wav2CLIPBaselineModel(RetrievalForwardMixin, PreTrainedModel):
         return SoSVideoFeatures(
             video_embeds=masked_mean_pool(frames, frame_mask), frame_embeds=frames, frame_mask=frame_mask
         )
-
-    def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> SoSTextFeatures:
-        """CLIP's text embedding (end token, projected), normalised."""
-        text = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
-        return SoSTextFeatures(
-            text_embeds=F.normalize(self.clip.text_projection(text.pooler_output), dim=-1),
-            attention_mask=attention_mask,
-        )
-
-    def similarity(
-        self, audio_features: SoSAudioFeatures, other_features: SoSVideoFeatures | SoSTextFeatures, **_: object
-    ) -> torch.Tensor:
-        """Cosine similarity of the global embeddings, `(num_audio, num_other)` (block options are accepted and unused)."""
-        if isinstance(other_features, SoSVideoFeatures):
-            other = other_features.video_embeds
-        elif isinstance(other_features, SoSTextFeatures):
-            other = other_features.text_embeds
-        else:
-            raise TypeError(
-                f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}"
-            )
-        return audio_features.audio_embeds @ other.T
 
     @classmethod
     def from_encoders(

@@ -12,11 +12,12 @@ from transformers import initialization as init
 
 from .configuration_wav2clip_original import Wav2CLIPOriginalConfig
 from .modeling_sos import (
+    ClipGlobalRetrievalMixin,
     RetrievalForwardMixin,
     SoSAudioFeatures,
-    SoSTextFeatures,
     SoSVideoFeatures,
     clip_frame_embeddings,
+    crop_pooled_embeds,
 )
 from .original_checkpoints import CheckpointSource, load_exactly, read_checkpoint, split_prefix
 
@@ -130,7 +131,7 @@ def standardize(log_spectrogram: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"spectrogram standardization must be 'per_clip' or 'batch', got {mode!r}")
 
 
-class Wav2CLIPOriginalModel(RetrievalForwardMixin, PreTrainedModel):
+class Wav2CLIPOriginalModel(ClipGlobalRetrievalMixin, RetrievalForwardMixin, PreTrainedModel):
     r"""The original Wav2CLIP audio encoder mapped into the CLIP image space; video = the mean of the frames' CLIP
     image embeddings; text = CLIP's text embedding.
 
@@ -239,10 +240,6 @@ class Wav2CLIPOriginalModel(RetrievalForwardMixin, PreTrainedModel):
 
     # ------------------------------------------------------------------ retrieval interface
 
-    def scale(self) -> torch.Tensor:
-        """exp(logit_scale), clamped at exp(`config.logit_scale_max`)."""
-        return self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
-
     def embed_audio(self, input_values: torch.Tensor, standardization: str | None = None) -> torch.Tensor:
         """`(batch, samples)` 16 kHz waveforms -> Wav2CLIP's embeddings `(batch, 512)`, not normalised, as
         `wav2clip.embed_audio` gives them (with `standardization="batch"`, the original's).
@@ -257,15 +254,7 @@ class Wav2CLIPOriginalModel(RetrievalForwardMixin, PreTrainedModel):
     def get_audio_features(self, input_values: torch.Tensor) -> SoSAudioFeatures:
         """`(batch, samples)` or `(batch, crops, samples)` 16 kHz waveforms -> one normalised vector per story
         (with several crops, the normalised mean of the crops' normalised embeddings)."""
-        if input_values.dim() == 2:
-            input_values = input_values.unsqueeze(1)
-        if input_values.dim() != 3:
-            raise ValueError(
-                f"input_values must have shape (batch, samples) or (batch, crops, samples), got {tuple(input_values.shape)}"
-            )
-        batch, crops = input_values.shape[:2]
-        embeds = F.normalize(self.embed_audio(input_values.flatten(0, 1)), dim=-1)
-        return SoSAudioFeatures(audio_embeds=F.normalize(embeds.view(batch, crops, -1).mean(dim=1), dim=-1))
+        return SoSAudioFeatures(audio_embeds=crop_pooled_embeds(input_values, "samples", self.embed_audio))
 
     def get_video_features(
         self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None
@@ -279,30 +268,6 @@ class Wav2CLIPOriginalModel(RetrievalForwardMixin, PreTrainedModel):
         return SoSVideoFeatures(
             video_embeds=F.normalize(video, dim=-1), frame_embeds=F.normalize(frames, dim=-1), frame_mask=frame_mask
         )
-
-    def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> SoSTextFeatures:
-        """CLIP's text embedding (end token, projected), normalised."""
-        text = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
-        return SoSTextFeatures(
-            text_embeds=F.normalize(self.clip.text_projection(text.pooler_output), dim=-1),
-            attention_mask=attention_mask,
-        )
-
-    def similarity(
-        self, audio_features: SoSAudioFeatures, other_features: SoSVideoFeatures | SoSTextFeatures, **_: object
-    ) -> torch.Tensor:
-        """Cosine similarity of the global embeddings, `(num_audio, num_other)` (block options are accepted and unused)."""
-        if isinstance(other_features, SoSVideoFeatures):
-            other = other_features.video_embeds
-        elif isinstance(other_features, SoSTextFeatures):
-            other = other_features.text_embeds
-        else:
-            raise TypeError(
-                f"other_features must be SoSVideoFeatures or SoSTextFeatures, got {type(other_features).__name__}"
-            )
-        return audio_features.audio_embeds @ other.T
 
 
 __all__ = [
