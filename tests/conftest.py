@@ -62,9 +62,11 @@ def lsmdc_samples(tmp_path_factory) -> tuple[Path, list[dict]]:
     return out, load_records(paths)
 
 
-def assert_remote_code_reproduces(model_dir: Path, batch: dict, expected, tmp_path: Path) -> None:
+def assert_remote_code_reproduces(
+    model_dir: Path, batch: dict, expected, tmp_path: Path, output: str = "logits_per_audio_video"
+) -> None:
     """``AutoModel.from_pretrained(model_dir, trust_remote_code=True)`` in a fresh interpreter that never
-    imports this package gives exactly ``expected`` audio-video logits for ``batch``."""
+    imports this package gives exactly ``expected`` logits (the forward's ``output``) for ``batch``."""
     import subprocess
     import sys
     import textwrap
@@ -79,7 +81,7 @@ def assert_remote_code_reproduces(model_dir: Path, batch: dict, expected, tmp_pa
         model = AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
         io = torch.load({str(tmp_path / "io.pt")!r})
         with torch.no_grad():
-            logits = model(**io["batch"]).logits_per_audio_video
+            logits = model(**io["batch"]).{output}
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         assert not any(name.startswith("sound_of_story") for name in sys.modules), "imported the package"
         print(float((logits - io["expected"]).abs().max()))

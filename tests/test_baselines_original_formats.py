@@ -17,9 +17,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_remote_code_reproduces
 from evaluation_fixtures import sos_eval_dataset  # noqa: F401 (fixture)
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from original_baselines import (
@@ -425,23 +423,7 @@ def test_saved_baselines_load_with_the_auto_classes_and_without_this_package(kin
         expected = getattr(model(**batch), output)
     assert type(AutoModel.from_pretrained(tmp_path / "model")) is type(model)
     assert type(AutoProcessor.from_pretrained(tmp_path / "model")) is type(processor)
-    torch.save({"batch": batch, "expected": expected}, tmp_path / "io.pt")
-    script = textwrap.dedent(
-        f"""
-        import sys, torch
-        from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        with torch.no_grad():
-            logits = model(**io["batch"]).{output}
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        assert not any(name.startswith("sound_of_story") for name in sys.modules), "imported the package"
-        print(float((logits - io["expected"]).abs().max()))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.strip().splitlines()[-1]) == 0.0
+    assert_remote_code_reproduces(tmp_path / "model", batch, expected, tmp_path, output)
 
 
 def test_table2_evaluates_the_new_kinds_by_model_type(sos_eval_dataset, tmp_path):

@@ -26,30 +26,23 @@ so its ``fc2`` model is built the same way from a Keras VGG16 holding the random
 from __future__ import annotations
 
 import argparse
-import atexit
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import OrderedDict
-from importlib.metadata import version
 from pathlib import Path
 
+import golden_making
 import numpy as np
 import torch
+from golden_making import GOLDEN, import_checkout, relative_error, write_fingerprint
 
-GOLDEN = Path(__file__).resolve().parent
-TESTS = GOLDEN.parent
-sys.path.insert(0, str(TESTS))
-_link = Path(tempfile.mkdtemp(prefix="sos-golden-package-"))
-(_link / "sound_of_story").symlink_to(TESTS.parent, target_is_directory=True)
-atexit.register(shutil.rmtree, _link, ignore_errors=True)  # removes the link, never what it points to
-sys.path.insert(0, str(_link))
+import_checkout()
 
 from dataset_goldens import (  # noqa: E402
     BYTESEP_SEED,
@@ -62,31 +55,13 @@ from dataset_goldens import (  # noqa: E402
     imagecluster_pictures,
     write_release_videos,
 )
-from original_baselines import random_original_state_dict, state_dict_spec, tensor_fingerprint  # noqa: E402
+from original_baselines import random_original_state_dict, state_dict_spec  # noqa: E402
 
 torch.set_num_threads(2)
 
 
 def environment(*names: str) -> dict:
-    found = {}
-    for name in ("torch", "numpy", "scipy", "pillow", *names):
-        try:
-            found[name] = version(name)
-        except Exception:  # noqa: BLE001 - a distribution named otherwise
-            found[name] = "?"
-    return {"python": platform.python_version(), "threads": torch.get_num_threads(), **found}
-
-
-def relative_error(value, reference) -> float:
-    value, reference = np.asarray(value, np.float64), np.asarray(reference, np.float64)
-    return float(np.abs(value - reference).max() / np.abs(reference).max())
-
-
-def write_fingerprint(folder: Path, checkpoint: dict) -> None:
-    folder.mkdir(exist_ok=True)
-    (folder / "checkpoint_fingerprint.json").write_text(
-        json.dumps({k: tensor_fingerprint(v) for k, v in checkpoint.items()}, indent=1) + "\n"
-    )
+    return golden_making.environment("torch", "numpy", "scipy", "pillow", *names)
 
 
 # ----------------------------------------------------------------------------------------

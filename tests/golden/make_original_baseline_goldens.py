@@ -16,28 +16,18 @@ the tokenizer's `__call__` with the same arguments (equal for one text).
 
 from __future__ import annotations
 
-import atexit
 import json
-import platform
-import shutil
-import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
+from golden_making import GOLDEN, environment, import_checkout, relative_error, write_fingerprint
 
-GOLDEN = Path(__file__).resolve().parent
-TESTS = GOLDEN.parent
-sys.path.insert(0, str(TESTS))
-# The package by a link to this checkout (as tests/conftest.py does), for the small BERT vocabulary and config.
-_link = Path(tempfile.mkdtemp(prefix="sos-golden-package-"))
-(_link / "sound_of_story").symlink_to(TESTS.parent, target_is_directory=True)
-atexit.register(shutil.rmtree, _link, ignore_errors=True)  # removes the link, never what it points to
-sys.path.insert(0, str(_link))
+# The package by a link to this checkout, for the small BERT vocabulary and config.
+import_checkout()
 
 from original_baselines import (  # noqa: E402
     MSCLAP_RATE,
@@ -47,7 +37,6 @@ from original_baselines import (  # noqa: E402
     msclap_inputs,
     random_original_state_dict,
     state_dict_spec,
-    tensor_fingerprint,
     wav2clip_inputs,
 )
 
@@ -56,23 +45,13 @@ from sound_of_story.modeling.tiny_random import tiny_bert_config_dict, tiny_bert
 torch.set_num_threads(2)
 
 
-def environment() -> dict:
-    names = ["torch", "torchaudio", "numpy", "transformers", "librosa", "torchlibrosa", "wav2clip", "msclap", "scipy"]
-    return {"python": platform.python_version(), "threads": torch.get_num_threads(), **{n: version(n) for n in names}}
+NAMES = ("torch", "torchaudio", "numpy", "transformers", "librosa", "torchlibrosa", "wav2clip", "msclap", "scipy")
 
 
 def write(folder: Path, checkpoint: dict, arrays: dict, meta: dict) -> None:
-    folder.mkdir(exist_ok=True)
-    (folder / "checkpoint_fingerprint.json").write_text(
-        json.dumps({k: tensor_fingerprint(v) for k, v in checkpoint.items()}, indent=1) + "\n"
-    )
+    write_fingerprint(folder, checkpoint)
     np.savez_compressed(folder / "case.npz", **arrays)
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-
-
-def relative_error(value: np.ndarray, reference: np.ndarray) -> float:
-    """max |value - reference| over max |reference| (one scale per array)."""
-    return float(np.abs(value.astype(np.float64) - reference).max() / np.abs(reference).max())
 
 
 def make_wav2clip(work: Path) -> None:
@@ -114,7 +93,7 @@ def make_wav2clip(work: Path) -> None:
     }
     meta = {
         "made_by": "tests/golden/make_original_baseline_goldens.py",
-        "environment": environment(),
+        "environment": environment(*NAMES),
         "seed": WAV2CLIP_SEED,
         "checkpoint_keys": len(checkpoint),
         "checkpoint_parameters": int(sum(v.numel() for v in checkpoint.values())),
@@ -215,7 +194,7 @@ def make_msclap(work: Path) -> None:
     }
     meta = {
         "made_by": "tests/golden/make_original_baseline_goldens.py",
-        "environment": environment(),
+        "environment": environment(*NAMES),
         "seed": MSCLAP_SEED,
         "texts": MSCLAP_TEXTS,
         "text_config": text_config,
