@@ -20,7 +20,10 @@ from .modeling_sos import (
 
 
 class AudioResNetBlock(nn.Module):
-    """ResNet basic block: two 3x3 convolutions with batch norm and a (projected) shortcut."""
+    """ResNet basic block: two 3x3 convolutions with batch norm and a (projected) shortcut.
+
+    `modeling_wav2clip_original.Wav2CLIPBasicBlock` is the same block under the released checkpoint's parameter
+    names (`downsample`, not `shortcut`); each keeps its names so that its saved weights load."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
