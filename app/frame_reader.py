@@ -97,8 +97,9 @@ class FrameReadError(ValueError):
     """A frame file that is refused (too many, too large, not an image of an accepted format)."""
 
 
-def _check_declared_size(image: PIL.Image.Image, name: str, limits: FrameLimits) -> None:
-    width, height = image.size
+def check_frame_size(width: int, height: int, name: str, limits: FrameLimits = FrameLimits()) -> None:
+    """Refuse a frame (an image's or a video's, as declared before decoding) of more than ``limits.max_pixels``
+    pixels or a longer-than-wide ratio over ``limits.max_aspect_ratio``; ``name`` starts the message."""
     if width < 1 or height < 1:
         raise FrameReadError(f"{name} is not a readable image (it declares {width} x {height} pixels)")
     if width * height > limits.max_pixels:
@@ -132,7 +133,7 @@ def read_frame_file(
             # Pillow's DecompressionBombError (at twice its threshold) still stops an open before that.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path, formats=FRAME_FORMATS) as image:
-                _check_declared_size(image, name, limits)
+                check_frame_size(*image.size, name, limits)
                 return fit_frame(image, side)
     except FrameReadError:
         raise

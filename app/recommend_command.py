@@ -22,6 +22,12 @@ MAX_CANDIDATES = 1000
 DEFAULT_BATCH_SIZE = 8
 INDEX_TYPES = ("auto", "flat", "ivfpq", "hnsw")
 AUTO_FLAT_MAX = 100_000
+# A --video query: at most this long (as its stream states it, and as decoded), the dataset builder's longest story
+# (dataset_builder.processing.MAX_STORY_SECONDS) and story mode's 100 scenes at a shot every 6 s. Its frames are held
+# to the frame files' pixel and aspect caps before any is decoded, and its key frames (one per shot) to story mode's
+# scenes (recommendation's MAX_STORY_SCENES, repeated here for --help; a test checks they agree).
+MAX_VIDEO_SECONDS = 600.0
+MAX_VIDEO_KEY_FRAMES = 100
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -54,32 +60,72 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _video_key_frames(path: Path, side: int) -> tuple[list, list[float], float]:
-    """Key frames of a video (the dataset builder's key-frame step) at most ``side`` on their shorter side, their
-    times and the video's duration."""
-    import io
+def _probe_query_video(path: Path):
+    """The video stream of a --video query and its length, refused before anything is decoded when the file is
+    missing, its frames are larger than a frame file may be (`MAX_FRAME_PIXELS`, `MAX_ASPECT_RATIO`) or it is longer
+    than `MAX_VIDEO_SECONDS`."""
+    from sound_of_story.dataset_builder.key_frames import stream_length, video_stream
 
-    from PIL import Image
-    from torchcodec.decoders import VideoDecoder
-
-    from sound_of_story.dataset_builder.key_frames import extract_key_frames
-
-    from .frame_reader import fit_frame
+    from .frame_reader import check_frame_size
 
     if not path.is_file():
         raise FileNotFoundError(f"--video {str(path)!r} does not exist")
     try:
-        duration = float(VideoDecoder(str(path)).metadata.duration_seconds)
-        key_frames = extract_key_frames(path, duration=duration)
+        video = video_stream(path)
+        length = stream_length(path, video)
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"cannot read video {str(path)!r}: {err}") from None
-    if not key_frames:
+    check_frame_size(video.width, video.height, f"--video {str(path)!r}")
+    if length > MAX_VIDEO_SECONDS:
+        raise ValueError(
+            f"--video {str(path)!r} is {length:.0f} s long, more than the {MAX_VIDEO_SECONDS:g} s a video query may "
+            f"be: cut out the part you want (for example ffmpeg -ss START -t {MAX_VIDEO_SECONDS:g} -i VIDEO PART.mp4)"
+        )
+    return video, length
+
+
+def _video_key_frames(path: Path, side: int) -> tuple[list, list[float], float]:
+    """Key frames of a video (the dataset builder's key-frame step) at most ``side`` on their shorter side, their
+    times and the video's length, in bounded memory: the scan holds one small gray picture at a time and a hash per
+    sampled frame; at most `MAX_VIDEO_KEY_FRAMES` key frames, known from the hashes, are decoded at full size (a
+    batch of at most the key-frame step's ``DECODE_BATCH_BYTES``, or one frame), each shrunk to a JPEG of at most
+    512 pixels as it is decoded and then to ``side``."""
+    import io
+
+    from PIL import Image
+
+    from sound_of_story.dataset_builder.key_frames import KeyFrameParams, frames_at, kept_frame_times, scan_video
+
+    from .frame_reader import fit_frame
+
+    video, length = _probe_query_video(path)
+    params = KeyFrameParams()
+    try:
+        scan = scan_video(path, params, video=video)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"cannot read video {str(path)!r}: {err}") from None
+    if scan.decoded_seconds > MAX_VIDEO_SECONDS + 1.0 / params.fps:  # a stream that states less than it holds
+        raise ValueError(
+            f"--video {str(path)!r} decodes to more than the {MAX_VIDEO_SECONDS:g} s a video query may be "
+            f"(it states {length:.0f} s)"
+        )
+    times = [time for _, time in kept_frame_times([scan], params)]
+    if not times:
         raise ValueError(f"the query has no frames: no key frames found in {str(path)!r}")
+    if len(times) > MAX_VIDEO_KEY_FRAMES:
+        raise ValueError(
+            f"--video {str(path)!r} has {len(times)} key frames (scenes), more than the {MAX_VIDEO_KEY_FRAMES} "
+            "story mode takes: recommend for its parts one by one"
+        )
+    try:
+        key_frames = frames_at(path, times, params, video=video)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"cannot read video {str(path)!r}: {err}") from None
     frames = []
     for k in key_frames:
         with Image.open(io.BytesIO(k.jpeg), formats=["JPEG"]) as image:
             frames.append(fit_frame(image, side))
-    return frames, [k.time for k in key_frames], duration
+    return frames, [k.time for k in key_frames], scan.end
 
 
 @dataclasses.dataclass
@@ -149,6 +195,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from .frame_reader import retrieval_frame_side
 
     _check_query_flags(args)
+    if args.video is not None:
+        _probe_query_video(args.video)  # a refused video is told before the index and its model load
     index = SoundLibraryIndex.load(
         args.index, model=args.model, revision=args.revision, verify=args.verify, library=args.library
     )
@@ -305,7 +353,10 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
     )
     query.add_argument("--text", help="a story text")
     query.add_argument(
-        "--video", type=Path, help="a video file: its key frames (the dataset builder's key-frame step) are the query"
+        "--video",
+        type=Path,
+        help=f"a video file of at most {MAX_VIDEO_SECONDS / 60:g} minutes and {MAX_FRAME_PIXELS:,} pixels a frame: its "
+        f"key frames (the dataset builder's key-frame step, one per shot, at most {MAX_VIDEO_KEY_FRAMES}) are the query",
     )
 
 

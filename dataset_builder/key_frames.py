@@ -66,7 +66,10 @@ HASHES: dict[str, Callable[..., imagehash.ImageHash]] = {
     "ahash": imagehash.average_hash,
 }
 ANALYSIS_WIDTH = 160  # pixels: hashes look at 8x8 to 32x32 anyway
-DECODE_BATCH = 32  # frames decoded at once: bounded memory at any resolution
+DECODE_BATCH = 32  # frames decoded at once (at most: see decode_batch_frames)
+# ... and at most this many bytes of decoded RGB pictures (but one frame at least): 32 frames of 1080p fit, 10 of 4K,
+# 2 of 8K, so that the memory of decoding is bounded at any resolution
+DECODE_BATCH_BYTES = 256 * 2**20
 
 
 KEY_FRAME_METHODS = ("hash", "imagecluster")
@@ -193,6 +196,12 @@ def sample_times(duration: float, fps: float) -> np.ndarray:
     return np.arange(max(count, 0)) / fps
 
 
+def decode_batch_frames(width: int, height: int) -> int:
+    """How many ``width`` x ``height`` frames are decoded at once: `DECODE_BATCH`, fewer when their RGB pictures
+    would take more than `DECODE_BATCH_BYTES`, and one at least."""
+    return max(1, min(DECODE_BATCH, DECODE_BATCH_BYTES // (3 * width * height)))
+
+
 def _display(video: VideoStreamInfo | None, image: Image.Image) -> tuple[int, int] | None:
     """The size ``image`` is shown at (None: as it is, square pixels)."""
     return None if video is None or video.pixel_aspect == 1 else video.display_size_of(image.size)
@@ -234,10 +243,12 @@ def decode_frames(
         first = meta.begin_stream_seconds if meta.begin_stream_seconds is not None else video.start
         end = meta.end_stream_seconds or ((meta.duration_seconds or 0.0) + video.start)
         times = [t for t in times if video.start + t < end]
-        for i in range(0, len(times), DECODE_BATCH):
-            batch = decoder.get_frames_played_at([max(video.start + t, first) for t in times[i : i + DECODE_BATCH]])
-            for t, frame in zip(times[i : i + DECODE_BATCH], batch.data):
+        step = decode_batch_frames(video.width, video.height)
+        for i in range(0, len(times), step):
+            batch = decoder.get_frames_played_at([max(video.start + t, first) for t in times[i : i + step]])
+            for t, frame in zip(times[i : i + step], batch.data):
                 yield offset + float(t), Image.fromarray(frame.numpy())
+            batch = frame = None  # freed before the next batch is decoded: one batch in memory at a time
     except (RuntimeError, IndexError, ValueError) as err:  # torchcodec's errors for undecodable data
         raise ValueError(f"{path}: video stream cannot be decoded: {decoder_message(err)}") from err
 
@@ -266,7 +277,7 @@ def _analysis_size(width: int, height: int) -> tuple[int, int]:
     return ANALYSIS_WIDTH, max(1, round(height * ANALYSIS_WIDTH / width))
 
 
-def _stream_length(path: str | Path, video: VideoStreamInfo) -> float:
+def stream_length(path: str | Path, video: VideoStreamInfo) -> float:
     """Seconds from the first frame to the stream's stated end (the container's when the stream states none)."""
     if video.duration is not None:
         return video.duration
@@ -289,7 +300,7 @@ def scan_video(
     start = time.perf_counter()
     video = video_stream(path) if video is None else video  # headers only: no scan of the file
     width, height = _analysis_size(video.width, video.height)
-    end = _stream_length(path, video)
+    end = stream_length(path, video)
     command = [
         "ffmpeg", "-v", "error", "-nostdin", "-threads", str(max(threads, 1)),
         "-copyts", "-noautorotate",  # the stream's own timestamps and pixels, as torchcodec sees them
@@ -315,6 +326,25 @@ def scan_video(
     return VideoScan(str(path), params.fps, hashes, float(end), time.perf_counter() - start, video)
 
 
+def kept_frame_times(
+    scans: Sequence[VideoScan],
+    params: KeyFrameParams = KeyFrameParams(),
+    durations: Sequence[float | None] | None = None,
+) -> list[tuple[int, float]]:
+    """(clip, time in the clip) of the frames the sequential rule keeps in scanned clips played one after the
+    other, in story order: the frames :func:`key_frames_from_scans` decodes, known before any is decoded.
+    ``durations`` as there."""
+    durations = [None] * len(scans) if durations is None else durations
+    stream: list[tuple[int, float]] = []  # (clip, time in the clip) of each hash, in story order
+    hashes: list[imagehash.ImageHash] = []
+    for clip, (scan, duration) in enumerate(zip(scans, durations)):
+        times = sample_times(scan.end if duration is None else duration, params.fps)
+        times = times[times < scan.end][: len(scan.hashes)]
+        stream.extend((clip, float(t)) for t in times)
+        hashes.extend(scan.hashes[: len(times)])
+    return [where for where, keep in zip(stream, _sequential_rule(hashes, params.max_similarity)) if keep]
+
+
 def key_frames_from_scans(
     scans: Sequence[VideoScan],
     params: KeyFrameParams = KeyFrameParams(),
@@ -330,15 +360,7 @@ def key_frames_from_scans(
     key frames as ``select_key_frames(decode_frames(...))`` up to the scalers' rounding.
     """
     offsets = [0.0] * len(scans) if offsets is None else offsets
-    durations = [None] * len(scans) if durations is None else durations
-    stream: list[tuple[int, float]] = []  # (clip, time in the clip) of each hash, in story order
-    hashes: list[imagehash.ImageHash] = []
-    for clip, (scan, duration) in enumerate(zip(scans, durations)):
-        times = sample_times(scan.end if duration is None else duration, params.fps)
-        times = times[times < scan.end][: len(scan.hashes)]
-        stream.extend((clip, float(t)) for t in times)
-        hashes.extend(scan.hashes[: len(times)])
-    kept = [where for where, keep in zip(stream, _sequential_rule(hashes, params.max_similarity)) if keep]
+    kept = kept_frame_times(scans, params, durations)
     frames: list[KeyFrame] = []
     for clip, scan in enumerate(scans):
         times = [t for c, t in kept if c == clip]
@@ -458,14 +480,16 @@ def _frames_by_index(
         clip = timeline.clips[number]
         try:
             decoder = _frame_decoder(clip.path, clip.video)
-            for i in range(0, len(wanted), DECODE_BATCH):
-                part = wanted[i : i + DECODE_BATCH]
+            step = decode_batch_frames(clip.video.width, clip.video.height)
+            for i in range(0, len(wanted), step):
+                part = wanted[i : i + step]
                 batch = decoder.get_frames_at([local for _, local in part])
                 for (index, _), frame, pts in zip(part, batch.data, batch.pts_seconds.tolist()):
                     time = max(float(pts) - clip.video.start, 0.0)
                     if clip.duration is not None and time >= clip.duration:
                         continue
                     yield index, clip, clip.offset + time, Image.fromarray(frame.numpy())
+                batch = frame = None  # freed before the next batch is decoded: one batch in memory at a time
         except (RuntimeError, IndexError) as err:  # torchcodec's errors for undecodable data
             raise ValueError(f"{clip.path}: video stream cannot be decoded: {decoder_message(err)}") from err
 
