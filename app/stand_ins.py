@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sound_of_story.core import model_ids
-from sound_of_story.core.atomic_files import write_text_atomic
+from sound_of_story.core.atomic_files import move_file_atomic, write_text_atomic
 from sound_of_story.core.hashing import file_sha256
 
 from . import stand_in_files as hub
@@ -542,7 +542,7 @@ def write_weights(name: str, component: WeightsComponent, folder: Path, seed: in
         written = staging / component.weights_name
         if not written.is_file():
             raise RuntimeError(f"{component.class_name}.save_pretrained wrote {sorted(os.listdir(staging))}")
-        os.replace(written, folder / component.subfolder / component.weights_name)
+        move_file_atomic(written, folder / component.subfolder / component.weights_name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return count
@@ -690,7 +690,7 @@ def installed_snapshot(cache_dir: str | os.PathLike, hub_id: str) -> Path | None
 
 def _link_or_copy(source: Path, target: Path, *, move: bool) -> None:
     if move:
-        os.replace(source, target)
+        move_file_atomic(source, target)
         return
     try:
         os.link(source, target)  # same file system: no second copy of the bytes

@@ -65,6 +65,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def move_file_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move a finished file (written under a temporary name in the target's file system, as a library's
+    ``save_pretrained`` writes into a staging folder) onto ``target`` in one step, flushed to disk first."""
+    source, target = Path(source), Path(target)
+    _fsync_file(source)
+    os.replace(source, target)
+    _fsync_dir(target.parent)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -91,6 +100,7 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 __all__ = [
     "PARTIAL_PREFIX",
     "atomic_path",
+    "move_file_atomic",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_jsonl_atomic",
