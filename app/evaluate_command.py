@@ -119,7 +119,7 @@ def _write_json(path: Path | None, payload: dict) -> None:
 
 
 def _cmd_fad(args: argparse.Namespace) -> int:
-    from sound_of_story.metrics.fad import ClapEmbedder, VGGishEmbedder, compute_fad, list_audio_files
+    from sound_of_story.metrics.fad import compute_fad, list_audio_files, make_embedder
 
     pred_files, ref_files = (
         list_audio_files(args.pred),
@@ -130,20 +130,13 @@ def _cmd_fad(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--random-weights, --checkpoint, --pca-params, --keep-final-relu and --pad-short-clips apply to --embedder vggish only"
             )
-        embedder = ClapEmbedder.from_pretrained(args.clap_model)
-    elif args.random_weights:
-        if args.checkpoint is not None:
-            raise ValueError("pass either --checkpoint or --random-weights, not both")
-        embedder = VGGishEmbedder.from_random_weights(
-            pca_params=args.pca_params, final_relu=args.keep_final_relu, pad_short_clips=args.pad_short_clips
-        )
-    else:
-        embedder = VGGishEmbedder.from_checkpoint(
-            args.checkpoint,
-            pca_params=args.pca_params,
-            final_relu=args.keep_final_relu,
-            pad_short_clips=args.pad_short_clips,
-        )
+    elif args.random_weights and args.checkpoint is not None:
+        raise ValueError("pass either --checkpoint or --random-weights, not both")
+    embedder = make_embedder(
+        args.embedder, vggish_checkpoint=args.checkpoint, random_weights=args.random_weights,
+        pca_params=args.pca_params, final_relu=args.keep_final_relu, pad_short_clips=args.pad_short_clips,
+        clap_model=args.clap_model,
+    )  # fmt: skip
     if embedder.random_weights:
         print(
             f"WARNING: {embedder.description}: the FAD below is a smoke-test number, not comparable with any published FAD"
@@ -241,6 +234,8 @@ def _cmd_generation(args: argparse.Namespace) -> int:
         raise ValueError("--model-card takes the results of one --pipeline")
     if args.embedder == "vggish" and not args.random_weights and args.checkpoint is None:
         raise ValueError("give --checkpoint (torchvggish's vggish-10086976.pth) or --random-weights for a smoke test")
+    if args.embedder == "clap" and (args.random_weights or args.checkpoint is not None):
+        raise ValueError("--random-weights and --checkpoint apply to --embedder vggish only")
     embedder = make_embedder(
         args.embedder, vggish_checkpoint=args.checkpoint, random_weights=args.random_weights, clap_model=args.clap_model,
         resampler=args.resampler, device=args.device,

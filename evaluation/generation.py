@@ -51,7 +51,7 @@ SETTINGS_FILE = "settings.json"
 SILENCE_PEAK = 1e-4  # a generated clip whose peak stays below this is silent
 MIN_CLIP_SECONDS = 0.975  # VGGish's shortest input: one 0.96 s example
 FIGURES = ("FAD", "FAD-inf", "KAD")
-EmbedderName = Literal["vggish", "clap"]
+EmbedderName = Literal["vggish", "clap"]  # metrics.fad.EmbedderName, named here without importing torch
 GriffinLimChoice = Literal["exact", "refined", "fast"]
 DEFAULT_GRIFFIN_LIM: GriffinLimChoice = "exact"
 DEFAULT_INFERENCE_STEPS = 50
@@ -697,16 +697,14 @@ def check_generated_clips(paths: dict[str, Path]) -> ClipCheck:
 
 def make_embedder(embedder: EmbedderName = "vggish", *, vggish_checkpoint: str | Path | None = None, random_weights: bool = False,
                   clap_model: str = model_ids.CLAP, resampler: str = "resampy", device: str | None = None) -> Any:  # fmt: skip
-    """The FAD embedder: VGGish (torchvggish weights, or random weights for smoke tests) or CLAP (``transformers.ClapModel``)."""
-    from sound_of_story.metrics.fad import ClapEmbedder, VGGishEmbedder
+    """Table 3's FAD embedder: :func:`sound_of_story.metrics.fad.make_embedder` with VGGish's defaults (imported when
+    called, as it imports torch)."""
+    from sound_of_story.metrics.fad import make_embedder as metrics_make_embedder
 
-    if embedder == "clap":
-        return ClapEmbedder.from_pretrained(clap_model, resampler=resampler, device=device)
-    if embedder != "vggish":
-        raise ValueError(f"embedder must be 'vggish' or 'clap', got {embedder!r}")
-    if random_weights:
-        return VGGishEmbedder.from_random_weights(pad_short_clips=False, resampler=resampler, device=device)
-    return VGGishEmbedder.from_checkpoint(vggish_checkpoint, resampler=resampler, device=device)
+    return metrics_make_embedder(
+        embedder, vggish_checkpoint=vggish_checkpoint, random_weights=random_weights, clap_model=clap_model,
+        resampler=resampler, device=device,
+    )  # fmt: skip
 
 
 def score_clips(

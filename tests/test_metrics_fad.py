@@ -679,3 +679,20 @@ def test_evaluate_fad_module_needs_a_checkpoint_or_explicit_random_weights(monke
         out = fad.compute(predictions=predictions, references=references, sampling_rate=16_000, random_weights=True)
     assert out["random_weights"] is True and "RANDOM" in out["embedder"] and "not comparable" in out["warning"]
     assert out["num_pred_embeddings"] == 4 and out["fad"] > 0
+
+
+def test_make_embedder_builds_by_name_and_refuses_options_it_would_ignore():
+    """The one choice of embedder behind `evaluate fad`, Table 3 and the evaluate module: VGGish's options build the
+    same embedder as the class method, and options that do not apply raise instead of being dropped."""
+    from sound_of_story.metrics.fad import make_embedder
+
+    by_name = make_embedder("vggish", random_weights=True, pad_short_clips=True, final_relu=True)
+    direct = VGGishEmbedder.from_random_weights(pad_short_clips=True, final_relu=True)
+    assert by_name.fingerprint() == direct.fingerprint()
+    assert by_name.random_weights and by_name.pad_short_clips
+    with pytest.raises(ValueError, match="random_weights, pad_short_clips: VGGish options"):
+        make_embedder("clap", random_weights=True, pad_short_clips=True)
+    with pytest.raises(ValueError, match="not both"):
+        make_embedder("vggish", random_weights=True, vggish_checkpoint="vggish.pth")
+    with pytest.raises(ValueError, match="one of vggish, clap"):
+        make_embedder("pann")

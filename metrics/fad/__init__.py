@@ -18,7 +18,15 @@ Submodules: ``vggish`` (network, log-mel input pipeline, checkpoints), ``audio_i
 """
 
 from .audio_input import audio_file_extensions, list_audio_files
-from .embedders import RANDOM_WEIGHTS_WARNING, AudioEmbedder, ClapEmbedder, VGGishEmbedder
+from .embedders import (
+    EMBEDDER_NAMES,
+    RANDOM_WEIGHTS_WARNING,
+    AudioEmbedder,
+    ClapEmbedder,
+    EmbedderName,
+    VGGishEmbedder,
+    make_embedder,
+)
 from .embedding_cache import EmbeddingCache
 from .frechet import (
     FADInfinityResult,
@@ -44,10 +52,12 @@ from .vggish import (
 
 __all__ = [
     "CHECKPOINT_URL",
+    "EMBEDDER_NAMES",
     "PCA_PARAMS_URL",
     "RANDOM_WEIGHTS_WARNING",
     "AudioEmbedder",
     "ClapEmbedder",
+    "EmbedderName",
     "EmbeddingCache",
     "FADInfinityResult",
     "FADResult",
@@ -63,6 +73,7 @@ __all__ = [
     "list_audio_files",
     "load_pca_params",
     "load_vggish_state_dict",
+    "make_embedder",
     "log_mel_spectrogram",
     "per_clip_fad",
     "random_vggish_state_dict",

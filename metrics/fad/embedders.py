@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -400,3 +401,42 @@ class ClapEmbedder(AudioEmbedder):
             "feature_extractor": self.feature_extractor.to_json_string(),
             "hop": self.hop,
         }
+
+
+EmbedderName = Literal["vggish", "clap"]
+EMBEDDER_NAMES: tuple[str, ...] = get_args(EmbedderName)
+
+
+def make_embedder(
+    embedder: EmbedderName = "vggish",
+    *,
+    vggish_checkpoint: str | Path | None = None,
+    random_weights: bool = False,
+    pca_params: str | Path | None = None,
+    final_relu: bool = False,
+    pad_short_clips: bool = False,
+    clap_model: str = model_ids.CLAP,
+    resampler: Resampler = DEFAULT_RESAMPLER,
+    device: str | torch.device | None = None,
+) -> AudioEmbedder:
+    """The FAD embedder by name, the one choice behind ``evaluate fad``, ``evaluate generation`` (Table 3) and the
+    ``fad`` evaluate module: VGGish (torchvggish's checkpoint, or random weights for smoke tests only) or CLAP
+    (``transformers.ClapModel``). VGGish's options given with CLAP, or a checkpoint with random weights, raise
+    ``ValueError`` rather than being ignored."""
+    if embedder == "clap":
+        vggish_options = {
+            "vggish_checkpoint": vggish_checkpoint is not None, "random_weights": random_weights,
+            "pca_params": pca_params is not None, "final_relu": final_relu, "pad_short_clips": pad_short_clips,
+        }  # fmt: skip
+        if any(vggish_options.values()):
+            given = ", ".join(name for name, given in vggish_options.items() if given)
+            raise ValueError(f"{given}: VGGish options, not CLAP's")
+        return ClapEmbedder.from_pretrained(clap_model, resampler=resampler, device=device)
+    if embedder != "vggish":
+        raise ValueError(f"embedder must be one of {', '.join(EMBEDDER_NAMES)}, got {embedder!r}")
+    options = {"pca_params": pca_params, "final_relu": final_relu, "pad_short_clips": pad_short_clips}
+    if random_weights:
+        if vggish_checkpoint is not None:
+            raise ValueError("pass either vggish_checkpoint or random_weights=True, not both")
+        return VGGishEmbedder.from_random_weights(**options, device=device, resampler=resampler)
+    return VGGishEmbedder.from_checkpoint(vggish_checkpoint, **options, device=device, resampler=resampler)

@@ -7,7 +7,7 @@ import evaluate
 import numpy as np
 
 from sound_of_story.core import model_ids
-from sound_of_story.metrics.fad import AudioEmbedder, ClapEmbedder, VGGishEmbedder, compute_fad
+from sound_of_story.metrics.fad import AudioEmbedder, compute_fad, make_embedder
 
 _CITATION = """\
 @inproceedings{kilgour2019fad,
@@ -147,24 +147,10 @@ class FAD(evaluate.Metric):
             resampler,
         )
         if key not in self._embedders:
-            if embedder == "clap":
-                self._embedders[key] = ClapEmbedder.from_pretrained(clap_model, resampler=resampler)
-            elif embedder != "vggish":
-                raise ValueError(f"embedder must be 'vggish', 'clap' or an AudioEmbedder, got {embedder!r}")
-            elif random_weights:
-                if vggish_checkpoint is not None:
-                    raise ValueError("pass either vggish_checkpoint or random_weights=True, not both")
-                self._embedders[key] = VGGishEmbedder.from_random_weights(
-                    pca_params=pca_params, final_relu=final_relu, pad_short_clips=pad_short_clips, resampler=resampler
-                )
-            else:
-                self._embedders[key] = VGGishEmbedder.from_checkpoint(
-                    vggish_checkpoint,
-                    pca_params=pca_params,
-                    final_relu=final_relu,
-                    pad_short_clips=pad_short_clips,
-                    resampler=resampler,
-                )
+            self._embedders[key] = make_embedder(
+                embedder, vggish_checkpoint=vggish_checkpoint, random_weights=random_weights, pca_params=pca_params,
+                final_relu=final_relu, pad_short_clips=pad_short_clips, clap_model=clap_model, resampler=resampler,
+            )  # fmt: skip
         return self._embedders[key]
 
     def _compute(
