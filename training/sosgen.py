@@ -519,8 +519,10 @@ def prepare_denoising_model(args: SoSgenTrainingArguments, device):
     configure_trained_parts(pipe, args)
     trained = DenoisingModel(pipe, args.mode)
     if args.gradient_checkpointing:
+        # The UNet even when frozen (the frame modes): the ControlNet's gradient flows back through it, so without
+        # checkpointing it keeps every activation for the backward pass, most of a full-size step's memory.
         for module in (trained.unet, trained.controlnet):
-            if module is not None and any(p.requires_grad for p in module.parameters()):
+            if module is not None:
                 module.enable_gradient_checkpointing()
     pipe.to(device)
     return pipe, trained
