@@ -13,8 +13,9 @@ One run on a 2-core CPU, with no network:
    (`sound_of_story.training.sosgen`); sound is generated for held-out slices before and after
    training and scored against the real held-out slices (FAD, KAD; VGGish with random weights
    offline, labelled), as Table 3.
-4. **Recommendation**: background sound for three held-out stories from a library of the training
-   slices (`sound_of_story.recommendation.SoundLibraryIndex`).
+4. **Recommendation**: background sound for every held-out story from a library of the training slices
+   (`sound_of_story.recommendation.SoundLibraryIndex`), scored by how often the recommended sounds share the
+   story's scene category (the sample clips' ground truth), beside a random draw from the library.
 5. **Report**: ``report.html`` (self-contained), ``report.md`` and ``report.json``.
 
 Every number comes from this run; numbers of random weights are labelled. ``--minutes`` scales the data
@@ -501,39 +502,129 @@ def generation_table(paths: DemoPaths, plan: DemoPlan, pipelines: list[Path], pr
 # --------------------------------------------------------------------------- recommendation
 
 
-def write_library(paths: DemoPaths, slices: Any) -> int:
-    """The sound library: every training slice's audio as a file (its encoded bytes, unchanged)."""
+def write_library(paths: DemoPaths, slices: Any) -> dict[str, str]:
+    """The sound library: every training slice's audio as a file (its encoded bytes, unchanged). Returns
+    ``{file name (the library's clip id): slice id}``."""
     from datasets import Audio
 
     from sound_of_story.core.atomic_files import atomic_path
 
     paths.library.mkdir(parents=True, exist_ok=True)
     rows = slices["train"].select_columns(["id", "audio"]).cast_column("audio", Audio(decode=False))
+    files = {}
     for row in rows:
         suffix = Path(row["audio"].get("path") or "x.flac").suffix or ".flac"
-        with atomic_path(paths.library / f"{row['id']}{suffix}") as tmp:
+        name = f"{row['id']}{suffix}"
+        with atomic_path(paths.library / name) as tmp:
             tmp.write_bytes(row["audio"]["bytes"])
-    return len(rows)
+        files[name] = row["id"]
+    return files
 
 
-def recommend_for_stories(paths: DemoPaths, stories: Any, slices: Any, progress: bool) -> dict[str, Any]:
-    """The top five library sounds for the frames of three held-out stories (`SoundLibraryIndex`)."""
+def story_scene_categories(samples_dir: Path, lsmdc_story_s: float) -> dict[str, list[tuple[str, float, float]]]:
+    """The ground truth of every story the builder makes from the sample clips: ``{story id: [(category, start,
+    end)]}`` in seconds of the story, from each clip's JSON (an LSMDC story's clips follow one another)."""
+    from sound_of_story.dataset_builder.manifest import read_manifest
+
+    sources, _ = read_manifest(samples_dir / "manifest.jsonl", lsmdc_target_s=lsmdc_story_s)
+    scenes: dict[str, list[tuple[str, float, float]]] = {}
+    for story in sources:
+        offset, spans = 0.0, []
+        for video in story.videos:
+            truth = json.loads(Path(video).with_suffix(".json").read_text())
+            spans += [(s["category"], offset + s["start"], offset + s["end"]) for s in truth["scenes"]]
+            offset += truth["num_samples"] / truth["sample_rate"]
+        scenes[story.id] = spans
+    return scenes
+
+
+def main_category(scenes: list[tuple[str, float, float]], start: float = 0.0, end: float = math.inf) -> str:
+    """The category heard longest between ``start`` and ``end`` seconds (the first of a tie)."""
+    seconds: dict[str, float] = {}
+    for category, a, b in scenes:
+        overlap = min(b, end) - max(a, start)
+        if overlap > 0:
+            seconds[category] = seconds.get(category, 0.0) + overlap
+    if not seconds:
+        raise ValueError(f"no scene lies between {start} and {end} s")
+    return max(seconds, key=seconds.__getitem__)
+
+
+def category_precision(
+    queries: list[tuple[str, list[str]]], library: dict[str, str], bootstrap: int, seed: int = 0
+) -> dict[str, Any]:
+    """Precision@k of recommendations by category: ``queries`` holds each query's category and the ids of the clips
+    recommended for it, ``library`` every library clip's category. A recommended clip counts when its category is
+    the query's. Beside it, a random draw from the library: its expected precision for a query is the library's
+    share of the query's category. Both in %, with 95% percentile bootstrap intervals over the queries."""
+    import numpy as np
+
+    from sound_of_story.metrics.bootstrap import bootstrap_index_blocks, percentile_interval
+
+    if not queries or not all(clips for _, clips in queries):
+        raise ValueError("category_precision needs at least one query, each with recommended clips")
+    unknown = sorted({clip for _, clips in queries for clip in clips} - set(library))
+    if unknown:
+        raise ValueError(f"recommended clips not in the library: {', '.join(unknown[:5])}")
+    counts: dict[str, int] = {}
+    for category in library.values():
+        counts[category] = counts.get(category, 0) + 1
+    shares = {category: n / len(library) for category, n in sorted(counts.items())}
+    hits = np.array([np.mean([library[c] == category for c in clips]) for category, clips in queries]) * 100
+    chance = np.array([shares.get(category, 0.0) for category, _ in queries]) * 100
+    figures: dict[str, Any] = {}
+    for name, values in (("recommended", hits), ("random", chance)):
+        resampled = np.concatenate(
+            [values[i].mean(axis=1) for i in bootstrap_index_blocks(len(values), bootstrap, seed)]
+        )
+        low, high = percentile_interval(resampled)
+        figures[name] = {"value": float(values.mean()), "ci_low": low, "ci_high": high}
+    return {
+        **figures,
+        "query_categories": [c for c, _ in queries],
+        "per_query": hits.tolist(),
+        "library_shares": shares,
+    }
+
+
+def recommend_for_stories(
+    paths: DemoPaths, plan: DemoPlan, stories: Any, slices: Any, progress: bool
+) -> dict[str, Any]:
+    """The top five library sounds for the frames of every held-out story (`SoundLibraryIndex`), scored by whether
+    they share the story's main scene category (`category_precision`); the first three are shown in the report."""
     import shutil
 
     from sound_of_story.recommendation import SoundLibraryIndex
 
-    size = write_library(paths, slices)
+    files = write_library(paths, slices)
     if paths.library_index.exists():  # an index of an earlier run's model: the model is new, so is the index
         shutil.rmtree(paths.library_index)
     index, _ = SoundLibraryIndex.build(
         paths.library, str(paths.retrieval_model), paths.library_index, progress=progress
     )
+    truth = story_scene_categories(paths.samples, plan.lsmdc_story_s)
+    train = slices["train"].select_columns(["id", "story_id", "start", "end"])
+    by_slice = {row["id"]: main_category(truth[row["story_id"]], row["start"], row["end"]) for row in train}
+    library = {name: by_slice[slice_id] for name, slice_id in files.items()}  # by the index's clip ids
     test = stories["test"].sort("id")
     queries = []
-    for row in test.select(range(min(NUM_RECOMMENDATION_STORIES, len(test)))):
+    for row in test.select_columns(["id", "text", "frames"]):
         found = index.recommend(frames=row["frames"], top_k=RECOMMENDATION_TOP_K)
-        queries.append({"story": row["id"], "text": row["text"], "recommendations": [r.to_dict() for r in found]})
-    return {"library_clips": size, "queries": queries}
+        recommendations = [{**r.to_dict(), "category": library[r.clip_id]} for r in found]
+        queries.append(
+            {"story": row["id"], "text": row["text"], "category": main_category(truth[row["id"]]),
+             "recommendations": recommendations}
+        )  # fmt: skip
+    precision = category_precision(
+        [(q["category"], [r["clip_id"] for r in q["recommendations"]]) for q in queries], library, plan.bootstrap
+    )
+    return {
+        "library_clips": len(files),
+        "top_k": RECOMMENDATION_TOP_K,
+        "precision": precision,
+        "library_categories": library,
+        "queries": queries[:NUM_RECOMMENDATION_STORIES],
+    }
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -649,7 +740,7 @@ def run_demo(
     data["table3"] = clock.run("Table 3", lambda: generation_table(paths, plan, pipelines, progress))
     data["generation_text_tokens"] = prompt_text_tokens(paths.sosgen_text)
     data["recommendation"] = clock.run(
-        "recommendation", lambda: recommend_for_stories(paths, built["stories"], built["slices"], progress)
+        "recommendation", lambda: recommend_for_stories(paths, plan, built["stories"], built["slices"], progress)
     )
     report = clock.run("report", lambda: build_demo_report(data, built, paths))
     data["seconds"] = {**clock.seconds, "total": clock.elapsed_s}

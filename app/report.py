@@ -528,10 +528,28 @@ def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, 
 
     section = report.section("Recommendation")
     info = data["recommendation"]
+    precision = info["precision"]
+    k, num_queries = info["top_k"], len(precision["per_query"])
+
+    def interval(entry: dict[str, float]) -> str:
+        return f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]"
+
     section.add(
         Paragraph(
-            f"Library: the {info['library_clips']} training slices; model: the audio-video retrieval model trained above."
-        )
+            f"Library: the {info['library_clips']} training slices; model: the audio-video retrieval model trained above. "
+            f"Each of the {num_queries} held-out stories' key frames query the library. A recommended slice fits when "
+            "its scene category (the sample clips' ground truth: the category heard longest in the slice) is the "
+            "story's (the one heard longest in the story); the model never sees the categories."
+        ),
+        Table(
+            ["recommendations", f"precision@{k} (%)"],
+            [
+                ["the retrieval model's top 5", interval(precision["recommended"])],
+                ["a random draw from the library (expected)", interval(precision["random"])],
+            ],
+            caption=f"Recommended sounds that share the story's scene category, over {num_queries} held-out stories: "
+            "value [95% bootstrap interval]",
+        ),
     )
     stories = built["stories"]["test"]
     positions = {sid: i for i, sid in enumerate(stories["id"])}
@@ -539,17 +557,29 @@ def _recommendation_section(report: Any, data: dict[str, Any], built: dict[str, 
         row = stories[positions[query["story"]]]
         story = printable(query["story"])
         section.add(
-            Image(frames_png(row["frames"]), f"Held-out story {story}: its key frames (the query)", f"query_{story}"),
+            Image(
+                frames_png(row["frames"]),
+                f"Held-out story {story}: its key frames (the query); its scene category: {query['category']}",
+                f"query_{story}",
+            ),
             Table(
-                ["rank", "library clip", "score"],
-                [[r["rank"], printable(r["clip_id"]), r["score"]] for r in query["recommendations"]],
+                ["rank", "library clip", "category", "score"],
+                [
+                    [
+                        r["rank"],
+                        printable(r["clip_id"]),
+                        r["category"] + ("" if r["category"] == query["category"] else " (other)"),
+                        r["score"],
+                    ]
+                    for r in query["recommendations"]
+                ],
                 digits=3,
             ),
         )
         clips = []
         for r in query["recommendations"]:
             audio, rate = read_audio_file(r["path"])
-            caption = f"#{r['rank']} {printable(r['clip_id'])}"
+            caption = f"#{r['rank']} {printable(r['clip_id'])} ({r['category']})"
             clips.append(_clip_block(audio, rate, caption, f"rec_{story}_{r['rank']}"))
         section.add(Gallery(clips))
 

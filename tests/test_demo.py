@@ -134,6 +134,34 @@ def test_sample_jobs_cover_the_plan_in_parts_of_whole_movie_pairs():
     assert len(sample_jobs(DemoPlan.for_minutes(15))) == 1 + DemoPlan.for_minutes(15).cmd_clips // CMD_CLIPS_PER_JOB
 
 
+def test_category_precision_counts_a_wrong_category_as_a_miss_and_random_is_the_library_share():
+    from sound_of_story.app.demo import category_precision, main_category
+
+    library = {f"r{i}": "rain" for i in range(6)} | {f"s{i}": "sea" for i in range(10)} | {"t0": "traffic"}
+    queries = [("rain", ["r0", "r1", "r2", "r3", "r4"]), ("sea", ["s0", "s1", "s2", "s3", "s4"])]
+    exact = category_precision(queries, library, bootstrap=200)
+    assert exact["recommended"]["value"] == 100.0 and exact["per_query"] == [100.0, 100.0]
+    # A random draw's expected precision is the share of the query's category in the library: (6/17 + 10/17) / 2.
+    assert exact["library_shares"] == {"rain": 6 / 17, "sea": 10 / 17, "traffic": 1 / 17}
+    assert exact["random"]["value"] == pytest.approx(100 * (6 / 17 + 10 / 17) / 2)
+    assert exact["random"]["ci_low"] <= exact["random"]["value"] <= exact["random"]["ci_high"]
+    assert exact["query_categories"] == ["rain", "sea"]
+    planted = category_precision(queries, {**library, "r2": "traffic"}, bootstrap=200)
+    assert planted["per_query"] == [80.0, 100.0] and planted["recommended"]["value"] == 90.0
+    assert planted["recommended"]["ci_low"] == 80.0 and planted["recommended"]["ci_high"] == 100.0
+    # The same recommendations against a library whose categories are shuffled among its clips score lower.
+    shuffled = dict(zip(library, np.random.default_rng(0).permutation(list(library.values())), strict=True))
+    assert category_precision(queries, shuffled, bootstrap=200)["recommended"]["value"] < 100.0
+    with pytest.raises(ValueError, match="not in the library: x9"):
+        category_precision([("rain", ["r0", "x9"])], library, bootstrap=10)
+    # A slice's category is the one heard longest within it.
+    scenes = [("rain", 0.0, 4.0), ("sea", 4.0, 7.0), ("rain", 7.0, 9.0), ("traffic", 9.0, 20.0)]
+    assert main_category(scenes) == "traffic" and main_category(scenes, 0.0, 9.0) == "rain"
+    assert main_category(scenes, 3.5, 8.0) == "sea"
+    with pytest.raises(ValueError, match="no scene"):
+        main_category(scenes, 30.0, 40.0)
+
+
 def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     from datasets import load_dataset
 
@@ -206,6 +234,29 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
         scores = [r["score"] for r in query["recommendations"]]
         assert len(scores) == min(5, len(library)) and scores == sorted(scores, reverse=True)
         assert {Path(r["path"]).stem for r in query["recommendations"]} <= library
+    # Precision@5 by scene category over every held-out story, from the categories the run recorded: each shown
+    # recommendation carries its library clip's category, and a random draw expects the library's category shares.
+    from collections import Counter
+
+    from sound_of_story.dataset_builder.samples import CATEGORY_NAMES
+
+    info = data["recommendation"]
+    precision, categories = info["precision"], info["library_categories"]
+    assert {Path(c).stem for c in categories} == library and set(categories.values()) <= set(CATEGORY_NAMES)
+    assert len(precision["per_query"]) == len(precision["query_categories"]) == n
+    shares = {c: k / len(categories) for c, k in Counter(categories.values()).items()}
+    assert precision["library_shares"] == pytest.approx(shares)
+    assert precision["random"]["value"] == pytest.approx(
+        100 * np.mean([shares.get(c, 0.0) for c in precision["query_categories"]])
+    )
+    assert precision["recommended"]["value"] == pytest.approx(np.mean(precision["per_query"]))
+    for figure in ("recommended", "random"):
+        assert precision[figure]["ci_low"] <= precision[figure]["value"] + 1e-9 <= precision[figure]["ci_high"] + 2e-9
+    for k, query in enumerate(queries):
+        assert query["category"] == precision["query_categories"][k]
+        assert all(r["category"] == categories[r["clip_id"]] for r in query["recommendations"])
+        hits = [r["category"] == query["category"] for r in query["recommendations"]]
+        assert precision["per_query"][k] == pytest.approx(100 * np.mean(hits))
     # The page: self-contained, random weights labelled, one player per real, generated and recommended clip.
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page
@@ -219,3 +270,8 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     assert "can only handle sequences" not in result.stdout + result.stderr
     assert data["generation_text_tokens"] == 16
     assert "reads the first 16 tokens of each description" in page
+    recommended, random_draw = precision["recommended"], precision["random"]
+    for entry in (recommended, random_draw):
+        assert f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]" in page
+    first = queries[0]["recommendations"][0]
+    assert f"#1 {first['clip_id']} ({first['category']})" in page
