@@ -20,7 +20,13 @@ import pytest
 import yaml
 
 from sound_of_story.dataset_builder import build as build_module
-from sound_of_story.dataset_builder.build import BuildReport, build_dataset, merge_shards, split_slices_at_random
+from sound_of_story.dataset_builder.build import (
+    STAGING_MARKER,
+    BuildReport,
+    build_dataset,
+    merge_shards,
+    split_slices_at_random,
+)
 from sound_of_story.dataset_builder.build_options import BuildOptions, with_overrides
 from sound_of_story.dataset_builder.dataset_card import live_data_files
 from sound_of_story.dataset_builder.manifest import Failure, StorySource, read_manifest
@@ -237,13 +243,17 @@ def test_the_final_write_never_mixes_two_builds(built, manifest, tmp_path):
     from datasets import load_dataset
 
     assert sorted(r["id"] for ds in load_dataset(str(target)).values() for r in ds) == ["m_000", "story_b"]
-    # what a SIGKILL would leave: a staging folder, and a pre-staging build folder
+    # what a SIGKILL would leave: a staging folder with the build's mark (removed), beside folders without it, which
+    # a build does not own and so keeps: a staging-like name and an old version's sos-build-* folder
     (target / ".staging-0123456789ab-99999").mkdir()
+    (target / ".staging-0123456789ab-99999" / STAGING_MARKER).touch()
+    (target / ".staging-not-ours").mkdir()
     (target / "sos-build-abc" / "out").mkdir(parents=True)
     report = build_dataset(manifest, target, test_size=0, lsmdc_target_s=1.0, generation_split="story", progress=False)
     assert report.from_cache == 2 and report.splits == {"train": ["m_000", "story_b"], "test": []}
     assert sorted(p.relative_to(target).as_posix() for p in target.glob("*/*.parquet")) == live_data_files(target)
-    assert not list(target.glob(".staging-*")) and not list(target.glob("sos-build-*"))
+    assert [p.name for p in target.glob(".staging-*")] == [".staging-not-ours"]
+    assert (target / "sos-build-abc" / "out").is_dir()
     assert list(load_dataset(str(target))) == ["train"]
 
 
