@@ -464,6 +464,12 @@ def prompt_text_tokens(pipeline_dir: Path) -> int:
     return int(CLIPTokenizer.from_pretrained(pipeline_dir, subfolder="tokenizer").model_max_length)
 
 
+def generation_band(pipeline_dir: Path) -> dict[str, float]:
+    """The sample rate and the mel bins' frequency range of the pipeline's spectrograms (its ``model_index.json``)."""
+    params = json.loads((pipeline_dir / "model_index.json").read_text())["spectrogram_params"]
+    return {key: float(params[key]) for key in ("sample_rate", "min_frequency", "max_frequency")}
+
+
 @contextmanager
 def prompt_truncation_warnings_off() -> Iterator[None]:
     """diffusers warns once per prompt that it was cut to the text encoder's length; over a held-out set that is one
@@ -739,6 +745,7 @@ def run_demo(
     )
     data["table3"] = clock.run("Table 3", lambda: generation_table(paths, plan, pipelines, progress))
     data["generation_text_tokens"] = prompt_text_tokens(paths.sosgen_text)
+    data["generation_band"] = generation_band(paths.sosgen_text)
     data["recommendation"] = clock.run(
         "recommendation", lambda: recommend_for_stories(paths, plan, built["stories"], built["slices"], progress)
     )

@@ -490,6 +490,7 @@ def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any]
     section = report.section("Generation (Table 3)")
     table3 = data["table3"]
     tokens_note = "" if data["settings"]["pretrained"] else " (the tiny models' tokenizer has one token per character)"
+    band = data["generation_band"]
     labels = {
         paths.init_sosgen.name: f"SoSgen, {RANDOM_LABEL} (before training)",
         paths.sosgen_text.name: "SoSgen (text), trained here",
@@ -505,6 +506,7 @@ def _generation_section(report: Any, data: dict[str, Any], built: dict[str, Any]
     section.add(
         Table(["pipeline", "FAD", "KAD", "clips", "excluded"], rows, caption="Generated against real held-out slices: value [95% bootstrap interval]; lower is better"),
         Paragraph(f"Embedder: {VGGISH_RANDOM_LABEL}. SoSgen's text encoder reads the first {data['generation_text_tokens']} tokens of each description{tokens_note}; the rest is cut."),
+        Paragraph(f"Band: SoSgen makes {band['sample_rate'] / 1000:g} kHz audio from mel bins of {band['min_frequency']:g}-{band['max_frequency']:g} Hz; the real slices are 44.1 kHz. FAD and KAD compare both as VGGish hears them: resampled to 16 kHz, mel bands of 125-7500 Hz."),
         Image(curves_png(_loss_curves(data["sosgen_training"]), "step", "denoising loss", "SoSgen training"), "Training loss per step", "sosgen_loss"),
     )  # fmt: skip
     test = built["slices"]["test"]

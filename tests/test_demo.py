@@ -270,6 +270,8 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     assert "can only handle sequences" not in result.stdout + result.stderr
     assert data["generation_text_tokens"] == 16
     assert "reads the first 16 tokens of each description" in page
+    assert data["generation_band"] == {"sample_rate": 8000.0, "min_frequency": 0.0, "max_frequency": 3000.0}
+    assert "SoSgen makes 8 kHz audio from mel bins of 0-3000 Hz" in page
     recommended, random_draw = precision["recommended"], precision["random"]
     for entry in (recommended, random_draw):
         assert f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]" in page
