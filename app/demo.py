@@ -439,20 +439,40 @@ def save_initial_pipelines(paths: DemoPaths, pretrained: bool) -> tuple[str, str
     return str(paths.init_sosgen), str(paths.init_image_encoder)
 
 
-def train_sosgen_mode(
-    paths: DemoPaths, plan: DemoPlan, mode: str, base: str, image_encoder: str, out_dir: Path, steps: int, seed: int
-) -> dict[str, Any]:
-    """`train_sosgen` on the generation slices: ``text`` fine-tunes the UNet and text encoder, ``controlnet``
-    trains a ControlNet on the frames over the trained text model (the paper's eqs. 12 and 13)."""
-    from sound_of_story.training.arguments import SoSgenTrainingArguments
-    from sound_of_story.training.sosgen import train_sosgen
+# The demo's SoSgen batch. With --pretrained (Riffusion's 860M-parameter UNet on 512 x 1536 windows) one pass of
+# four windows saves about 4 x 31.6 GB of activations in float32 (counted by benchmarks/paper_size.py, docs/training.md,
+# "Paper size"): there the batch is accumulated one window at a time with gradient checkpointing (about 1 GB a pass),
+# the same update in a small fraction of the memory.
+SOSGEN_DEMO_BATCH = 4
 
-    args = SoSgenTrainingArguments(
+
+def sosgen_training_arguments(
+    paths: DemoPaths, plan: DemoPlan, mode: str, base: str, image_encoder: str, out_dir: Path, steps: int, seed: int,
+    pretrained: bool = False,
+):  # fmt: skip
+    """The `SoSgenTrainingArguments` of one demo generator: ``SOSGEN_DEMO_BATCH`` windows an update, in one pass for
+    the tiny models, accumulated one window a pass with gradient checkpointing for the full-size ones."""
+    from sound_of_story.training.arguments import SoSgenTrainingArguments
+
+    per_pass = 1 if pretrained else SOSGEN_DEMO_BATCH
+    return SoSgenTrainingArguments(
         mode=mode, pretrained_model=base, image_encoder=image_encoder, dataset=str(paths.sos),
-        output_dir=str(out_dir), train_batch_size=4, gradient_accumulation_steps=1, max_train_steps=steps,
+        output_dir=str(out_dir), train_batch_size=per_pass, gradient_accumulation_steps=SOSGEN_DEMO_BATCH // per_pass,
+        gradient_checkpointing=pretrained, max_train_steps=steps,
         learning_rate=plan.sosgen_lr, validation_split="none", report_to="none", seed=seed,
         checkpointing_steps=1_000_000,
     )  # fmt: skip
+
+
+def train_sosgen_mode(
+    paths: DemoPaths, plan: DemoPlan, mode: str, base: str, image_encoder: str, out_dir: Path, steps: int, seed: int,
+    pretrained: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """`train_sosgen` on the generation slices: ``text`` fine-tunes the UNet and text encoder, ``controlnet``
+    trains a ControlNet on the frames over the trained text model (the paper's eqs. 12 and 13)."""
+    from sound_of_story.training.sosgen import train_sosgen
+
+    args = sosgen_training_arguments(paths, plan, mode, base, image_encoder, out_dir, steps, seed, pretrained)
     result = train_sosgen(args)
     return {"steps": result.global_step, "losses": result.losses}
 
@@ -724,7 +744,9 @@ def run_demo(
 
     def sosgen_training() -> dict[str, Any]:
         base, image_encoder = save_initial_pipelines(paths, pretrained)
-        text = train_sosgen_mode(paths, plan, "text", base, image_encoder, paths.sosgen_text, plan.sosgen_steps, seed)
+        text = train_sosgen_mode(
+            paths, plan, "text", base, image_encoder, paths.sosgen_text, plan.sosgen_steps, seed, pretrained
+        )
         controlnet = train_sosgen_mode(
             paths,
             plan,
@@ -734,6 +756,7 @@ def run_demo(
             paths.sosgen_controlnet,
             plan.controlnet_steps,
             seed,
+            pretrained,
         )
         return {"text": text, "controlnet": controlnet}
 

@@ -105,6 +105,21 @@ def test_plan_holds_out_24_stories_in_15_minutes_and_rejects_a_bad_budget(tmp_pa
     )
 
 
+def test_pretrained_sosgen_accumulates_the_demo_batch_one_window_a_pass_with_checkpointing(tmp_path):
+    """At full size one pass of the demo's four windows would save about 126 GB of activations (docs/training.md,
+    "Paper size"); --pretrained makes the same update from four checkpointed passes of one window."""
+    from sound_of_story.app.demo import SOSGEN_DEMO_BATCH, DemoPaths, DemoPlan, sosgen_training_arguments
+
+    plan, paths = DemoPlan.for_minutes(1), DemoPaths(tmp_path)
+    common = dict(mode="text", base="init", image_encoder="enc", out_dir=tmp_path / "t", steps=3, seed=0)
+    tiny = sosgen_training_arguments(paths, plan, pretrained=False, **common)
+    full = sosgen_training_arguments(paths, plan, pretrained=True, **common)
+    assert (tiny.train_batch_size, tiny.gradient_accumulation_steps, tiny.gradient_checkpointing) == (4, 1, False)
+    assert (full.train_batch_size, full.gradient_accumulation_steps, full.gradient_checkpointing) == (1, 4, True)
+    assert SOSGEN_DEMO_BATCH == 4 and full.max_train_steps == tiny.max_train_steps == 3
+    assert full.learning_rate == tiny.learning_rate == plan.sosgen_lr
+
+
 def test_spectrogram_of_silence_draws_without_warnings():
     import warnings
 
