@@ -241,8 +241,8 @@ class SoundOfStoryApp:
     def clip_audio(self, clip_id: str) -> tuple[int, np.ndarray] | None:
         """A library clip as ``(rate, samples)`` from the library the index reads clips from (a file inside its
         folder, or a row of its dataset); None when there is no such library here (an index from the Hub)."""
-        from sound_of_story.audio import decoded_audio, read_audio_file, to_mono
-        from sound_of_story.recommendation.library import check_clip_id, clip_path
+        from sound_of_story.audio import decoded_audio, to_mono
+        from sound_of_story.recommendation.library import check_clip_id, clip_path, decode_library_file
 
         source = self.index().clip_source
         if source is None:
@@ -259,8 +259,7 @@ class SoundOfStoryApp:
             rows, positions = self._dataset_audio[key]
             array, rate = decoded_audio(rows[positions[row_id]]["audio"])
         else:
-            path = clip_path(source, clip_id)
-            array, rate = read_audio_file(Path(path).read_bytes(), path)
+            array, rate = decode_library_file(clip_path(source, clip_id))
         return rate, to_mono(array)
 
     # ------------------------------------------------------------------ handlers

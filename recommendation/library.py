@@ -161,11 +161,19 @@ def decode_clip(clip: LibraryClip) -> tuple:
     """
     if clip.stat is None:
         return read_audio_file(clip.read(), clip.path)
-    decoded = decode_audio_file(clip.path, max_seconds=LIBRARY_MAX_SECONDS)
+    return decode_library_file(clip.path)
+
+
+def decode_library_file(path: str | os.PathLike) -> tuple:
+    """A library file's waveform ``(channels, samples)`` float32 and its rate, as the index encodes it: at most
+    :data:`LIBRARY_MAX_SECONDS` read (what the web app plays of a clip is what was indexed, never a whole
+    hours-long file in memory)."""
+    decoded = decode_audio_file(path, max_seconds=LIBRARY_MAX_SECONDS)
     return decoded.samples, decoded.sample_rate
 
 
 __all__ = [
+    "decode_library_file",
     "DATASET_CONFIGS",
     "HUB_PREFIX",
     "LIBRARY_MAX_SECONDS",

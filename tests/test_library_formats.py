@@ -15,7 +15,13 @@ import torch
 from sound_of_story.modeling import SoSRetrievalModel
 from sound_of_story.modeling.tiny_random import tiny_retrieval_config, tiny_retrieval_processor
 from sound_of_story.recommendation import SoundLibraryIndex
-from sound_of_story.recommendation.library import LIBRARY_MAX_SECONDS, decode_clip, iter_library, library_source
+from sound_of_story.recommendation.library import (
+    LIBRARY_MAX_SECONDS,
+    decode_clip,
+    decode_library_file,
+    iter_library,
+    library_source,
+)
 
 RATE = 44_100
 
@@ -103,6 +109,9 @@ def test_library_audio_is_decoded_right_and_bounded(library, stem):
     # what is read of one file is capped
     long, rate = decode_clip(clips["long_field_recording.wav"])
     assert long.shape[1] == int(LIBRARY_MAX_SECONDS * rate)
+    # the web app plays a clip through the same capped reader (SoundOfStoryApp.clip_audio)
+    played, played_rate = decode_library_file(clips["long_field_recording.wav"].path)
+    assert played_rate == rate and np.array_equal(played, long)
 
 
 def test_library_hashing_reads_files_in_chunks(library, monkeypatch):
