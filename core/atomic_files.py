@@ -57,9 +57,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        move_file_atomic(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
