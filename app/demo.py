@@ -320,8 +320,64 @@ def dataset_statistics(stories: Any, slices: Any, failures: int) -> dict[str, An
 # --------------------------------------------------------------------------- retrieval
 
 
-def save_initial_retrieval_model(paths: DemoPaths, pretrained: bool, seed: int) -> str:
-    """Where training starts: a tiny random model saved in code, or the paper's CLIP and AST (``--pretrained``)."""
+STORY_TOKENIZER_VOCAB = 2000  # at most; the training stories of the 15-minute plan give about 700 symbols
+STORY_TOKENIZER_LENGTH = 77  # CLIP's context length
+
+
+def train_story_tokenizer(texts: list[str], vocab_size: int = STORY_TOKENIZER_VOCAB) -> Any:
+    """A CLIP tokenizer whose byte-pair merges are learnt here from ``texts`` (the training stories; the held-out
+    ones are not read), lower-cased and split into words as CLIP splits them (the `tokenizers` library's
+    pre-tokenizer). With a vocabulary as large as the stories' words, a word is one token, so the 77 tokens of a text
+    encoder read about 60 words of a story (a byte-level tokenizer reads its first 77 characters, about one
+    sentence). A word never seen in training falls back to letters, so every text tokenizes. The demo's random text
+    encoders start from it (``--pretrained`` uses CLIP's own tokenizer).
+
+    The merges are learnt by this function rather than by `tokenizers`' BPE trainer, whose merge order and token ids
+    change from one process to the next (ties are broken in hash order), so that a seed gives the same models."""
+    import string
+    from collections import Counter
+
+    from tokenizers import Regex, normalizers, pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    normalize = normalizers.Lowercase()
+    words = Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""")  # CLIP's word pattern
+    split = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(words, behavior="isolated")]
+    )
+    counts = Counter(word for text in texts for word, _ in split.pre_tokenize_str(normalize.normalize_str(text)))
+    alphabet = sorted(set(string.ascii_lowercase + string.digits + ".,'!?-;:\"()") | {c for w in counts for c in w})
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in [*alphabet, *(c + "</w>" for c in alphabet)]:
+        vocab[symbol] = len(vocab)
+    spelled = {word: [*word[:-1], word[-1] + "</w>"] for word in counts}
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size:
+        pairs: Counter = Counter()
+        for word, symbols in spelled.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += counts[word]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))  # the most frequent pair; ties by spelling
+        merges.append(best)
+        vocab.setdefault(best[0] + best[1], len(vocab))
+        for word, symbols in spelled.items():
+            merged, k = [], 0
+            while k < len(symbols):
+                if k + 1 < len(symbols) and (symbols[k], symbols[k + 1]) == best:
+                    merged.append(symbols[k] + symbols[k + 1])
+                    k += 2
+                else:
+                    merged.append(symbols[k])
+                    k += 1
+            spelled[word] = merged
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=STORY_TOKENIZER_LENGTH)
+
+
+def save_initial_retrieval_model(paths: DemoPaths, pretrained: bool, seed: int, tokenizer: Any = None) -> str:
+    """Where training starts: a tiny random model saved in code over ``tokenizer`` (`train_story_tokenizer`), or the
+    paper's CLIP and AST (``--pretrained``)."""
     import torch
 
     from sound_of_story.modeling import SoSRetrievalModel, SoSRetrievalProcessor
@@ -341,7 +397,7 @@ def save_initial_retrieval_model(paths: DemoPaths, pretrained: bool, seed: int) 
         # multi-grained similarity ~8x cheaper). The logit scale starts at its cap (100), so the head trains at
         # lr 1e-3.
         width = DEMO_ENCODER_WIDTH
-        clip = tiny_clip_config_dict()
+        clip = tiny_clip_config_dict(tokenizer)
         clip["projection_dim"] = width
         clip["logit_scale_init_value"] = math.log(100.0)
         clip["text_config"].update(hidden_size=width, intermediate_size=2 * width)
@@ -357,7 +413,7 @@ def save_initial_retrieval_model(paths: DemoPaths, pretrained: bool, seed: int) 
                 temperature=DEMO_SIMILARITY_TEMPERATURE,
             )
         )
-        processor = tiny_retrieval_processor()
+        processor = tiny_retrieval_processor(tokenizer=tokenizer)
     model.save_pretrained(paths.init_retrieval)
     processor.save_pretrained(paths.init_retrieval)
     return str(paths.init_retrieval)
@@ -422,17 +478,31 @@ def beats_random(table2: dict[str, Any], direction: str = "A2V", figure: str = "
 # --------------------------------------------------------------------------- generation
 
 
-def save_initial_pipelines(paths: DemoPaths, pretrained: bool) -> tuple[str, str]:
-    """Where SoSgen starts: tiny random pipelines saved in code (Riffusion and CLIP with ``--pretrained``).
-    Returns the text-to-audio base and the image encoder of the ControlNet's frame tokens."""
+def save_initial_pipelines(paths: DemoPaths, pretrained: bool, tokenizer: Any = None) -> tuple[str, str]:
+    """Where SoSgen starts: a small random pipeline saved in code over ``tokenizer`` (`train_story_tokenizer`), or
+    Riffusion and CLIP (``--pretrained``). Returns the text-to-audio base and the image encoder of the ControlNet's
+    frame tokens.
+
+    The small pipeline (`small_sosgen_components`) passes the spectrogram through a fixed identity autoencoder and
+    works at 16 kHz in 80 ms columns, so that one window holds a whole 10 s slice (docs/demo.md says what each of
+    these choices changed)."""
     if pretrained:
         from sound_of_story.training.sosgen import DEFAULT_IMAGE_ENCODER, DEFAULT_PRETRAINED
 
         return DEFAULT_PRETRAINED, DEFAULT_IMAGE_ENCODER
-    from sound_of_story.pipelines.tiny_random import tiny_components, tiny_frame_components, tiny_sosgen
+    from sound_of_story.pipelines import SoSgenPipeline
+    from sound_of_story.pipelines.tiny_random import (
+        SMALL_SPECTROGRAM,
+        SMALL_WINDOWS,
+        small_sosgen_components,
+        tiny_frame_components,
+        tiny_tokenizer,
+    )
 
-    components = tiny_components()
-    tiny_sosgen(components).save_pretrained(paths.init_sosgen)
+    components = small_sosgen_components(tokenizer if tokenizer is not None else tiny_tokenizer())
+    SoSgenPipeline(**components, spectrogram_params=SMALL_SPECTROGRAM, **SMALL_WINDOWS).save_pretrained(
+        paths.init_sosgen
+    )
     frame = tiny_frame_components(components)
     frame["image_encoder"].save_pretrained(paths.init_image_encoder)
     frame["feature_extractor"].save_pretrained(paths.init_image_encoder)
@@ -444,6 +514,10 @@ def save_initial_pipelines(paths: DemoPaths, pretrained: bool) -> tuple[str, str
 # "Paper size"): there the batch is accumulated one window at a time with gradient checkpointing (about 1 GB a pass),
 # the same update in a small fraction of the memory.
 SOSGEN_DEMO_BATCH = 4
+# Texts replaced by the empty prompt in training, so that classifier-free guidance at generation has a trained
+# unconditional prediction: 10% for the text model (as Stable Diffusion was trained), 50% for the ControlNet (the
+# ControlNet paper's share, which makes it read the frames when the text is absent). Our choice; the paper is silent.
+SOSGEN_EMPTY_PROMPTS = {"text": 0.1, "controlnet": 0.5, "image": 0.0}
 
 
 def sosgen_training_arguments(
@@ -460,7 +534,7 @@ def sosgen_training_arguments(
         output_dir=str(out_dir), train_batch_size=per_pass, gradient_accumulation_steps=SOSGEN_DEMO_BATCH // per_pass,
         gradient_checkpointing=pretrained, max_train_steps=steps,
         learning_rate=plan.sosgen_lr, validation_split="none", report_to="none", seed=seed,
-        checkpointing_steps=1_000_000,
+        checkpointing_steps=1_000_000, proportion_empty_prompts=SOSGEN_EMPTY_PROMPTS[mode],
     )  # fmt: skip
 
 
@@ -523,6 +597,63 @@ def generation_table(paths: DemoPaths, plan: DemoPlan, pipelines: list[Path], pr
             cache_dir=paths.work / "vggish", progress=progress,
         )  # fmt: skip
     return json.loads((paths.generated / "table3.json").read_text()) if table else {}
+
+
+ROUND_TRIP = "real held-out slices through SoSgen's spectrogram and Griffin-Lim"
+
+
+def scene_category_scores(
+    paths: DemoPaths, plan: DemoPlan, slices: Any, pipelines: list[Path], bootstrap: int
+) -> dict[str, Any]:  # fmt: skip
+    """Frames steer the sound? How often each span of a generated held-out slice is recognised as its real scene's
+    category by a classifier fitted on the real training slices (`sound_of_story.app.scene_sound`), per pipeline,
+    beside the real held-out slices, the same slices through the first pipeline's spectrogram images and
+    Griffin-Lim (what a perfect generator could reach) and chance (a uniform guess). The slices are Table 3's: the first
+    ``plan.eval_slices`` held-out ones, generated into ``paths.generated``."""
+    import numpy as np
+    import torch
+
+    from sound_of_story.audio import channels_first, decoded_audio
+    from sound_of_story.audio.spectrogram import SpectrogramParams, audio_to_image, image_to_audio, load_audio
+    from sound_of_story.dataset_builder.samples import CATEGORY_NAMES
+
+    from .scene_sound import fit_on_slices, recognition_rate, slice_spans, span_hits
+
+    scenes = story_scene_categories(paths.samples, plan.lsmdc_story_s)
+    columns = ["id", "story_id", "audio", "start", "end"]
+
+    def real(split: Any) -> list[tuple[str, np.ndarray, int, list]]:
+        out = []
+        for row in split.select_columns(columns):
+            audio, rate = decoded_audio(row["audio"])
+            out.append(
+                (
+                    row["id"],
+                    channels_first(audio),
+                    rate,
+                    slice_spans(scenes[row["story_id"]], row["start"], row["end"]),
+                )
+            )
+        return out
+
+    classifier = fit_on_slices([(a, r, spans) for _, a, r, spans in real(slices["train"])], CATEGORY_NAMES)
+    held_out = real(slices["test"].select(range(min(plan.eval_slices, len(slices["test"])))))
+    hits = {"real held-out slices": [span_hits(classifier, a, r, spans) for _, a, r, spans in held_out]}
+    # The ceiling of a generator: the real slices through its spectrogram images and back (its Griffin-Lim).
+    params = SpectrogramParams.from_dict(
+        json.loads((pipelines[0] / "model_index.json").read_text())["spectrogram_params"]
+    )
+    hits[ROUND_TRIP] = [
+        span_hits(classifier, *image_to_audio(audio_to_image(a, r, params), params, generator=torch.Generator().manual_seed(0)), spans)
+        for _, a, r, spans in held_out
+    ]  # fmt: skip
+    for folder in pipelines:
+        clips = paths.generated / folder.name / "audio"
+        hits[folder.name] = [
+            span_hits(classifier, *load_audio(clips / f"{sid}.wav"), spans) for sid, _, _, spans in held_out
+        ]
+    scores = {name: recognition_rate(h, bootstrap) for name, h in hits.items()}
+    return {"scores": scores, "chance": 100.0 / len(CATEGORY_NAMES), "categories": len(CATEGORY_NAMES)}
 
 
 # --------------------------------------------------------------------------- recommendation
@@ -720,8 +851,11 @@ def run_demo(
         **dataset_statistics(built["stories"], built["slices"], len(built["report"].failures)),
     }
 
+    # The random text encoders' tokenizer, learnt from the training stories (CLIP's own with --pretrained).
+    tokenizer = None if pretrained else train_story_tokenizer(built["stories"]["train"]["text"])
+
     def retrieval_training() -> dict[str, Any]:
-        init = save_initial_retrieval_model(paths, pretrained, seed)
+        init = save_initial_retrieval_model(paths, pretrained, seed, tokenizer)
         return {
             pair: train_retrieval_pair(paths, plan, pair, init, folder, seed)
             for pair, folder in (("audio-video", paths.retrieval_model), ("audio-text", paths.retrieval_text_model))
@@ -743,7 +877,7 @@ def run_demo(
     data["table2_beats_random"] = beats_random(data["table2"])
 
     def sosgen_training() -> dict[str, Any]:
-        base, image_encoder = save_initial_pipelines(paths, pretrained)
+        base, image_encoder = save_initial_pipelines(paths, pretrained, tokenizer)
         text = train_sosgen_mode(
             paths, plan, "text", base, image_encoder, paths.sosgen_text, plan.sosgen_steps, seed, pretrained
         )
@@ -766,7 +900,13 @@ def run_demo(
         if not pretrained
         else [paths.sosgen_text, paths.sosgen_controlnet]
     )
-    data["table3"] = clock.run("Table 3", lambda: generation_table(paths, plan, pipelines, progress))
+
+    def table3() -> dict[str, Any]:
+        table = generation_table(paths, plan, pipelines, progress)
+        data["scene_categories"] = scene_category_scores(paths, plan, built["slices"], pipelines, plan.bootstrap)
+        return table
+
+    data["table3"] = clock.run("Table 3", table3)
     data["generation_text_tokens"] = prompt_text_tokens(paths.sosgen_text)
     data["generation_band"] = generation_band(paths.sosgen_text)
     data["recommendation"] = clock.run(

@@ -184,15 +184,16 @@ def tiny_msclap_processor(**kwargs: Any) -> MSClapProcessor:
     )
 
 
-def tiny_retrieval_processor(**kwargs: Any) -> SoSRetrievalProcessor:
-    """The real processor with the tiny tokenizer and 32 px frames; `kwargs` go to `SoSRetrievalProcessor`."""
+def tiny_retrieval_processor(tokenizer: CLIPTokenizer | None = None, **kwargs: Any) -> SoSRetrievalProcessor:
+    """The real processor with 32 px frames and ``tokenizer`` (default: `tiny_clip_tokenizer`); `kwargs` go to
+    `SoSRetrievalProcessor`."""
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
     )
     return SoSRetrievalProcessor(
         image_processor=image_processor,
         feature_extractor=ASTFeatureExtractor(),
-        tokenizer=tiny_clip_tokenizer(),
+        tokenizer=tokenizer or tiny_clip_tokenizer(),
         **kwargs,
     )
 

@@ -149,6 +149,39 @@ def test_sample_jobs_cover_the_plan_in_parts_of_whole_movie_pairs():
     assert len(sample_jobs(DemoPlan.for_minutes(15))) == 1 + DemoPlan.for_minutes(15).cmd_clips // CMD_CLIPS_PER_JOB
 
 
+def test_story_tokenizer_reads_a_word_a_token_and_is_the_same_in_every_process():
+    """The demo's text encoders read words: each training word is one token, an unseen word is spelt out, and the
+    merges and ids do not depend on the process (a seed gives the same models)."""
+    from sound_of_story.app.demo import train_story_tokenizer
+
+    texts = [
+        "Heavy rain hammers the empty street.",
+        "Rain pours down on Anna and Marcus.",
+        "Waves crash on the rocks.",
+    ]
+    tokenizer = train_story_tokenizer(texts)
+    assert tokenizer.tokenize("Rain hammers the rocks.") == [
+        "rain</w>",
+        "hammers</w>",
+        "the</w>",
+        "rocks</w>",
+        ".</w>",
+    ]
+    assert "".join(tokenizer.tokenize("xylophone")).replace("</w>", "") == "xylophone"
+    assert len(tokenizer.tokenize("xylophone")) > 1 and tokenizer.model_max_length == 77
+    ids = tokenizer("rain", padding="max_length", max_length=77).input_ids
+    assert (ids[0], ids[2], len(ids)) == (tokenizer.bos_token_id, tokenizer.eos_token_id, 77)
+    code = (
+        "import json; from sound_of_story.app.demo import train_story_tokenizer; "
+        f"print(json.dumps(sorted(train_story_tokenizer({texts!r}).get_vocab().items())))"
+    )
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
+    assert runs == {json.dumps(sorted(tokenizer.get_vocab().items())) + "\n"}
+
+
 def test_category_precision_counts_a_wrong_category_as_a_miss_and_random_is_the_library_share():
     from sound_of_story.app.demo import category_precision, main_category
 
@@ -283,10 +316,33 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     assert f"{a2v['value']:.1f} [{a2v['ci_low']:.1f}, {a2v['ci_high']:.1f}]" in page
     # diffusers' per-prompt truncation warning is off; the report states the text encoder's length once instead.
     assert "can only handle sequences" not in result.stdout + result.stderr
-    assert data["generation_text_tokens"] == 16
-    assert "reads the first 16 tokens of each description" in page
-    assert data["generation_band"] == {"sample_rate": 8000.0, "min_frequency": 0.0, "max_frequency": 3000.0}
-    assert "SoSgen makes 8 kHz audio from mel bins of 0-3000 Hz" in page
+    assert data["generation_text_tokens"] == 77
+    assert "reads the first 77 tokens of each description" in page
+    assert data["generation_band"] == {"sample_rate": 16000.0, "min_frequency": 0.0, "max_frequency": 8000.0}
+    assert "SoSgen makes 16 kHz audio from mel bins of 0-8000 Hz" in page
+    # The random text encoders read the run's own word-level tokenizer, learnt from the training stories only.
+    from transformers import CLIPTokenizer
+
+    from sound_of_story.app.demo import train_story_tokenizer
+
+    expected = train_story_tokenizer(list(stories["train"]["text"])).get_vocab()
+    train_words = {w.lower() for t in stories["train"]["text"] for w in re.findall(r"[A-Za-z]+", t)}
+    for folder in (paths.init_retrieval, paths.init_sosgen / "tokenizer"):
+        tokenizer = CLIPTokenizer.from_pretrained(folder)
+        assert tokenizer.get_vocab() == expected and tokenizer.model_max_length == 77
+        assert all(tokenizer.tokenize(w) == [f"{w}</w>"] for w in train_words)  # one token a word
+    # Scene categories: every pipeline's clips and the real held-out slices scored over the same spans, and the
+    # table shown with its figures.
+    scene = data["scene_categories"]
+    from sound_of_story.app.demo import ROUND_TRIP
+
+    assert set(scene["scores"]) == {"real held-out slices", ROUND_TRIP, *table3} and scene["chance"] == pytest.approx(
+        100 / 11
+    )
+    assert len({entry["spans"] for entry in scene["scores"].values()}) == 1
+    for entry in scene["scores"].values():
+        assert entry["ci_low"] <= entry["value"] + 1e-9 <= entry["ci_high"] + 2e-9
+        assert f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]" in page
     recommended, random_draw = precision["recommended"], precision["random"]
     for entry in (recommended, random_draw):
         assert f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]" in page

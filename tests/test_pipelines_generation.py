@@ -838,3 +838,44 @@ def test_cli_generate_with_frames(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="--model"):
         run_cli(["generate", "--model", str(tmp_path / "missing"), "--text", "x", "--out", str(out)])
+
+
+def test_identity_vae_passes_a_spectrogram_image_through_and_the_small_sosgen_makes_a_slice_in_one_window(tmp_path):
+    """The demo's small SoSgen: the fixed autoencoder gives back the image (a random frozen one loses it), its latents
+    are the image's grey level at unit spread, and one 128-column window of 80 ms columns holds a 10 s slice."""
+    from sound_of_story.audio.spectrogram import audio_to_image
+    from sound_of_story.pipelines.tiny_random import (
+        SMALL_SPECTROGRAM,
+        SMALL_WINDOWS,
+        identity_vae,
+        small_sosgen_components,
+        tiny_tokenizer,
+    )
+
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((1, 10 * 16000)) * np.linspace(0.01, 0.3, 10 * 16000)).astype(np.float32)
+    image = torch.from_numpy(np.array(audio_to_image(audio, 16000, SMALL_SPECTROGRAM).convert("RGB")))
+    pixels = image.permute(2, 0, 1)[None].float() / 127.5 - 1.0  # the training's [-1, 1] images, (1, 3, 32, 126)
+    assert pixels.shape == (1, 3, 32, 126)
+    vae = identity_vae(shift=0.25, scale=0.4)
+    with torch.no_grad():
+        latents = vae.encode(pixels).latent_dist.sample()
+        decoded = vae.decode(latents).sample
+    # The construction's stated errors (GroupNorm spread constant to 1e-5, SiLU the identity to 1e-5) on values of 1.
+    np.testing.assert_allclose(latents[0, 0].numpy(), (pixels[0].mean(0) - 0.25).numpy(), atol=1e-4)
+    np.testing.assert_allclose(decoded.numpy(), pixels.numpy(), atol=1e-4)
+    assert vae.config.scaling_factor == pytest.approx(2.5)
+
+    components = small_sosgen_components(tiny_tokenizer())
+    pipe = SoSgenPipeline(**components, spectrogram_params=SMALL_SPECTROGRAM, **SMALL_WINDOWS)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("rain", duration_s=10.0, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.sample_rate == 16000 and out.audios[0].shape[-1] == SMALL_SPECTROGRAM.num_samples_for_width(126)
+    assert SMALL_WINDOWS["window_width"] * SMALL_SPECTROGRAM.step_size_ms / 1000 >= 10.0  # one window per slice
+    controlnet_pipe = sosgen_controlnet(components, spectrogram_params=SMALL_SPECTROGRAM, **SMALL_WINDOWS)
+    frames = [Image.new("RGB", (32, 32), (200, 30, 30)), Image.new("RGB", (32, 32), (30, 30, 200))]
+    out = controlnet_pipe(
+        "rain", frames=frames, frame_times=[0.0, 5.0], duration_s=10.0, num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert out.audios[0].shape[-1] == SMALL_SPECTROGRAM.num_samples_for_width(126)

@@ -62,7 +62,7 @@ def test_python_block_generates_with_the_demos_sosgen(tour):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rate, length, note = result.stdout.strip().splitlines()[-1].split(" ", 2)
-    assert rate == "8000" and length == "(40000,)" and note.startswith("SoSgenPipeline")
+    assert rate == "16000" and length == "(80000,)" and note.startswith("SoSgenPipeline")
 
 
 def test_space_command_serves_the_demos_models(tour):

@@ -217,9 +217,9 @@ def test_evaluation_writes_table2_on_the_held_out_stories(trained, folder):
 
 def test_generate_writes_five_seconds_of_sound(folder):
     result = _succeeded(_run(GENERATE_COMMAND, folder))
-    assert "wrote rain.wav (5.00 s, 8000 Hz) and rain.png" in result.stdout
+    assert "wrote rain.wav (5.00 s, 16000 Hz) and rain.png" in result.stdout
     audio, rate = soundfile.read(folder / "rain.wav")
-    assert rate == 8000 and audio.shape == (40000,)
+    assert rate == 16000 and audio.shape == (80000,)
     assert np.sqrt(np.mean(audio**2)) > 1e-3
     assert (folder / "rain.png").stat().st_size > 0
 

@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 from training_fixtures import (  # noqa: F401
@@ -179,11 +180,38 @@ def test_bad_input_exits_with_code_2_and_a_message(sos_training_dataset, tiny_so
         ({"validation_steps": 0}, "--validation_steps must be >= 1"),
         ({"num_validation_samples": 0}, "--num_validation_samples must be >= 1"),
         ({"snr_gamma": 0.0}, "--snr_gamma must be > 0"),
+        ({"proportion_empty_prompts": 1.5}, "--proportion_empty_prompts must be in [0, 1], got 1.5"),
     ],
 )
 def test_arguments_reject_bad_values_naming_the_flag(values, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         SoSgenTrainingArguments(dataset="sos", output_dir="out", **values)
+
+
+def test_empty_prompts_replace_the_stated_share_of_texts_and_leave_the_windows_unchanged():
+    """`--proportion_empty_prompts`: the draw is per example and reproducible, and it does not move the window."""
+    from sound_of_story.pipelines.tiny_random import SPECTROGRAM, tiny_tokenizer
+    from sound_of_story.training.sosgen import SliceCollator
+
+    rate = 8000
+    rows = [
+        (i, {"audio": {"array": np.sin(np.arange(3 * rate) * (i + 1) / 50.0), "sampling_rate": rate}, "text": f"scene {i}"})
+        for i in range(400)
+    ]  # fmt: skip
+    tokenizer = tiny_tokenizer()
+    empty = tokenizer([""], max_length=16, padding="max_length", return_tensors="pt").input_ids[0]
+
+    def collate(share: float):
+        return SliceCollator(SPECTROGRAM, 128, tokenizer, "text", seed=3, empty_prompt_share=share)(rows)
+
+    never, some, again = collate(0.0), collate(0.3), collate(0.3)
+    dropped = (some["input_ids"] == empty).all(dim=1)
+    assert not (never["input_ids"] == empty).all(dim=1).any()
+    assert 0.25 < dropped.float().mean() < 0.35  # 400 draws at 0.3: standard error 0.023
+    assert torch.equal(some["input_ids"], again["input_ids"])
+    assert torch.equal(some["input_ids"][~dropped], never["input_ids"][~dropped])
+    assert torch.equal(some["window_start"], never["window_start"])
+    assert torch.equal(collate(1.0)["input_ids"], empty.expand(400, -1))
 
 
 def test_arguments_built_in_python_equal_the_parsed_command_line():

@@ -353,6 +353,12 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
     ema_decay: float = _flag("EMA decay (diffusers' EMAModel default)", 0.9999)
     snr_gamma: float | None = _flag("Min-SNR loss weighting gamma (Hang et al. 2023; 5.0 recommended)", None)
     noise_offset: float = _flag("noise offset (0 = none)", 0.0)
+    proportion_empty_prompts: float = _flag(
+        "share of training examples whose text is replaced by the empty prompt, so that classifier-free guidance "
+        "has an unconditional prediction to move away from (diffusers' train_controlnet.py flag; the ControlNet "
+        "paper drops 50%; the SoS paper does not say)",
+        0.0,
+    )
     use_lora: bool = _flag("text mode: train LoRA adapters of the UNet and text encoder (peft) instead", False)
     lora_rank: int = _flag("LoRA rank", 4)
     weight_decay: float = _flag(
@@ -384,6 +390,8 @@ class SoSgenTrainingArguments(CommonTrainingArguments):
             _at_least(name, getattr(self, name), 1)
         if self.snr_gamma is not None and not self.snr_gamma > 0:
             raise ValueError(f"--snr_gamma must be > 0, got {self.snr_gamma}")
+        if not 0.0 <= self.proportion_empty_prompts <= 1.0:
+            raise ValueError(f"--proportion_empty_prompts must be in [0, 1], got {self.proportion_empty_prompts}")
         if self.paper_schedule is not None:
             self._check_paper_schedule()
 

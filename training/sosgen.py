@@ -151,6 +151,7 @@ class SliceCollator:
     mode: str
     seed: int
     epoch: int = 0
+    empty_prompt_share: float = 0.0
 
     def __call__(self, items: list[tuple[int, dict]]) -> dict[str, Any]:
         from sound_of_story.pipelines import IMAGE_ONLY_PROMPT
@@ -159,14 +160,14 @@ class SliceCollator:
         for index, row in items:
             image = slice_spectrogram(row["audio"], self.params)
             width = image.shape[-1]
-            start = int(
-                _window_generator(self.seed, self.epoch, index).integers(0, max(1, width - self.window_width + 1))
-            )
+            draws = _window_generator(self.seed, self.epoch, index)
+            start = int(draws.integers(0, max(1, width - self.window_width + 1)))
+            empty_prompt = bool(draws.random() < self.empty_prompt_share)
             window = image[..., start : start + self.window_width]
             window = F.pad(window, (0, self.window_width - window.shape[-1]), value=255)
             images.append(window)
             starts.append(start)
-            texts.append(IMAGE_ONLY_PROMPT if self.mode == "image" else row["text"])
+            texts.append("" if empty_prompt else IMAGE_ONLY_PROMPT if self.mode == "image" else row["text"])
             if self.mode != "text":
                 frames.append(
                     [
@@ -583,8 +584,9 @@ def slice_loader(pipe, train_slices, args: SoSgenTrainingArguments):
     """The shuffled training batches (a random window of each slice's spectrogram) and the collator whose epoch
     sets the windows."""
     collator = SliceCollator(
-        pipe.spectrogram_params, int(pipe.config.window_width), pipe.tokenizer, args.mode, args.seed
-    )
+        pipe.spectrogram_params, int(pipe.config.window_width), pipe.tokenizer, args.mode, args.seed,
+        empty_prompt_share=args.proportion_empty_prompts,
+    )  # fmt: skip
     loader = torch.utils.data.DataLoader(
         IndexedSlices(train_slices), batch_size=args.train_batch_size, shuffle=True, collate_fn=collator,
         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed),
