@@ -617,7 +617,7 @@ def scene_category_scores(
     from sound_of_story.audio.spectrogram import SpectrogramParams, audio_to_image, image_to_audio, load_audio
     from sound_of_story.dataset_builder.samples import CATEGORY_NAMES
 
-    from .scene_sound import fit_on_slices, recognition_rate, slice_spans, span_hits
+    from .scene_sound import band_profile, fit_on_slices, profile_agreement, recognition_rate, slice_spans, span_hits
 
     scenes = story_scene_categories(paths.samples, plan.lsmdc_story_s)
     columns = ["id", "story_id", "audio", "start", "end"]
@@ -653,7 +653,24 @@ def scene_category_scores(
             span_hits(classifier, *load_audio(clips / f"{sid}.wav"), spans) for sid, _, _, spans in held_out
         ]
     scores = {name: recognition_rate(h, bootstrap) for name, h in hits.items()}
-    return {"scores": scores, "chance": 100.0 / len(CATEGORY_NAMES), "categories": len(CATEGORY_NAMES)}
+    # What the generated sound reproduces of the real slices' energy distribution over the bands, on average.
+    real_profiles = [band_profile(a, r) for _, a, r, _ in held_out]
+    profiles = {
+        folder.name: profile_agreement(
+            [
+                band_profile(*load_audio(paths.generated / folder.name / "audio" / f"{sid}.wav"))
+                for sid, *_ in held_out
+            ],
+            real_profiles,
+        )
+        for folder in pipelines
+    }
+    return {
+        "scores": scores,
+        "chance": 100.0 / len(CATEGORY_NAMES),
+        "categories": len(CATEGORY_NAMES),
+        "band_profiles": profiles,
+    }
 
 
 # --------------------------------------------------------------------------- recommendation

@@ -59,6 +59,20 @@ def span_features(bands: np.ndarray, start_s: float, end_s: float) -> np.ndarray
     return np.concatenate([mean - mean.mean(), span.std(axis=1), np.abs(np.diff(span, axis=1)).mean(axis=1)])
 
 
+def band_profile(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The clip's energy distribution over the `log_mel` bands: each band's mean level in dB relative to the clip's
+    mean over bands (so the clip's loudness does not count)."""
+    level = log_mel(audio, sample_rate).mean(axis=1) * (10.0 / np.log(10.0))
+    return level - level.mean()
+
+
+def profile_agreement(profiles: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict[str, float]:
+    """How the mean `band_profile` of a set of clips follows the reference set's: their Pearson correlation over
+    the bands and the mean absolute difference in dB."""
+    mean, real = np.mean(profiles, axis=0), np.mean(reference, axis=0)
+    return {"correlation": float(np.corrcoef(mean, real)[0, 1]), "mean_abs_db": float(np.abs(mean - real).mean())}
+
+
 def slice_spans(
     scenes: Sequence[tuple[str, float, float]], start: float, end: float, min_s: float = MIN_SPAN_S
 ) -> list[tuple[str, float, float]]:
@@ -163,6 +177,8 @@ def recognition_rate(hits_per_slice: Sequence[Sequence[bool]], bootstrap: int, s
 
 __all__ = [
     "CategoryClassifier",
+    "band_profile",
+    "profile_agreement",
     "fit_on_slices",
     "log_mel",
     "recognition_rate",

@@ -1,8 +1,12 @@
 """Tiny random-initialised SoSgen pipelines, built in code with no download.
 
-For the offline demo and the tests: every code path of the real pipelines runs, at 8 kHz with 32
-mel bins and 4/8-channel networks, in seconds on a 2-core CPU. The outputs are noise shaped by
-random weights: they show the pipeline works, not what a trained model generates.
+For the tests: every code path of the real pipelines runs, at 8 kHz with 32 mel bins and 4/8-channel
+networks, in seconds on a 2-core CPU. The outputs are noise shaped by random weights: they show the
+pipeline works, not what a trained model generates.
+
+For the offline demo: `small_sosgen_components`, a pipeline small enough to train in a minute that can
+learn, because its fixed `identity_vae` passes the spectrogram to the UNet and back unchanged (the tiny
+pipelines' random autoencoder loses it), at 16 kHz with mel bins up to 8 kHz (`SMALL_SPECTROGRAM`).
 """
 
 from __future__ import annotations

@@ -343,6 +343,10 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
     for entry in scene["scores"].values():
         assert entry["ci_low"] <= entry["value"] + 1e-9 <= entry["ci_high"] + 2e-9
         assert f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]" in page
+    assert set(scene["band_profiles"]) == set(table3)
+    for profile in scene["band_profiles"].values():
+        assert -1.0 <= profile["correlation"] <= 1.0 and profile["mean_abs_db"] >= 0.0
+        assert f"<td>{profile['correlation']:.2f}</td>" in page
     recommended, random_draw = precision["recommended"], precision["random"]
     for entry in (recommended, random_draw):
         assert f"{entry['value']:.1f} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]" in page

@@ -92,3 +92,18 @@ def test_recognition_rate_pools_spans_and_resamples_whole_slices():
 def test_classifier_rejects_unknown_labels():
     with pytest.raises(ValueError, match="not among the categories"):
         CategoryClassifier.fit(np.zeros((2, 3)), ["rumble", "thunder"], CATEGORIES)
+
+
+def test_band_profile_ignores_loudness_and_agreement_tells_a_shape_from_another():
+    from sound_of_story.app.scene_sound import band_profile, profile_agreement
+
+    clips = [_slice(["rumble", "hiss"], seed=k) for k in range(3)]
+    profiles = [band_profile(a, r) for a, r, _ in clips]
+    louder = [band_profile(a * 50, r) for a, r, _ in clips]
+    np.testing.assert_allclose(louder, profiles, atol=1e-3)  # dB of float32 mel powers: see the features' test
+    assert abs(np.mean(profiles[0])) < 1e-9  # relative to the clip's mean over bands
+    same = profile_agreement(louder, profiles)
+    assert same["correlation"] == pytest.approx(1.0) and same["mean_abs_db"] < 1e-3
+    hiss = [band_profile(a, r) for a, r, _ in (_slice(["hiss", "hiss"], seed=k) for k in range(3))]
+    other = profile_agreement(hiss, profiles)
+    assert other["correlation"] < 0.9 and other["mean_abs_db"] > 3.0
