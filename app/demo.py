@@ -617,7 +617,15 @@ def scene_category_scores(
     from sound_of_story.audio.spectrogram import SpectrogramParams, audio_to_image, image_to_audio, load_audio
     from sound_of_story.dataset_builder.samples import CATEGORY_NAMES
 
-    from .scene_sound import band_profile, fit_on_slices, profile_agreement, recognition_rate, slice_spans, span_hits
+    from .scene_sound import (
+        band_profile,
+        fit_on_slices,
+        log_mel,
+        profile_agreement,
+        recognition_rate,
+        slice_spans,
+        span_hits,
+    )
 
     scenes = story_scene_categories(paths.samples, plan.lsmdc_story_s)
     columns = ["id", "story_id", "audio", "start", "end"]
@@ -626,43 +634,42 @@ def scene_category_scores(
         out = []
         for row in split.select_columns(columns):
             audio, rate = decoded_audio(row["audio"])
-            out.append(
-                (
-                    row["id"],
-                    channels_first(audio),
-                    rate,
-                    slice_spans(scenes[row["story_id"]], row["start"], row["end"]),
-                )
-            )
+            spans = slice_spans(scenes[row["story_id"]], row["start"], row["end"])
+            out.append((row["id"], channels_first(audio), rate, spans))
         return out
 
     classifier = fit_on_slices([(a, r, spans) for _, a, r, spans in real(slices["train"])], CATEGORY_NAMES)
     held_out = real(slices["test"].select(range(min(plan.eval_slices, len(slices["test"])))))
-    hits = {"real held-out slices": [span_hits(classifier, a, r, spans) for _, a, r, spans in held_out]}
-    # The ceiling of a generator: the real slices through its spectrogram images and back (its Griffin-Lim).
+    # The log-mel bands of every scored clip, computed once: the real held-out slices, the same slices through the
+    # first pipeline's spectrogram images and back (its Griffin-Lim: the ceiling of a generator), and each
+    # pipeline's generated slices.
     params = SpectrogramParams.from_dict(
         json.loads((pipelines[0] / "model_index.json").read_text())["spectrogram_params"]
     )
-    hits[ROUND_TRIP] = [
-        span_hits(classifier, *image_to_audio(audio_to_image(a, r, params), params, generator=torch.Generator().manual_seed(0)), spans)
-        for _, a, r, spans in held_out
-    ]  # fmt: skip
-    for folder in pipelines:
-        clips = paths.generated / folder.name / "audio"
-        hits[folder.name] = [
-            span_hits(classifier, *load_audio(clips / f"{sid}.wav"), spans) for sid, _, _, spans in held_out
-        ]
-    scores = {name: recognition_rate(h, bootstrap) for name, h in hits.items()}
-    # What the generated sound reproduces of the real slices' energy distribution over the bands, on average.
-    real_profiles = [band_profile(a, r) for _, a, r, _ in held_out]
-    profiles = {
-        folder.name: profile_agreement(
-            [
-                band_profile(*load_audio(paths.generated / folder.name / "audio" / f"{sid}.wav"))
-                for sid, *_ in held_out
-            ],
-            real_profiles,
+    bands = {
+        "real held-out slices": [log_mel(a, r) for _, a, r, _ in held_out],
+        ROUND_TRIP: [
+            log_mel(*image_to_audio(audio_to_image(a, r, params), params, generator=torch.Generator().manual_seed(0)))
+            for _, a, r, _ in held_out
+        ],
+        **{
+            folder.name: [
+                log_mel(*load_audio(paths.generated / folder.name / "audio" / f"{sid}.wav")) for sid, *_ in held_out
+            ]
+            for folder in pipelines
+        },
+    }
+    spans = [clip_spans for *_, clip_spans in held_out]
+    scores = {
+        name: recognition_rate(
+            [span_hits(classifier, b, clip_spans) for b, clip_spans in zip(clips, spans)], bootstrap
         )
+        for name, clips in bands.items()
+    }
+    # What the generated sound reproduces of the real slices' energy distribution over the bands, on average.
+    real_profiles = [band_profile(b) for b in bands["real held-out slices"]]
+    profiles = {
+        folder.name: profile_agreement([band_profile(b) for b in bands[folder.name]], real_profiles)
         for folder in pipelines
     }
     return {

@@ -59,10 +59,10 @@ def span_features(bands: np.ndarray, start_s: float, end_s: float) -> np.ndarray
     return np.concatenate([mean - mean.mean(), span.std(axis=1), np.abs(np.diff(span, axis=1)).mean(axis=1)])
 
 
-def band_profile(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The clip's energy distribution over the `log_mel` bands: each band's mean level in dB relative to the clip's
+def band_profile(bands: np.ndarray) -> np.ndarray:
+    """A clip's energy distribution over its `log_mel` ``bands``: each band's mean level in dB relative to the clip's
     mean over bands (so the clip's loudness does not count)."""
-    level = log_mel(audio, sample_rate).mean(axis=1) * (10.0 / np.log(10.0))
+    level = bands.mean(axis=1) * (10.0 / np.log(10.0))
     return level - level.mean()
 
 
@@ -139,11 +139,8 @@ def fit_on_slices(
     return CategoryClassifier.fit(np.array(features), labels, categories)
 
 
-def span_hits(
-    classifier: CategoryClassifier, audio: np.ndarray, sample_rate: int, spans: list[tuple[str, float, float]]
-) -> list[bool]:
-    """For each span of a slice, whether the classifier names its category from ``audio``."""
-    bands = log_mel(audio, sample_rate)
+def span_hits(classifier: CategoryClassifier, bands: np.ndarray, spans: list[tuple[str, float, float]]) -> list[bool]:
+    """For each span of a slice, whether the classifier names its category from the slice's `log_mel` ``bands``."""
     if not spans:
         return []
     predicted = classifier.predict(np.array([span_features(bands, start, end) for _, start, end in spans]))

@@ -42,6 +42,8 @@ SPECTROGRAM = SpectrogramParams(
 )
 WINDOWS = dict(window_width=128, window_overlap=32)
 STEPS = 3
+# Stable Diffusion's noise schedule, which Riffusion keeps.
+BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
 
 # The offline demo's generator (`small_sosgen_components`): 16 kHz with mel bins up to 8 kHz (VGGish, which judges the
 # output, hears 125-7500 Hz), and 80 ms columns, so that one 128-column window (10.24 s) holds a whole demo slice and
@@ -101,11 +103,10 @@ def tiny_components(scheduler: str = "ddim") -> dict:
             num_hidden_layers=2, vocab_size=100, max_position_embeddings=16,
         )
     )  # fmt: skip
-    betas = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
     schedulers = {
-        "ddim": lambda: DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **betas),
-        "dpm": lambda: DPMSolverMultistepScheduler(**betas),
-        "pndm": lambda: PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, **betas),
+        "ddim": lambda: DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **BETAS),
+        "dpm": lambda: DPMSolverMultistepScheduler(**BETAS),
+        "pndm": lambda: PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, **BETAS),
     }
     return dict(
         vae=vae.eval(),
@@ -206,13 +207,12 @@ def small_sosgen_components(
             vocab_size=len(tokenizer), max_position_embeddings=min(tokenizer.model_max_length, 77),
         )
     )  # fmt: skip
-    betas = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
     return dict(
         vae=identity_vae(shift, scale),
         text_encoder=text_encoder.eval(),
         tokenizer=tokenizer,
         unet=unet.eval(),
-        scheduler=DDIMScheduler(clip_sample=False, set_alpha_to_one=False, prediction_type=prediction_type, **betas),
+        scheduler=DDIMScheduler(clip_sample=False, set_alpha_to_one=False, prediction_type=prediction_type, **BETAS),
     )
 
 
