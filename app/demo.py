@@ -9,10 +9,10 @@ One run on a 2-core CPU, with no network:
    trained with the package's training loop (`sound_of_story.training.retrieval`) for audio-video and
    audio-text, and evaluated on the held-out stories next to the untrained model and the random
    baseline, as Table 2, with bootstrap intervals (`sound_of_story.evaluation.retrieval`).
-3. **Generation**: a tiny SoSgen (text) and a SoSgen ControlNet (frames) are trained briefly
+3. **Generation**: a small SoSgen (text) and a SoSgen ControlNet (frames) are trained briefly
    (`sound_of_story.training.sosgen`); sound is generated for held-out slices before and after
    training and scored against the real held-out slices (FAD, KAD; VGGish with random weights
-   offline, labelled), as Table 3.
+   offline, labelled), as Table 3, and by whether each scene of a slice is heard as its category.
 4. **Recommendation**: background sound for every held-out story from a library of the training slices
    (`sound_of_story.recommendation.SoundLibraryIndex`), scored by how often the recommended sounds share the
    story's scene category (the sample clips' ground truth), beside a random draw from the library.
