@@ -132,6 +132,7 @@ class DemoPlan:
     retrieval_epochs: int
     retrieval_batch: int
     retrieval_lr: float
+    retrieval_text_encoder_lr: float
     sosgen_steps: int
     controlnet_steps: int
     sosgen_lr: float
@@ -168,6 +169,9 @@ class DemoPlan:
             retrieval_epochs=scaled(100, 3),
             retrieval_batch=16,
             retrieval_lr=1e-3,
+            # The random text tower trains too (audio-text, --train_text_encoder): with it frozen, nothing on the text
+            # side learns and A2T/T2A were above random at some seeds only (docs/demo.md).
+            retrieval_text_encoder_lr=1e-4,
             sosgen_steps=scaled(120, 4),
             controlnet_steps=scaled(60, 2),
             sosgen_lr=1e-3,
@@ -430,18 +434,22 @@ def table2_entry(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def train_retrieval_pair(
-    paths: DemoPaths, plan: DemoPlan, pair: str, init: str, out_dir: Path, seed: int
+    paths: DemoPaths, plan: DemoPlan, pair: str, init: str, out_dir: Path, seed: int, pretrained: bool = False
 ) -> dict[str, Any]:
-    """`train_retrieval` on the built stories; frozen encoders with cached features unless ``--pretrained``
-    (the tiny encoders' random features are fixed, which is what makes a few minutes enough)."""
+    """`train_retrieval` on the built stories with frozen encoders and cached features (the tiny encoders' random
+    features are fixed, which is what makes a few minutes enough). The audio-text pair of the random models also
+    trains the text tower (`--train_text_encoder`), whose random weights are no encoder at all; with
+    ``--pretrained`` CLIP's text tower stays frozen."""
     from sound_of_story.training.arguments import RetrievalTrainingArguments
     from sound_of_story.training.retrieval import train_retrieval
 
+    text_tower = pair == "audio-text" and not pretrained
+    extra = {"train_text_encoder": True, "encoder_learning_rate": plan.retrieval_text_encoder_lr} if text_tower else {}
     args = RetrievalTrainingArguments(
         dataset=str(paths.sos), pair=pair, model="sos", init_from=init, output_dir=str(out_dir),
         train_batch_size=plan.retrieval_batch, num_train_epochs=plan.retrieval_epochs,
         learning_rate=plan.retrieval_lr, eval_split="none", report_to="none", seed=seed,
-        checkpointing_steps=1_000_000, freeze_encoders=True, feature_cache=str(paths.work / "features"),
+        checkpointing_steps=1_000_000, freeze_encoders=True, feature_cache=str(paths.work / "features"), **extra,
     )  # fmt: skip
     result = train_retrieval(args)
     return {"steps": result.global_step, "losses": result.losses}
@@ -881,7 +889,7 @@ def run_demo(
     def retrieval_training() -> dict[str, Any]:
         init = save_initial_retrieval_model(paths, pretrained, seed, tokenizer)
         return {
-            pair: train_retrieval_pair(paths, plan, pair, init, folder, seed)
+            pair: train_retrieval_pair(paths, plan, pair, init, folder, seed, pretrained)
             for pair, folder in (("audio-video", paths.retrieval_model), ("audio-text", paths.retrieval_text_model))
         }
 

@@ -454,8 +454,9 @@ def add_run_summary(report: Report, data: dict[str, Any]) -> None:
         "the paper's CLIP and AST (--pretrained; from the random-weight stand-ins of `sound-of-story stand-ins` "
         "nothing can be learnt, and every figure below then measures cost and shapes only)"
         if settings["pretrained"]
-        else f"{settings['encoder_width']}-wide CLIP and AST initialised in code with RANDOM weights and kept frozen; "
-        "their head (temporal encoder, audio projection, logit scale) trained here"
+        else f"{settings['encoder_width']}-wide CLIP and AST initialised in code with RANDOM weights; the image and audio "
+        "towers kept frozen, their head (temporal encoder, audio projection, logit scale) and, for audio-text, the "
+        f"text tower (at lr {settings['retrieval_text_encoder_lr']:g}) trained here"
     )
     weights += f"; similarity pooled at temperature {settings['similarity_temperature']:g} (X-CLIP's code: 0.01)"
     summary = Section("This run").add(

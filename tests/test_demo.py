@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from sound_of_story.app.report import (
     AudioClip,
@@ -261,6 +262,17 @@ def test_quick_demo_report_holds_figures_computed_in_the_run(quick_demo):
         == data["retrieval_training"]["audio-video"]["steps"]
         > 0
     )
+    # The audio-text model trained its random text tower (--train_text_encoder); AST and the image tower stayed as
+    # initialised, and the audio-video model left the text tower alone.
+    init = SoSRetrievalModel.from_pretrained(paths.init_retrieval).state_dict()
+    for folder, text_trained in ((paths.retrieval_text_model, True), (paths.retrieval_model, False)):
+        trained = SoSRetrievalModel.from_pretrained(folder).state_dict()
+        changed = {k for k in init if not torch.equal(init[k], trained[k])}
+        assert ("clip.text_projection.weight" in changed) == text_trained
+        assert not any(
+            k.startswith(("audio_model.", "clip.vision_model.", "clip.visual_projection.")) for k in changed
+        )
+    assert data["settings"]["retrieval_text_encoder_lr"] == plan.retrieval_text_encoder_lr
     assert data["sosgen_training"]["text"]["steps"] == plan.sosgen_steps
     assert data["sosgen_training"]["controlnet"]["steps"] == plan.controlnet_steps
     # Table 3: before and after training, every held-out slice generated and scored.

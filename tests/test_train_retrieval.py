@@ -445,6 +445,45 @@ def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(
     assert [k for k in changed if k.startswith("clip.")] == ["clip.logit_scale"]
 
 
+def test_train_text_encoder_trains_the_text_tower_over_cached_audio(
+    sos_training_dataset, tiny_retrieval_dir, tmp_path
+):
+    """`--train_text_encoder` under `--freeze_encoders`: the cache holds AST's outputs and the stories' token ids (not
+    the text tower's outputs), and the text tower and projection train while AST and the vision tower stay fixed."""
+    from datasets import load_dataset
+
+    from sound_of_story.modeling import SoSRetrievalProcessor
+
+    cache = tmp_path / "features"
+    common = ["--dataset", str(sos_training_dataset), "--init_from", str(tiny_retrieval_dir), "--pair", "audio-text",
+              "--train_batch_size", "4", "--max_train_steps", "2", "--eval_split", "none", "--report_to", "none",
+              "--learning_rate", "1e-3", "--encoder_learning_rate", "1e-3", "--freeze_encoders", "--train_text_encoder",
+              "--feature_cache", str(cache)]  # fmt: skip
+    _run([*common, "--output_dir", str(tmp_path / "a")])
+    (stored,) = cache.glob("features-*.pt")
+    features = torch.load(stored, weights_only=True)
+    assert set(features) == {"audio_first_token", "audio_tokens", "input_ids", "attention_mask"}
+    processor = SoSRetrievalProcessor.from_pretrained(tiny_retrieval_dir)
+    train = load_dataset(str(sos_training_dataset), split="train")
+    assert torch.equal(features["input_ids"], processor(text=train["text"])["input_ids"])
+    before, after = _weights(tiny_retrieval_dir), _weights(tmp_path / "a")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("clip.text_model.encoder.") for k in changed)
+    assert {"clip.text_projection.weight", "clip.text_model.embeddings.token_embedding.weight"} <= changed
+    assert not [k for k in changed if k.startswith(("audio_model.", "clip.vision_model.", "clip.visual_projection."))]
+    # The same run again reads the cache and trains the same weights; a run without --train_text_encoder keys its
+    # cache apart (it stores the text tower's outputs).
+    _run([*common, "--output_dir", str(tmp_path / "b")])
+    _assert_same_weights(after, _weights(tmp_path / "b"))
+    frozen = [arg for arg in common if arg != "--train_text_encoder"]
+    frozen[frozen.index("--encoder_learning_rate") + 1] = "1e-7"
+    _run([*frozen, "--output_dir", str(tmp_path / "c")])
+    assert len(list(cache.glob("features-*.pt"))) == 2
+    assert not any(
+        k.startswith("clip.text_model.") for k, v in _weights(tmp_path / "c").items() if not torch.equal(v, before[k])
+    )
+
+
 @pytest.mark.parametrize(
     "values, message",
     [
@@ -457,6 +496,8 @@ def test_frozen_encoder_feature_cache_trains_only_the_new_layers_and_is_reused(
         ({"pair": "audio-image"}, "--pair must be one of"),
         ({"model": "clap"}, "--model clap is an audio-text model"),
         ({"feature_cache": "features"}, "--feature_cache needs --freeze_encoders"),
+        ({"train_text_encoder": True, "pair": "audio-text"}, "--train_text_encoder keeps the text tower trainable"),
+        ({"train_text_encoder": True, "freeze_encoders": True}, "it needs --freeze_encoders and --pair audio-text"),
         ({"freeze_encoders": True, "feature_cache": "f", "grad_cache": True}, "--feature_cache and --grad_cache"),
         ({"grad_cache_chunk_size": 0}, "--grad_cache_chunk_size must be >= 1"),
         ({"best_metric": "T2A/R@1"}, "--best_metric must be DIRECTION/FIGURE with a direction of audio-video"),

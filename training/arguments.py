@@ -218,6 +218,12 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
     grad_cache: bool = _flag("gradient caching: the full batch's gradients in --grad_cache_chunk_size chunks", False)
     grad_cache_chunk_size: int = _flag("stories encoded at once with --grad_cache", 16)
     freeze_encoders: bool = _flag("freeze CLIP and AST; train the temporal encoder, audio projection, scale", False)
+    train_text_encoder: bool = _flag(
+        "with --freeze_encoders and --pair audio-text: CLIP's text tower and text projection still train, at "
+        "--encoder_learning_rate (otherwise nothing on the text side trains); with --feature_cache only AST's outputs "
+        "are cached and the text is encoded in every step",
+        False,
+    )
     feature_cache: str | None = _flag(
         "with --freeze_encoders (sos): compute CLIP/AST outputs once into this folder", None
     )
@@ -255,6 +261,13 @@ class RetrievalTrainingArguments(CommonTrainingArguments):
             raise ValueError(
                 "--feature_cache needs --freeze_encoders (the cached features are the frozen encoders' outputs)"
             )
+        if self.train_text_encoder and not (self.freeze_encoders and self.pair == "audio-text"):
+            raise ValueError(
+                "--train_text_encoder keeps the text tower trainable under --freeze_encoders: it needs "
+                "--freeze_encoders and --pair audio-text"
+            )
+        if self.train_text_encoder and self.model != "sos":
+            raise ValueError("--train_text_encoder is implemented for --model sos only")
         if self.feature_cache and self.model != "sos":
             raise ValueError("--feature_cache is implemented for --model sos only")
         if self.feature_cache and self.grad_cache:

@@ -79,6 +79,7 @@ logger = logging.getLogger(__name__)
 # Parameter-name prefixes of the pretrained encoders (the lower learning rate; frozen by --freeze_encoders).
 # SoS and Wav2CLIP: CLIP and AST (their audio_projection is new); CLAP: every tower and projection.
 SOS_ENCODER_PREFIXES = ("clip.", "audio_model.")
+TEXT_TOWER_PREFIXES = ("clip.text_model.", "clip.text_projection.")  # what --train_text_encoder keeps trainable
 CLAP_ENCODER_PREFIXES = ("text_model.", "audio_model.", "text_projection.", "audio_projection.")
 LOWER_IS_BETTER = ("MdR", "MnR")
 DESCRIPTION = (
@@ -329,9 +330,10 @@ def is_encoder_parameter(model: nn.Module, name: str) -> bool:
     return name.startswith(_encoder_prefixes(model)) and not name.endswith("logit_scale")
 
 
-def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool) -> None:
+def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool, train_text_encoder: bool = False) -> None:
     """Freeze what the pair never uses (the text tower for audio-video, the vision side for audio-text), so every
-    trainable parameter gets a gradient in every step (DDP requires it), and the encoders with --freeze_encoders."""
+    trainable parameter gets a gradient in every step (DDP requires it), and the encoders with --freeze_encoders,
+    except CLIP's text tower and projection with ``train_text_encoder`` (audio-text)."""
     clip = getattr(model, "clip", None)
     if clip is not None:
         unused = (
@@ -347,6 +349,11 @@ def freeze_for_pair(model: nn.Module, pair: str, freeze_encoders: bool) -> None:
         for name, parameter in model.named_parameters():
             if is_encoder_parameter(model, name):
                 parameter.requires_grad_(False)
+    if train_text_encoder:
+        if pair != "audio-text" or clip is None:
+            raise ValueError("train_text_encoder trains the CLIP text tower of an audio-text SoS model")
+        for module in (clip.text_model, clip.text_projection):
+            module.requires_grad_(True)
 
 
 def optimizer_groups(
@@ -421,6 +428,8 @@ class RetrievalEncoder(nn.Module):
             audio = model.audio_features_from_states(batch["audio_first_token"], batch["audio_tokens"])
             if self.pair == "audio-video":
                 other = model.video_features_from_clip_frames(batch["clip_frames"], batch["frame_mask"])
+            elif "input_ids" in batch:  # the text tower trains (--train_text_encoder): only AST's outputs are cached
+                other = model.get_text_features(batch["input_ids"], batch["attention_mask"])
             else:
                 other = SoSTextFeatures(
                     text_embeds=batch["text_embeds"],
@@ -541,14 +550,29 @@ def grad_cached_backward(
 
 @torch.no_grad()
 def frozen_encoder_features(
-    model: SoSRetrievalModel, processor, stories, pair: str, cache_dir: str | Path, batch_size: int = 8
+    model: SoSRetrievalModel,
+    processor,
+    stories,
+    pair: str,
+    cache_dir: str | Path,
+    batch_size: int = 8,
+    text_inputs: bool = False,
 ) -> dict:
     """CLIP and AST outputs of every story (evaluation crop: the window of most energy, this package's reading of the
     paper's "information-rich area"), computed once and stored in
-    `cache_dir` under a key of the frozen weights, the processor, the pair and the stories' fingerprint."""
-    key = hashlib.sha256(
-        f"{model_fingerprint(model, include=lambda name: is_encoder_parameter(model, name))[:16]}:{processor_fingerprint(processor)}:{pair}:{stories._fingerprint}".encode()
-    ).hexdigest()[:24]
+    `cache_dir` under a key of the frozen weights, the processor, the pair and the stories' fingerprint.
+
+    With ``text_inputs`` (audio-text, `--train_text_encoder`) the text tower trains, so its token ids and attention
+    mask are stored in place of its outputs, and its weights are not part of the key."""
+    if text_inputs and pair != "audio-text":
+        raise ValueError("text_inputs stores the token ids of the audio-text pair")
+
+    def frozen(name: str) -> bool:
+        return is_encoder_parameter(model, name) and not (text_inputs and name.startswith(TEXT_TOWER_PREFIXES))
+
+    fingerprint = f"{model_fingerprint(model, include=frozen)[:16]}:{processor_fingerprint(processor)}:{pair}"
+    fingerprint += ":text-inputs" if text_inputs else ""
+    key = hashlib.sha256(f"{fingerprint}:{stories._fingerprint}".encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"features-{key}.pt"
     if path.exists():
         # weights_only=True passed explicitly: the cache folder may be shared, and an implicit default can be turned
@@ -578,6 +602,8 @@ def frozen_encoder_features(
             values["clip_frames"], values["frame_mask"] = clip_frame_embeddings(
                 model.clip, inputs["pixel_values"], inputs["frame_mask"]
             )
+        elif text_inputs:
+            values.update(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         else:
             text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
             values.update(
@@ -821,7 +847,7 @@ def prepare_retrieval_model(args: RetrievalTrainingArguments, train_stories, dev
     on `device`."""
     model, processor = build_retrieval_model(args)
     check_pair(model, processor, train_stories, args.pair)
-    freeze_for_pair(model, args.pair, args.freeze_encoders)
+    freeze_for_pair(model, args.pair, args.freeze_encoders, args.train_text_encoder)
     model.to(device)
     return model, processor
 
@@ -834,8 +860,9 @@ def training_loader(
     if args.feature_cache:
         with accelerator.main_process_first():
             features = frozen_encoder_features(
-                model, processor, train_stories, args.pair, args.feature_cache, args.eval_batch_size
-            )
+                model, processor, train_stories, args.pair, args.feature_cache, args.eval_batch_size,
+                text_inputs=args.train_text_encoder,
+            )  # fmt: skip
         data, collate, collator = CachedFeatureStories(features), torch.utils.data.default_collate, None
     else:
         collator = StoryCollator(processor, args.pair, args.seed)
