@@ -98,6 +98,7 @@ def test_plan_holds_out_24_stories_in_15_minutes_and_rejects_a_bad_budget(tmp_pa
     full, quick = DemoPlan.for_minutes(15), DemoPlan.for_minutes(1)
     assert full.test_stories >= 24 and full.cmd_clips % 2 == 0
     assert quick.test_stories < full.test_stories and quick.retrieval_epochs < full.retrieval_epochs
+    assert quick.retrieval_text_epochs < full.retrieval_text_epochs
     result = subprocess.run(
         [str(CLI), "demo", "--out", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120
     )
